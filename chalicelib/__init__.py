@@ -1,0 +1,1 @@
+"""Application code deployed to Lambda beside ``app.py``."""

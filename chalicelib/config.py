@@ -1,0 +1,76 @@
+"""Settings read from the environment once per container.
+
+Only this module reads ``os.environ`` for application settings; everything
+else receives a :class:`Settings` (or the values it holds).  Endpoints are
+*not* settings of ours: boto3/botocore/pynamodb pick them up from the
+standard ``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_DYNAMODB``/
+``AWS_ENDPOINT_URL_S3`` variables, so pointing at real AWS needs no code
+change.  The one exception is the WebSocket management endpoint, which has
+no standard variable (see ``ws_management_endpoint``).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Mapping
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str
+    region: str
+    tenants_table: str
+    domains_table: str
+    users_table: str
+    connections_table: str
+    files_bucket: str
+    # https://{api-id}.execute-api.{region}.amazonaws.com/{stage} on AWS,
+    # http://127.0.0.1:<port>/<stage> on the local stack.
+    ws_management_endpoint: str | None
+    # Largest inbound frame the app accepts (API Gateway itself caps at 128 KB).
+    max_frame_bytes: int
+    # Connection records expire (DynamoDB TTL) this long after connect; API
+    # Gateway closes a socket after 2 h at most, so a record older than that is
+    # a leftover of a lost $disconnect.
+    connection_ttl_seconds: int
+    # Seconds a tenant's identity configuration is cached in a warm container.
+    tenant_cache_seconds: int
+    # Minimum seconds between JWKS refetches for one issuer (unknown kid).
+    jwks_refetch_seconds: int
+    jwt_leeway_seconds: int
+    delivery_max_in_flight: int
+    delivery_max_attempts: int
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    stage = env.get("CHAT_STAGE", "dev")
+    return Settings(
+        stage=stage,
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        tenants_table=env.get("TENANTS_TABLE", f"chat-{stage}-tenants"),
+        domains_table=env.get("DOMAINS_TABLE", f"chat-{stage}-domains"),
+        users_table=env.get("USERS_TABLE", f"chat-{stage}-users"),
+        connections_table=env.get("CONNECTIONS_TABLE", f"chat-{stage}-connections"),
+        files_bucket=env.get("FILES_BUCKET", f"chat-{stage}-files"),
+        ws_management_endpoint=env.get("WS_MANAGEMENT_ENDPOINT") or None,
+        max_frame_bytes=_int(env, "MAX_FRAME_BYTES", 64 * 1024),
+        connection_ttl_seconds=_int(env, "CONNECTION_TTL_SECONDS", 2 * 3600 + 600),
+        tenant_cache_seconds=_int(env, "TENANT_CACHE_SECONDS", 30),
+        jwks_refetch_seconds=_int(env, "JWKS_REFETCH_SECONDS", 30),
+        jwt_leeway_seconds=_int(env, "JWT_LEEWAY_SECONDS", 30),
+        delivery_max_in_flight=_int(env, "DELIVERY_MAX_IN_FLIGHT", 32),
+        delivery_max_attempts=_int(env, "DELIVERY_MAX_ATTEMPTS", 3),
+    )
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The container's settings, read on first use."""
+    return from_env()

@@ -1,0 +1,1 @@
+"""Wire protocol: frames, schemas and error codes (one source of truth)."""

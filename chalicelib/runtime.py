@@ -1,0 +1,112 @@
+"""Collaborators built on first use and reused while the container is warm.
+
+No network and no clients at import time: a cold start pays only for what
+its first invocation needs.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from .auth import JwksCache, TenantDirectory, TenantIdentity, TokenVerifier
+from .config import settings
+
+_lock = threading.RLock()
+_objects: dict[str, Any] = {}
+# Set from the first WebSocket event when WS_MANAGEMENT_ENDPOINT is not configured.
+_event_endpoint: dict[str, str] = {}
+
+
+def _once(name: str, build: Any) -> Any:
+    obj = _objects.get(name)
+    if obj is None:
+        with _lock:
+            obj = _objects.get(name)
+            if obj is None:
+                obj = _objects[name] = build()
+    return obj
+
+
+def _lookup_tenant(issuer: str) -> TenantIdentity | None:
+    from .models import Tenant
+
+    tenant = Tenant.for_issuer(issuer)
+    if tenant is None:
+        return None
+    return TenantIdentity(
+        tenant_id=tenant.tenant_id, issuer=tenant.issuer, audience=tenant.audience,
+        domains=tuple(d.lower() for d in tenant.domains), algorithms=tuple(tenant.algorithms),
+        email_claim=tenant.email_claim, roles_claim=tenant.roles_claim, jwks_uri=tenant.jwks_uri,
+        auto_provision=bool(tenant.auto_provision), active=tenant.status == "active",
+    )
+
+
+def verifier() -> TokenVerifier:
+    s = settings()
+    return _once("verifier", lambda: TokenVerifier(
+        TenantDirectory(_lookup_tenant, s.tenant_cache_seconds),
+        JwksCache(s.jwks_refetch_seconds),
+        s.jwt_leeway_seconds,
+    ))
+
+
+def remember_endpoint(api_id: str, stage: str, domain_name: str) -> None:
+    """Derive the management endpoint from a WebSocket event if config gave none."""
+    if settings().ws_management_endpoint or _event_endpoint:
+        return
+    region = settings().region
+    if domain_name.endswith(".amazonaws.com"):
+        _event_endpoint["url"] = f"https://{api_id}.execute-api.{region}.amazonaws.com/{stage}"
+    else:  # custom domain
+        _event_endpoint["url"] = f"https://{domain_name}/{stage}"
+
+
+def management_endpoint() -> str:
+    url = settings().ws_management_endpoint or _event_endpoint.get("url")
+    if not url:
+        raise RuntimeError("WS_MANAGEMENT_ENDPOINT is not configured")
+    return url
+
+
+def management_client() -> Any:
+    """The ``apigatewaymanagementapi`` client every handler posts through."""
+    def build() -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session().client(
+            "apigatewaymanagementapi", endpoint_url=management_endpoint(),
+            region_name=settings().region,
+            config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1},
+                          max_pool_connections=max(10, settings().delivery_max_in_flight)),
+        )
+    return _once("management_client", build)
+
+
+def delivery() -> Any:
+    from .delivery import Delivery
+    from .services.connections import disconnect
+
+    s = settings()
+    return _once("delivery", lambda: Delivery(
+        management_client(), on_gone=disconnect,
+        max_in_flight=s.delivery_max_in_flight, max_attempts=s.delivery_max_attempts,
+    ))
+
+
+class ManagementSession:
+    """Assigned to ``app.websocket_api.session`` so Chalice's own ``send``
+    reaches the configured management endpoint (Chalice otherwise builds an
+    ``execute-api.amazonaws.com`` URL and ignores endpoint settings)."""
+
+    region_name = property(lambda self: settings().region)
+
+    def client(self, service_name: str, **_kwargs: Any) -> Any:
+        if service_name != "apigatewaymanagementapi":
+            raise ValueError(f"ManagementSession only builds apigatewaymanagementapi, not {service_name}")
+        return management_client()
+
+
+def clock() -> float:
+    return time.time()

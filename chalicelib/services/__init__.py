@@ -1,0 +1,1 @@
+"""Decisions: services take their collaborators as arguments and never read the environment."""

@@ -1,0 +1,86 @@
+"""Connection lifecycle: who may open a socket, and the record that says so."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..auth import Principal, TenantIdentity, TokenVerifier
+from ..models import Connection, User, user_key
+from ..protocol.errors import Forbidden
+
+
+@dataclass(frozen=True)
+class ConnectRequest:
+    connection_id: str
+    token: str | None
+    source_ip: str | None
+    device: str | None
+
+
+def authenticate(verifier: TokenVerifier, token: str | None) -> tuple[Principal, User]:
+    """Verify the token and load the directory entry of its holder (1 GetItem).
+
+    An unknown user is refused unless the tenant auto-provisions members;
+    a deactivated user is always refused.
+    """
+    principal, tenant = verifier.verify(token)
+    user = User.find(principal.tenant_id, principal.user_id)
+    if user is None:
+        user = _provision(principal, tenant)
+    if not user.active:
+        raise Forbidden("User is deactivated.")
+    return principal, user
+
+
+def _provision(principal: Principal, tenant: TenantIdentity) -> User:
+    if not tenant.auto_provision:
+        raise Forbidden("User is not in the tenant's directory.")
+    user = User(tenant_id=principal.tenant_id, user_id=principal.user_id, email=principal.email,
+                display_name=principal.email.split("@", 1)[0], roles=["member"])
+    # Never overwrite a record a concurrent sign-in or directory sync just wrote.
+    try:
+        user.save(condition=User.user_id.does_not_exist())
+    except User.PutError:
+        found = User.find(principal.tenant_id, principal.user_id)
+        if found is None:
+            raise
+        return found
+    return user
+
+
+def connect(verifier: TokenVerifier, clock: Callable[[], float], ttl_seconds: int,
+            req: ConnectRequest) -> Principal:
+    """Authenticate a $connect and write its connection record (GetItem + PutItem)."""
+    principal, _user = authenticate(verifier, req.token)
+    now = int(clock())
+    Connection(
+        connection_id=req.connection_id,
+        tenant_id=principal.tenant_id,
+        user_id=principal.user_id,
+        tenant_user=user_key(principal.tenant_id, principal.user_id),
+        email=principal.email,
+        roles=list(principal.roles),
+        device=(req.device or None) and req.device[:128],
+        source_ip=req.source_ip,
+        connected_at=now,
+        expires_at=now + ttl_seconds,
+    ).save()
+    return principal
+
+
+def disconnect(connection_id: str) -> None:
+    """Remove the connection record (DeleteItem); idempotent."""
+    Connection.remove(connection_id)
+
+
+def principal_of(connection_id: str) -> Principal:
+    """The principal behind a live connection (1 GetItem).
+
+    API Gateway passes only the connection id with each frame, so the record
+    written at $connect is the proof of identity for later frames.
+    """
+    conn = Connection.find(connection_id)
+    if conn is None:
+        raise Forbidden("Connection is not registered; reconnect.")
+    return Principal(tenant_id=conn.tenant_id, user_id=conn.user_id, email=conn.email,
+                     roles=tuple(conn.roles or ()))

@@ -1,0 +1,96 @@
+"""Tenant provisioning and directory entries (used by ops tooling, later by SCIM/admin REST)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from ..auth import ALLOWED_ALGORITHMS
+from ..models import DomainClaim, Tenant, User
+from ..protocol.errors import Conflict, ValidationFailed
+
+TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,253}$")
+ROLES = frozenset({"admin", "member", "guest"})
+
+
+@dataclass(frozen=True)
+class TenantSpec:
+    tenant_id: str
+    display_name: str
+    domains: list[str]
+    issuer: str
+    audience: str
+    email_claim: str = "email"
+    roles_claim: str = "roles"
+    jwks_uri: str | None = None
+    algorithms: list[str] = field(default_factory=lambda: ["RS256", "ES256"])
+    auto_provision: bool = False
+
+
+def _check_url(name: str, url: str) -> None:
+    parsed = urlparse(url)
+    loopback = parsed.hostname in ("127.0.0.1", "localhost", "::1")
+    if not parsed.netloc or not (parsed.scheme == "https" or (parsed.scheme == "http" and loopback)):
+        raise ValidationFailed(f"{name} must be an https URL (http only on loopback): {url!r}")
+
+
+def register_tenant(spec: TenantSpec) -> Tenant:
+    """Create or update a tenant (idempotent by tenant id); an issuer belongs to one tenant only."""
+    if not TENANT_ID.match(spec.tenant_id):
+        raise ValidationFailed("tenant id must be 2-63 chars of a-z, 0-9 and '-'")
+    domains = sorted({d.strip().lower() for d in spec.domains if d.strip()})
+    if not domains or not all(DOMAIN.match(d) for d in domains):
+        raise ValidationFailed("at least one valid email domain is required")
+    _check_url("issuer", spec.issuer)
+    if spec.jwks_uri:
+        _check_url("jwks_uri", spec.jwks_uri)
+    if not spec.audience:
+        raise ValidationFailed("audience is required")
+    bad = set(spec.algorithms) - ALLOWED_ALGORITHMS
+    if bad or not spec.algorithms:
+        raise ValidationFailed(f"algorithms must be a subset of {sorted(ALLOWED_ALGORITHMS)}")
+    owner = Tenant.for_issuer(spec.issuer)
+    if owner is not None and owner.tenant_id != spec.tenant_id:
+        raise Conflict(f"issuer already belongs to tenant {owner.tenant_id}")
+    for domain in domains:
+        _check_domain_free(domain, spec.tenant_id)
+    tenant = Tenant(
+        tenant_id=spec.tenant_id, display_name=spec.display_name or spec.tenant_id, domains=domains,
+        issuer=spec.issuer, audience=spec.audience, email_claim=spec.email_claim,
+        roles_claim=spec.roles_claim, jwks_uri=spec.jwks_uri or None,
+        algorithms=sorted(set(spec.algorithms)), auto_provision=spec.auto_provision,
+    )
+    tenant.save()
+    return tenant
+
+
+def _check_domain_free(domain: str, tenant_id: str) -> None:
+    """An email domain belongs to one tenant: claim it (conditional put) or refuse."""
+    if not DomainClaim.claim(domain, tenant_id):
+        raise Conflict(f"domain {domain} already belongs to another tenant")
+
+
+def upsert_user(tenant_id: str, user_id: str, email: str, display_name: str,
+                roles: list[str] | None = None, status: str = "active") -> User:
+    """Create or replace a directory entry; the email must be in one of the tenant's domains."""
+    try:
+        tenant = Tenant.get(tenant_id)
+    except Tenant.DoesNotExist:
+        raise ValidationFailed(f"unknown tenant {tenant_id!r}") from None
+    email = email.strip().lower()
+    if not EMAIL.match(email) or email.rsplit("@", 1)[1] not in tenant.domains:
+        raise ValidationFailed(f"email {email!r} is not in the tenant's domains {tenant.domains}")
+    roles = sorted(set(roles or ["member"]))
+    if not set(roles) <= ROLES:
+        raise ValidationFailed(f"roles must be among {sorted(ROLES)}")
+    if status not in ("active", "deactivated"):
+        raise ValidationFailed("status must be active or deactivated")
+    existing = User.find_by_email(email)
+    if existing is not None and (existing.tenant_id, existing.user_id) != (tenant_id, user_id):
+        raise Conflict(f"email {email} already belongs to another user")
+    user = User(tenant_id=tenant_id, user_id=user_id, email=email, display_name=display_name,
+                roles=roles, status=status)
+    user.save()
+    return user

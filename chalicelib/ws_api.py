@@ -1,0 +1,121 @@
+"""WebSocket entry points: turn API Gateway events into service calls and frames.
+
+``app.py`` hands each event here; this module parses, dispatches by action,
+and maps every error to a structured frame (or a handshake refusal on
+$connect).  Anything unexpected is logged and answered ``internal``.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from . import logs, runtime
+from .auth import Principal, token_from_ws_connect
+from .config import settings
+from .protocol import frames
+from .protocol.errors import ChatError, Internal
+from .services import connections
+
+log = logging.getLogger("chat.ws")
+
+Handler = Callable[[Principal | None, frames.Frame, str], dict[str, Any] | None]
+
+
+def _ping(_principal: Principal | None, frame: frames.Frame, _cid: str) -> dict[str, Any]:
+    return {"type": "pong", "requestId": frame.request_id, "serverTime": logs.now_ms()}
+
+
+# action -> (handler, needs_principal).  Actions that need the caller's
+# identity read the connection record (1 GetItem); ping does not.
+ACTIONS: dict[str, tuple[Handler, bool]] = {
+    "ping": (_ping, False),
+}
+
+
+def _context(event: dict[str, Any]) -> dict[str, Any]:
+    ctx = event.get("requestContext") or {}
+    runtime.remember_endpoint(ctx.get("apiId", ""), ctx.get("stage", ""), ctx.get("domainName", ""))
+    return ctx
+
+
+def on_connect(event: dict[str, Any]) -> dict[str, Any]:
+    """$connect: verify the token, register the connection, or refuse the handshake."""
+    ctx = _context(event)
+    cid = ctx.get("connectionId", "")
+    token_ctx = logs.bind(requestId=ctx.get("requestId"), connectionId=cid, route="$connect")
+    try:
+        headers = event.get("headers") or {}
+        query = event.get("queryStringParameters") or {}
+        req = connections.ConnectRequest(
+            connection_id=cid,
+            token=token_from_ws_connect(headers, query),
+            source_ip=(ctx.get("identity") or {}).get("sourceIp"),
+            device=query.get("device"),
+        )
+        principal = connections.connect(runtime.verifier(), runtime.clock,
+                                        settings().connection_ttl_seconds, req)
+        log.info("connected", extra={"tenantId": principal.tenant_id, "userId": principal.user_id})
+        response: dict[str, Any] = {"statusCode": 200}
+        offered = [p.strip() for p in _header(headers, "sec-websocket-protocol").split(",") if p.strip()]
+        if "chat.v1" in offered:
+            response["headers"] = {"Sec-WebSocket-Protocol": "chat.v1"}
+        return response
+    except ChatError as err:
+        log.info("connect refused", extra={"code": err.code, "reason": err.message})
+        return {"statusCode": err.status, "body": frames.dumps({"error": err.to_body()})}
+    except Exception:  # noqa: BLE001 - never leak a traceback to the client
+        log.exception("connect failed")
+        return {"statusCode": 500, "body": frames.dumps({"error": Internal().to_body()})}
+    finally:
+        logs.unbind(token_ctx)
+
+
+def on_disconnect(event: dict[str, Any]) -> dict[str, Any]:
+    ctx = _context(event)
+    cid = ctx.get("connectionId", "")
+    token_ctx = logs.bind(requestId=ctx.get("requestId"), connectionId=cid, route="$disconnect")
+    try:
+        connections.disconnect(cid)
+        log.info("disconnected", extra={"disconnectStatusCode": ctx.get("disconnectStatusCode")})
+    except Exception:  # noqa: BLE001 - TTL removes the record if this fails
+        log.exception("disconnect cleanup failed")
+    finally:
+        logs.unbind(token_ctx)
+    return {"statusCode": 200}
+
+
+def on_message(event: dict[str, Any]) -> dict[str, Any]:
+    """$default: one frame in, one ack/result or error frame out (plus any events)."""
+    ctx = _context(event)
+    cid = ctx.get("connectionId", "")
+    token_ctx = logs.bind(requestId=ctx.get("requestId"), connectionId=cid, route="$default")
+    request_id: str | None = None
+    try:
+        frame = frames.parse(event.get("body"), is_base64=bool(event.get("isBase64Encoded")),
+                             max_bytes=settings().max_frame_bytes)
+        request_id = frame.request_id
+        handler, needs_principal = ACTIONS[frame.action]
+        principal = connections.principal_of(cid) if needs_principal else None
+        reply = handler(principal, frame, cid)
+    except frames.FrameError as err:
+        log.info("frame rejected", extra={"code": err.error.code, "reason": err.error.message})
+        reply = frames.error_frame(err.error, err.request_id)
+    except ChatError as err:
+        log.info("action refused", extra={"code": err.code, "reason": err.message})
+        reply = frames.error_frame(err, request_id)
+    except Exception:  # noqa: BLE001 - never leak a traceback to the client
+        log.exception("action failed")
+        reply = frames.error_frame(Internal(), request_id)
+    try:
+        if reply is not None:
+            runtime.delivery().send(cid, frames.dumps(reply))
+    finally:
+        logs.unbind(token_ctx)
+    return {"statusCode": 200}
+
+
+def _header(headers: dict[str, str], name: str) -> str:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return ""

@@ -1,0 +1,146 @@
+"""Run the local stack in the foreground: ``python -m devstack`` (what ``make run`` does).
+
+Starts DynamoDB Local (child process) and moto's S3 (in-process) on loopback,
+creates tables and bucket from the app's own models, starts the Lambda worker
+pool, the dev IdP and the gateway, seeds the demo tenants, and prints
+``READY http://127.0.0.1:<port>`` once everything answers.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _stage_env(stage: str) -> dict[str, str]:
+    cfg = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    env = dict(cfg.get("environment_variables", {}))
+    env.update(cfg["stages"][stage].get("environment_variables", {}))
+    return env
+
+
+def _bind(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="devstack", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")),
+                        help="gateway port on 127.0.0.1 (0 = any free port); default $PORT or 8000")
+    parser.add_argument("--stage", default="dev")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("LAMBDA_WORKERS", "4")),
+                        help="concurrent Lambda containers (worker processes)")
+    parser.add_argument("--state-dir", default=os.environ.get("DEVSTACK_STATE_DIR", str(ROOT / ".devstack")))
+    parser.add_argument("--no-seed", action="store_true", help="do not create the demo tenants")
+    parser.add_argument("--dynamodb", choices=["local", "moto"],
+                        default=os.environ.get("DEVSTACK_DYNAMODB", "local"),
+                        help="DynamoDB Local (default, needs Java) or moto's DynamoDB (fallback)")
+    args = parser.parse_args(argv)
+
+    sock = _bind(args.port)
+    port = sock.getsockname()[1]
+    origin = f"http://127.0.0.1:{port}"
+    state_dir = Path(args.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+
+    from moto.server import ThreadedMotoServer
+
+    from .dynamodb_local import DynamoDBLocal
+    from .ports import free_port
+
+    moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    moto_server.start()
+    moto_url = "http://127.0.0.1:%d" % moto_server.get_host_and_port()[1]
+    ddb = None
+    if args.dynamodb == "local":
+        ddb = DynamoDBLocal()
+        ddb.start()
+        ddb_url = ddb.endpoint
+    else:
+        print("devstack: using moto's DynamoDB (fallback: no TTL expiry, no consumed capacity)",
+              file=sys.stderr)
+        ddb_url = moto_url
+
+    # Everything below (this process and the spawned Lambda workers) reaches
+    # AWS services only through the standard endpoint variables.
+    os.environ.update(_stage_env(args.stage))
+    os.environ.update({
+        "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_DYNAMODB": ddb_url, "AWS_ENDPOINT_URL_S3": moto_url,
+        "WS_MANAGEMENT_ENDPOINT": f"{origin}/{args.stage}",
+        "CHAT_STAGE": args.stage,
+    })
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ.pop("AWS_PROFILE", None)
+
+    import boto3
+
+    from chalicelib import models
+    from chalicelib.config import settings
+
+    from .gateway import Gateway, WsLimits
+    from .idp import DevIdp
+    from .lambda_pool import LambdaPool
+    from .seed import seed
+
+    models.create_tables()
+    s3 = boto3.client("s3")
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=settings().files_bucket)
+
+    idp = DevIdp(origin, state_dir)
+    if not args.no_seed:
+        with contextlib.redirect_stdout(sys.stderr):
+            seed(idp)
+    pool = LambdaPool(args.workers)
+    pool.warm()
+    gateway = Gateway(pool, stage=args.stage, api_id="local0api", domain_name=f"127.0.0.1:{port}",
+                      limits=WsLimits.from_env(), idp=idp)
+    (state_dir / "stack.json").write_text(json.dumps({
+        "origin": origin, "ws": f"ws://127.0.0.1:{port}/ws", "dynamodb": ddb_url, "s3": moto_url,
+        "management": f"{origin}/{args.stage}", "stage": args.stage, "pid": os.getpid(),
+    }))
+
+    async def serve() -> None:
+        from aiohttp import web
+
+        runner = web.AppRunner(gateway.web_app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.SockSite(runner, sock, shutdown_timeout=2.0)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"READY {origin}", flush=True)
+        await stop.wait()
+        await gateway.close_all()
+        await runner.cleanup()
+
+    try:
+        asyncio.run(serve())
+    finally:
+        pool.shutdown()
+        if ddb is not None:
+            ddb.stop()
+        moto_server.stop()
+    print("devstack: stopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""Local API Gateway: WebSocket API, @connections management API and REST, on one origin.
+
+Each WebSocket connect, frame and close becomes the API Gateway v2 event
+AWS would send, handed to the same Chalice handlers through
+:class:`LambdaPool`.  The management API answers like AWS, down to the
+``410`` + ``x-amzn-ErrorType: GoneException`` that botocore turns into
+``GoneException``.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from aiohttp import WSMsgType, web
+
+from .lambda_pool import LambdaPool
+
+log = logging.getLogger("devstack.gateway")
+
+_MGMT_PATH = re.compile(r"^/(?P<stage>[^/]+)/(?:@|%40)connections/(?P<id>[^/?]+)$")
+
+
+@dataclass(frozen=True)
+class WsLimits:
+    """API Gateway WebSocket quotas (AWS defaults; configurable)."""
+
+    max_message_bytes: int = 128 * 1024
+    idle_timeout_s: float = 600.0
+    max_age_s: float = 7200.0
+
+    @classmethod
+    def from_env(cls) -> "WsLimits":
+        return cls(
+            max_message_bytes=int(os.environ.get("WS_MAX_MESSAGE_BYTES", 128 * 1024)),
+            idle_timeout_s=float(os.environ.get("WS_IDLE_TIMEOUT_SECONDS", 600)),
+            max_age_s=float(os.environ.get("WS_MAX_CONNECTION_AGE_SECONDS", 7200)),
+        )
+
+
+@dataclass
+class _Conn:
+    connection_id: str
+    ws: web.WebSocketResponse
+    connected_at_ms: int
+    source_ip: str
+    user_agent: str
+    last_active: float = field(default_factory=time.monotonic)
+    last_active_ms: int = 0
+    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    close_reason: str | None = None
+
+    def touch(self) -> None:
+        self.last_active = time.monotonic()
+        self.last_active_ms = int(time.time() * 1000)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _new_connection_id() -> str:
+    # API Gateway ids look like "L0SM9cOFvHcCIhw=": base64 of random bytes, so
+    # they contain '+', '/' and '=' and must be URL-encoded in management calls.
+    return base64.b64encode(os.urandom(10)).decode()
+
+
+def _request_time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000")
+
+
+class Gateway:
+    def __init__(self, pool: LambdaPool, *, stage: str, api_id: str, domain_name: str,
+                 limits: WsLimits, idp: Any | None = None) -> None:
+        self.pool = pool
+        self.stage = stage
+        self.api_id = api_id
+        self.domain_name = domain_name
+        self.limits = limits
+        self.idp = idp
+        self.conns: dict[str, _Conn] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def web_app(self) -> web.Application:
+        app = web.Application(client_max_size=10 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        return app
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.raw_path.split("?", 1)[0]
+        if path == "/ws" and request.method == "GET":
+            return await self._websocket(request)
+        m = _MGMT_PATH.match(path)
+        if m and m.group("stage") == self.stage:
+            return await self._management(request, unquote(m.group("id")))
+        if self.idp is not None and (path == "/dev/idp" or path.startswith("/dev/idp/")):
+            return await self.idp.handle(request, path)
+        return await self._rest(request)
+
+    # --- events ----------------------------------------------------------------
+
+    def _context(self, route_key: str, event_type: str, conn_id: str, connected_at_ms: int,
+                 source_ip: str, user_agent: str, **extra: Any) -> dict[str, Any]:
+        now_ms = int(time.time() * 1000)
+        ctx = {
+            "routeKey": route_key,
+            "eventType": event_type,
+            "extendedRequestId": base64.b64encode(os.urandom(12)).decode(),
+            "requestTime": _request_time(now_ms),
+            "messageDirection": "IN",
+            "stage": self.stage,
+            "connectedAt": connected_at_ms,
+            "requestTimeEpoch": now_ms,
+            "identity": {"sourceIp": source_ip, "userAgent": user_agent},
+            "requestId": base64.b64encode(os.urandom(12)).decode(),
+            "domainName": self.domain_name,
+            "connectionId": conn_id,
+            "apiId": self.api_id,
+        }
+        ctx.update(extra)
+        return ctx
+
+    # --- WebSocket API ---------------------------------------------------------
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        conn_id = _new_connection_id()
+        connected_at = int(time.time() * 1000)
+        source_ip = request.remote or "127.0.0.1"
+        user_agent = request.headers.get("User-Agent", "")
+        headers = {k: v for k, v in request.headers.items()}
+        headers.setdefault("X-Forwarded-For", source_ip)
+        headers.setdefault("X-Forwarded-Proto", request.scheme)
+        multi_headers: dict[str, list[str]] = {}
+        for k, v in request.headers.items():
+            multi_headers.setdefault(k, []).append(v)
+        query = dict(parse_qsl(request.query_string, keep_blank_values=True))
+        multi_query: dict[str, list[str]] = {}
+        for k, v in parse_qsl(request.query_string, keep_blank_values=True):
+            multi_query.setdefault(k, []).append(v)
+        event = {
+            "headers": headers,
+            "multiValueHeaders": multi_headers,
+            "queryStringParameters": query or None,
+            "multiValueQueryStringParameters": multi_query or None,
+            "requestContext": self._context("$connect", "CONNECT", conn_id, connected_at,
+                                            source_ip, user_agent),
+            "isBase64Encoded": False,
+        }
+        reply = await self.pool.invoke_ws("$connect", event)
+        status = int(reply.get("statusCode") or 200)
+        if not 200 <= status < 300:
+            body = reply.get("body") or json.dumps({"message": "Forbidden"})
+            return web.Response(status=status, body=body, content_type="application/json")
+        chosen = None
+        for k, v in (reply.get("headers") or {}).items():
+            if k.lower() == "sec-websocket-protocol":
+                chosen = v
+        ws = web.WebSocketResponse(protocols=(chosen,) if chosen else (), autoping=False,
+                                   max_msg_size=self.limits.max_message_bytes, compress=False)
+        await ws.prepare(request)
+        conn = _Conn(conn_id, ws, connected_at, source_ip, user_agent)
+        conn.touch()
+        self.conns[conn_id] = conn
+        try:
+            await self._read_loop(conn)
+        finally:
+            self.conns.pop(conn_id, None)
+            if not ws.closed:
+                await ws.close(code=1001, message=b"Going away")
+            code = ws.close_code if ws.close_code is not None else 1006
+            disconnect = {
+                "headers": {"Host": self.domain_name, "x-api-key": "", "X-Forwarded-For": "",
+                            "x-restapi": ""},
+                "multiValueHeaders": {},
+                "requestContext": self._context(
+                    "$disconnect", "DISCONNECT", conn_id, connected_at, source_ip, user_agent,
+                    disconnectStatusCode=code, disconnectReason=conn.close_reason or ""),
+                "isBase64Encoded": False,
+            }
+            await self.pool.invoke_ws("$disconnect", disconnect)
+        return ws
+
+    async def _read_loop(self, conn: _Conn) -> None:
+        ws = conn.ws
+        while True:
+            now = time.monotonic()
+            idle_left = conn.last_active + self.limits.idle_timeout_s - now
+            age_left = conn.connected_at_ms / 1000 + self.limits.max_age_s - time.time()
+            if idle_left <= 0 or age_left <= 0:
+                conn.close_reason = "Idle timeout" if idle_left <= 0 else "Maximum connection age"
+                await ws.close(code=1001, message=b"Going away")
+                return
+            try:
+                msg = await ws.receive(timeout=min(idle_left, age_left))
+            except asyncio.TimeoutError:
+                continue
+            if msg.type == WSMsgType.TEXT:
+                conn.touch()
+                self._spawn(self._frame(conn, msg.data, is_binary=False))
+            elif msg.type == WSMsgType.BINARY:
+                conn.touch()
+                self._spawn(self._frame(conn, base64.b64encode(msg.data).decode(), is_binary=True))
+            elif msg.type == WSMsgType.PING:
+                conn.touch()
+                await ws.pong(msg.data)
+            elif msg.type == WSMsgType.PONG:
+                conn.touch()
+            else:  # CLOSE, CLOSING, CLOSED, ERROR (e.g. 1009 message too big)
+                if msg.type == WSMsgType.ERROR:
+                    conn.close_reason = str(msg.data)[:200]
+                return
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _frame(self, conn: _Conn, body: str, *, is_binary: bool) -> None:
+        event = {
+            "requestContext": self._context(
+                "$default", "MESSAGE", conn.connection_id, conn.connected_at_ms, conn.source_ip,
+                conn.user_agent, messageId=base64.b64encode(os.urandom(9)).decode()),
+            "body": body,
+            "isBase64Encoded": is_binary,
+        }
+        await self.pool.invoke_ws("$default", event)
+
+    # --- @connections management API -------------------------------------------
+
+    async def _management(self, request: web.Request, conn_id: str) -> web.Response:
+        rid = str(uuid.uuid4())
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("AWS4-HMAC-SHA256"):
+            return web.json_response({"message": "Missing Authentication Token"}, status=403, headers={
+                "x-amzn-ErrorType": "MissingAuthenticationTokenException", "x-amzn-RequestId": rid})
+        conn = self.conns.get(conn_id)
+        if conn is None or conn.ws.closed:
+            return web.Response(status=410, body=b"{}", content_type="application/json", headers={
+                "x-amzn-ErrorType": "GoneException", "x-amzn-RequestId": rid})
+        if request.method == "POST":
+            data = await request.read()
+            if len(data) > self.limits.max_message_bytes:
+                return web.json_response({"message": "Message too long"}, status=413, headers={
+                    "x-amzn-ErrorType": "PayloadTooLargeException", "x-amzn-RequestId": rid})
+            try:
+                async with conn.send_lock:
+                    try:
+                        await conn.ws.send_str(data.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        await conn.ws.send_bytes(data)
+            except (ConnectionError, RuntimeError):
+                return web.Response(status=410, body=b"{}", content_type="application/json", headers={
+                    "x-amzn-ErrorType": "GoneException", "x-amzn-RequestId": rid})
+            return web.Response(status=200, headers={"x-amzn-RequestId": rid})
+        if request.method == "GET":
+            return web.json_response({
+                "ConnectedAt": _iso(conn.connected_at_ms),
+                "Identity": {"SourceIp": conn.source_ip, "UserAgent": conn.user_agent},
+                "LastActiveAt": _iso(conn.last_active_ms),
+            }, headers={"x-amzn-RequestId": rid})
+        if request.method == "DELETE":
+            conn.close_reason = "Connection deleted by the management API"
+            await conn.ws.close(code=1000, message=b"")
+            return web.Response(status=204, headers={"x-amzn-RequestId": rid})
+        return web.json_response({"message": "Method not allowed"}, status=405)
+
+    # --- REST API ----------------------------------------------------------------
+
+    async def _rest(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items()}
+        reply = await self.pool.invoke_rest(request.method, request.raw_path, headers, body or None)
+        out_headers = dict(reply.get("headers") or {})
+        for k, values in (reply.get("multiValueHeaders") or {}).items():
+            out_headers[k] = ", ".join(values)
+        payload = reply.get("body") or b""
+        if isinstance(payload, str):
+            payload = base64.b64decode(payload) if reply.get("isBase64Encoded") else payload.encode()
+        return web.Response(status=int(reply.get("statusCode", 502)), body=payload, headers=out_headers)
+
+    async def close_all(self) -> None:
+        for conn in list(self.conns.values()):
+            conn.close_reason = "Local stack shutting down"
+            await conn.ws.close(code=1001, message=b"Going away")

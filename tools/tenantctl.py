@@ -1,0 +1,84 @@
+"""Ops command line: register tenants and directory users in DynamoDB.
+
+Uses the same models and endpoint settings as the app, so it works against
+the local stack and against AWS alike::
+
+    python -m tools.tenantctl register --tenant acme --name "Acme Corp" \\
+        --domain acme.example --issuer https://login.acme.example \\
+        --audience enterprise-chat
+    python -m tools.tenantctl add-user --tenant acme --sub 00u1 \\
+        --email alice@acme.example --name "Alice" --role admin
+    python -m tools.tenantctl show --tenant acme
+    python -m tools.tenantctl create-tables
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tenantctl", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    reg = sub.add_parser("register", help="create or update a tenant")
+    reg.add_argument("--tenant", required=True)
+    reg.add_argument("--name", required=True)
+    reg.add_argument("--domain", action="append", required=True, help="email domain (repeatable)")
+    reg.add_argument("--issuer", required=True, help="OIDC issuer URL, exactly as in tokens' iss")
+    reg.add_argument("--audience", required=True)
+    reg.add_argument("--email-claim", default="email")
+    reg.add_argument("--roles-claim", default="roles")
+    reg.add_argument("--jwks-uri", default=None, help="default: discovered from the issuer")
+    reg.add_argument("--algorithm", action="append", default=None, help="RS256 and/or ES256")
+    reg.add_argument("--auto-provision", action="store_true",
+                     help="create unknown users of this tenant on first sign-in")
+
+    add = sub.add_parser("add-user", help="create or update a directory user")
+    add.add_argument("--tenant", required=True)
+    add.add_argument("--sub", required=True, help="the user's subject (sub) at the tenant's IdP")
+    add.add_argument("--email", required=True)
+    add.add_argument("--name", required=True)
+    add.add_argument("--role", action="append", default=None, help="admin, member or guest (repeatable)")
+    add.add_argument("--deactivated", action="store_true")
+
+    show = sub.add_parser("show", help="print a tenant's configuration")
+    show.add_argument("--tenant", required=True)
+
+    sub.add_parser("create-tables", help="create missing tables (idempotent)")
+
+    args = parser.parse_args(argv)
+    from chalicelib import models
+    from chalicelib.protocol.errors import ChatError
+    from chalicelib.services import tenants
+
+    try:
+        if args.cmd == "register":
+            t = tenants.register_tenant(tenants.TenantSpec(
+                tenant_id=args.tenant, display_name=args.name, domains=args.domain, issuer=args.issuer,
+                audience=args.audience, email_claim=args.email_claim, roles_claim=args.roles_claim,
+                jwks_uri=args.jwks_uri, algorithms=args.algorithm or ["RS256", "ES256"],
+                auto_provision=args.auto_provision))
+            print(json.dumps({"registered": t.tenant_id, "issuer": t.issuer}))
+        elif args.cmd == "add-user":
+            u = tenants.upsert_user(args.tenant, args.sub, args.email, args.name, args.role,
+                                    "deactivated" if args.deactivated else "active")
+            print(json.dumps({"user": u.user_id, "tenant": u.tenant_id, "email": u.email}))
+        elif args.cmd == "show":
+            t = models.Tenant.get(args.tenant)
+            print(json.dumps(t.to_simple_dict(), indent=2, default=str))
+        elif args.cmd == "create-tables":
+            models.create_tables()
+            print(json.dumps({"tables": [m.Meta.table_name for m in models.ALL_MODELS]}))
+    except ChatError as err:
+        print(f"error: {err.code}: {err.message}", file=sys.stderr)
+        return 2
+    except models.Tenant.DoesNotExist:
+        print(f"error: not_found: no tenant {args.tenant!r}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
