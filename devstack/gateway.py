@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -102,9 +103,22 @@ class Gateway:
         m = _MGMT_PATH.match(path)
         if m and m.group("stage") == self.stage:
             return await self._management(request, unquote(m.group("id")))
+        if path == "/dev/stack/limits":
+            return await self._limits(request)
         if self.idp is not None and (path == "/dev/idp" or path.startswith("/dev/idp/")):
             return await self.idp.handle(request, path)
         return await self._rest(request)
+
+    async def _limits(self, request: web.Request) -> web.Response:
+        """Local-only control: read or change the WebSocket quotas (tests shorten the idle timeout)."""
+        if request.method == "PUT":
+            try:
+                changes = {k: v for k, v in (await request.json()).items()
+                           if k in WsLimits.__dataclass_fields__ and isinstance(v, (int, float))}
+            except ValueError:
+                return web.json_response({"message": "expected a JSON object"}, status=400)
+            self.limits = dataclasses.replace(self.limits, **changes)
+        return web.json_response(dataclasses.asdict(self.limits))
 
     # --- events ----------------------------------------------------------------
 
@@ -263,9 +277,9 @@ class Gateway:
             return web.Response(status=200, headers={"x-amzn-RequestId": rid})
         if request.method == "GET":
             return web.json_response({
-                "ConnectedAt": _iso(conn.connected_at_ms),
-                "Identity": {"SourceIp": conn.source_ip, "UserAgent": conn.user_agent},
-                "LastActiveAt": _iso(conn.last_active_ms),
+                "connectedAt": _iso(conn.connected_at_ms),
+                "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
+                "lastActiveAt": _iso(conn.last_active_ms),
             }, headers={"x-amzn-RequestId": rid})
         if request.method == "DELETE":
             conn.close_reason = "Connection deleted by the management API"

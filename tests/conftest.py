@@ -1,0 +1,101 @@
+"""Shared fixtures: one local stack per test session, reached over real sockets.
+
+Set ``CHAT_STACK_FILE`` to a JSON file describing an already running stack
+(same keys as ``.devstack/stack.json``: origin, ws, management, and for
+AWS the real endpoints) to run the suite against it instead of starting one.
+Tests that sign crafted tokens need the dev IdP's keys and skip without them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTUP_TIMEOUT = 180
+
+
+@dataclass
+class Stack:
+    origin: str
+    ws: str
+    management: str
+    state_dir: Path | None
+    info: dict
+
+    def key(self, tenant: str) -> dict:
+        if self.state_dir is None:
+            pytest.skip("needs the dev IdP's signing keys (local stack only)")
+        return json.loads((self.state_dir / "keys" / f"{tenant}.json").read_text())
+
+
+def _stage_env() -> dict[str, str]:
+    cfg = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    return cfg["stages"]["dev"]["environment_variables"]
+
+
+@pytest.fixture(scope="session")
+def stack() -> Stack:
+    external = os.environ.get("CHAT_STACK_FILE")
+    if external:
+        info = json.loads(Path(external).read_text())
+        yield Stack(info["origin"], info["ws"], info["management"], None, info)
+        return
+    state_dir = Path(tempfile.mkdtemp(prefix="devstack-test-"))
+    log_path = state_dir / "stack.log"
+    log = log_path.open("wb")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devstack", "--port", "0", "--state-dir", str(state_dir)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True,
+    )
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    origin = None
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline().decode()
+        if not line:
+            break
+        if line.startswith("READY "):
+            origin = line.split()[1]
+            break
+    if origin is None:
+        proc.kill()
+        raise RuntimeError("local stack did not start:\n" + log_path.read_text()[-4000:])
+    # Keep draining the stack's stdout (handler logs) into the log file.
+    import threading
+
+    def drain() -> None:
+        for chunk in iter(lambda: proc.stdout.readline(), b""):
+            log.write(chunk)
+            log.flush()
+
+    threading.Thread(target=drain, daemon=True).start()
+    info = json.loads((state_dir / "stack.json").read_text())
+    # This test process talks to the same DynamoDB/S3 over HTTP, like the app.
+    os.environ.update(_stage_env())
+    os.environ.update({
+        "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_DYNAMODB": info["dynamodb"],
+        "AWS_ENDPOINT_URL_S3": info["s3"], "WS_MANAGEMENT_ENDPOINT": info["management"],
+    })
+    try:
+        yield Stack(origin, info["ws"], info["management"], state_dir, info)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        artifacts = ROOT / "test-artifacts"
+        artifacts.mkdir(exist_ok=True)
+        (artifacts / "stack.log").write_bytes(log_path.read_bytes())
