@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast install java clean
+.PHONY: run test test-fast install java clean schemas bench package
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,3 +33,14 @@ test-fast: install
 
 clean:
 	rm -rf $(VENV) .cache .devstack .pytest_cache
+
+schemas: install
+	$(PY) tools/export_schemas.py
+
+bench: install
+	$(PY) bench/cold_start.py
+	$(PY) bench/ping_rtt.py
+
+package: install
+	AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/chalice package --stage $${STAGE:-dev} build/package
+	@ls -l build/package/deployment.zip

