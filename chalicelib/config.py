@@ -29,6 +29,12 @@ class Settings:
     domains_table: str
     users_table: str
     connections_table: str
+    presence_table: str
+    conversations_table: str
+    members_table: str
+    messages_table: str
+    idempotency_table: str
+    ratelimits_table: str
     files_bucket: str
     # https://{api-id}.execute-api.{region}.amazonaws.com/{stage} on AWS,
     # http://127.0.0.1:<port>/<stage> on the local stack.
@@ -44,6 +50,12 @@ class Settings:
     # Minimum seconds between JWKS refetches for one issuer (unknown kid).
     jwks_refetch_seconds: int
     jwt_leeway_seconds: int
+    # Messaging limits (documented in docs/protocol.md).
+    max_body_bytes: int
+    max_group_members: int
+    page_size: int
+    sends_per_second: int
+    typing_ttl_seconds: int
     delivery_max_in_flight: int
     delivery_max_attempts: int
 
@@ -58,6 +70,12 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         domains_table=env.get("DOMAINS_TABLE", f"chat-{stage}-domains"),
         users_table=env.get("USERS_TABLE", f"chat-{stage}-users"),
         connections_table=env.get("CONNECTIONS_TABLE", f"chat-{stage}-connections"),
+        presence_table=env.get("PRESENCE_TABLE", f"chat-{stage}-presence"),
+        conversations_table=env.get("CONVERSATIONS_TABLE", f"chat-{stage}-conversations"),
+        members_table=env.get("MEMBERS_TABLE", f"chat-{stage}-members"),
+        messages_table=env.get("MESSAGES_TABLE", f"chat-{stage}-messages"),
+        idempotency_table=env.get("IDEMPOTENCY_TABLE", f"chat-{stage}-idempotency"),
+        ratelimits_table=env.get("RATELIMITS_TABLE", f"chat-{stage}-ratelimits"),
         files_bucket=env.get("FILES_BUCKET", f"chat-{stage}-files"),
         ws_management_endpoint=env.get("WS_MANAGEMENT_ENDPOINT") or None,
         max_frame_bytes=_int(env, "MAX_FRAME_BYTES", 64 * 1024),
@@ -65,6 +83,11 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         tenant_cache_seconds=_int(env, "TENANT_CACHE_SECONDS", 30),
         jwks_refetch_seconds=_int(env, "JWKS_REFETCH_SECONDS", 30),
         jwt_leeway_seconds=_int(env, "JWT_LEEWAY_SECONDS", 30),
+        max_body_bytes=_int(env, "MAX_BODY_BYTES", 8 * 1024),
+        max_group_members=_int(env, "MAX_GROUP_MEMBERS", 50),
+        page_size=_int(env, "PAGE_SIZE", 50),
+        sends_per_second=_int(env, "SENDS_PER_SECOND", 10),
+        typing_ttl_seconds=_int(env, "TYPING_TTL_SECONDS", 6),
         delivery_max_in_flight=_int(env, "DELIVERY_MAX_IN_FLIGHT", 32),
         delivery_max_attempts=_int(env, "DELIVERY_MAX_ATTEMPTS", 3),
     )

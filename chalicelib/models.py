@@ -9,16 +9,24 @@ they are listed in ``docs/data-model.md``.  Table names come from
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
-from pynamodb.attributes import (BooleanAttribute, ListAttribute, NumberAttribute,
-                                 UnicodeAttribute)
+from pynamodb.attributes import (BooleanAttribute, ListAttribute, MapAttribute, NumberAttribute,
+                                 UnicodeAttribute, UnicodeSetAttribute)
+from pynamodb.connection import Connection as PynamoConnection
+from pynamodb.exceptions import DeleteError, PutError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
 
 from .config import settings
 
 _S = settings()
+
+
+def condition_failed(exc: Exception) -> bool:
+    """True when a pynamodb write error is a failed ConditionExpression (not throttling etc.)."""
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
 class _Meta:
@@ -88,8 +96,10 @@ class DomainClaim(Model):
             cls(domain=domain, tenant_id=tenant_id).save(
                 condition=cls.domain.does_not_exist() | (cls.tenant_id == tenant_id))
             return True
-        except cls.PutError:
-            return False
+        except PutError as exc:
+            if condition_failed(exc):
+                return False
+            raise
 
 
 # --- users -------------------------------------------------------------------
@@ -200,10 +210,261 @@ class Connection(Model):
         cls(connection_id=connection_id).delete()
 
 
-ALL_MODELS = (Tenant, DomainClaim, User, Connection)
+class Presence(Model):
+    """Per user: the set of live connection ids (fan-out reads these in BatchGets of 100).
+
+    Kept apart from :class:`Connection` so that delivering to N users costs
+    ceil(N/100) BatchGetItem requests instead of N index Queries.  The item is
+    deleted when its last connection goes, so offline users cost nothing to skip.
+    """
+
+    class Meta(_Meta):
+        table_name = _S.presence_table
+
+    user_key = UnicodeAttribute(hash_key=True)
+    connections = UnicodeSetAttribute(default=set)
+    updated_at = NumberAttribute(default=0)
+
+    @classmethod
+    def add_connection(cls, key: str, connection_id: str, now: int) -> None:
+        """UpdateItem ADD: 1 request."""
+        cls(user_key=key).update(actions=[cls.connections.add({connection_id}), cls.updated_at.set(now)])
+
+    @classmethod
+    def remove_connection(cls, key: str, connection_id: str, now: int) -> None:
+        """UpdateItem DELETE (+ DeleteItem when the set became empty)."""
+        item = cls(user_key=key)
+        try:
+            item.update(actions=[cls.connections.delete({connection_id}), cls.updated_at.set(now)],
+                        condition=cls.user_key.exists())
+        except UpdateError as exc:
+            if condition_failed(exc):
+                return  # no live set for this user
+            raise
+        if not item.connections:
+            try:
+                item.delete(condition=cls.connections.does_not_exist())
+            except DeleteError as exc:
+                if not condition_failed(exc):  # else: a new connection arrived meanwhile
+                    raise
+
+    @classmethod
+    def connections_of(cls, keys: list[str]) -> dict[str, set[str]]:
+        """BatchGetItem in pages of 100: user key -> live connection ids (online users only)."""
+        out: dict[str, set[str]] = {}
+        unique = list(dict.fromkeys(keys))
+        for item in cls.batch_get(unique, attributes_to_get=["user_key", "connections"]):
+            if item.connections:
+                out[item.user_key] = set(item.connections)
+        return out
+
+
+# --- conversations -----------------------------------------------------------
+
+class PublicChannels(GlobalSecondaryIndex["Conversation"]):
+    """Sparse: public channels of a tenant, by name (only they carry ``public_tenant``)."""
+
+    class Meta:
+        index_name = "public_channels"
+        projection = AllProjection()
+
+    public_tenant = UnicodeAttribute(hash_key=True)
+    name_lower = UnicodeAttribute(range_key=True)
+
+
+class Conversation(Model):
+    """A direct conversation, group or channel; also holds the per-conversation seq counter.
+
+    ``last_seq`` is advanced by the same transaction that writes the message,
+    under a condition on its previous value, so seqs are gap-free.
+    """
+
+    class Meta(_Meta):
+        table_name = _S.conversations_table
+
+    conversation_id = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute()
+    kind = UnicodeAttribute()  # direct | group | channel
+    name = UnicodeAttribute(null=True)
+    name_lower = UnicodeAttribute(null=True)
+    topic = UnicodeAttribute(null=True)
+    visibility = UnicodeAttribute(default="private")  # public | private (channels)
+    public_tenant = UnicodeAttribute(null=True)
+    created_by = UnicodeAttribute()
+    created_at = NumberAttribute()
+    archived = BooleanAttribute(default=False)
+    receipts = BooleanAttribute(default=True)
+    member_count = NumberAttribute(default=0)
+    last_seq = NumberAttribute(default=0)
+    last_activity_at = NumberAttribute(default=0)
+    last_preview = MapAttribute(null=True)
+
+    public_channels = PublicChannels()
+
+    @classmethod
+    def find(cls, conversation_id: str, consistent: bool = False) -> "Conversation | None":
+        """GetItem: 1 request."""
+        try:
+            return cls.get(conversation_id, consistent_read=consistent)
+        except cls.DoesNotExist:
+            return None
+
+
+class MembersByUser(GlobalSecondaryIndex["Member"]):
+    """A user's conversations (inbox)."""
+
+    class Meta:
+        index_name = "by_user"
+        projection = AllProjection()
+
+    user_key = UnicodeAttribute(hash_key=True)
+    conversation_id = UnicodeAttribute(range_key=True)
+
+
+class Member(Model):
+    """Membership of one user (of any tenant) in one conversation, with the read marker."""
+
+    class Meta(_Meta):
+        table_name = _S.members_table
+
+    conversation_id = UnicodeAttribute(hash_key=True)
+    user_key = UnicodeAttribute(range_key=True)  # "<tenant>#<user>"
+    tenant_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    role = UnicodeAttribute(default="member")  # owner | admin | member
+    joined_at = NumberAttribute()
+    last_read_seq = NumberAttribute(default=0)
+
+    by_user = MembersByUser()
+
+    @classmethod
+    def find(cls, conversation_id: str, key: str) -> "Member | None":
+        """GetItem: 1 request."""
+        try:
+            return cls.get(conversation_id, key)
+        except cls.DoesNotExist:
+            return None
+
+    @classmethod
+    def of_conversation(cls, conversation_id: str) -> Iterator["Member"]:
+        """Query: 1 request per 1 MB page (~thousands of members)."""
+        return cls.query(conversation_id)
+
+    @classmethod
+    def of_user(cls, key: str) -> Iterator["Member"]:
+        """Query by_user: 1 request per page."""
+        return cls.by_user.query(key)
+
+
+class MessagesByThread(GlobalSecondaryIndex["Message"]):
+    """Sparse: replies of one thread in order (only replies carry ``thread_key``)."""
+
+    class Meta:
+        index_name = "by_thread"
+        projection = AllProjection()
+
+    thread_key = UnicodeAttribute(hash_key=True)  # "<conversation>#<root seq>"
+    seq = NumberAttribute(range_key=True)
+
+
+class Message(Model):
+    """One message at its seq. Deleting leaves a tombstone: the seq and metadata stay."""
+
+    class Meta(_Meta):
+        table_name = _S.messages_table
+
+    conversation_id = UnicodeAttribute(hash_key=True)
+    seq = NumberAttribute(range_key=True)
+    message_id = UnicodeAttribute()
+    client_message_id = UnicodeAttribute()
+    sender_key = UnicodeAttribute()
+    kind = UnicodeAttribute(default="text")
+    body = UnicodeAttribute(null=True)
+    created_at = NumberAttribute()
+    edited_at = NumberAttribute(null=True)
+    deleted = BooleanAttribute(default=False)
+    revisions = ListAttribute(of=MapAttribute, default=list)
+    thread_root_seq = NumberAttribute(null=True)
+    thread_key = UnicodeAttribute(null=True)
+    reply_count = NumberAttribute(default=0)
+    mentions = ListAttribute(of=UnicodeAttribute, default=list)
+    mention_all = BooleanAttribute(default=False)
+    reactions = MapAttribute(default=dict)  # emoji -> string set of user keys
+
+    by_thread = MessagesByThread()
+
+    @classmethod
+    def find(cls, conversation_id: str, seq: int) -> "Message | None":
+        try:
+            return cls.get(conversation_id, seq)
+        except cls.DoesNotExist:
+            return None
+
+    @classmethod
+    def page(cls, conversation_id: str, *, before: int | None = None, after: int | None = None,
+             limit: int = 50, newest_first: bool = True) -> list["Message"]:
+        """Query on the seq range: 1 request."""
+        cond = None
+        if before is not None and after is not None:
+            cond = cls.seq.between(after + 1, before - 1)
+        elif before is not None:
+            cond = cls.seq < before
+        elif after is not None:
+            cond = cls.seq > after
+        return list(cls.query(conversation_id, range_key_condition=cond, limit=limit,
+                              scan_index_forward=not newest_first))
+
+    @classmethod
+    def thread(cls, conversation_id: str, root_seq: int, after: int = 0, limit: int = 50) -> list["Message"]:
+        """Query by_thread: 1 request."""
+        return list(cls.by_thread.query(f"{conversation_id}#{root_seq}", cls.seq > after, limit=limit))
+
+
+class Idempotency(Model):
+    """``clientMessageId`` of a sender in a conversation -> the seq it got (kept 7 days)."""
+
+    class Meta(_Meta):
+        table_name = _S.idempotency_table
+
+    key = UnicodeAttribute(hash_key=True)
+    seq = NumberAttribute()
+    expires_at = NumberAttribute()
+
+    @staticmethod
+    def key_for(conversation_id: str, sender_key: str, client_message_id: str) -> str:
+        return f"{conversation_id}#{sender_key}#{client_message_id}"
+
+    @classmethod
+    def find(cls, key: str) -> "Idempotency | None":
+        try:
+            return cls.get(key, consistent_read=True)
+        except cls.DoesNotExist:
+            return None
+
+
+class RateCounter(Model):
+    """Fixed-window counters shared by all containers (processes share nothing else)."""
+
+    class Meta(_Meta):
+        table_name = _S.ratelimits_table
+
+    key = UnicodeAttribute(hash_key=True)
+    count = NumberAttribute(default=0)
+    expires_at = NumberAttribute()
+
+    @classmethod
+    def hit(cls, key: str, expires_at: int) -> int:
+        """UpdateItem ADD: 1 request; returns the count in this window."""
+        item = cls(key=key)
+        item.update(actions=[cls.count.add(1), cls.expires_at.set(expires_at)])
+        return int(item.count)
+
+
+ALL_MODELS = (Tenant, DomainClaim, User, Connection, Presence, Conversation, Member, Message,
+              Idempotency, RateCounter)
 
 # DynamoDB TTL attribute per table (the local stack and infra/ enable these).
-TTL_ATTRIBUTES = {Connection: "expires_at"}
+TTL_ATTRIBUTES = {Connection: "expires_at", Idempotency: "expires_at", RateCounter: "expires_at"}
 
 
 def create_tables(wait: bool = True) -> None:
@@ -220,3 +481,14 @@ def create_tables(wait: bool = True) -> None:
                     TableName=model.Meta.table_name,
                     TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attr},
                 )
+
+
+_tx_connection: Any = None
+
+
+def transaction() -> TransactWrite:
+    """A TransactWriteItems batch over any of these tables (all-or-nothing)."""
+    global _tx_connection
+    if _tx_connection is None:
+        _tx_connection = PynamoConnection(region=_S.region, max_retry_attempts=3)
+    return TransactWrite(connection=_tx_connection)

@@ -14,7 +14,8 @@ from .auth import Principal, token_from_ws_connect
 from .config import settings
 from .protocol import frames
 from .protocol.errors import ChatError, Internal
-from .services import connections
+from .services import connections, conversations, messages
+from .services.context import Call
 
 log = logging.getLogger("chat.ws")
 
@@ -25,10 +26,44 @@ def _ping(_principal: Principal | None, frame: frames.Frame, _cid: str) -> dict[
     return {"type": "pong", "requestId": frame.request_id, "serverTime": logs.now_ms()}
 
 
+def _service(fn: Callable[..., dict[str, Any]], *args: Any) -> Handler:
+    """Adapt ``fn(call, body, *args) -> result`` to an action handler replying with ``ack``."""
+    def handle(principal: Principal | None, frame: frames.Frame, cid: str) -> dict[str, Any]:
+        assert principal is not None
+        call = Call(principal=principal, delivery=runtime.delivery(), clock=runtime.clock,
+                    settings=settings(), connection_id=cid)
+        result = fn(call, frame.body, *args)
+        return {"type": "ack", "requestId": frame.request_id, "action": frame.action, "result": result}
+    return handle
+
+
 # action -> (handler, needs_principal).  Actions that need the caller's
 # identity read the connection record (1 GetItem); ping does not.
 ACTIONS: dict[str, tuple[Handler, bool]] = {
     "ping": (_ping, False),
+    "conversation.create": (_service(conversations.create), True),
+    "conversation.get": (_service(conversations.get), True),
+    "conversation.list": (_service(conversations.inbox), True),
+    "conversation.update": (_service(conversations.update), True),
+    "conversation.join": (_service(conversations.join), True),
+    "conversation.leave": (_service(conversations.leave), True),
+    "channel.list": (_service(conversations.public_channels), True),
+    "member.list": (_service(conversations.members), True),
+    "member.add": (_service(conversations.add_members), True),
+    "member.remove": (_service(conversations.remove_member), True),
+    "member.role": (_service(conversations.set_role), True),
+    "message.send": (_service(messages.send), True),
+    "message.edit": (_service(messages.edit), True),
+    "message.delete": (_service(messages.delete), True),
+    "message.revisions": (_service(messages.revisions), True),
+    "reaction.add": (_service(messages.react, True), True),
+    "reaction.remove": (_service(messages.react, False), True),
+    "history": (_service(messages.history), True),
+    "thread.history": (_service(messages.thread), True),
+    "sync": (_service(messages.sync), True),
+    "read": (_service(messages.read), True),
+    "typing.start": (_service(messages.typing, True), True),
+    "typing.stop": (_service(messages.typing, False), True),
 }
 
 

@@ -1,11 +1,14 @@
 """Connection lifecycle: who may open a socket, and the record that says so."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
+from pynamodb.exceptions import PutError
+
 from ..auth import Principal, TenantIdentity, TokenVerifier
-from ..models import Connection, User, user_key
+from ..models import condition_failed, Connection, Presence, User, user_key
 from ..protocol.errors import Forbidden
 
 
@@ -40,7 +43,9 @@ def _provision(principal: Principal, tenant: TenantIdentity) -> User:
     # Never overwrite a record a concurrent sign-in or directory sync just wrote.
     try:
         user.save(condition=User.user_id.does_not_exist())
-    except User.PutError:
+    except PutError as exc:
+        if not condition_failed(exc):
+            raise
         found = User.find(principal.tenant_id, principal.user_id)
         if found is None:
             raise
@@ -65,12 +70,20 @@ def connect(verifier: TokenVerifier, clock: Callable[[], float], ttl_seconds: in
         connected_at=now,
         expires_at=now + ttl_seconds,
     ).save()
+    Presence.add_connection(user_key(principal.tenant_id, principal.user_id), req.connection_id, now)
     return principal
 
 
-def disconnect(connection_id: str) -> None:
-    """Remove the connection record (DeleteItem); idempotent."""
+def disconnect(connection_id: str, clock: Callable[[], float] = time.time) -> None:
+    """Remove the connection record and its entry in the user's live set; idempotent.
+
+    Also the cleanup for a post that answered Gone (the socket died without
+    a $disconnect reaching us).
+    """
+    conn = Connection.find(connection_id)
     Connection.remove(connection_id)
+    if conn is not None:
+        Presence.remove_connection(conn.tenant_user, connection_id, int(clock()))
 
 
 def principal_of(connection_id: str) -> Principal:

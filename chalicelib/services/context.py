@@ -1,0 +1,21 @@
+"""What every service call receives: collaborators, clock, settings, the calling device."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..auth import Principal
+from ..config import Settings
+
+
+@dataclass(frozen=True)
+class Call:
+    principal: Principal
+    delivery: Any
+    clock: Callable[[], float]
+    settings: Settings
+    # The socket the request came on (None over REST): it gets the ack, not the event.
+    connection_id: str | None = None
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)

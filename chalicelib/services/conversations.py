@@ -1,0 +1,244 @@
+"""Conversations: direct (one per pair), groups, channels; membership and roles; inbox."""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+from pynamodb.exceptions import TransactWriteError
+
+from .. import policy
+from ..models import Conversation, Member, User, transaction, user_key
+from ..protocol.errors import Conflict, NotFound, ValidationFailed
+from .context import Call
+from .events import member_keys, send_to_users
+
+MAX_INBOX = 1000  # memberships read to build one inbox (documented limit)
+
+
+def conversation_view(conv: Conversation, member: Member | None = None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "conversationId": conv.conversation_id, "kind": conv.kind, "tenantId": conv.tenant_id,
+        "name": conv.name, "topic": conv.topic, "visibility": conv.visibility,
+        "archived": bool(conv.archived), "receipts": bool(conv.receipts),
+        "memberCount": int(conv.member_count or 0), "lastSeq": int(conv.last_seq or 0),
+        "lastActivityAt": int(conv.last_activity_at or 0), "external": False,
+        "lastMessage": dict(conv.last_preview.as_dict()) if conv.last_preview else None,
+    }
+    if member is not None:
+        view["role"] = member.role
+        view["lastReadSeq"] = int(member.last_read_seq or 0)
+        view["unread"] = max(0, view["lastSeq"] - view["lastReadSeq"])
+    return view
+
+
+def _member(conv_id: str, user: User, role: str, now: int) -> Member:
+    return Member(conversation_id=conv_id, user_key=user_key(user.tenant_id, user.user_id),
+                  tenant_id=user.tenant_id, user_id=user.user_id, role=role, joined_at=now)
+
+
+def _direct_id(a: str, b: str) -> str:
+    return "d-" + hashlib.sha256("|".join(sorted((a, b))).encode()).hexdigest()[:32]
+
+
+def create(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    p = call.principal
+    kind = body["kind"]
+    now = call.now_ms()
+    me = User.find(p.tenant_id, p.user_id)
+    if me is None:
+        raise NotFound("No such user.")
+    others = [uid for uid in dict.fromkeys(body.get("members", [])) if uid != p.user_id]
+    users = policy.reachable_users(p, others)
+    if kind == "direct":
+        if len(users) != 1:
+            raise ValidationFailed("A direct conversation has exactly one other member.")
+        conv_id = _direct_id(policy.key_of(p), user_key(users[0].tenant_id, users[0].user_id))
+        existing = Conversation.find(conv_id, consistent=True)
+        if existing is not None:
+            return {"conversation": conversation_view(existing, Member.find(conv_id, policy.key_of(p))),
+                    "created": False}
+        name = None
+    else:
+        if kind == "group" and len(users) + 1 > call.settings.max_group_members:
+            raise ValidationFailed(f"A group has at most {call.settings.max_group_members} members.",
+                                   limit=call.settings.max_group_members)
+        if kind == "channel" and not body.get("name"):
+            raise ValidationFailed("A channel needs a name.")
+        conv_id = "c-" + uuid.uuid4().hex
+        name = body.get("name")
+    visibility = body.get("visibility", "private") if kind == "channel" else "private"
+    conv = Conversation(
+        conversation_id=conv_id, tenant_id=p.tenant_id, kind=kind, name=name,
+        name_lower=name.lower() if name else None, topic=body.get("topic"), visibility=visibility,
+        public_tenant=p.tenant_id if (kind == "channel" and visibility == "public") else None,
+        created_by=policy.key_of(p), created_at=now, member_count=len(users) + 1, last_activity_at=now,
+        receipts=bool(body.get("receipts", kind != "channel")),
+    )
+    members = [_member(conv_id, me, "owner" if kind != "direct" else "member", now)]
+    members += [_member(conv_id, u, "member", now) for u in users]
+    if len(members) > 99:
+        raise ValidationFailed("Create with at most 98 initial members; add more with member.add.")
+    try:
+        with transaction() as tx:
+            tx.save(conv, condition=Conversation.conversation_id.does_not_exist())
+            for m in members:
+                tx.save(m)
+    except TransactWriteError:
+        # A concurrent create of the same direct pair won: return that one.
+        if kind == "direct" and Conversation.find(conv_id, consistent=True) is not None:
+            return create(call, body)
+        raise
+    view = conversation_view(conv, members[0])
+    send_to_users(call.delivery, [m.user_key for m in members],
+                  {"type": "conversation.created", "conversation": conversation_view(conv)},
+                  exclude_connection=call.connection_id)
+    return {"conversation": view, "created": True}
+
+
+def get(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    conv, member = policy.access(call.principal, body["conversationId"])
+    return {"conversation": conversation_view(conv, member)}
+
+
+def inbox(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """My conversations by last activity, with preview and unread count.
+
+    Query my memberships (by_user) + BatchGetItem the conversations in pages of
+    100, sorted in memory; the cursor is the position after the last item.
+    """
+    limit = int(body.get("limit") or call.settings.page_size)
+    start = int(body.get("cursor") or 0)
+    members: dict[str, Member] = {}
+    for m in Member.of_user(policy.key_of(call.principal)):
+        members[m.conversation_id] = m
+        if len(members) >= MAX_INBOX:
+            break
+    convs = list(Conversation.batch_get(list(members)))
+    convs.sort(key=lambda c: (-(c.last_activity_at or 0), c.conversation_id))
+    page = convs[start:start + limit]
+    nxt = start + limit if start + limit < len(convs) else None
+    return {"conversations": [conversation_view(c, members[c.conversation_id]) for c in page],
+            "nextCursor": str(nxt) if nxt is not None else None}
+
+
+def update(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    conv, member = policy.access(call.principal, body["conversationId"])
+    policy.require_manager(member)
+    if conv.kind == "direct":
+        raise ValidationFailed("Direct conversations cannot be renamed or archived.")
+    actions = []
+    if "name" in body:
+        actions += [Conversation.name.set(body["name"]), Conversation.name_lower.set(body["name"].lower())]
+    if "topic" in body:
+        actions.append(Conversation.topic.set(body["topic"]))
+    if "receipts" in body:
+        actions.append(Conversation.receipts.set(bool(body["receipts"])))
+    if body.get("archived") is not None:
+        actions.append(Conversation.archived.set(bool(body["archived"])))
+        if conv.public_tenant:
+            actions.append(Conversation.public_tenant.remove() if body["archived"]
+                           else Conversation.public_tenant.set(conv.tenant_id))
+    if not actions:
+        raise ValidationFailed("Nothing to change.")
+    conv.update(actions=actions)
+    view = conversation_view(conv)
+    send_to_users(call.delivery, member_keys(conv.conversation_id),
+                  {"type": "conversation.updated", "conversation": view}, exclude_connection=call.connection_id)
+    return {"conversation": conversation_view(conv, member)}
+
+
+def _change_members(call: Call, conv: Conversation, add: list[Member], remove: list[str],
+                    kind: str) -> None:
+    with transaction() as tx:
+        for m in add:
+            tx.save(m, condition=Member.user_key.does_not_exist())
+        for key in remove:
+            tx.delete(Member(conversation_id=conv.conversation_id, user_key=key),
+                      condition=Member.user_key.exists())
+        tx.update(conv, actions=[Conversation.member_count.add(len(add) - len(remove))])
+    keys = member_keys(conv.conversation_id)
+    changed = [m.user_key for m in add] + remove
+    event = {"type": "members.changed", "conversationId": conv.conversation_id, "change": kind,
+             "users": [{"tenantId": k.split("#", 1)[0], "userId": k.split("#", 1)[1]} for k in changed]}
+    send_to_users(call.delivery, set(keys) | set(remove), event, exclude_connection=call.connection_id)
+
+
+def add_members(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    conv, member = policy.access(call.principal, body["conversationId"])
+    policy.require_manager(member)
+    if conv.kind == "direct":
+        raise ValidationFailed("Members cannot be added to a direct conversation.")
+    users = policy.reachable_users(call.principal, body["userIds"])
+    now = call.now_ms()
+    new = [_member(conv.conversation_id, u, "member", now) for u in users
+           if Member.find(conv.conversation_id, user_key(u.tenant_id, u.user_id)) is None]
+    if conv.kind == "group" and (conv.member_count or 0) + len(new) > call.settings.max_group_members:
+        raise ValidationFailed(f"A group has at most {call.settings.max_group_members} members.",
+                               limit=call.settings.max_group_members)
+    if new:
+        _change_members(call, conv, new, [], "added")
+    return {"added": [m.user_id for m in new]}
+
+
+def remove_member(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    conv, member = policy.access(call.principal, body["conversationId"])
+    policy.require_manager(member)
+    target = user_key(call.principal.tenant_id, body["userId"])
+    tm = Member.find(conv.conversation_id, target)
+    if tm is None:
+        raise NotFound("No such member.")
+    if tm.role == "owner" and member.role != "owner":
+        raise policy.Forbidden("Only an owner may remove an owner.")
+    _change_members(call, conv, [], [target], "removed")
+    return {"removed": body["userId"]}
+
+
+def leave(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    conv, member = policy.access(call.principal, body["conversationId"])
+    if conv.kind == "direct":
+        raise ValidationFailed("Direct conversations cannot be left.")
+    if member.role == "owner":
+        owners = [m for m in Member.of_conversation(conv.conversation_id) if m.role == "owner"]
+        if len(owners) == 1 and (conv.member_count or 0) > 1:
+            raise Conflict("The last owner must hand over ownership before leaving.")
+    _change_members(call, conv, [], [member.user_key], "left")
+    return {"left": conv.conversation_id}
+
+
+def join(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    conv = policy.may_join(call.principal, Conversation.find(body["conversationId"]))
+    me = User.find(call.principal.tenant_id, call.principal.user_id)
+    if Member.find(conv.conversation_id, policy.key_of(call.principal)) is None and me is not None:
+        _change_members(call, conv, [_member(conv.conversation_id, me, "member", call.now_ms())], [], "joined")
+    conv, member = policy.access(call.principal, conv.conversation_id)
+    return {"conversation": conversation_view(conv, member)}
+
+
+def members(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    conv, _ = policy.access(call.principal, body["conversationId"])
+    return {"members": [{"tenantId": m.tenant_id, "userId": m.user_id, "role": m.role,
+                         "lastReadSeq": int(m.last_read_seq or 0)}
+                        for m in Member.of_conversation(conv.conversation_id)]}
+
+
+def set_role(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    conv, member = policy.access(call.principal, body["conversationId"])
+    if member.role != "owner":
+        raise policy.Forbidden("Only owners change roles.")
+    tm = Member.find(conv.conversation_id, user_key(call.principal.tenant_id, body["userId"]))
+    if tm is None:
+        raise NotFound("No such member.")
+    tm.update(actions=[Member.role.set(body["role"])])
+    return {"userId": body["userId"], "role": body["role"]}
+
+
+def public_channels(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """Query the sparse public_channels index of my tenant: 1 request per page."""
+    limit = int(body.get("limit") or call.settings.page_size)
+    kwargs: dict[str, Any] = {"limit": limit}
+    if body.get("cursor"):
+        kwargs["range_key_condition"] = Conversation.name_lower > body["cursor"]
+    found = list(Conversation.public_channels.query(call.principal.tenant_id, **kwargs))
+    return {"channels": [conversation_view(c) for c in found],
+            "nextCursor": found[-1].name_lower if len(found) == limit else None}

@@ -1,0 +1,320 @@
+"""Messages: ordered, gap-free, idempotent sends; edits, tombstones, reactions, threads,
+mentions, history, sync, read markers and typing.
+
+Send = 1 rate-limit counter update + 2 GetItems (membership, conversation)
++ 1 TransactWriteItems (seq advance + message + idempotency key + sender's
+read marker [+ thread root]) + fan-out (see ``events``).  The seq is advanced
+under a condition on its previous value inside the same transaction as the
+message, so concurrent sends retry instead of colliding and no seq is ever
+skipped or half-written.
+"""
+from __future__ import annotations
+
+import random
+import re
+import time
+import uuid
+from typing import Any
+
+from pynamodb.exceptions import TransactWriteError, UpdateError
+
+from .. import policy
+from ..models import condition_failed, Conversation, Idempotency, Member, Message, RateCounter, transaction
+from ..protocol.errors import Conflict, Forbidden, Internal, NotFound, RateLimited, ValidationFailed
+from .context import Call
+from .events import member_keys, send_to_users
+
+IDEMPOTENCY_TTL_SECONDS = 7 * 24 * 3600
+MAX_SEND_ATTEMPTS = 25
+MAX_REVISIONS = 20
+MAX_EMOJI_PER_MESSAGE = 50
+PREVIEW_CHARS = 120
+MENTION = re.compile(r"<@([A-Za-z0-9._:-]{1,128})>")
+MENTION_ALL = "<!channel>"
+
+
+def _split(key: str) -> dict[str, str]:
+    tenant, user = key.split("#", 1)
+    return {"tenantId": tenant, "userId": user}
+
+
+def message_view(msg: Message) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "conversationId": msg.conversation_id, "seq": int(msg.seq), "messageId": msg.message_id,
+        "clientMessageId": msg.client_message_id, "sender": _split(msg.sender_key), "kind": msg.kind,
+        "body": None if msg.deleted else msg.body, "createdAt": int(msg.created_at),
+        "editedAt": int(msg.edited_at) if msg.edited_at else None, "deleted": bool(msg.deleted),
+        "threadRootSeq": int(msg.thread_root_seq) if msg.thread_root_seq else None,
+        "replyCount": int(msg.reply_count or 0),
+        "mentions": list(msg.mentions or []), "mentionAll": bool(msg.mention_all),
+        "reactions": _reaction_counts(msg),
+    }
+    return view
+
+
+def _reaction_counts(msg: Message) -> dict[str, int]:
+    raw = msg.reactions.as_dict() if msg.reactions else {}
+    return {emoji: len(users) for emoji, users in sorted(raw.items()) if users}
+
+
+def _check_body(call: Call, body: str) -> str:
+    size = len(body.encode("utf-8", "surrogatepass"))
+    if not body.strip():
+        raise ValidationFailed("body must not be empty.")
+    if size > call.settings.max_body_bytes:
+        raise ValidationFailed(f"body is {size} bytes; the limit is {call.settings.max_body_bytes}.",
+                               limit=call.settings.max_body_bytes)
+    try:
+        body.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationFailed("body is not valid UTF-8 text.") from None
+    return body
+
+
+def _rate_limit(call: Call) -> None:
+    """Fixed one-second window per device (per user over REST), shared by all containers."""
+    now = call.clock()
+    window = int(now)
+    who = call.connection_id or policy.key_of(call.principal)
+    count = RateCounter.hit(f"send#{who}#{window}", window + 60)
+    if count > call.settings.sends_per_second:
+        raise RateLimited(retry_after=max(0.001, window + 1 - now),
+                          message=f"At most {call.settings.sends_per_second} messages per second.")
+
+
+def _mentions(conversation_id: str, body: str) -> tuple[list[str], bool]:
+    """Resolve ``<@userId>`` tokens to members (same tenant's user ids or ``tenant:user``)."""
+    ids = list(dict.fromkeys(MENTION.findall(body)))[:50]
+    if not ids:
+        return [], MENTION_ALL in body
+    keys = {uid: uid.replace(":", "#", 1) if ":" in uid else None for uid in ids}
+    members = {m.user_id: m for m in Member.of_conversation(conversation_id)}
+    resolved = []
+    for uid in ids:
+        target = members.get(uid.split(":", 1)[-1])
+        if target is None or (keys[uid] and keys[uid] != target.user_key):
+            raise ValidationFailed(f"Mentioned user {uid[:64]} is not a member of this conversation.")
+        resolved.append(target.user_id)
+    return resolved, MENTION_ALL in body
+
+
+def send(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    p = call.principal
+    conv_id = body["conversationId"]
+    text = _check_body(call, body["body"])
+    _rate_limit(call)
+    conv, member = policy.access(p, conv_id, consistent=True)
+    me = member.user_key
+    idem_key = Idempotency.key_for(conv_id, me, body["clientMessageId"])
+    original = _original(idem_key, conv_id)
+    if original is not None:
+        return {"message": message_view(original), "duplicate": True}
+    if conv.archived:
+        raise Conflict("The conversation is archived.")
+    root_seq = body.get("threadRootSeq")
+    if root_seq is not None:
+        root = Message.find(conv_id, root_seq)
+        if root is None or root.thread_root_seq is not None or root.deleted:
+            raise ValidationFailed("threadRootSeq must be an existing, undeleted top-level message.")
+    mentions, mention_all = _mentions(conv_id, text)
+    if mention_all and conv.kind == "channel" and member.role not in policy.MANAGER_ROLES \
+            and (conv.member_count or 0) > 50:
+        raise Forbidden("Only owners and admins may notify a channel of more than 50 members.")
+    now = call.now_ms()
+    for attempt in range(MAX_SEND_ATTEMPTS):
+        seq = int(conv.last_seq or 0) + 1
+        msg = Message(
+            conversation_id=conv_id, seq=seq, message_id=str(uuid.uuid4()),
+            client_message_id=body["clientMessageId"], sender_key=me, kind="text", body=text,
+            created_at=now, thread_root_seq=root_seq,
+            thread_key=f"{conv_id}#{root_seq}" if root_seq is not None else None,
+            mentions=mentions, mention_all=mention_all, reactions={},
+        )
+        preview = {"seq": seq, "sender": me, "text": text[:PREVIEW_CHARS], "at": now}
+        try:
+            with transaction() as tx:
+                tx.update(conv, actions=[Conversation.last_seq.set(seq), Conversation.last_activity_at.set(now),
+                                         Conversation.last_preview.set(preview)],
+                          condition=(Conversation.last_seq == (seq - 1)) & (Conversation.archived == False))  # noqa: E712
+                tx.save(msg, condition=Message.seq.does_not_exist())
+                tx.save(Idempotency(key=idem_key, seq=seq, expires_at=int(now / 1000) + IDEMPOTENCY_TTL_SECONDS),
+                        condition=Idempotency.key.does_not_exist())
+                tx.update(member, actions=[Member.last_read_seq.set(seq)], condition=Member.user_key.exists())
+                if root_seq is not None:
+                    tx.update(Message(conversation_id=conv_id, seq=root_seq),
+                              actions=[Message.reply_count.add(1)], condition=Message.seq.exists())
+        except TransactWriteError as exc:
+            reasons = [r.code if r else None for r in (exc.cancellation_reasons or [])]
+            if len(reasons) > 2 and reasons[2] == "ConditionalCheckFailed":
+                original = _original(idem_key, conv_id)  # a retry of this send won the race
+                if original is not None:
+                    return {"message": message_view(original), "duplicate": True}
+            if len(reasons) > 3 and reasons[3] == "ConditionalCheckFailed":
+                raise NotFound("No such conversation.") from None
+            # Another send took this seq (or the item was busy): reload and retry.
+            time.sleep(random.uniform(0, min(0.2, 0.005 * (2 ** attempt))))
+            conv = Conversation.find(conv_id, consistent=True)
+            if conv is None:
+                raise NotFound("No such conversation.") from None
+            if conv.archived:
+                raise Conflict("The conversation is archived.") from None
+            continue
+        view = message_view(msg)
+        mentioned = {f"{k}" for k in mentions}
+        send_to_users(call.delivery, member_keys(conv_id),
+                      lambda key: {"type": "message.created", "message": view,
+                                   "mention": mention_all or key.split("#", 1)[1] in mentioned},
+                      exclude_connection=call.connection_id)
+        return {"message": view, "duplicate": False}
+    raise Internal("The conversation is too busy; retry with the same clientMessageId.")
+
+
+def _original(idem_key: str, conv_id: str) -> Message | None:
+    hit = Idempotency.find(idem_key)
+    return Message.find(conv_id, hit.seq) if hit else None
+
+
+def _own_message(call: Call, body: dict[str, Any]) -> tuple[Conversation, Member, Message]:
+    conv, member = policy.access(call.principal, body["conversationId"])
+    msg = Message.find(conv.conversation_id, body["seq"])
+    if msg is None:
+        raise NotFound("No such message.")
+    return conv, member, msg
+
+
+def edit(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    conv, member, msg = _own_message(call, body)
+    if msg.sender_key != member.user_key:
+        raise Forbidden("Only the author may edit a message.")
+    if msg.deleted:
+        raise Conflict("The message was deleted.")
+    text = _check_body(call, body["body"])
+    now = call.now_ms()
+    revision = {"body": msg.body, "at": int(msg.edited_at or msg.created_at)}
+    revisions = (list(msg.revisions or []) + [revision])[-MAX_REVISIONS:]
+    msg.update(actions=[Message.body.set(text), Message.edited_at.set(now), Message.revisions.set(revisions)],
+               condition=Message.deleted == False)  # noqa: E712
+    view = message_view(msg)
+    send_to_users(call.delivery, member_keys(conv.conversation_id), {"type": "message.edited", "message": view},
+                  exclude_connection=call.connection_id)
+    return {"message": view}
+
+
+def revisions(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    _, _, msg = _own_message(call, body)
+    revs = [{"body": r["body"] if not msg.deleted else None, "at": int(r["at"])}
+            for r in (x.as_dict() if hasattr(x, "as_dict") else x for x in (msg.revisions or []))]
+    return {"seq": int(msg.seq), "revisions": revs, "current": message_view(msg)}
+
+
+def delete(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    conv, member, msg = _own_message(call, body)
+    if msg.sender_key != member.user_key and member.role not in policy.MANAGER_ROLES:
+        raise Forbidden("Only the author or a conversation admin may delete a message.")
+    if not msg.deleted:
+        msg.update(actions=[Message.deleted.set(True), Message.body.remove(), Message.revisions.set([]),
+                            Message.edited_at.set(call.now_ms())])
+    event = {"type": "message.deleted", "conversationId": conv.conversation_id, "seq": int(msg.seq)}
+    send_to_users(call.delivery, member_keys(conv.conversation_id), event, exclude_connection=call.connection_id)
+    return {"message": message_view(msg)}
+
+
+def react(call: Call, body: dict[str, Any], add: bool) -> dict[str, Any]:
+    conv, member, msg = _own_message(call, body)
+    if msg.deleted:
+        raise Conflict("The message was deleted.")
+    emoji = body["emoji"]
+    current = msg.reactions.as_dict() if msg.reactions else {}
+    if add and emoji not in current and len(current) >= MAX_EMOJI_PER_MESSAGE:
+        raise ValidationFailed(f"At most {MAX_EMOJI_PER_MESSAGE} different reactions per message.")
+    path = Message.reactions[emoji]
+    action = path.add({member.user_key}) if add else path.delete({member.user_key})
+    try:
+        msg.update(actions=[action])
+    except UpdateError as exc:
+        # Removing a reaction nobody made (no such emoji set yet) is a no-op.
+        if add or not condition_failed(exc) and "document path" not in str(exc):
+            raise
+    counts = _reaction_counts(msg)
+    event = {"type": "reaction.changed", "conversationId": conv.conversation_id, "seq": int(msg.seq),
+             "emoji": emoji, "user": _split(member.user_key), "added": add, "count": counts.get(emoji, 0),
+             "reactions": counts}
+    send_to_users(call.delivery, member_keys(conv.conversation_id), event, exclude_connection=call.connection_id)
+    return {"seq": int(msg.seq), "reactions": counts}
+
+
+def history(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """Newest first, from the newest or before ``beforeSeq``; 1 Query."""
+    conv, _ = policy.access(call.principal, body["conversationId"])
+    limit = int(body.get("limit") or call.settings.page_size)
+    page = Message.page(conv.conversation_id, before=body.get("beforeSeq"), limit=limit)
+    oldest = int(page[-1].seq) if page else None
+    return {"messages": [message_view(m) for m in page],
+            "nextBeforeSeq": oldest if oldest is not None and oldest > 1 and len(page) == limit else None}
+
+
+def thread(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    conv, _ = policy.access(call.principal, body["conversationId"])
+    limit = int(body.get("limit") or call.settings.page_size)
+    root = Message.find(conv.conversation_id, body["rootSeq"])
+    if root is None:
+        raise NotFound("No such message.")
+    replies = Message.thread(conv.conversation_id, body["rootSeq"], after=int(body.get("afterSeq") or 0),
+                             limit=limit)
+    return {"root": message_view(root), "replies": [message_view(m) for m in replies],
+            "hasMore": len(replies) == limit}
+
+
+def sync(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """Everything after seq N per conversation, one page each; ``hasMore`` means: fetch history."""
+    limit = call.settings.page_size
+    out = []
+    for item in body["conversations"]:
+        try:
+            conv, member = policy.access(call.principal, item["conversationId"])
+        except NotFound:
+            out.append({"conversationId": item["conversationId"], "error": {"code": "not_found",
+                                                                          "message": "No such conversation."}})
+            continue
+        after = int(item["afterSeq"])
+        msgs = Message.page(conv.conversation_id, after=after, limit=limit, newest_first=False) \
+            if int(conv.last_seq or 0) > after else []
+        out.append({"conversationId": conv.conversation_id, "messages": [message_view(m) for m in msgs],
+                    "lastSeq": int(conv.last_seq or 0), "hasMore": int(conv.last_seq or 0) > after + len(msgs),
+                    "lastReadSeq": int(member.last_read_seq or 0)})
+    return {"conversations": out}
+
+
+def read(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """Move my read marker forward (never back): one conditional UpdateItem."""
+    conv, member = policy.access(call.principal, body["conversationId"])
+    seq = int(body["seq"])
+    if seq > int(conv.last_seq or 0):
+        raise ValidationFailed(f"seq {seq} is beyond the last message ({int(conv.last_seq or 0)}).")
+    moved = False
+    try:
+        member.update(actions=[Member.last_read_seq.set(seq)], condition=Member.last_read_seq < seq)
+        moved = True
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise
+        member.refresh(consistent_read=True)
+    last_read = int(member.last_read_seq or 0)
+    if moved and conv.receipts:
+        event = {"type": "receipt", "conversationId": conv.conversation_id, "user": _split(member.user_key),
+                 "seq": last_read}
+        send_to_users(call.delivery, member_keys(conv.conversation_id), event,
+                      exclude_connection=call.connection_id)
+    return {"conversationId": conv.conversation_id, "lastReadSeq": last_read,
+            "unread": max(0, int(conv.last_seq or 0) - last_read)}
+
+
+def typing(call: Call, body: dict[str, Any], started: bool) -> dict[str, Any]:
+    """Relayed, never stored; a start expires by itself after ``typing_ttl_seconds``."""
+    conv, member = policy.access(call.principal, body["conversationId"])
+    now = call.now_ms()
+    event = {"type": "typing", "conversationId": conv.conversation_id, "user": _split(member.user_key),
+             "typing": started, "expiresAt": now + call.settings.typing_ttl_seconds * 1000 if started else now}
+    others = [k for k in member_keys(conv.conversation_id) if k != member.user_key]
+    send_to_users(call.delivery, others, event)
+    return {"conversationId": conv.conversation_id, "typing": started}
