@@ -29,6 +29,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def loads(raw: str | bytes) -> Any:
+    """Strict JSON: no NaN/Infinity; too-deep nesting is an error, not a crash."""
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise InvalidJson("JSON nesting is too deep.") from None
+    except ValueError as exc:
+        raise InvalidJson(f"Not valid JSON: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Frame:
     action: str
@@ -66,13 +76,19 @@ def parse(body: str | None, *, is_base64: bool, max_bytes: int) -> Frame:
         raise FrameError(PayloadTooLarge(
             f"Frame is {size} bytes; the limit is {max_bytes} bytes.", limit=max_bytes), None)
     try:
-        obj = json.loads(raw, parse_constant=_reject_constant)
-    except RecursionError:
-        raise FrameError(InvalidJson("JSON nesting is too deep."), None) from None
-    except ValueError as exc:
-        raise FrameError(InvalidJson(f"Frame is not valid JSON: {exc}"), None) from None
+        obj = loads(raw)
+    except InvalidJson as err:
+        raise FrameError(err, None) from None
     if not isinstance(obj, dict):
         raise FrameError(InvalidFrame("A frame must be a JSON object."), None)
+    return validate(obj)
+
+
+def validate(obj: dict[str, Any]) -> Frame:
+    """Check a decoded frame against the envelope and its action's schema.
+
+    REST routes use this too, so both APIs accept exactly the same fields.
+    """
     request_id = _request_id_of(obj)
     try:
         _validator("$envelope", schemas.ENVELOPE)(obj)

@@ -1,0 +1,78 @@
+"""REST entry points for offline and mobile clients: same services, same errors as the socket.
+
+A request carries ``Authorization: Bearer <jwt>`` (the same token as on
+``$connect``).  Bodies and query parameters are validated against the same
+JSON Schemas as the WebSocket actions; errors are ``{"error": {code, message}}``
+with the code's HTTP status.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from . import logs, runtime
+from .auth import token_from_authorization
+from .config import settings
+from .protocol import frames
+from .protocol.errors import ChatError, Internal, ValidationFailed
+from .services import connections
+from .services.context import Call
+
+log = logging.getLogger("chat.rest")
+
+Reply = tuple[int, dict[str, Any], dict[str, str]]
+
+
+def _error(err: ChatError) -> Reply:
+    headers = {"Content-Type": "application/json"}
+    if err.code == "unauthorized":
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    if err.code == "rate_limited":
+        headers["Retry-After"] = str(max(1, round(err.fields.get("retryAfter", 1))))
+    return err.status, {"error": err.to_body()}, headers
+
+
+def _int_params(query: dict[str, str] | None, names: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in (query or {}).items():
+        if name not in names:
+            raise ValidationFailed(f"Unknown query parameter {name[:32]!r}.")
+        if name == "cursor":
+            out[name] = value
+            continue
+        try:
+            out[name] = int(value)
+        except ValueError:
+            raise ValidationFailed(f"{name} must be an integer.") from None
+    return out
+
+
+def handle(headers: dict[str, str] | None, raw_body: bytes | str | None, query: dict[str, str] | None,
+           action: str, fn: Callable[..., dict[str, Any]], path_fields: dict[str, Any],
+           query_names: tuple[str, ...] = (), status: int = 200) -> Reply:
+    """Authenticate, validate as ``action``, call ``fn(call, body)``; map every error."""
+    request_id = (headers or {}).get("x-request-id") or "rest"
+    ctx = logs.bind(route=action, api="rest")
+    try:
+        principal, _user = connections.authenticate(runtime.verifier(), token_from_authorization(headers))
+        body: dict[str, Any] = {}
+        if raw_body:
+            body = frames.loads(raw_body)
+            if not isinstance(body, dict):
+                raise ValidationFailed("Request body must be a JSON object.")
+        fields = {**body, **_int_params(query, query_names), **path_fields}
+        try:
+            frame = frames.validate({**fields, "action": action, "requestId": request_id[:64]})
+        except frames.FrameError as err:
+            raise err.error from None
+        call = Call(principal=principal, delivery=runtime.delivery(), clock=runtime.clock, settings=settings())
+        return status, fn(call, {k: v for k, v in frame.body.items() if k not in ("action", "requestId")}), \
+            {"Content-Type": "application/json"}
+    except ChatError as err:
+        log.info("rest request refused", extra={"code": err.code, "reason": err.message})
+        return _error(err)
+    except Exception:  # noqa: BLE001 - never leak a traceback
+        log.exception("rest request failed")
+        return _error(Internal())
+    finally:
+        logs.unbind(ctx)
