@@ -1,0 +1,498 @@
+"""Render the deployment's CloudFormation fragment and IAM policy from the app's own code.
+
+Why: keys, indexes and TTL live only in ``chalicelib/models.py``; table,
+queue and bucket names only in the stage's environment (``.chalice/config.json``
+read through ``chalicelib/config.py``); the Lambda functions only in ``app.py``.  Generating ``infra/resources-<stage>.json`` (merged by
+``chalice package --merge-template``) and ``.chalice/policy-<stage>.json``
+from those sources keeps the deployment from drifting from the code, and a
+unit test fails when the checked-in files are stale (``make infra``).
+
+    python tools/render_infra.py --stage dev          # write both files
+    python tools/render_infra.py --stage dev --check  # exit 1 if they are stale
+    python tools/render_infra.py --stage dev --check-alarms build/package/sam.json
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("dev", "prod")
+
+# Everything the functions do to DynamoDB.  TransactWriteItems and
+# TransactGetItems are not IAM actions: a transaction is authorised item by
+# item with these.  No Scan, no DescribeTable (pynamodb 6 builds its table
+# metadata from the models), no table administration.
+TABLE_ACTIONS = [
+    "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
+    "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem",
+]
+OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+# Sending (runtime.py looks the URL up by name) and what a Lambda SQS event source needs.
+QUEUE_ACTIONS = ["sqs:GetQueueUrl", "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage",
+                 "sqs:GetQueueAttributes"]
+WS_METHODS = ["POST", "GET", "DELETE"]  # post_to_connection, get_connection, delete_connection
+
+# Alarm thresholds over one 5-minute period (Sum; Maximum for queue gauges). An ops knob.
+ALARM_PERIOD = 300
+THRESHOLDS = {"Errors": 5, "Throttles": 1, "DynamoThrottles": 5, "Rest5xx": 5, "WsExecutionErrors": 5,
+              "QueueAgeSeconds": 300}
+QUARANTINE_DAYS = 7
+MAX_RECEIVES = 5  # deliveries of a queue message before it moves to the dead-letter queue
+NONCURRENT_DAYS = 30
+
+
+# --- reading the app's configuration ---------------------------------------
+
+@contextmanager
+def _logging_untouched() -> Iterator[None]:
+    """``app.py`` routes the root logger to JSON on import; leave the caller's logging as it was."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    name: str
+    app_name: str
+    api_stage: str          # API Gateway stage of both the REST and the WebSocket API
+    env: dict[str, str]     # the functions' environment variables
+    policy_file: str
+    lambda_timeout: int
+    functions: tuple[str, ...]   # logical ids of the Lambda functions in sam.json
+    sqs_consumers: tuple[tuple[str, str], ...]   # (function logical id, queue name as imported here)
+    has_rest_api: bool
+    has_websocket_api: bool
+
+
+@lru_cache(maxsize=None)
+def stage(name: str) -> Stage:
+    """The stage as Chalice itself resolves it (``.chalice/config.json`` + ``app.py``)."""
+    from chalice.cli.factory import CLIFactory
+    from chalice.deploy import models as cm
+    from chalice.deploy.appgraph import ApplicationGraphBuilder
+    from chalice.utils import to_cfn_resource_name
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    # environ={}: Chalice would otherwise copy the stage's variables into os.environ.
+    config = CLIFactory(project_dir=str(ROOT), environ={}).create_config_obj(chalice_stage_name=name)
+    if name not in config.config_from_disk.get("stages", {}):
+        raise SystemExit(f"unknown stage {name!r} in .chalice/config.json")
+    with _logging_untouched():
+        graph = ApplicationGraphBuilder().build(config, name)
+
+    def walk(resource: Any) -> Iterator[Any]:
+        yield resource
+        for dep in resource.dependencies():
+            yield from walk(dep)
+
+    resources = list(walk(graph))
+    lambdas = {r.resource_name for r in resources if isinstance(r, cm.LambdaFunction)}
+    # chalice/package.py names the REST handler "APIHandler", everything else CamelCase.
+    functions = sorted("APIHandler" if n == "api_handler" else to_cfn_resource_name(n) for n in lambdas)
+    consumers = sorted({(to_cfn_resource_name(r.lambda_function.resource_name), r.queue)
+                        for r in resources if isinstance(r, cm.SQSEventSource) and isinstance(r.queue, str)})
+    kinds = {type(r).__name__ for r in graph.resources}
+    return Stage(name=name, app_name=config.app_name, api_stage=config.api_gateway_stage,
+                 env=dict(config.environment_variables), policy_file=config.iam_policy_file,
+                 lambda_timeout=config.lambda_timeout, functions=tuple(functions),
+                 sqs_consumers=tuple(consumers), has_rest_api="RestAPI" in kinds,
+                 has_websocket_api="WebsocketAPI" in kinds)
+
+
+def _camel(field: str) -> str:
+    return "".join(part.capitalize() for part in field.split("_"))
+
+
+def _setting(value: str, suffix: str) -> str:
+    """The one ``Settings`` field ending in ``suffix`` whose value in this process is ``value``.
+
+    Models and handlers captured their names from this process's settings on
+    import; the same field of the stage's settings is the deployed name.
+    """
+    from chalicelib.config import settings
+
+    current = settings()
+    fields = [f.name for f in dataclasses.fields(current)
+              if f.name.endswith(suffix) and getattr(current, f.name) == value]
+    if len(fields) != 1:
+        raise SystemExit(f"cannot tell which *{suffix} setting holds {value!r} (matches {fields})")
+    return fields[0]
+
+
+def _stage_settings(stage_name: str) -> Any:
+    from chalicelib.config import from_env
+
+    return from_env(stage(stage_name).env)
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    logical_id: str
+    name: str
+    key_schema: list[dict[str, str]]
+    attributes: list[dict[str, str]]
+    gsis: list[dict[str, Any]]
+    lsis: list[dict[str, Any]]
+    ttl_attribute: str | None
+
+
+def _hash_first(keys: list[dict[str, str]]) -> list[dict[str, str]]:
+    return sorted(({"AttributeName": k["AttributeName"], "KeyType": k["KeyType"]} for k in keys),
+                  key=lambda k: k["KeyType"] != "HASH")
+
+
+def _index(ix: dict[str, Any]) -> dict[str, Any]:
+    projection = {"ProjectionType": ix["projection"]["ProjectionType"]}
+    if ix["projection"].get("NonKeyAttributes"):
+        projection["NonKeyAttributes"] = sorted(ix["projection"]["NonKeyAttributes"])
+    return {"IndexName": ix["index_name"], "KeySchema": _hash_first(ix["key_schema"]),
+            "Projection": projection}
+
+
+def tables(stage_name: str) -> list[Table]:
+    """One :class:`Table` per model in ``ALL_MODELS``, named for ``stage_name``.
+
+    The schema is pynamodb's own (``Model._get_schema``, what ``create_table``
+    sends to the local stack); the name is the stage's value of the
+    ``*_table`` setting the model's ``Meta.table_name`` came from.
+    """
+    from chalicelib import models
+
+    target = _stage_settings(stage_name)
+    unknown = set(models.TTL_ATTRIBUTES) - set(models.ALL_MODELS)
+    if unknown:
+        raise SystemExit(f"TTL_ATTRIBUTES names models outside ALL_MODELS: {sorted(m.__name__ for m in unknown)}")
+    out = []
+    for model in models.ALL_MODELS:
+        schema = model._get_schema()
+        out.append(Table(
+            logical_id=f"{model.__name__}Table",
+            name=getattr(target, _setting(model.Meta.table_name, "_table")),
+            key_schema=_hash_first(schema["key_schema"]),
+            attributes=sorted(({"AttributeName": a["AttributeName"], "AttributeType": a["AttributeType"]}
+                               for a in schema["attribute_definitions"]),
+                              key=lambda a: a["AttributeName"]),
+            gsis=[_index(ix) for ix in schema["global_secondary_indexes"]],
+            lsis=[_index(ix) for ix in schema["local_secondary_indexes"]],
+            ttl_attribute=models.TTL_ATTRIBUTES.get(model),
+        ))
+    return out
+
+
+def files_bucket(stage_name: str) -> str:
+    return _stage_settings(stage_name).files_bucket
+
+
+def queues(stage_name: str) -> dict[str, str]:
+    """Logical id -> queue name of this stage, for every ``*_queue`` setting."""
+    target = _stage_settings(stage_name)
+    return {_camel(f.name): getattr(target, f.name) for f in dataclasses.fields(target)
+            if f.name.endswith("_queue")}
+
+
+# --- CloudFormation ----------------------------------------------------------
+
+def _tags(st: Stage) -> list[dict[str, str]]:
+    return [{"Key": "app", "Value": st.app_name}, {"Key": "stage", "Value": st.name}]
+
+
+def _table_resource(t: Table, st: Stage) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "TableName": t.name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": t.attributes,
+        "KeySchema": t.key_schema,
+        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+        "SSESpecification": {"SSEEnabled": True},  # KMS with the AWS managed key aws/dynamodb
+        "DeletionProtectionEnabled": True,
+        "Tags": _tags(st),
+    }
+    if t.gsis:
+        props["GlobalSecondaryIndexes"] = t.gsis
+    if t.lsis:
+        props["LocalSecondaryIndexes"] = t.lsis
+    if t.ttl_attribute:
+        props["TimeToLiveSpecification"] = {"AttributeName": t.ttl_attribute, "Enabled": True}
+    # Retain: deleting or replacing the stack must never take the data with it.
+    return {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain", "Properties": props}
+
+
+def _bucket_resources(st: Stage) -> dict[str, Any]:
+    bucket = {
+        "Type": "AWS::S3::Bucket",
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {
+            "BucketName": files_bucket(st.name),
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True, "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+            },
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            "BucketEncryption": {"ServerSideEncryptionConfiguration": [{
+                "ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"},
+                "BucketKeyEnabled": True,
+            }]},
+            # Versioning on: an overwrite or delete (a bug, a compromised function)
+            # stays recoverable for NONCURRENT_DAYS; see docs/operations.md.
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "LifecycleConfiguration": {"Rules": [
+                {"Id": "quarantine-expiry", "Status": "Enabled", "Prefix": "quarantine/",
+                 "ExpirationInDays": QUARANTINE_DAYS,
+                 "NoncurrentVersionExpiration": {"NoncurrentDays": 1}},
+                {"Id": "noncurrent-versions", "Status": "Enabled",
+                 "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_DAYS},
+                 "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                 "ExpiredObjectDeleteMarker": True},
+            ]},
+            "Tags": _tags(st),
+        },
+    }
+    policy = {
+        "Type": "AWS::S3::BucketPolicy",
+        "Properties": {
+            "Bucket": {"Ref": "FilesBucket"},
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                "Resource": [{"Fn::GetAtt": ["FilesBucket", "Arn"]},
+                             {"Fn::Sub": "${FilesBucket.Arn}/*"}],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }]},
+        },
+    }
+    return {"FilesBucket": bucket, "FilesBucketPolicy": policy}
+
+
+def _queue_resources(st: Stage) -> dict[str, Any]:
+    """Each queue with a dead-letter queue; the functions consuming it wait for it."""
+    out: dict[str, Any] = {}
+    for lid, name in queues(st.name).items():
+        out[f"{lid}DeadLetter"] = {"Type": "AWS::SQS::Queue", "Properties": {
+            "QueueName": f"{name}-dlq", "SqsManagedSseEnabled": True,
+            "MessageRetentionPeriod": 14 * 24 * 3600, "Tags": _tags(st)}}
+        out[lid] = {"Type": "AWS::SQS::Queue", "Properties": {
+            "QueueName": name, "SqsManagedSseEnabled": True,
+            # AWS's advice for Lambda consumers: at least 6x the function timeout.
+            "VisibilityTimeout": 6 * st.lambda_timeout,
+            "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": [f"{lid}DeadLetter", "Arn"]},
+                              "maxReceiveCount": MAX_RECEIVES},
+            "Tags": _tags(st)}}
+    for fn, imported_name in st.sqs_consumers:
+        # Chalice refers to the queue by a literal ARN: without this the event
+        # source mapping may be created before the queue exists.
+        out[fn] = {"DependsOn": [_camel(_setting(imported_name, "_queue"))]}
+    return out
+
+
+def _function_overrides(st: Stage) -> dict[str, Any]:
+    """Merged into Chalice's functions: the ``@connections`` endpoint, known only at deploy time.
+
+    Without it, a container that has not yet seen a WebSocket event (the REST
+    handler, a queue consumer) cannot post to sockets (chalicelib/runtime.py).
+    """
+    if not st.has_websocket_api:
+        return {}
+    url = {"Fn::Sub": "https://${WebsocketAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/" + st.api_stage}
+    return {fn: {"Properties": {"Environment": {"Variables": {"WS_MANAGEMENT_ENDPOINT": url}}}}
+            for fn in st.functions}
+
+
+def _alarm(st: Stage, name: str, description: str, threshold: int, metric: dict[str, Any] | None = None,
+           metrics: list[dict[str, Any]] | None = None, statistic: str = "Sum") -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "AlarmName": f"{st.app_name}-{st.name}-{name}",
+        "AlarmDescription": description,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "Threshold": threshold,
+        "EvaluationPeriods": 1,
+        "TreatMissingData": "notBreaching",
+        "AlarmActions": [{"Ref": "AlarmTopic"}],
+        "OKActions": [{"Ref": "AlarmTopic"}],
+    }
+    if metric:
+        props.update(metric, Statistic=statistic, Period=ALARM_PERIOD)
+    else:
+        props["Metrics"] = metrics
+    return {"Type": "AWS::CloudWatch::Alarm", "Properties": props}
+
+
+def _dims(**kv: Any) -> list[dict[str, Any]]:
+    return [{"Name": k, "Value": v} for k, v in kv.items()]
+
+
+def _alarms(st: Stage, tbls: list[Table]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for fn in st.functions:
+        for metric in ("Errors", "Throttles"):
+            out[f"{fn}{metric}Alarm"] = _alarm(
+                st, f"{fn}-{metric.lower()}", f"Lambda {fn}: {metric} (see docs/operations.md#alarms)",
+                THRESHOLDS[metric], metric={"Namespace": "AWS/Lambda", "MetricName": metric,
+                                            "Dimensions": _dims(FunctionName={"Ref": fn})})
+    for t in tbls:
+        # Read + write throttle events of the table and each GSI, summed.
+        dims = [_dims(TableName={"Ref": t.logical_id})] + [
+            _dims(TableName={"Ref": t.logical_id}, GlobalSecondaryIndexName=ix["IndexName"]) for ix in t.gsis]
+        stats = [{"Id": f"m{i}", "ReturnData": False, "MetricStat": {
+                     "Metric": {"Namespace": "AWS/DynamoDB", "MetricName": name, "Dimensions": d},
+                     "Period": ALARM_PERIOD, "Stat": "Sum"}}
+                 for i, (d, name) in enumerate((d, n) for d in dims
+                                               for n in ("ReadThrottleEvents", "WriteThrottleEvents"))]
+        if len(stats) >= 10:
+            raise SystemExit(f"{t.logical_id}: too many indexes for one throttle alarm")
+        stats.append({"Id": "throttles", "Expression": "SUM(METRICS())", "Label": "ThrottleEvents",
+                      "ReturnData": True})
+        out[f"{t.logical_id}ThrottleAlarm"] = _alarm(
+            st, f"{t.logical_id}-throttles", f"DynamoDB {t.name}: throttled requests (see docs/operations.md#alarms)",
+            THRESHOLDS["DynamoThrottles"], metrics=stats)
+    for lid, name in queues(st.name).items():
+        out[f"{lid}DeadLetterAlarm"] = _alarm(
+            st, f"{lid}-dead-letters", f"SQS {name}: messages failed {MAX_RECEIVES} times (see docs/operations.md#alarms)",
+            1, statistic="Maximum",
+            metric={"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
+                    "Dimensions": _dims(QueueName={"Fn::GetAtt": [f"{lid}DeadLetter", "QueueName"]})})
+        out[f"{lid}AgeAlarm"] = _alarm(
+            st, f"{lid}-age", f"SQS {name}: oldest message waits (see docs/operations.md#alarms)",
+            THRESHOLDS["QueueAgeSeconds"], statistic="Maximum",
+            metric={"Namespace": "AWS/SQS", "MetricName": "ApproximateAgeOfOldestMessage",
+                    "Dimensions": _dims(QueueName={"Fn::GetAtt": [lid, "QueueName"]})})
+    if st.has_rest_api:
+        # REST metrics are keyed by API name (= the swagger title = app name) and stage.
+        out["RestApi5xxAlarm"] = _alarm(
+            st, "rest-5xx", "REST API: 5xx responses (see docs/operations.md#alarms)", THRESHOLDS["Rest5xx"],
+            metric={"Namespace": "AWS/ApiGateway", "MetricName": "5XXError",
+                    "Dimensions": _dims(ApiName=st.app_name, Stage=st.api_stage)})
+    if st.has_websocket_api:
+        # WebSocket APIs have no 5XXError; ExecutionError counts the gateway's failures
+        # to invoke the integration (IntegrationError would count refused handshakes too).
+        out["WebsocketExecutionErrorAlarm"] = _alarm(
+            st, "websocket-execution-errors", "WebSocket API: execution errors (see docs/operations.md#alarms)",
+            THRESHOLDS["WsExecutionErrors"],
+            metric={"Namespace": "AWS/ApiGateway", "MetricName": "ExecutionError",
+                    "Dimensions": _dims(ApiId={"Ref": "WebsocketAPI"}, Stage=st.api_stage)})
+    return out
+
+
+def render_resources(stage_name: str) -> dict[str, Any]:
+    """The template fragment for ``chalice package --merge-template``."""
+    st, tbls = stage(stage_name), tables(stage_name)
+    resources: dict[str, Any] = {t.logical_id: _table_resource(t, st) for t in tbls}
+    resources.update(_bucket_resources(st))
+    for part in (_function_overrides(st), _queue_resources(st)):
+        for lid, res in part.items():
+            resources[lid] = {**resources.get(lid, {}), **res}
+    # Unencrypted on purpose: CloudWatch cannot publish to a topic encrypted with
+    # the AWS managed SNS key, and alarm notifications carry no customer data.
+    resources["AlarmTopic"] = {"Type": "AWS::SNS::Topic",
+                               "Properties": {"DisplayName": f"{st.app_name}-{st.name} alarms",
+                                              "Tags": _tags(st)}}
+    resources.update(_alarms(st, tbls))
+    outputs = {f"{t.logical_id}Name": {"Value": {"Ref": t.logical_id}} for t in tbls}
+    outputs.update({f"{lid}Url": {"Value": {"Ref": lid}} for lid in queues(stage_name)})
+    outputs["FilesBucketName"] = {"Value": {"Ref": "FilesBucket"}}
+    outputs["AlarmTopicArn"] = {"Value": {"Ref": "AlarmTopic"}}
+    return {"Resources": resources, "Outputs": outputs}
+
+
+# --- IAM ---------------------------------------------------------------------
+
+def render_policy(stage_name: str) -> dict[str, Any]:
+    """The functions' least-privilege policy (``autogen_policy`` is false; see docs/operations.md)."""
+    st = stage(stage_name)
+    table_arns = []
+    for t in tables(stage_name):
+        table_arns += [f"arn:aws:dynamodb:*:*:table/{t.name}", f"arn:aws:dynamodb:*:*:table/{t.name}/index/*"]
+    # CloudFormation names functions <stack>-<LogicalId>-<suffix>; `make deploy`
+    # uses the stack <app>-<stage>, so this prefix covers exactly this stage's functions.
+    log_group = f"arn:aws:logs:*:*:log-group:/aws/lambda/{st.app_name}-{st.name}-*"
+    queue_arns = [f"arn:aws:sqs:*:*:{name}" for name in queues(stage_name).values()]
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "Logs", "Effect": "Allow",
+         "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": [log_group, f"{log_group}:log-stream:*"]},
+        {"Sid": "Tables", "Effect": "Allow", "Action": TABLE_ACTIONS, "Resource": table_arns},
+        {"Sid": "ManageConnections", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
+         "Resource": [f"arn:aws:execute-api:*:*:*/{st.api_stage}/{m}/@connections/*" for m in WS_METHODS]},
+        {"Sid": "FilesObjects", "Effect": "Allow", "Action": OBJECT_ACTIONS,
+         "Resource": f"arn:aws:s3:::{files_bucket(stage_name)}/*"},
+    ] + ([{"Sid": "Queues", "Effect": "Allow", "Action": QUEUE_ACTIONS, "Resource": queue_arns}]
+         if queue_arns else [])}
+
+
+# --- files -------------------------------------------------------------------
+
+def dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def outputs(stage_name: str) -> dict[Path, str]:
+    """Checked-in path -> freshly rendered text, for one stage."""
+    return {
+        ROOT / "infra" / f"resources-{stage_name}.json": dumps(render_resources(stage_name)),
+        ROOT / ".chalice" / stage(stage_name).policy_file: dumps(render_policy(stage_name)),
+    }
+
+
+def check_alarms(template_path: Path) -> list[str]:
+    """Problems with a packaged template: a Lambda function without Errors and Throttles alarms."""
+    resources = json.loads(template_path.read_text())["Resources"]
+    covered: dict[str, set[str]] = {}
+    for res in resources.values():
+        props = res.get("Properties", {})
+        if res.get("Type") == "AWS::CloudWatch::Alarm" and props.get("Namespace") == "AWS/Lambda":
+            for dim in props.get("Dimensions", []):
+                if dim["Name"] == "FunctionName" and isinstance(dim["Value"], dict):
+                    covered.setdefault(dim["Value"].get("Ref"), set()).add(props["MetricName"])
+    return [f"{lid}: no {m} alarm (run `make infra`)"
+            for lid, res in resources.items()
+            if res.get("Type") in ("AWS::Serverless::Function", "AWS::Lambda::Function")
+            for m in ("Errors", "Throttles") if m not in covered.get(lid, set())]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="render_infra", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stage", choices=STAGES, required=True)
+    parser.add_argument("--check", action="store_true", help="exit 1 if the checked-in files are stale")
+    parser.add_argument("--check-alarms", metavar="SAM_JSON", type=Path,
+                        help="exit 1 if a function in this packaged template has no alarms")
+    args = parser.parse_args(argv)
+    if args.check_alarms:
+        problems = check_alarms(args.check_alarms)
+        for p in problems:
+            print(f"render_infra: {p}", file=sys.stderr)
+        if not problems:
+            print(f"render_infra: alarms cover every function in {args.check_alarms}")
+        return 1 if problems else 0
+    stale = []
+    for path, text in outputs(args.stage).items():
+        rel = path.relative_to(ROOT)
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(rel))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {rel}")
+    if stale:
+        print(f"render_infra: stale for stage {args.stage}: {', '.join(stale)}; run `make infra`", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())
