@@ -27,6 +27,11 @@ def ws_disconnect(event):
     return ws_api.on_disconnect(event.to_dict())
 
 
+@app.on_sqs_message(queue=runtime.settings().presence_queue, batch_size=10)
+def presence_flush(event):
+    ws_api.on_presence_flush([record.to_dict() for record in event])
+
+
 @app.route("/health", methods=["GET"])
 def health():
     return {"status": "ok"}

@@ -30,6 +30,8 @@ class Settings:
     users_table: str
     connections_table: str
     presence_table: str
+    subscriptions_table: str
+    presence_queue: str
     conversations_table: str
     members_table: str
     messages_table: str
@@ -56,6 +58,10 @@ class Settings:
     page_size: int
     sends_per_second: int
     typing_ttl_seconds: int
+    # Presence (docs/presence.md).
+    presence_idle_seconds: int
+    presence_coalesce_seconds: int
+    presence_roster_cap: int
     delivery_max_in_flight: int
     delivery_max_attempts: int
 
@@ -71,6 +77,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         users_table=env.get("USERS_TABLE", f"chat-{stage}-users"),
         connections_table=env.get("CONNECTIONS_TABLE", f"chat-{stage}-connections"),
         presence_table=env.get("PRESENCE_TABLE", f"chat-{stage}-presence"),
+        subscriptions_table=env.get("SUBSCRIPTIONS_TABLE", f"chat-{stage}-subscriptions"),
+        presence_queue=env.get("PRESENCE_QUEUE", f"chat-{stage}-presence"),
         conversations_table=env.get("CONVERSATIONS_TABLE", f"chat-{stage}-conversations"),
         members_table=env.get("MEMBERS_TABLE", f"chat-{stage}-members"),
         messages_table=env.get("MESSAGES_TABLE", f"chat-{stage}-messages"),
@@ -88,6 +96,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         page_size=_int(env, "PAGE_SIZE", 50),
         sends_per_second=_int(env, "SENDS_PER_SECOND", 10),
         typing_ttl_seconds=_int(env, "TYPING_TTL_SECONDS", 6),
+        presence_idle_seconds=_int(env, "PRESENCE_IDLE_SECONDS", 300),
+        presence_coalesce_seconds=_int(env, "PRESENCE_COALESCE_SECONDS", 2),
+        presence_roster_cap=_int(env, "PRESENCE_ROSTER_CAP", 500),
         delivery_max_in_flight=_int(env, "DELIVERY_MAX_IN_FLIGHT", 32),
         delivery_max_attempts=_int(env, "DELIVERY_MAX_ATTEMPTS", 3),
     )

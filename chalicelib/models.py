@@ -15,7 +15,7 @@ from pynamodb.attributes import (BooleanAttribute, ListAttribute, MapAttribute, 
                                  UnicodeAttribute, UnicodeSetAttribute)
 from pynamodb.connection import Connection as PynamoConnection
 from pynamodb.exceptions import DeleteError, PutError, UpdateError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -211,11 +211,13 @@ class Connection(Model):
 
 
 class Presence(Model):
-    """Per user: the set of live connection ids (fan-out reads these in BatchGets of 100).
+    """Per user: live connection ids, per-device activity, manual and custom status.
 
-    Kept apart from :class:`Connection` so that delivering to N users costs
-    ceil(N/100) BatchGetItem requests instead of N index Queries.  The item is
-    deleted when its last connection goes, so offline users cost nothing to skip.
+    Fan-out reads the ``connections`` sets with BatchGetItem, 100 users per
+    request, instead of one index Query per recipient.  The item outlives the
+    connections: manual status, custom status and last-seen persist while the
+    user is offline.  ``published*`` remember what watchers were last told,
+    for coalescing.
     """
 
     class Meta(_Meta):
@@ -223,30 +225,51 @@ class Presence(Model):
 
     user_key = UnicodeAttribute(hash_key=True)
     connections = UnicodeSetAttribute(default=set)
+    activity = MapAttribute(default=dict)  # connection id -> last activity (ms); 0 = device idle
+    manual = UnicodeAttribute(null=True)  # busy | do_not_disturb | in_meeting | away
+    manual_until = NumberAttribute(null=True)
+    custom_text = UnicodeAttribute(null=True)
+    custom_emoji = UnicodeAttribute(null=True)
+    custom_expires_at = NumberAttribute(null=True)
+    last_seen_at = NumberAttribute(default=0)
+    published = UnicodeAttribute(null=True)  # signature of the last state sent to watchers
+    published_at = NumberAttribute(default=0)
+    flush_due_at = NumberAttribute(default=0)  # a delayed publish is queued for this time
     updated_at = NumberAttribute(default=0)
 
     @classmethod
+    def find(cls, key: str) -> "Presence | None":
+        try:
+            return cls.get(key, consistent_read=True)
+        except cls.DoesNotExist:
+            return None
+
+    @classmethod
     def add_connection(cls, key: str, connection_id: str, now: int) -> None:
-        """UpdateItem ADD: 1 request."""
-        cls(user_key=key).update(actions=[cls.connections.add({connection_id}), cls.updated_at.set(now)])
+        """UpdateItem: ADD to the live set, mark the device active (1 request)."""
+        item = cls(user_key=key)
+        try:
+            item.update(actions=[cls.connections.add({connection_id}), cls.activity[connection_id].set(now),
+                                 cls.last_seen_at.set(now), cls.updated_at.set(now)],
+                        condition=cls.user_key.exists())
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+            # First connection ever: the activity map must exist before a path under it is set.
+            item.update(actions=[cls.connections.add({connection_id}), cls.activity.set({connection_id: now}),
+                                 cls.last_seen_at.set(now), cls.updated_at.set(now)])
 
     @classmethod
     def remove_connection(cls, key: str, connection_id: str, now: int) -> None:
-        """UpdateItem DELETE (+ DeleteItem when the set became empty)."""
-        item = cls(user_key=key)
+        """UpdateItem: DELETE from the live set and its activity entry (1 request)."""
         try:
-            item.update(actions=[cls.connections.delete({connection_id}), cls.updated_at.set(now)],
-                        condition=cls.user_key.exists())
+            cls(user_key=key).update(
+                actions=[cls.connections.delete({connection_id}), cls.activity[connection_id].remove(),
+                         cls.last_seen_at.set(now), cls.updated_at.set(now)],
+                condition=cls.user_key.exists())
         except UpdateError as exc:
-            if condition_failed(exc):
-                return  # no live set for this user
-            raise
-        if not item.connections:
-            try:
-                item.delete(condition=cls.connections.does_not_exist())
-            except DeleteError as exc:
-                if not condition_failed(exc):  # else: a new connection arrived meanwhile
-                    raise
+            if not condition_failed(exc):
+                raise
 
     @classmethod
     def connections_of(cls, keys: list[str]) -> dict[str, set[str]]:
@@ -257,6 +280,64 @@ class Presence(Model):
             if item.connections:
                 out[item.user_key] = set(item.connections)
         return out
+
+    @classmethod
+    def many(cls, keys: list[str]) -> dict[str, "Presence"]:
+        """BatchGetItem in pages of 100: the whole presence item of each user."""
+        return {item.user_key: item for item in cls.batch_get(list(dict.fromkeys(keys)))}
+
+
+class SubscriptionsByWatcher(GlobalSecondaryIndex["Subscription"]):
+    """What one connection watches (to unsubscribe / clean up on disconnect)."""
+
+    class Meta:
+        index_name = "by_watcher"
+        projection = KeysOnlyProjection()
+
+    watcher_connection = UnicodeAttribute(hash_key=True)
+    watched_key = UnicodeAttribute(range_key=True)
+
+
+class Subscription(Model):
+    """Connection ``watcher_connection`` wants ``presence.changed`` of ``watched_key``.
+
+    Written at ``presence.subscribe`` for the roster it may see; a presence
+    change Queries these by the watched user, so its cost follows the number
+    of online watchers, nothing else.  TTL ends them with the connection.
+    """
+
+    class Meta(_Meta):
+        table_name = _S.subscriptions_table
+
+    watched_key = UnicodeAttribute(hash_key=True)
+    watcher_connection = UnicodeAttribute(range_key=True)
+    watcher_key = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+    by_watcher = SubscriptionsByWatcher()
+
+    @classmethod
+    def watchers(cls, watched_key: str) -> list["Subscription"]:
+        """Query: 1 request per page."""
+        return list(cls.query(watched_key))
+
+    @classmethod
+    def replace_for(cls, connection_id: str, watcher_key: str, keys: list[str], expires_at: int) -> None:
+        """BatchWriteItem (25 per request): this connection now watches exactly ``keys``."""
+        cls.drop_connection(connection_id)
+        with cls.batch_write() as batch:
+            for key in keys:
+                batch.save(cls(watched_key=key, watcher_connection=connection_id, watcher_key=watcher_key,
+                               expires_at=expires_at))
+
+    @classmethod
+    def drop_connection(cls, connection_id: str) -> int:
+        """Query by_watcher + BatchWriteItem deletes."""
+        found = list(cls.by_watcher.query(connection_id))
+        with cls.batch_write() as batch:
+            for sub in found:
+                batch.delete(cls(watched_key=sub.watched_key, watcher_connection=connection_id))
+        return len(found)
 
 
 # --- conversations -----------------------------------------------------------
@@ -460,11 +541,11 @@ class RateCounter(Model):
         return int(item.count)
 
 
-ALL_MODELS = (Tenant, DomainClaim, User, Connection, Presence, Conversation, Member, Message,
-              Idempotency, RateCounter)
+ALL_MODELS = (Tenant, DomainClaim, User, Connection, Presence, Subscription, Conversation, Member,
+              Message, Idempotency, RateCounter)
 
 # DynamoDB TTL attribute per table (the local stack and infra/ enable these).
-TTL_ATTRIBUTES = {Connection: "expires_at", Idempotency: "expires_at", RateCounter: "expires_at"}
+TTL_ATTRIBUTES = {Connection: "expires_at", Subscription: "expires_at", Idempotency: "expires_at", RateCounter: "expires_at"}
 
 
 def create_tables(wait: bool = True) -> None:

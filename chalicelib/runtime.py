@@ -84,15 +84,54 @@ def management_client() -> Any:
     return _once("management_client", build)
 
 
+def _on_gone(connection_id: str) -> None:
+    """A post answered Gone: forget the connection, and let presence catch up (queued, not inline)."""
+    from .services.connections import disconnect
+
+    conn = disconnect(connection_id)
+    if conn is not None:
+        schedule_presence(conn.tenant_user, 0)
+
+
 def delivery() -> Any:
     from .delivery import Delivery
-    from .services.connections import disconnect
 
     s = settings()
     return _once("delivery", lambda: Delivery(
-        management_client(), on_gone=disconnect,
+        management_client(), on_gone=_on_gone,
         max_in_flight=s.delivery_max_in_flight, max_attempts=s.delivery_max_attempts,
     ))
+
+
+def _queue_url() -> str:
+    def build() -> str:
+        return _sqs().get_queue_url(QueueName=settings().presence_queue)["QueueUrl"]
+    return _once("presence_queue_url", build)
+
+
+def _sqs() -> Any:
+    def build() -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session().client("sqs", region_name=settings().region,
+                                              config=Config(connect_timeout=2, read_timeout=5))
+    return _once("sqs", build)
+
+
+def schedule_presence(key: str, delay_seconds: int) -> None:
+    """Queue a presence flush for ``key`` after ``delay_seconds`` (SQS delay, at most 900 s)."""
+    import json
+
+    _sqs().send_message(QueueUrl=_queue_url(), MessageBody=json.dumps({"userKey": key}),
+                        DelaySeconds=int(delay_seconds))
+
+
+def presence_env() -> Any:
+    from .services.presence import PresenceEnv
+
+    return _once("presence_env", lambda: PresenceEnv(
+        delivery=delivery(), clock=clock, settings=settings(), schedule=schedule_presence))
 
 
 class ManagementSession:

@@ -11,10 +11,11 @@ from typing import Any, Callable
 
 from . import logs, runtime
 from .auth import Principal, token_from_ws_connect
+from .models import user_key
 from .config import settings
 from .protocol import frames
 from .protocol.errors import ChatError, Internal
-from .services import connections, conversations, messages
+from .services import connections, conversations, messages, presence
 from .services.context import Call
 
 log = logging.getLogger("chat.ws")
@@ -33,6 +34,15 @@ def _service(fn: Callable[..., dict[str, Any]], *args: Any) -> Handler:
         call = Call(principal=principal, delivery=runtime.delivery(), clock=runtime.clock,
                     settings=settings(), connection_id=cid)
         result = fn(call, frame.body, *args)
+        return {"type": "ack", "requestId": frame.request_id, "action": frame.action, "result": result}
+    return handle
+
+
+def _presence(fn: Callable[..., dict[str, Any]], with_connection: bool = False) -> Handler:
+    def handle(principal: Principal | None, frame: frames.Frame, cid: str) -> dict[str, Any]:
+        assert principal is not None
+        args = (principal, cid) if with_connection else (principal,)
+        result = fn(runtime.presence_env(), *args, frame.body)
         return {"type": "ack", "requestId": frame.request_id, "action": frame.action, "result": result}
     return handle
 
@@ -64,6 +74,11 @@ ACTIONS: dict[str, tuple[Handler, bool]] = {
     "read": (_service(messages.read), True),
     "typing.start": (_service(messages.typing, True), True),
     "typing.stop": (_service(messages.typing, False), True),
+    "presence.set": (_presence(presence.set_status), True),
+    "presence.custom": (_presence(presence.set_custom), True),
+    "presence.heartbeat": (_presence(presence.heartbeat, with_connection=True), True),
+    "presence.subscribe": (_presence(presence.subscribe, with_connection=True), True),
+    "presence.unsubscribe": (_presence(presence.unsubscribe, with_connection=True), True),
 }
 
 
@@ -90,6 +105,7 @@ def on_connect(event: dict[str, Any]) -> dict[str, Any]:
         principal = connections.connect(runtime.verifier(), runtime.clock,
                                         settings().connection_ttl_seconds, req)
         log.info("connected", extra={"tenantId": principal.tenant_id, "userId": principal.user_id})
+        _publish_presence(user_key(principal.tenant_id, principal.user_id))
         response: dict[str, Any] = {"statusCode": 200}
         offered = [p.strip() for p in _header(headers, "sec-websocket-protocol").split(",") if p.strip()]
         if "chat.v1" in offered:
@@ -110,7 +126,9 @@ def on_disconnect(event: dict[str, Any]) -> dict[str, Any]:
     cid = ctx.get("connectionId", "")
     token_ctx = logs.bind(requestId=ctx.get("requestId"), connectionId=cid, route="$disconnect")
     try:
-        connections.disconnect(cid)
+        gone = connections.disconnect(cid)
+        if gone is not None:
+            _publish_presence(gone.tenant_user)
         log.info("disconnected", extra={"disconnectStatusCode": ctx.get("disconnectStatusCode")})
     except Exception:  # noqa: BLE001 - TTL removes the record if this fails
         log.exception("disconnect cleanup failed")
@@ -147,6 +165,28 @@ def on_message(event: dict[str, Any]) -> dict[str, Any]:
     finally:
         logs.unbind(token_ctx)
     return {"statusCode": 200}
+
+
+def _publish_presence(key: str) -> None:
+    """Presence follows connects and disconnects; failure here must not fail the socket."""
+    try:
+        presence.publish(runtime.presence_env(), key)
+    except Exception:  # noqa: BLE001 - watchers converge on the next change or roster read
+        log.exception("presence publish failed")
+
+
+def on_presence_flush(records: list[dict[str, Any]]) -> None:
+    """Delayed presence publications (queue messages ``{"userKey": ...}``)."""
+    env = runtime.presence_env()
+    for record in records:
+        try:
+            key = frames.loads(record.get("body") or "{}").get("userKey")
+        except ChatError:
+            key = None
+        if isinstance(key, str) and "#" in key:
+            presence.flush(env, key)
+        else:
+            log.warning("bad presence queue message dropped")
 
 
 def _header(headers: dict[str, str], name: str) -> str:

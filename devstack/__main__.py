@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from moto.server import ThreadedMotoServer
 
     from .dynamodb_local import DynamoDBLocal
+    from .metering import MeteringProxy
     from .ports import free_port
 
     moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
@@ -73,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         print("devstack: using moto's DynamoDB (fallback: no TTL expiry, no consumed capacity)",
               file=sys.stderr)
         ddb_url = moto_url
+    # Every DynamoDB client goes through the metering proxy (GET /dev/stack/metrics).
+    metering = MeteringProxy(ddb_url)
+    ddb_url, ddb_upstream = metering.start(), ddb_url
 
     # Everything below (this process and the spawned Lambda workers) reaches
     # AWS services only through the standard endpoint variables.
@@ -81,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT_URL_DYNAMODB": ddb_url, "AWS_ENDPOINT_URL_S3": moto_url,
+        "AWS_ENDPOINT_URL_SQS": moto_url,
         "WS_MANAGEMENT_ENDPOINT": f"{origin}/{args.stage}",
         "CHAT_STAGE": args.stage,
     })
@@ -109,9 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     pool = LambdaPool(args.workers)
     pool.warm()
     gateway = Gateway(pool, stage=args.stage, api_id="local0api", domain_name=f"127.0.0.1:{port}",
-                      limits=WsLimits.from_env(), idp=idp)
+                      limits=WsLimits.from_env(), idp=idp, meter=metering.meter)
     (state_dir / "stack.json").write_text(json.dumps({
-        "origin": origin, "ws": f"ws://127.0.0.1:{port}/ws", "dynamodb": ddb_url, "s3": moto_url,
+        "origin": origin, "ws": f"ws://127.0.0.1:{port}/ws", "dynamodb": ddb_url,
+        "dynamodb_upstream": ddb_upstream, "s3": moto_url,
         "management": f"{origin}/{args.stage}", "stage": args.stage, "pid": os.getpid(),
     }))
 
@@ -122,12 +129,24 @@ def main(argv: list[str] | None = None) -> int:
         await runner.setup()
         site = web.SockSite(runner, sock, shutdown_timeout=2.0)
         await site.start()
+        from app import app as chalice_app
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
+
+        from .queues import QueuePoller, sqs_sources
+
+        pollers = [QueuePoller(pool, boto3.client("sqs"), queue, fn, batch)
+                   for queue, fn, batch in sqs_sources(chalice_app)]
+        poll_tasks = [asyncio.create_task(p.run()) for p in pollers]
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         print(f"READY {origin}", flush=True)
         await stop.wait()
+        for p in pollers:
+            p.stop()
+        await asyncio.gather(*poll_tasks, return_exceptions=True)
         await gateway.close_all()
         await runner.cleanup()
 
@@ -135,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve())
     finally:
         pool.shutdown()
+        metering.stop()
         if ddb is not None:
             ddb.stop()
         moto_server.stop()

@@ -75,14 +75,31 @@ def _new_connection_id() -> str:
     return base64.b64encode(os.urandom(10)).decode()
 
 
+@dataclass
+class _PostCounter:
+    """@connections POSTs: how many, how many bytes, by outcome (200, 410 Gone, other)."""
+
+    posts: int = 0
+    bytes: int = 0
+    by_status: dict[str, int] = field(default_factory=lambda: {"200": 0, "410": 0, "other": 0})
+    since: float = field(default_factory=time.time)
+
+    def record(self, status: int, size: int) -> None:
+        self.posts += 1
+        self.bytes += size
+        self.by_status[str(status) if status in (200, 410) else "other"] += 1
+
+
 def _request_time(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000")
 
 
 class Gateway:
     def __init__(self, pool: LambdaPool, *, stage: str, api_id: str, domain_name: str,
-                 limits: WsLimits, idp: Any | None = None) -> None:
+                 limits: WsLimits, idp: Any | None = None, meter: Any | None = None) -> None:
         self.pool = pool
+        self.meter = meter  # devstack.metering.Meter of the DynamoDB proxy, if any
+        self.posts = _PostCounter()
         self.stage = stage
         self.api_id = api_id
         self.domain_name = domain_name
@@ -102,9 +119,14 @@ class Gateway:
             return await self._websocket(request)
         m = _MGMT_PATH.match(path)
         if m and m.group("stage") == self.stage:
-            return await self._management(request, unquote(m.group("id")))
+            resp = await self._management(request, unquote(m.group("id")))
+            if request.method == "POST":
+                self.posts.record(resp.status, request.content_length or 0)
+            return resp
         if path == "/dev/stack/limits":
             return await self._limits(request)
+        if path in ("/dev/stack/metrics", "/dev/stack/metrics/reset"):
+            return self._metrics(request, path)
         if self.idp is not None and (path == "/dev/idp" or path.startswith("/dev/idp/")):
             return await self.idp.handle(request, path)
         return await self._rest(request)
@@ -119,6 +141,22 @@ class Gateway:
                 return web.json_response({"message": "expected a JSON object"}, status=400)
             self.limits = dataclasses.replace(self.limits, **changes)
         return web.json_response(dataclasses.asdict(self.limits))
+
+    def _metrics(self, request: web.Request, path: str) -> web.Response:
+        """Local-only control: counters measured at the stack's endpoints (benchmarks read these).
+
+        ``GET /dev/stack/metrics`` is a snapshot; ``POST /dev/stack/metrics/reset``
+        zeroes every counter and answers with the values just before.
+        """
+        reset = path.endswith("/reset")
+        if request.method != ("POST" if reset else "GET"):
+            return web.json_response({"message": "Method not allowed"}, status=405)
+        ddb = self.meter and (self.meter.reset() if reset else self.meter.snapshot())
+        posts = dataclasses.asdict(self.posts)
+        if reset:
+            self.posts = _PostCounter()
+        return web.json_response({"dynamodb": ddb, "connections_api": posts,
+                                  "websockets_open": len(self.conns)})
 
     # --- events ----------------------------------------------------------------
 

@@ -55,6 +55,13 @@ def _invoke_ws(route_key: str, event: dict[str, Any]) -> dict[str, Any]:
     return handler(event, _Context(f"enterprise-chat-{config.name}", 30, 512))
 
 
+def _invoke_event(function_name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """An event-source function (SQS, S3): Chalice's handler object by its function name."""
+    handler = getattr(_app_module, function_name)
+    handler(event, _Context(f"enterprise-chat-{function_name}", 60, 512))
+    return {"statusCode": 200}
+
+
 def _invoke_rest(method: str, path: str, headers: dict[str, str], body: bytes | None) -> dict[str, Any]:
     from chalice.config import Config
     from chalice.local import ForbiddenError, LocalGateway
@@ -98,6 +105,9 @@ class LambdaPool:
 
     async def invoke_ws(self, route_key: str, event: dict[str, Any]) -> dict[str, Any]:
         return await self._run(_invoke_ws, route_key, event)
+
+    async def invoke_event(self, function_name: str, event: dict[str, Any]) -> dict[str, Any]:
+        return await self._run(_invoke_event, function_name, event)
 
     async def invoke_rest(self, method: str, path: str, headers: dict[str, str],
                           body: bytes | None) -> dict[str, Any]:

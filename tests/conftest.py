@@ -52,7 +52,8 @@ def stack() -> Stack:
     state_dir = Path(tempfile.mkdtemp(prefix="devstack-test-"))
     log_path = state_dir / "stack.log"
     log = log_path.open("wb")
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # Short presence timers so idle and coalescing are observable within a test.
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PRESENCE_IDLE_SECONDS="5", PRESENCE_COALESCE_SECONDS="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "devstack", "--port", "0", "--state-dir", str(state_dir)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True,

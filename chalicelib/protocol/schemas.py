@@ -109,6 +109,16 @@ INBOUND: dict[str, dict[str, Any]] = {
     "read": _action("read", {**MSG}, ["conversationId", "seq"]),
     "typing.start": _action("typing.start", CONV, ["conversationId"]),
     "typing.stop": _action("typing.stop", CONV, ["conversationId"]),
+    "presence.set": _action("presence.set", {
+        "status": {"enum": ["available", "away", "busy", "do_not_disturb", "in_meeting"]},
+        "until": {"type": "integer", "minimum": 0}}, ["status"]),
+    "presence.custom": _action("presence.custom", {
+        "text": {"type": ["string", "null"], "maxLength": 100}, "emoji": {"type": ["string", "null"], "maxLength": 64},
+        "expiresAt": {"type": ["integer", "null"], "minimum": 0}}),
+    "presence.heartbeat": _action("presence.heartbeat", {"active": {"type": "boolean"}}),
+    "presence.subscribe": _action("presence.subscribe", {
+        "watch": {"type": "array", "items": ID, "maxItems": 100}, "limit": LIMIT, "cursor": CURSOR}),
+    "presence.unsubscribe": _action("presence.unsubscribe"),
 }
 
 # Server -> client, by type.
@@ -134,6 +144,11 @@ OUTBOUND: dict[str, dict[str, Any]] = {
     "members.changed": _event("members.changed", {
         "conversationId": ID, "change": {"enum": ["added", "removed", "left", "joined"]},
         "users": {"type": "array", "items": {"type": "object"}}}, ["conversationId", "change", "users"]),
+    "presence.changed": _event("presence.changed", {
+        "user": {"type": "object"}, "status": {"enum": ["available", "away", "busy", "do_not_disturb", "in_meeting",
+                                                        "offline"]},
+        "custom": {"type": ["object", "null"]}, "devices": {"type": "integer"}, "lastSeenAt": {"type": "integer"}},
+        ["user", "status", "custom", "devices", "lastSeenAt"]),
     "error": _event(
         "error",
         {

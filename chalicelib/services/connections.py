@@ -8,7 +8,7 @@ from typing import Callable
 from pynamodb.exceptions import PutError
 
 from ..auth import Principal, TenantIdentity, TokenVerifier
-from ..models import condition_failed, Connection, Presence, User, user_key
+from ..models import Connection, Presence, Subscription, User, condition_failed, user_key
 from ..protocol.errors import Forbidden
 
 
@@ -70,11 +70,11 @@ def connect(verifier: TokenVerifier, clock: Callable[[], float], ttl_seconds: in
         connected_at=now,
         expires_at=now + ttl_seconds,
     ).save()
-    Presence.add_connection(user_key(principal.tenant_id, principal.user_id), req.connection_id, now)
+    Presence.add_connection(user_key(principal.tenant_id, principal.user_id), req.connection_id, int(clock() * 1000))
     return principal
 
 
-def disconnect(connection_id: str, clock: Callable[[], float] = time.time) -> None:
+def disconnect(connection_id: str, clock: Callable[[], float] = time.time) -> Connection | None:
     """Remove the connection record and its entry in the user's live set; idempotent.
 
     Also the cleanup for a post that answered Gone (the socket died without
@@ -83,7 +83,9 @@ def disconnect(connection_id: str, clock: Callable[[], float] = time.time) -> No
     conn = Connection.find(connection_id)
     Connection.remove(connection_id)
     if conn is not None:
-        Presence.remove_connection(conn.tenant_user, connection_id, int(clock()))
+        Presence.remove_connection(conn.tenant_user, connection_id, int(clock() * 1000))
+    Subscription.drop_connection(connection_id)
+    return conn
 
 
 def principal_of(connection_id: str) -> Principal:
