@@ -6,9 +6,13 @@ A non-member gets ``not_found`` - never a hint that a conversation exists.
 """
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
 from .auth import Principal
-from .models import Conversation, Member, User, user_key
-from .protocol.errors import Forbidden, NotFound
+from .models import Conversation, Member, Tenant, TenantLink, User, user_key
+from .protocol.errors import ChatError, Forbidden, NotFound
 
 MANAGER_ROLES = frozenset({"owner", "admin"})
 
@@ -54,3 +58,191 @@ def reachable_users(principal: Principal, user_ids: list[str]) -> list[User]:
     if missing:
         raise NotFound(f"No such user: {missing[0][:64]}.", userId=missing[0][:64])
     return [found[uid] for uid in wanted]
+
+
+# --- across companies ----------------------------------------------------------
+
+class ExternalAccessDenied(ChatError):
+    """Cross-company traffic refused; ``side`` names whose connection or policy refused."""
+
+    code = "external_access_revoked"
+
+    def __init__(self, side: str, reason: str) -> None:
+        super().__init__(f"{side}: {reason}", side=side, reason=reason)
+
+
+def _minutes(hhmm: str) -> int:
+    h, m = hhmm.split(":")
+    return int(h) * 60 + int(m)
+
+
+def in_window(external: dict[str, Any], now_ms: int) -> bool:
+    """Is ``now`` allowed by the policy's time windows (in the tenant's time zone)?"""
+    windows = external.get("windows") or []
+    if not windows:
+        return True
+    local = datetime.fromtimestamp(now_ms / 1000, tz=ZoneInfo(external.get("timezone") or "UTC"))
+    minute = local.hour * 60 + local.minute
+    inside = any(local.weekday() in w.get("days", range(7))
+                 and _minutes(w["start"]) <= minute < _minutes(w["end"]) for w in windows)
+    return inside if external.get("windowMode", "inside") == "inside" else not inside
+
+
+def _tenant_refusal(tenant: Tenant, peer: str, user: User | None, now_ms: int) -> str | None:
+    """Why ``tenant``'s own external-access policy refuses traffic with ``peer`` (None = allowed)."""
+    if tenant.status != "active":
+        return "tenant is suspended"
+    ext = tenant.external.as_dict() if tenant.external else {"mode": "all"}
+    mode = ext.get("mode", "all")
+    if mode == "off":
+        return "external access is off"
+    if mode == "partners" and peer not in (ext.get("partners") or []):
+        return f"{peer} is not a listed partner"
+    if mode == "users" and user is not None and user.user_id not in (ext.get("users") or []) \
+            and not set(user.groups or []) & set(ext.get("groups") or []):
+        return "user is not allowed to communicate externally"
+    if not in_window(ext, now_ms):
+        return "outside the allowed time window"
+    return None
+
+
+def crossing(a_tenant: str, b_tenant: str, now_ms: int, *, purpose: str = "message",
+             a_user: User | None = None, b_user: User | None = None, starting: bool = False,
+             a_is_admin: bool = False) -> None:
+    """May traffic go between tenant A (and user) and tenant B (and user) now? Raises if not.
+
+    Checks both sides of the connection (both approved, not revoked), each
+    side's toggles for ``purpose`` (message | presence | files), who may start
+    a conversation, both tenants' external-access policies and both users'
+    status.  2 BatchGetItems.
+    """
+    mine, theirs = TenantLink.pair(a_tenant, b_tenant)
+    for side, link in ((a_tenant, mine), (b_tenant, theirs)):
+        if link is None or link.state != "active":
+            raise ExternalAccessDenied(side, "no active connection between the companies")
+        if purpose == "presence" and not link.presence:
+            raise ExternalAccessDenied(side, "presence is not shared with the other company")
+        if purpose == "files" and not link.files:
+            raise ExternalAccessDenied(side, "file sharing with the other company is off")
+    if starting and mine.who_may_start == "admins" and not a_is_admin:
+        raise ExternalAccessDenied(a_tenant, "only admins may start external conversations")
+    tenants = {t.tenant_id: t for t in Tenant.batch_get([a_tenant, b_tenant])}
+    for side, peer, user in ((a_tenant, b_tenant, a_user), (b_tenant, a_tenant, b_user)):
+        if user is not None and not user.active:
+            raise ExternalAccessDenied(side, "user is deactivated")
+        reason = _tenant_refusal(tenants[side], peer, user, now_ms) if side in tenants else "unknown tenant"
+        if reason:
+            raise ExternalAccessDenied(side, reason)
+
+
+def allowed_recipients(origin_key: str, keys: list[str], now_ms: int, purpose: str = "message") -> list[str]:
+    """Filter event recipients at fan-out time: other tenants' users only where allowed *now*.
+
+    Same-tenant recipients pass untouched (no extra request).  Per other
+    tenant: one crossing check; if that tenant lists users/groups, one
+    BatchGetItem of those recipients' directory entries.
+    """
+    origin_tenant = origin_key.split("#", 1)[0]
+    by_tenant: dict[str, list[str]] = {}
+    for k in keys:
+        by_tenant.setdefault(k.split("#", 1)[0], []).append(k)
+    out = list(by_tenant.pop(origin_tenant, []))
+    if not by_tenant:
+        return out
+    tenants = {t.tenant_id: t for t in Tenant.batch_get([origin_tenant, *by_tenant])}
+    origin = tenants.get(origin_tenant)
+    origin_user = User.find(origin_tenant, origin_key.split("#", 1)[1]) \
+        if origin is not None and _mode(origin) == "users" else None
+    for tenant_id, tkeys in by_tenant.items():
+        try:
+            crossing(origin_tenant, tenant_id, now_ms, purpose=purpose, a_user=origin_user)
+        except ExternalAccessDenied:
+            continue
+        tenant = tenants[tenant_id]
+        if _mode(tenant) == "users":
+            users = User.batch_get([(tenant_id, k.split("#", 1)[1]) for k in tkeys])
+            out += [user_key(u.tenant_id, u.user_id) for u in users
+                    if u.active and not _tenant_refusal(tenant, origin_tenant, u, now_ms)]
+        else:
+            out += tkeys
+    return out
+
+
+def _mode(tenant: Tenant) -> str:
+    return (tenant.external.as_dict() if tenant.external else {}).get("mode", "all")
+
+
+def write_access(principal: Principal, conv: Conversation, now_ms: int) -> None:
+    """May the caller add to this conversation (send, edit, react, read marker, typing) now?
+
+    The other side of an external conversation becomes read-only when the
+    connection or a policy no longer allows it; the host side keeps its own
+    conversation, except a direct one, which has nobody left to talk to.
+    """
+    others = set(conv.tenants or ()) - {principal.tenant_id}
+    if not others:
+        return
+    me = User.find(principal.tenant_id, principal.user_id)
+    if principal.tenant_id != conv.tenant_id:
+        crossing(principal.tenant_id, conv.tenant_id, now_ms, a_user=me)
+    elif conv.kind == "direct":
+        for other in others:
+            crossing(principal.tenant_id, other, now_ms, a_user=me)
+
+
+def history_cutoff(principal: Principal, conv: Conversation) -> int | None:
+    """For the guest side of a revoked external conversation: history ends at the revocation."""
+    if principal.tenant_id == conv.tenant_id or not conv.tenants or len(conv.tenants) < 2:
+        return None
+    mine, _ = TenantLink.pair(principal.tenant_id, conv.tenant_id)
+    if mine is not None and mine.state != "active" and mine.revoked_at:
+        return int(mine.revoked_at)
+    return None
+
+
+def reachable_by_email(principal: Principal, email: str, now_ms: int, is_admin: bool) -> User:
+    """A user of any tenant by exact email, if the caller may start a conversation with them."""
+    user = User.find_by_email(email)
+    if user is None or not user.active:
+        raise NotFound(f"No such user: {email[:254]}.")
+    if user.tenant_id == principal.tenant_id:
+        return user
+    mine, _ = TenantLink.pair(principal.tenant_id, user.tenant_id)
+    if mine is None or mine.state != "active":
+        raise NotFound(f"No such user: {email[:254]}.")  # unconnected companies learn nothing
+    me = User.find(principal.tenant_id, principal.user_id)
+    crossing(principal.tenant_id, user.tenant_id, now_ms, a_user=me, b_user=user, starting=True,
+             a_is_admin=is_admin)
+    return user
+
+
+# --- files (docs/files.md) ---------------------------------------------------------
+# Every file permission is decided here.  Today: members of a conversation of
+# their own tenant.  Federation extends these two (both tenants' external file
+# sharing policy) without touching chalicelib/services/files.py.
+
+def may_share_files(principal: Principal, conversation_id: str) -> tuple[Conversation, Member]:
+    """May the caller upload a file into this conversation?  Returns it and the membership.
+
+    Non-members get ``not_found``; a member from another company, or any member of an
+    external conversation (members of several companies), ``forbidden``.
+    """
+    conv, member = access(principal, conversation_id, consistent=True)
+    if conv.tenant_id != principal.tenant_id or len(conv.tenants or ()) > 1:
+        raise Forbidden("Files cannot be shared in conversations with other companies.")
+    return conv, member
+
+
+def may_download(principal: Principal, file: Any) -> tuple[Conversation, Member]:
+    """May the caller fetch this file (a ``models.File``)?  Members of its conversation only.
+
+    Anyone who is not a member sees ``not_found`` (as if the file did not
+    exist); a member from another company ``forbidden``.
+    """
+    try:
+        conv, member = access(principal, file.conversation_id)
+    except NotFound:
+        raise NotFound("No such file.") from None
+    if file.tenant_id != principal.tenant_id or conv.tenant_id != principal.tenant_id:
+        raise Forbidden("Files of this conversation are not shared with your company.")
+    return conv, member

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from . import logs, runtime
 from .auth import token_from_authorization
 from .config import settings
-from .protocol import frames
+from .protocol import frames, schemas
 from .protocol.errors import ChatError, Internal, ValidationFailed
 from .services import connections
 from .services.context import Call
@@ -21,6 +21,7 @@ from .services.context import Call
 log = logging.getLogger("chat.rest")
 
 Reply = tuple[int, dict[str, Any], dict[str, str]]
+STRING_PARAMS = frozenset({"cursor", "actor", "actionName"})  # other query parameters are integers
 
 
 def _error(err: ChatError) -> Reply:
@@ -37,7 +38,7 @@ def _int_params(query: dict[str, str] | None, names: tuple[str, ...]) -> dict[st
     for name, value in (query or {}).items():
         if name not in names:
             raise ValidationFailed(f"Unknown query parameter {name[:32]!r}.")
-        if name == "cursor":
+        if name in STRING_PARAMS:
             out[name] = value
             continue
         try:
@@ -49,9 +50,9 @@ def _int_params(query: dict[str, str] | None, names: tuple[str, ...]) -> dict[st
 
 def handle(headers: dict[str, str] | None, raw_body: bytes | str | None, query: dict[str, str] | None,
            action: str, fn: Callable[..., dict[str, Any]], path_fields: dict[str, Any],
-           query_names: tuple[str, ...] = (), status: int = 200) -> Reply:
+           query_names: tuple[str, ...] = (), status: int = 200, context: dict[str, Any] | None = None) -> Reply:
     """Authenticate, validate as ``action``, call ``fn(call, body)``; map every error."""
-    request_id = (headers or {}).get("x-request-id") or "rest"
+    request_id = ((context or {}).get("requestId") or "rest")[:64]
     ctx = logs.bind(route=action, api="rest")
     try:
         principal, _user = connections.authenticate(runtime.verifier(), token_from_authorization(headers))
@@ -62,10 +63,14 @@ def handle(headers: dict[str, str] | None, raw_body: bytes | str | None, query: 
                 raise ValidationFailed("Request body must be a JSON object.")
         fields = {**body, **_int_params(query, query_names), **path_fields}
         try:
-            frame = frames.validate({**fields, "action": action, "requestId": request_id[:64]})
+            registry = schemas.ADMIN if action.startswith("admin.") else None
+            frame = frames.validate({**fields, "action": action, "requestId": request_id[:64]}, registry)
         except frames.FrameError as err:
             raise err.error from None
-        call = Call(principal=principal, delivery=runtime.delivery(), clock=runtime.clock, settings=settings())
+        ctx_info = context or {}
+        call = Call(principal=principal, delivery=runtime.delivery(), clock=runtime.clock, settings=settings(),
+                    source_ip=(ctx_info.get("identity") or {}).get("sourceIp"),
+                    request_id=ctx_info.get("requestId"))
         return status, fn(call, {k: v for k, v in frame.body.items() if k not in ("action", "requestId")}), \
             {"Content-Type": "application/json"}
     except ChatError as err:

@@ -21,6 +21,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "forbidden": (403, "The caller may not do this."),
     "not_found": (404, "No such resource visible to the caller."),
     "conflict": (409, "The request conflicts with the current state."),
+    "external_access_revoked": (403, "Cross-company access is not allowed now; `side` names the company "
+                                     "whose connection or policy refused, `reason` says why."),
     "rate_limited": (429, "Too many requests; retry after `retryAfter` seconds."),
     "internal": (500, "Unexpected server error; the request may be retried."),
 }

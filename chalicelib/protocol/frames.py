@@ -84,7 +84,7 @@ def parse(body: str | None, *, is_base64: bool, max_bytes: int) -> Frame:
     return validate(obj)
 
 
-def validate(obj: dict[str, Any]) -> Frame:
+def validate(obj: dict[str, Any], registry: dict[str, dict[str, Any]] | None = None) -> Frame:
     """Check a decoded frame against the envelope and its action's schema.
 
     REST routes use this too, so both APIs accept exactly the same fields.
@@ -95,7 +95,7 @@ def validate(obj: dict[str, Any]) -> Frame:
     except fastjsonschema.JsonSchemaValueException as exc:
         raise FrameError(ValidationFailed(_describe(exc)), request_id) from None
     action = obj["action"]
-    schema = schemas.INBOUND.get(action)
+    schema = (schemas.INBOUND if registry is None else registry).get(action)
     if schema is None:
         raise FrameError(UnknownAction(f"Unknown action {action[:64]!r}."), request_id)
     try:

@@ -16,6 +16,9 @@ class Call:
     settings: Settings
     # The socket the request came on (None over REST): it gets the ack, not the event.
     connection_id: str | None = None
+    # For the audit log (REST): the caller's address and API Gateway's request id.
+    source_ip: str | None = None
+    request_id: str | None = None
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

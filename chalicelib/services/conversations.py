@@ -22,7 +22,8 @@ def conversation_view(conv: Conversation, member: Member | None = None) -> dict[
         "name": conv.name, "topic": conv.topic, "visibility": conv.visibility,
         "archived": bool(conv.archived), "receipts": bool(conv.receipts),
         "memberCount": int(conv.member_count or 0), "lastSeq": int(conv.last_seq or 0),
-        "lastActivityAt": int(conv.last_activity_at or 0), "external": False,
+        "lastActivityAt": int(conv.last_activity_at or 0),
+        "external": len(conv.tenants or ()) > 1, "tenants": sorted(conv.tenants or {conv.tenant_id}),
         "lastMessage": dict(conv.last_preview.as_dict()) if conv.last_preview else None,
     }
     if member is not None:
@@ -49,7 +50,9 @@ def create(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     if me is None:
         raise NotFound("No such user.")
     others = [uid for uid in dict.fromkeys(body.get("members", [])) if uid != p.user_id]
-    users = policy.reachable_users(p, others)
+    users = policy.reachable_users(p, others) + _by_email(call, body.get("memberEmails") or [])
+    users = list({(u.tenant_id, u.user_id): u for u in users if (u.tenant_id, u.user_id) !=
+                  (p.tenant_id, p.user_id)}.values())
     if kind == "direct":
         if len(users) != 1:
             raise ValidationFailed("A direct conversation has exactly one other member.")
@@ -73,6 +76,7 @@ def create(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         name_lower=name.lower() if name else None, topic=body.get("topic"), visibility=visibility,
         public_tenant=p.tenant_id if (kind == "channel" and visibility == "public") else None,
         created_by=policy.key_of(p), created_at=now, member_count=len(users) + 1, last_activity_at=now,
+        tenants={p.tenant_id} | {u.tenant_id for u in users},
         receipts=bool(body.get("receipts", kind != "channel")),
     )
     members = [_member(conv_id, me, "owner" if kind != "direct" else "member", now)]
@@ -92,8 +96,17 @@ def create(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     view = conversation_view(conv, members[0])
     send_to_users(call.delivery, [m.user_key for m in members],
                   {"type": "conversation.created", "conversation": conversation_view(conv)},
-                  exclude_connection=call.connection_id)
+                  exclude_connection=call.connection_id,
+                  origin=policy.key_of(call.principal), now_ms=call.now_ms())
     return {"conversation": view, "created": True}
+
+
+def _by_email(call: Call, emails: list[str]) -> list[User]:
+    """Users found by exact email, in this tenant or a connected one the policies allow."""
+    me = User.find(call.principal.tenant_id, call.principal.user_id)
+    is_admin = me is not None and "admin" in (me.roles or [])
+    return [policy.reachable_by_email(call.principal, e, call.now_ms(), is_admin)
+            for e in dict.fromkeys(e.strip().lower() for e in emails)]
 
 
 def get(call: Call, body: dict[str, Any]) -> dict[str, Any]:
@@ -144,24 +157,36 @@ def update(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     conv.update(actions=actions)
     view = conversation_view(conv)
     send_to_users(call.delivery, member_keys(conv.conversation_id),
-                  {"type": "conversation.updated", "conversation": view}, exclude_connection=call.connection_id)
+                  {"type": "conversation.updated", "conversation": view}, exclude_connection=call.connection_id,
+                  origin=policy.key_of(call.principal), now_ms=call.now_ms())
     return {"conversation": conversation_view(conv, member)}
+
+
+TX_MEMBERS = 99  # DynamoDB allows 100 items per transaction: members + the conversation's counter
 
 
 def _change_members(call: Call, conv: Conversation, add: list[Member], remove: list[str],
                     kind: str) -> None:
-    with transaction() as tx:
-        for m in add:
-            tx.save(m, condition=Member.user_key.does_not_exist())
-        for key in remove:
-            tx.delete(Member(conversation_id=conv.conversation_id, user_key=key),
-                      condition=Member.user_key.exists())
-        tx.update(conv, actions=[Conversation.member_count.add(len(add) - len(remove))])
+    # Each chunk updates members and the count together, so the count never drifts.
+    for i in range(0, max(len(add), len(remove), 1), TX_MEMBERS):
+        chunk_add, chunk_remove = add[i:i + TX_MEMBERS], remove[i:i + TX_MEMBERS]
+        with transaction() as tx:
+            for m in chunk_add:
+                tx.save(m, condition=Member.user_key.does_not_exist())
+            for key in chunk_remove:
+                tx.delete(Member(conversation_id=conv.conversation_id, user_key=key),
+                          condition=Member.user_key.exists())
+            actions = [Conversation.member_count.add(len(chunk_add) - len(chunk_remove))]
+            new_tenants = {m.tenant_id for m in chunk_add} - set(conv.tenants or ())
+            if new_tenants:  # sharing into another company makes the conversation external
+                actions.append(Conversation.tenants.add(new_tenants | {conv.tenant_id}))
+            tx.update(conv, actions=actions)
     keys = member_keys(conv.conversation_id)
     changed = [m.user_key for m in add] + remove
     event = {"type": "members.changed", "conversationId": conv.conversation_id, "change": kind,
              "users": [{"tenantId": k.split("#", 1)[0], "userId": k.split("#", 1)[1]} for k in changed]}
-    send_to_users(call.delivery, set(keys) | set(remove), event, exclude_connection=call.connection_id)
+    send_to_users(call.delivery, set(keys) | set(remove), event, exclude_connection=call.connection_id,
+                  origin=policy.key_of(call.principal), now_ms=call.now_ms())
 
 
 def add_members(call: Call, body: dict[str, Any]) -> dict[str, Any]:
@@ -169,7 +194,10 @@ def add_members(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     policy.require_manager(member)
     if conv.kind == "direct":
         raise ValidationFailed("Members cannot be added to a direct conversation.")
-    users = policy.reachable_users(call.principal, body["userIds"])
+    if not body.get("userIds") and not body.get("memberEmails"):
+        raise ValidationFailed("Give userIds and/or memberEmails.")
+    users = policy.reachable_users(call.principal, body.get("userIds") or []) + \
+        _by_email(call, body.get("memberEmails") or [])
     now = call.now_ms()
     new = [_member(conv.conversation_id, u, "member", now) for u in users
            if Member.find(conv.conversation_id, user_key(u.tenant_id, u.user_id)) is None]

@@ -11,6 +11,7 @@ import logging
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 
+from .. import policy
 from ..models import Member, Presence
 from ..protocol.frames import dumps
 
@@ -22,12 +23,15 @@ def member_keys(conversation_id: str) -> list[str]:
 
 
 def send_to_users(delivery: Any, keys: Iterable[str], frame: dict[str, Any] | Callable[[str], dict[str, Any]],
-                  *, exclude_connection: str | None = None) -> int:
+                  *, origin: str, now_ms: int, exclude_connection: str | None = None, purpose: str = "message") -> int:
     """Post ``frame`` (or ``frame(user_key)``, for per-recipient variants) to every live device.
 
+    ``origin`` is the user the event comes from: recipients in other tenants
+    are re-checked against the connection and both policies *now*, so an
+    in-flight fan-out stops crossing the moment access is revoked.
     Returns the number of connections posted to.
     """
-    live = Presence.connections_of(list(keys))
+    live = Presence.connections_of(policy.allowed_recipients(origin, list(keys), now_ms, purpose))
     by_payload: dict[str, list[str]] = defaultdict(list)
     for key, conns in live.items():
         payload = dumps(frame(key) if callable(frame) else frame)

@@ -131,7 +131,10 @@ def publish(env: PresenceEnv, key: str, item: Presence | None = None) -> int:
         raise
     if wake is not None:
         _schedule(env, item, wake, now)
-    watchers = [s.watcher_connection for s in Subscription.watchers(key)]
+    subs = Subscription.watchers(key)
+    # watchers in other companies only while the connection and both policies share presence
+    allowed = set(policy.allowed_recipients(key, [s.watcher_key for s in subs], now, "presence"))
+    watchers = [s.watcher_connection for s in subs if s.watcher_key in allowed]
     if not watchers:
         return 0
     env.delivery.fan_out(watchers, dumps({"type": "presence.changed", **view(key, item, now, idle_ms)}))
@@ -201,7 +204,7 @@ def heartbeat(env: PresenceEnv, principal: Principal, connection_id: str, body: 
     return {"status": state(item, now, idle_ms)["status"], "written": False}
 
 
-def visible_keys(principal: Principal, watch: list[str], cap: int) -> list[str]:
+def visible_keys(principal: Principal, watch: list[str], cap: int, now_ms: int) -> list[str]:
     """Whom the caller may watch: itself, members of its recent direct/group conversations,
     and its watch list (users of its own tenant).  Capped; federation extends the policy."""
     me = policy.key_of(principal)
@@ -215,15 +218,16 @@ def visible_keys(principal: Principal, watch: list[str], cap: int) -> list[str]:
     for conv in convs[:ROSTER_CONVERSATIONS]:
         for m in Member.of_conversation(conv.conversation_id):
             keys[m.user_key] = None
-            if len(keys) >= cap:
-                return list(keys)[:cap]
-    return list(keys)[:cap]
+        if len(keys) >= cap:
+            break
+    # external users only where both companies share presence now
+    return policy.allowed_recipients(me, list(keys), now_ms, "presence")[:cap]
 
 
 def subscribe(env: PresenceEnv, principal: Principal, connection_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """Roster snapshot (paged) and, on the first page, the subscription to its changes."""
     cap = env.settings.presence_roster_cap
-    keys = sorted(visible_keys(principal, body.get("watch") or [], cap))
+    keys = sorted(visible_keys(principal, body.get("watch") or [], cap, env.now_ms()))
     start = int(body.get("cursor") or 0)
     limit = int(body.get("limit") or 100)
     if start == 0:

@@ -127,11 +127,11 @@ class Session:
         assert reply["type"] == "ack" and reply["action"] == action, reply
         return reply["result"]
 
-    async def raw(self, action: str, **fields: Any) -> dict[str, Any]:
+    async def raw(self, action: str, _timeout: float = RECV_TIMEOUT, **fields: Any) -> dict[str, Any]:
         Session._n += 1
         rid = f"r{Session._n}"
         await self.ws.send(json.dumps({"action": action, "requestId": rid, **fields}))
-        return await self.wait_for(lambda f: f.get("requestId") == rid)
+        return await self.wait_for(lambda f: f.get("requestId") == rid, _timeout)
 
     async def close(self) -> None:
         await self.ws.close()

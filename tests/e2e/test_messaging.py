@@ -366,10 +366,23 @@ async def test_malformed_send_fields(sessions, fields, code):
 async def test_rate_limit_per_connection_has_retry_after(sessions):
     alice = await sessions("alice@acme.example")
     conv = await _group(alice, "bob@acme.example")
-    replies = await asyncio.gather(*[alice.raw("message.send", conversationId=conv, clientMessageId=cmid(),
-                                               body=f"spam {i}") for i in range(25)])
+    # 40 sends at once on one connection; accepted ones contend for the same seq, so allow time
+    replies = await asyncio.gather(*[alice.raw("message.send", _timeout=60, conversationId=conv,
+                                               clientMessageId=cmid(), body=f"spam {i}") for i in range(40)])
     limited = [r for r in replies if r["type"] == "error"]
     assert limited and all(r["error"]["code"] == "rate_limited" and 0 < r["error"]["retryAfter"] <= 1
                            for r in limited)
     acked = [r["result"]["message"]["seq"] for r in replies if r["type"] == "ack"]
     assert sorted(acked) == list(range(1, len(acked) + 1))
+
+
+async def test_member_add_of_100_users_in_one_request(sessions):
+    from chalicelib.services.tenants import upsert_user
+
+    ids = [upsert_user("acme", f"bulk-{i:03d}", f"bulk{i:03d}@acme.example", f"Bulk {i}").user_id for i in range(100)]
+    alice = await sessions("alice@acme.example")
+    conv = await _group(alice, kind="channel", name="bulk-" + uuid.uuid4().hex[:6])
+    res = await alice.call("member.add", conversationId=conv, userIds=ids)
+    assert sorted(res["added"]) == sorted(ids)
+    info = await alice.call("conversation.get", conversationId=conv)
+    assert info["conversation"]["memberCount"] == 101
