@@ -2,7 +2,9 @@
 from chalice import Chalice, Response
 
 from chalicelib import logs, rest_api, runtime, ws_api
-from chalicelib.services import conversations, messages
+from chalicelib.services import admin, conversations, messages
+from chalicelib import file_events
+from chalicelib.services import files
 
 app = Chalice(app_name="enterprise-chat")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
@@ -32,6 +34,18 @@ def presence_flush(event):
     ws_api.on_presence_flush([record.to_dict() for record in event])
 
 
+@app.on_sqs_message(queue=runtime.settings().files_queue, batch_size=10)
+def file_scan_retry(event):
+    file_events.on_scan_retry([record.to_dict() for record in event])
+
+
+# S3 ObjectCreated in the files bucket. A plain function, not @app.on_s3_event (which
+# `chalice package` refuses): the notification is declared with the bucket, see chalicelib/file_events.py.
+@app.lambda_function(name=file_events.FUNCTION_NAME)
+def file_uploaded(event, context):
+    file_events.on_s3_event(event)
+
+
 @app.route("/health", methods=["GET"])
 def health():
     return {"status": "ok"}
@@ -39,8 +53,10 @@ def health():
 
 def _rest(action, fn, path_fields=None, query_names=(), status=200):
     req = app.current_request
+    context = dict(req.context or {})
+    context.setdefault("requestId", getattr(app.lambda_context, "aws_request_id", None))
     code, body, headers = rest_api.handle(req.headers, req.raw_body, req.query_params, action, fn,
-                                          path_fields or {}, query_names, status)
+                                          path_fields or {}, query_names, status, context)
     return Response(body=body, status_code=code, headers=headers)
 
 
@@ -68,3 +84,71 @@ def post_message(conversation_id):
 @app.route("/conversations/{conversation_id}/read", methods=["POST"], content_types=["application/json"])
 def mark_read(conversation_id):
     return _rest("read", messages.read, {"conversationId": conversation_id})
+
+
+@app.route("/conversations/{conversation_id}/files", methods=["POST"], content_types=["application/json"])
+def request_file_upload(conversation_id):
+    return _rest("file.upload.request", files.request_upload, {"conversationId": conversation_id}, status=201)
+
+
+@app.route("/files/{file_id}/download", methods=["GET"])
+def request_file_download(file_id):
+    return _rest("file.download.request", files.request_download, {"fileId": file_id})
+
+
+# --- tenant admins ---------------------------------------------------------------
+
+@app.route("/admin/connections", methods=["GET"])
+def admin_list_connections():
+    return _rest("admin.connections.list", admin.list_connections)
+
+
+@app.route("/admin/connections", methods=["POST"])
+def admin_invite():
+    return _rest("admin.connections.invite", admin.invite, status=201)
+
+
+@app.route("/admin/connections/{peer}", methods=["PUT"])
+def admin_connection_settings(peer):
+    return _rest("admin.connections.settings", admin.connection_settings, {"peerTenantId": peer})
+
+
+@app.route("/admin/connections/{peer}/accept", methods=["POST"])
+def admin_accept(peer):
+    return _rest("admin.connections.accept", admin.accept, {"peerTenantId": peer})
+
+
+@app.route("/admin/connections/{peer}/decline", methods=["POST"])
+def admin_decline(peer):
+    return _rest("admin.connections.decline", admin.decline, {"peerTenantId": peer})
+
+
+@app.route("/admin/connections/{peer}/revoke", methods=["POST"])
+def admin_revoke(peer):
+    return _rest("admin.connections.revoke", admin.revoke, {"peerTenantId": peer})
+
+
+@app.route("/admin/policy", methods=["GET"])
+def admin_get_policy():
+    return _rest("admin.policy.get", admin.get_policy)
+
+
+@app.route("/admin/policy", methods=["PUT"])
+def admin_set_policy():
+    return _rest("admin.policy.set", admin.set_policy)
+
+
+@app.route("/admin/users", methods=["GET"])
+def admin_list_users():
+    return _rest("admin.users.list", admin.list_users, query_names=("limit", "cursor"))
+
+
+@app.route("/admin/users/{user_id}/roles", methods=["PUT"])
+def admin_set_roles(user_id):
+    return _rest("admin.users.roles", admin.set_roles, {"userId": user_id})
+
+
+@app.route("/admin/audit", methods=["GET"])
+def admin_audit():
+    return _rest("admin.audit.list", admin.read_audit,
+                 query_names=("from", "to", "actor", "actionName", "limit", "cursor"))

@@ -27,6 +27,8 @@ class Settings:
     region: str
     tenants_table: str
     domains_table: str
+    links_table: str
+    audit_table: str
     users_table: str
     connections_table: str
     presence_table: str
@@ -64,6 +66,31 @@ class Settings:
     presence_roster_cap: int
     delivery_max_in_flight: int
     delivery_max_attempts: int
+    # Files (docs/files.md).
+    files_table: str
+    usage_table: str
+    files_queue: str              # delayed scan retries while the scanner is unavailable
+    max_file_bytes: int
+    tenant_quota_bytes: int       # default; a tenant's usage item may carry its own
+    file_types: tuple[str, ...]   # content-type allowlist
+    upload_url_seconds: int       # presigned POST lifetime
+    download_url_seconds: int     # presigned GET lifetime
+    scanner: str                  # builtin | clamd | package.module:factory
+    clamd_address: str | None     # unix:/path or tcp:host:port
+    clamd_timeout_seconds: float  # connect and each read/write
+    clamd_scan_timeout_seconds: float
+    scan_max_bytes: int           # clamd's StreamMaxLength must be at least this
+    scan_retry_seconds: int       # first retry delay; doubles, at most 900 (SQS)
+    scan_max_attempts: int
+
+
+DEFAULT_FILE_TYPES = ",".join([
+    "image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain", "text/csv",
+    "text/markdown", "application/json", "application/zip", "audio/mpeg", "video/mp4",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+])
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +101,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
         tenants_table=env.get("TENANTS_TABLE", f"chat-{stage}-tenants"),
         domains_table=env.get("DOMAINS_TABLE", f"chat-{stage}-domains"),
+        links_table=env.get("LINKS_TABLE", f"chat-{stage}-links"),
+        audit_table=env.get("AUDIT_TABLE", f"chat-{stage}-audit"),
         users_table=env.get("USERS_TABLE", f"chat-{stage}-users"),
         connections_table=env.get("CONNECTIONS_TABLE", f"chat-{stage}-connections"),
         presence_table=env.get("PRESENCE_TABLE", f"chat-{stage}-presence"),
@@ -101,6 +130,22 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         presence_roster_cap=_int(env, "PRESENCE_ROSTER_CAP", 500),
         delivery_max_in_flight=_int(env, "DELIVERY_MAX_IN_FLIGHT", 32),
         delivery_max_attempts=_int(env, "DELIVERY_MAX_ATTEMPTS", 3),
+        files_table=env.get("FILES_TABLE", f"chat-{stage}-files"),
+        usage_table=env.get("USAGE_TABLE", f"chat-{stage}-usage"),
+        files_queue=env.get("FILES_QUEUE", f"chat-{stage}-file-scans"),
+        max_file_bytes=_int(env, "MAX_FILE_BYTES", 25 * 1024 * 1024),
+        tenant_quota_bytes=_int(env, "TENANT_QUOTA_BYTES", 10 * 1024 ** 3),
+        file_types=tuple(t.strip().lower() for t in env.get("FILE_TYPES", DEFAULT_FILE_TYPES).split(",")
+                         if t.strip()),
+        upload_url_seconds=_int(env, "UPLOAD_URL_SECONDS", 300),
+        download_url_seconds=_int(env, "DOWNLOAD_URL_SECONDS", 60),
+        scanner=env.get("SCANNER", "builtin"),
+        clamd_address=env.get("CLAMD_ADDRESS") or None,
+        clamd_timeout_seconds=float(env.get("CLAMD_TIMEOUT_SECONDS") or 5),
+        clamd_scan_timeout_seconds=float(env.get("CLAMD_SCAN_TIMEOUT_SECONDS") or 20),
+        scan_max_bytes=_int(env, "SCAN_MAX_BYTES", 25 * 1024 * 1024),
+        scan_retry_seconds=_int(env, "SCAN_RETRY_SECONDS", 30),
+        scan_max_attempts=_int(env, "SCAN_MAX_ATTEMPTS", 12),
     )
 
 

@@ -68,6 +68,11 @@ class Tenant(Model):
     # Create a member record on first sign-in of an unknown user of this tenant.
     auto_provision = BooleanAttribute(default=False)
     status = UnicodeAttribute(default="active")
+    # External-access policy, set by the tenant's admins (chalicelib/policy.py reads it):
+    # {"mode": off|all|partners|users, "partners": [...], "users": [...], "groups": [...],
+    #  "timezone": "Europe/Berlin", "windows": [{"days": [0..6], "start": "HH:MM", "end": "HH:MM"}],
+    #  "windowMode": "inside"|"outside"}
+    external = MapAttribute(null=True)
     created_at = NumberAttribute(default=lambda: int(time.time()))
 
     by_issuer = TenantsByIssuer()
@@ -102,6 +107,56 @@ class DomainClaim(Model):
             raise
 
 
+class TenantLink(Model):
+    """One side's view of a connection between two tenants (two items per pair).
+
+    ``state`` is ``invited`` (we asked), ``pending`` (they asked us), ``active``
+    (both approved), ``declined`` or ``revoked``.  Each side keeps its own
+    toggles; what crosses needs both sides' consent.
+    """
+
+    class Meta(_Meta):
+        table_name = _S.links_table
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    peer_tenant_id = UnicodeAttribute(range_key=True)
+    state = UnicodeAttribute()
+    presence = BooleanAttribute(default=True)  # show our users' presence to the peer
+    files = BooleanAttribute(default=True)  # allow file sharing with the peer
+    who_may_start = UnicodeAttribute(default="everyone")  # everyone | admins
+    updated_at = NumberAttribute(default=0)
+    revoked_at = NumberAttribute(null=True)
+
+    @classmethod
+    def pair(cls, a: str, b: str) -> tuple["TenantLink | None", "TenantLink | None"]:
+        """BatchGetItem: both sides of the a-b connection in 1 request."""
+        got = {(x.tenant_id, x.peer_tenant_id): x for x in cls.batch_get([(a, b), (b, a)])}
+        return got.get((a, b)), got.get((b, a))
+
+    @classmethod
+    def of_tenant(cls, tenant_id: str) -> list["TenantLink"]:
+        """Query: 1 request per page."""
+        return list(cls.query(tenant_id))
+
+
+class AuditEntry(Model):
+    """Append-only record of an admin action (no route updates or deletes these)."""
+
+    class Meta(_Meta):
+        table_name = _S.audit_table
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    entry_id = UnicodeAttribute(range_key=True)  # "<ms, 13 digits>#<uuid>": ordered by time
+    at = NumberAttribute()
+    actor = UnicodeAttribute()
+    action = UnicodeAttribute()
+    target = UnicodeAttribute(null=True)
+    before = MapAttribute(null=True)
+    after = MapAttribute(null=True)
+    source_ip = UnicodeAttribute(null=True)
+    request_id = UnicodeAttribute(null=True)
+
+
 # --- users -------------------------------------------------------------------
 
 class UsersByEmail(GlobalSecondaryIndex["User"]):
@@ -126,6 +181,7 @@ class User(Model):
     display_name = UnicodeAttribute()
     roles = ListAttribute(of=UnicodeAttribute, default=lambda: ["member"])
     status = UnicodeAttribute(default="active")  # active | deactivated
+    groups = ListAttribute(of=UnicodeAttribute, default=list)  # directory groups (external-access policy)
     created_at = NumberAttribute(default=lambda: int(time.time()))
 
     by_email = UsersByEmail()
@@ -379,6 +435,8 @@ class Conversation(Model):
     last_seq = NumberAttribute(default=0)
     last_activity_at = NumberAttribute(default=0)
     last_preview = MapAttribute(null=True)
+    # Tenants whose users are members; more than one makes the conversation external.
+    tenants = UnicodeSetAttribute(null=True)
 
     public_channels = PublicChannels()
 
@@ -471,6 +529,7 @@ class Message(Model):
     mentions = ListAttribute(of=UnicodeAttribute, default=list)
     mention_all = BooleanAttribute(default=False)
     reactions = MapAttribute(default=dict)  # emoji -> string set of user keys
+    file = MapAttribute(null=True)  # kind "file": {fileId, name, size, contentType, uploader}
 
     by_thread = MessagesByThread()
 
@@ -541,11 +600,101 @@ class RateCounter(Model):
         return int(item.count)
 
 
-ALL_MODELS = (Tenant, DomainClaim, User, Connection, Presence, Subscription, Conversation, Member,
-              Message, Idempotency, RateCounter)
+# --- files -------------------------------------------------------------------
+
+class File(Model):
+    """One uploaded file: what the uploader declared, where the object is, and its scan state.
+
+    ``status``: ``pending`` (upload URL issued, not yet scanned), ``clean``
+    (scanned; downloadable; ``seq`` is its notice message), ``quarantined``
+    (object moved under ``quarantine/``) or ``deleted`` (its message was
+    deleted and the object with it).  ``expires_at`` (TTL) is set on every
+    state but ``clean``, so abandoned and rejected records go away by themselves.
+    """
+
+    class Meta(_Meta):
+        table_name = _S.files_table
+
+    file_id = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute()
+    conversation_id = UnicodeAttribute()
+    uploader_key = UnicodeAttribute()  # "<tenant>#<user>"
+    name = UnicodeAttribute()
+    object_key = UnicodeAttribute()  # "<tenant>/<conversation>/<file id>/<safe name>"
+    size = NumberAttribute()
+    content_type = UnicodeAttribute()
+    sha256 = UnicodeAttribute(null=True)  # declared by the uploader (hex), checked at scan time
+    status = UnicodeAttribute(default="pending")
+    reason = UnicodeAttribute(null=True)  # why quarantined or rejected
+    seq = NumberAttribute(null=True)
+    # The object version that was scanned: downloads are pinned to it, so an overwrite through a
+    # still-valid upload URL is never served (the bucket is versioned).
+    version_id = UnicodeAttribute(null=True)
+    scan_attempts = NumberAttribute(default=0)
+    created_at = NumberAttribute()
+    updated_at = NumberAttribute()
+    expires_at = NumberAttribute(null=True)
+
+    @classmethod
+    def find(cls, file_id: str, consistent: bool = False) -> "File | None":
+        """GetItem: 1 request."""
+        try:
+            return cls.get(file_id, consistent_read=consistent)
+        except cls.DoesNotExist:
+            return None
+
+
+class TenantUsage(Model):
+    """Bytes of files a tenant holds (pending + clean), against its quota.
+
+    Reserved with a conditional ``ADD`` when an upload URL is issued, given
+    back when a file is rejected or deleted.  ``quota_bytes`` overrides the
+    stage's default for this tenant.
+    """
+
+    class Meta(_Meta):
+        table_name = _S.usage_table
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    file_bytes = NumberAttribute(default=0)
+    file_count = NumberAttribute(default=0)
+    quota_bytes = NumberAttribute(null=True)
+
+    @classmethod
+    def find(cls, tenant_id: str) -> "TenantUsage | None":
+        try:
+            return cls.get(tenant_id, consistent_read=True)
+        except cls.DoesNotExist:
+            return None
+
+    @classmethod
+    def reserve(cls, tenant_id: str, size: int, quota: int) -> bool:
+        """UpdateItem ADD under ``file_bytes <= quota - size``: False when over quota (1 request)."""
+        limit = quota - size
+        if limit < 0:
+            return False
+        try:
+            cls(tenant_id=tenant_id).update(
+                actions=[cls.file_bytes.add(size), cls.file_count.add(1)],
+                condition=cls.file_bytes.does_not_exist() | (cls.file_bytes <= limit))
+            return True
+        except UpdateError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+
+    @classmethod
+    def release(cls, tenant_id: str, size: int) -> None:
+        """UpdateItem ADD of the negative size (1 request)."""
+        cls(tenant_id=tenant_id).update(actions=[cls.file_bytes.add(-size), cls.file_count.add(-1)])
+
+
+ALL_MODELS = (Tenant, DomainClaim, TenantLink, AuditEntry, User, Connection, Presence, Subscription, Conversation, Member,
+              Message, Idempotency, RateCounter, File, TenantUsage)
 
 # DynamoDB TTL attribute per table (the local stack and infra/ enable these).
-TTL_ATTRIBUTES = {Connection: "expires_at", Subscription: "expires_at", Idempotency: "expires_at", RateCounter: "expires_at"}
+TTL_ATTRIBUTES = {Connection: "expires_at", Subscription: "expires_at", Idempotency: "expires_at", RateCounter: "expires_at",
+                  File: "expires_at"}
 
 
 def create_tables(wait: bool = True) -> None:

@@ -149,3 +149,41 @@ class ManagementSession:
 
 def clock() -> float:
     return time.time()
+
+
+# --- files (docs/files.md) ---------------------------------------------------------------
+
+def s3() -> Any:
+    """The S3 client: presigning (no request), and the event side's head/get/copy/delete."""
+    def build() -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session().client(
+            "s3", region_name=settings().region,
+            config=Config(signature_version="s3v4", connect_timeout=2, read_timeout=10,
+                          retries={"max_attempts": 3}))
+    return _once("s3", build)
+
+
+def _files_queue_url() -> str:
+    return _once("files_queue_url",
+                 lambda: _sqs().get_queue_url(QueueName=settings().files_queue)["QueueUrl"])
+
+
+def schedule_file_scan(bucket: str, key: str, version_id: str | None, delay_seconds: int) -> None:
+    """Queue a scan retry of one object after ``delay_seconds`` (SQS delay, at most 900 s)."""
+    import json
+
+    _sqs().send_message(QueueUrl=_files_queue_url(), DelaySeconds=int(min(900, max(0, delay_seconds))),
+                        MessageBody=json.dumps({"bucket": bucket, "key": key, "versionId": version_id}))
+
+
+def files_env() -> Any:
+    from . import scanner
+    from .services.files import FilesEnv
+
+    return _once("files_env", lambda: FilesEnv(
+        s3=s3(), delivery=delivery(), clock=clock, settings=settings(),
+        scanner=lambda: _once("scanner", lambda: scanner.from_settings(settings())),
+        retry=schedule_file_scan))

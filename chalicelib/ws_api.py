@@ -15,7 +15,7 @@ from .models import user_key
 from .config import settings
 from .protocol import frames
 from .protocol.errors import ChatError, Internal
-from .services import connections, conversations, messages, presence
+from .services import connections, conversations, files, messages, presence
 from .services.context import Call
 
 log = logging.getLogger("chat.ws")
@@ -79,6 +79,8 @@ ACTIONS: dict[str, tuple[Handler, bool]] = {
     "presence.heartbeat": (_presence(presence.heartbeat, with_connection=True), True),
     "presence.subscribe": (_presence(presence.subscribe, with_connection=True), True),
     "presence.unsubscribe": (_presence(presence.unsubscribe, with_connection=True), True),
+    "file.upload.request": (_service(files.request_upload), True),
+    "file.download.request": (_service(files.request_download), True),
 }
 
 

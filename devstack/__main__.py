@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     moto_server.start()
     moto_url = "http://127.0.0.1:%d" % moto_server.get_host_and_port()[1]
+    # S3 is reached through a front that verifies signatures and POST policies as S3 does
+    # (moto checks none) and delivers the bucket's event notifications: devstack/s3_gateway.py.
+    s3_sock = _bind(0)
+    s3_url = "http://127.0.0.1:%d" % s3_sock.getsockname()[1]
     ddb = None
     if args.dynamodb == "local":
         ddb = DynamoDBLocal()
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({
         "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_DYNAMODB": ddb_url, "AWS_ENDPOINT_URL_S3": moto_url,
+        "AWS_ENDPOINT_URL_DYNAMODB": ddb_url, "AWS_ENDPOINT_URL_S3": s3_url,
         "AWS_ENDPOINT_URL_SQS": moto_url,
         "WS_MANAGEMENT_ENDPOINT": f"{origin}/{args.stage}",
         "CHAT_STAGE": args.stage,
@@ -104,9 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     from .seed import seed
 
     models.create_tables()
-    s3 = boto3.client("s3")
+    s3 = boto3.client("s3", endpoint_url=moto_url)
     with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         s3.create_bucket(Bucket=settings().files_bucket)
+    # Versioned, as infra/ declares it: downloads are pinned to the scanned version.
+    s3.put_bucket_versioning(Bucket=settings().files_bucket, VersioningConfiguration={"Status": "Enabled"})
 
     idp = DevIdp(origin, state_dir)
     if not args.no_seed:
@@ -118,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                       limits=WsLimits.from_env(), idp=idp, meter=metering.meter)
     (state_dir / "stack.json").write_text(json.dumps({
         "origin": origin, "ws": f"ws://127.0.0.1:{port}/ws", "dynamodb": ddb_url,
-        "dynamodb_upstream": ddb_upstream, "s3": moto_url,
+        "dynamodb_upstream": ddb_upstream, "s3": s3_url, "s3_upstream": moto_url,
         "management": f"{origin}/{args.stage}", "stage": args.stage, "pid": os.getpid(),
     }))
 
@@ -128,6 +134,16 @@ def main(argv: list[str] | None = None) -> int:
         runner = web.AppRunner(gateway.web_app(), access_log=None, handle_signals=False)
         await runner.setup()
         site = web.SockSite(runner, sock, shutdown_timeout=2.0)
+        from chalicelib import file_events
+
+        from .s3_gateway import Notification, S3Front
+
+        s3_front = S3Front(moto_url, credentials={"local": "local"}, region=os.environ["AWS_REGION"],
+                           invoke=pool.invoke_event, notifications=[Notification(
+                               settings().files_bucket, file_events.FUNCTION_NAME, file_events.EVENTS)])
+        s3_runner = web.AppRunner(s3_front.web_app(), access_log=None, handle_signals=False)
+        await s3_runner.setup()
+        await web.SockSite(s3_runner, s3_sock, shutdown_timeout=2.0).start()
         await site.start()
         from app import app as chalice_app
 
@@ -149,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         await asyncio.gather(*poll_tasks, return_exceptions=True)
         await gateway.close_all()
         await runner.cleanup()
+        await s3_runner.cleanup()
 
     try:
         asyncio.run(serve())

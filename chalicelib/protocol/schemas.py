@@ -65,7 +65,16 @@ TOPIC = {"type": ["string", "null"], "maxLength": 250}
 EMOJI = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\s]+$"}
 USER_IDS = {"type": "array", "items": ID, "minItems": 1, "maxItems": 100}
 CONV = {"conversationId": ID}
+EMAILS = {"type": "array", "maxItems": 100, "items": {"type": "string", "minLength": 3, "maxLength": 254,
+                                                      "pattern": "^[^@\\s]+@[^@\\s]+$"}}
 MSG = {"conversationId": ID, "seq": SEQ}
+FILE_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+FILE_NAME = {"type": "string", "minLength": 1, "maxLength": 255}
+CONTENT_TYPE = {"type": "string", "minLength": 3, "maxLength": 127,
+                "pattern": "^[A-Za-z0-9][A-Za-z0-9!#&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#&^_.+-]*$"}
+FILE = {"type": "object", "required": ["fileId", "name", "size", "contentType", "uploader"], "properties": {
+    "fileId": FILE_ID, "name": FILE_NAME, "size": {"type": "integer"}, "contentType": {"type": "string"},
+    "uploader": {"type": "object"}}}
 
 # Client -> server, by action.
 INBOUND: dict[str, dict[str, Any]] = {
@@ -73,6 +82,7 @@ INBOUND: dict[str, dict[str, Any]] = {
     "conversation.create": _action("conversation.create", {
         "kind": {"enum": ["direct", "group", "channel"]},
         "members": {"type": "array", "items": ID, "maxItems": 100},
+        "memberEmails": EMAILS,
         "name": NAME, "topic": TOPIC, "visibility": {"enum": ["public", "private"]},
         "receipts": {"type": "boolean"},
     }, ["kind"]),
@@ -85,7 +95,7 @@ INBOUND: dict[str, dict[str, Any]] = {
     "conversation.leave": _action("conversation.leave", CONV, ["conversationId"]),
     "channel.list": _action("channel.list", {"limit": LIMIT, "cursor": CURSOR}),
     "member.list": _action("member.list", CONV, ["conversationId"]),
-    "member.add": _action("member.add", {**CONV, "userIds": USER_IDS}, ["conversationId", "userIds"]),
+    "member.add": _action("member.add", {**CONV, "userIds": USER_IDS, "memberEmails": EMAILS}, ["conversationId"]),
     "member.remove": _action("member.remove", {**CONV, "userId": ID}, ["conversationId", "userId"]),
     "member.role": _action("member.role", {**CONV, "userId": ID, "role": {"enum": ["owner", "admin", "member"]}},
                            ["conversationId", "userId", "role"]),
@@ -119,6 +129,11 @@ INBOUND: dict[str, dict[str, Any]] = {
     "presence.subscribe": _action("presence.subscribe", {
         "watch": {"type": "array", "items": ID, "maxItems": 100}, "limit": LIMIT, "cursor": CURSOR}),
     "presence.unsubscribe": _action("presence.unsubscribe"),
+    "file.upload.request": _action("file.upload.request", {
+        **CONV, "name": FILE_NAME, "size": {"type": "integer", "minimum": 1, "maximum": 9007199254740991},
+        "contentType": CONTENT_TYPE, "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+    }, ["conversationId", "name", "size", "contentType"]),
+    "file.download.request": _action("file.download.request", {"fileId": FILE_ID}, ["fileId"]),
 }
 
 # Server -> client, by type.
@@ -149,6 +164,13 @@ OUTBOUND: dict[str, dict[str, Any]] = {
                                                         "offline"]},
         "custom": {"type": ["object", "null"]}, "devices": {"type": "integer"}, "lastSeenAt": {"type": "integer"}},
         ["user", "status", "custom", "devices", "lastSeenAt"]),
+    "file.ready": _event("file.ready", {"conversationId": ID, "seq": SEQ, "file": FILE},
+                         ["conversationId", "seq", "file"]),
+    "file.rejected": _event("file.rejected", {
+        "conversationId": ID, "fileId": FILE_ID, "name": FILE_NAME,
+        "reason": {"enum": ["malware", "type_mismatch", "size_mismatch", "checksum_mismatch", "scan_failed",
+                            "not_allowed"]},
+        "message": {"type": "string"}}, ["conversationId", "fileId", "name", "reason", "message"]),
     "error": _event(
         "error",
         {
@@ -166,4 +188,41 @@ OUTBOUND: dict[str, dict[str, Any]] = {
         },
         ["requestId", "error"],
     ),
+}
+
+
+PEER = {"peerTenantId": ID}
+# REST-only operations of tenant admins (validated like frames; not WebSocket actions).
+ADMIN: dict[str, dict[str, Any]] = {
+    "admin.connections.list": _action("admin.connections.list"),
+    "admin.connections.invite": _action("admin.connections.invite", {
+        "tenantId": ID, "domain": {"type": "string", "minLength": 3, "maxLength": 253}}),
+    "admin.connections.accept": _action("admin.connections.accept", PEER, ["peerTenantId"]),
+    "admin.connections.decline": _action("admin.connections.decline", PEER, ["peerTenantId"]),
+    "admin.connections.revoke": _action("admin.connections.revoke", PEER, ["peerTenantId"]),
+    "admin.connections.settings": _action("admin.connections.settings", {
+        **PEER, "presence": {"type": "boolean"}, "files": {"type": "boolean"},
+        "whoMayStart": {"enum": ["everyone", "admins"]}}, ["peerTenantId"]),
+    "admin.policy.get": _action("admin.policy.get"),
+    "admin.policy.set": _action("admin.policy.set", {
+        "mode": {"enum": ["off", "all", "partners", "users"]},
+        "partners": {"type": "array", "items": ID, "maxItems": 500},
+        "users": {"type": "array", "items": ID, "maxItems": 1000},
+        "groups": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 128}, "maxItems": 100},
+        "timezone": {"type": "string", "minLength": 1, "maxLength": 64},
+        "windowMode": {"enum": ["inside", "outside"]},
+        "windows": {"type": "array", "maxItems": 14, "items": {
+            "type": "object", "required": ["start", "end"], "additionalProperties": False, "properties": {
+                "days": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 6}, "maxItems": 7},
+                "start": {"type": "string", "pattern": "^[0-9]{2}:[0-9]{2}$"},
+                "end": {"type": "string", "pattern": "^[0-9]{2}:[0-9]{2}$"}}}},
+    }, ["mode"]),
+    "admin.users.list": _action("admin.users.list", {"limit": LIMIT, "cursor": CURSOR}),
+    "admin.users.roles": _action("admin.users.roles", {
+        "userId": ID, "roles": {"type": "array", "items": {"enum": ["admin", "member", "guest"]}, "minItems": 1,
+                                "maxItems": 3}}, ["userId", "roles"]),
+    "admin.audit.list": _action("admin.audit.list", {
+        "from": {"type": "integer", "minimum": 0}, "to": {"type": "integer", "minimum": 0},
+        "actor": ID, "actionName": {"type": "string", "maxLength": 64}, "limit": LIMIT,
+        "cursor": {"type": "string", "maxLength": 64}}),
 }

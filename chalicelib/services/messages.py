@@ -14,7 +14,7 @@ import random
 import re
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
@@ -49,6 +49,8 @@ def message_view(msg: Message) -> dict[str, Any]:
         "mentions": list(msg.mentions or []), "mentionAll": bool(msg.mention_all),
         "reactions": _reaction_counts(msg),
     }
+    if msg.kind == "file":
+        view["file"] = None if msg.deleted or not msg.file else dict(msg.file.as_dict())
     return view
 
 
@@ -111,6 +113,7 @@ def send(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         return {"message": message_view(original), "duplicate": True}
     if conv.archived:
         raise Conflict("The conversation is archived.")
+    policy.write_access(p, conv, call.now_ms())
     root_seq = body.get("threadRootSeq")
     if root_seq is not None:
         root = Message.find(conv_id, root_seq)
@@ -121,52 +124,27 @@ def send(call: Call, body: dict[str, Any]) -> dict[str, Any]:
             and (conv.member_count or 0) > 50:
         raise Forbidden("Only owners and admins may notify a channel of more than 50 members.")
     now = call.now_ms()
-    for attempt in range(MAX_SEND_ATTEMPTS):
-        seq = int(conv.last_seq or 0) + 1
-        msg = Message(
+
+    def build(seq: int) -> Message:
+        return Message(
             conversation_id=conv_id, seq=seq, message_id=str(uuid.uuid4()),
             client_message_id=body["clientMessageId"], sender_key=me, kind="text", body=text,
             created_at=now, thread_root_seq=root_seq,
             thread_key=f"{conv_id}#{root_seq}" if root_seq is not None else None,
             mentions=mentions, mention_all=mention_all, reactions={},
         )
-        preview = {"seq": seq, "sender": me, "text": text[:PREVIEW_CHARS], "at": now}
-        try:
-            with transaction() as tx:
-                tx.update(conv, actions=[Conversation.last_seq.set(seq), Conversation.last_activity_at.set(now),
-                                         Conversation.last_preview.set(preview)],
-                          condition=(Conversation.last_seq == (seq - 1)) & (Conversation.archived == False))  # noqa: E712
-                tx.save(msg, condition=Message.seq.does_not_exist())
-                tx.save(Idempotency(key=idem_key, seq=seq, expires_at=int(now / 1000) + IDEMPOTENCY_TTL_SECONDS),
-                        condition=Idempotency.key.does_not_exist())
-                tx.update(member, actions=[Member.last_read_seq.set(seq)], condition=Member.user_key.exists())
-                if root_seq is not None:
-                    tx.update(Message(conversation_id=conv_id, seq=root_seq),
-                              actions=[Message.reply_count.add(1)], condition=Message.seq.exists())
-        except TransactWriteError as exc:
-            reasons = [r.code if r else None for r in (exc.cancellation_reasons or [])]
-            if len(reasons) > 2 and reasons[2] == "ConditionalCheckFailed":
-                original = _original(idem_key, conv_id)  # a retry of this send won the race
-                if original is not None:
-                    return {"message": message_view(original), "duplicate": True}
-            if len(reasons) > 3 and reasons[3] == "ConditionalCheckFailed":
-                raise NotFound("No such conversation.") from None
-            # Another send took this seq (or the item was busy): reload and retry.
-            time.sleep(random.uniform(0, min(0.2, 0.005 * (2 ** attempt))))
-            conv = Conversation.find(conv_id, consistent=True)
-            if conv is None:
-                raise NotFound("No such conversation.") from None
-            if conv.archived:
-                raise Conflict("The conversation is archived.") from None
-            continue
-        view = message_view(msg)
-        mentioned = {f"{k}" for k in mentions}
-        send_to_users(call.delivery, member_keys(conv_id),
-                      lambda key: {"type": "message.created", "message": view,
-                                   "mention": mention_all or key.split("#", 1)[1] in mentioned},
-                      exclude_connection=call.connection_id)
-        return {"message": view, "duplicate": False}
-    raise Internal("The conversation is too busy; retry with the same clientMessageId.")
+
+    msg, duplicate = _append(conv, member, idem_key, now, build, text, root_seq)
+    view = message_view(msg)
+    if duplicate:
+        return {"message": view, "duplicate": True}
+    mentioned = {f"{k}" for k in mentions}
+    send_to_users(call.delivery, member_keys(conv_id),
+                  lambda key: {"type": "message.created", "message": view,
+                               "mention": mention_all or key.split("#", 1)[1] in mentioned},
+                  exclude_connection=call.connection_id,
+                  origin=policy.key_of(call.principal), now_ms=call.now_ms())
+    return {"message": view, "duplicate": False}
 
 
 def _original(idem_key: str, conv_id: str) -> Message | None:
@@ -174,10 +152,13 @@ def _original(idem_key: str, conv_id: str) -> Message | None:
     return Message.find(conv_id, hit.seq) if hit else None
 
 
-def _own_message(call: Call, body: dict[str, Any]) -> tuple[Conversation, Member, Message]:
+def _own_message(call: Call, body: dict[str, Any], write: bool = True) -> tuple[Conversation, Member, Message]:
     conv, member = policy.access(call.principal, body["conversationId"])
+    if write:
+        policy.write_access(call.principal, conv, call.now_ms())
     msg = Message.find(conv.conversation_id, body["seq"])
-    if msg is None:
+    cutoff = policy.history_cutoff(call.principal, conv)
+    if msg is None or (cutoff is not None and msg.created_at > cutoff):
         raise NotFound("No such message.")
     return conv, member, msg
 
@@ -188,6 +169,8 @@ def edit(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         raise Forbidden("Only the author may edit a message.")
     if msg.deleted:
         raise Conflict("The message was deleted.")
+    if msg.kind == "file":
+        raise ValidationFailed("A file message cannot be edited; delete it and upload again.")
     text = _check_body(call, body["body"])
     now = call.now_ms()
     revision = {"body": msg.body, "at": int(msg.edited_at or msg.created_at)}
@@ -196,12 +179,13 @@ def edit(call: Call, body: dict[str, Any]) -> dict[str, Any]:
                condition=Message.deleted == False)  # noqa: E712
     view = message_view(msg)
     send_to_users(call.delivery, member_keys(conv.conversation_id), {"type": "message.edited", "message": view},
-                  exclude_connection=call.connection_id)
+                  exclude_connection=call.connection_id,
+                  origin=policy.key_of(call.principal), now_ms=call.now_ms())
     return {"message": view}
 
 
 def revisions(call: Call, body: dict[str, Any]) -> dict[str, Any]:
-    _, _, msg = _own_message(call, body)
+    _, _, msg = _own_message(call, body, write=False)
     revs = [{"body": r["body"] if not msg.deleted else None, "at": int(r["at"])}
             for r in (x.as_dict() if hasattr(x, "as_dict") else x for x in (msg.revisions or []))]
     return {"seq": int(msg.seq), "revisions": revs, "current": message_view(msg)}
@@ -214,8 +198,12 @@ def delete(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     if not msg.deleted:
         msg.update(actions=[Message.deleted.set(True), Message.body.remove(), Message.revisions.set([]),
                             Message.edited_at.set(call.now_ms())])
+    if msg.kind == "file" and msg.file:
+        from .files import message_deleted  # (files imports this module)
+        message_deleted(msg.file.as_dict()["fileId"], call.now_ms())
     event = {"type": "message.deleted", "conversationId": conv.conversation_id, "seq": int(msg.seq)}
-    send_to_users(call.delivery, member_keys(conv.conversation_id), event, exclude_connection=call.connection_id)
+    send_to_users(call.delivery, member_keys(conv.conversation_id), event, exclude_connection=call.connection_id,
+                  origin=policy.key_of(call.principal), now_ms=call.now_ms())
     return {"message": message_view(msg)}
 
 
@@ -239,7 +227,8 @@ def react(call: Call, body: dict[str, Any], add: bool) -> dict[str, Any]:
     event = {"type": "reaction.changed", "conversationId": conv.conversation_id, "seq": int(msg.seq),
              "emoji": emoji, "user": _split(member.user_key), "added": add, "count": counts.get(emoji, 0),
              "reactions": counts}
-    send_to_users(call.delivery, member_keys(conv.conversation_id), event, exclude_connection=call.connection_id)
+    send_to_users(call.delivery, member_keys(conv.conversation_id), event, exclude_connection=call.connection_id,
+                  origin=policy.key_of(call.principal), now_ms=call.now_ms())
     return {"seq": int(msg.seq), "reactions": counts}
 
 
@@ -248,6 +237,9 @@ def history(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     conv, _ = policy.access(call.principal, body["conversationId"])
     limit = int(body.get("limit") or call.settings.page_size)
     page = Message.page(conv.conversation_id, before=body.get("beforeSeq"), limit=limit)
+    cutoff = policy.history_cutoff(call.principal, conv)
+    if cutoff is not None:  # the other side's copy ends where access was revoked
+        page = [m for m in page if m.created_at <= cutoff]
     oldest = int(page[-1].seq) if page else None
     return {"messages": [message_view(m) for m in page],
             "nextBeforeSeq": oldest if oldest is not None and oldest > 1 and len(page) == limit else None}
@@ -279,6 +271,9 @@ def sync(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         after = int(item["afterSeq"])
         msgs = Message.page(conv.conversation_id, after=after, limit=limit, newest_first=False) \
             if int(conv.last_seq or 0) > after else []
+        cutoff = policy.history_cutoff(call.principal, conv)
+        if cutoff is not None:
+            msgs = [m for m in msgs if m.created_at <= cutoff]
         out.append({"conversationId": conv.conversation_id, "messages": [message_view(m) for m in msgs],
                     "lastSeq": int(conv.last_seq or 0), "hasMore": int(conv.last_seq or 0) > after + len(msgs),
                     "lastReadSeq": int(member.last_read_seq or 0)})
@@ -288,6 +283,7 @@ def sync(call: Call, body: dict[str, Any]) -> dict[str, Any]:
 def read(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     """Move my read marker forward (never back): one conditional UpdateItem."""
     conv, member = policy.access(call.principal, body["conversationId"])
+    policy.write_access(call.principal, conv, call.now_ms())
     seq = int(body["seq"])
     if seq > int(conv.last_seq or 0):
         raise ValidationFailed(f"seq {seq} is beyond the last message ({int(conv.last_seq or 0)}).")
@@ -304,7 +300,8 @@ def read(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         event = {"type": "receipt", "conversationId": conv.conversation_id, "user": _split(member.user_key),
                  "seq": last_read}
         send_to_users(call.delivery, member_keys(conv.conversation_id), event,
-                      exclude_connection=call.connection_id)
+                      exclude_connection=call.connection_id,
+                  origin=policy.key_of(call.principal), now_ms=call.now_ms())
     return {"conversationId": conv.conversation_id, "lastReadSeq": last_read,
             "unread": max(0, int(conv.last_seq or 0) - last_read)}
 
@@ -313,8 +310,93 @@ def typing(call: Call, body: dict[str, Any], started: bool) -> dict[str, Any]:
     """Relayed, never stored; a start expires by itself after ``typing_ttl_seconds``."""
     conv, member = policy.access(call.principal, body["conversationId"])
     now = call.now_ms()
+    policy.write_access(call.principal, conv, now)
     event = {"type": "typing", "conversationId": conv.conversation_id, "user": _split(member.user_key),
              "typing": started, "expiresAt": now + call.settings.typing_ttl_seconds * 1000 if started else now}
     others = [k for k in member_keys(conv.conversation_id) if k != member.user_key]
-    send_to_users(call.delivery, others, event)
+    send_to_users(call.delivery, others, event, origin=member.user_key, now_ms=now)
     return {"conversationId": conv.conversation_id, "typing": started}
+
+
+# --- the ordered append shared by every message kind ---------------------------------
+
+def _append(conv: Conversation, member: Member, idem_key: str, now: int, build: Callable[[int], Message],
+            preview_text: str, root_seq: int | None = None) -> tuple[Message, bool]:
+    """Write ``build(seq)`` at the next seq: (message, duplicate).
+
+    One TransactWriteItems advances ``last_seq`` under a condition on its
+    previous value, writes the message and the idempotency key and moves the
+    author's read marker [and the thread root's reply count]; a lost race
+    reloads the counter and retries.  The idempotency key makes a retried
+    append return the original instead of a second message.
+    """
+    conv_id = conv.conversation_id
+    me = member.user_key
+    for attempt in range(MAX_SEND_ATTEMPTS):
+        seq = int(conv.last_seq or 0) + 1
+        msg = build(seq)
+        preview = {"seq": seq, "sender": me, "text": preview_text[:PREVIEW_CHARS], "at": now}
+        try:
+            with transaction() as tx:
+                tx.update(conv, actions=[Conversation.last_seq.set(seq), Conversation.last_activity_at.set(now),
+                                         Conversation.last_preview.set(preview)],
+                          condition=(Conversation.last_seq == (seq - 1)) & (Conversation.archived == False))  # noqa: E712
+                tx.save(msg, condition=Message.seq.does_not_exist())
+                tx.save(Idempotency(key=idem_key, seq=seq, expires_at=int(now / 1000) + IDEMPOTENCY_TTL_SECONDS),
+                        condition=Idempotency.key.does_not_exist())
+                tx.update(member, actions=[Member.last_read_seq.set(seq)], condition=Member.user_key.exists())
+                if root_seq is not None:
+                    tx.update(Message(conversation_id=conv_id, seq=root_seq),
+                              actions=[Message.reply_count.add(1)], condition=Message.seq.exists())
+        except TransactWriteError as exc:
+            reasons = [r.code if r else None for r in (exc.cancellation_reasons or [])]
+            if len(reasons) > 2 and reasons[2] == "ConditionalCheckFailed":
+                original = _original(idem_key, conv_id)  # a retry of this send won the race
+                if original is not None:
+                    return original, True
+            if len(reasons) > 3 and reasons[3] == "ConditionalCheckFailed":
+                raise NotFound("No such conversation.") from None
+            # Another send took this seq (or the item was busy): reload and retry.
+            time.sleep(random.uniform(0, min(0.2, 0.005 * (2 ** attempt))))
+            conv = Conversation.find(conv_id, consistent=True)
+            if conv is None:
+                raise NotFound("No such conversation.") from None
+            if conv.archived:
+                raise Conflict("The conversation is archived.") from None
+            continue
+        return msg, False
+    raise Internal("The conversation is too busy; retry with the same clientMessageId.")
+
+
+def post_file_notice(delivery: Any, conv: Conversation, member: Member, file: dict[str, Any],
+                     now: int) -> tuple[dict[str, Any], bool]:
+    """Post the notice of a clean file into its conversation, as its uploader: (message view, duplicate).
+
+    The same ordered, gap-free, idempotent path as ``send`` (the idempotency
+    key is the file id, so a redelivered S3 event never posts twice): the
+    notice has a seq, shows in history and sync, and moves unread counts.
+    Members get ``message.created`` and ``file.ready`` on every device.
+    """
+    conv_id = conv.conversation_id
+    client_message_id = f"file:{file['fileId']}"
+    idem_key = Idempotency.key_for(conv_id, member.user_key, client_message_id)
+    original = _original(idem_key, conv_id)
+    if original is not None:
+        return message_view(original), True
+    if conv.archived:
+        raise Conflict("The conversation is archived.")
+
+    def build(seq: int) -> Message:
+        return Message(conversation_id=conv_id, seq=seq, message_id=str(uuid.uuid4()),
+                       client_message_id=client_message_id, sender_key=member.user_key, kind="file",
+                       body=file["name"], created_at=now, mentions=[], mention_all=False, reactions={}, file=file)
+
+    msg, duplicate = _append(conv, member, idem_key, now, build, file["name"])
+    view = message_view(msg)
+    if not duplicate:
+        keys = member_keys(conv_id)
+        send_to_users(delivery, keys, {"type": "message.created", "message": view, "mention": False},
+                      origin=member.user_key, now_ms=now, purpose="files")
+        send_to_users(delivery, keys, {"type": "file.ready", "conversationId": conv_id, "seq": int(msg.seq),
+                                       "file": file}, origin=member.user_key, now_ms=now, purpose="files")
+    return view, duplicate

@@ -1,0 +1,74 @@
+"""Event entry points of the files feature: S3 ObjectCreated notifications and scan retries.
+
+``app.py`` hands the raw events here.  S3 invokes the function
+asynchronously and at least once (Lambda retries a failed invocation
+twice), so everything downstream is idempotent; a record that fails is
+logged and re-raised after the others were handled, to get that retry.
+
+The notification itself is declared where the bucket is: ``infra/``
+(``tools/render_infra.py`` adds it to the bucket it creates, for the
+function named :data:`FUNCTION_NAME`) and the local stack's S3 front
+(``devstack/s3_gateway.py``) - not ``@app.on_s3_event``, which
+``chalice package`` refuses (CloudFormation cannot change an existing
+bucket's notifications).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import unquote_plus
+
+from . import logs, runtime
+from .services import files
+
+log = logging.getLogger("chat.file_events")
+
+# The Lambda function S3 notifies, and for which events (see the module docstring).
+FUNCTION_NAME = "file_uploaded"
+EVENTS = ("s3:ObjectCreated:*",)
+
+
+def _handle(bucket: str, key: str, version_id: str | None, source: str) -> None:
+    ctx = logs.bind(route=source, key=key[:300])
+    try:
+        outcome = files.on_object_created(runtime.files_env(), bucket, key, version_id)
+        log.info("object handled", extra={"outcome": outcome})
+    finally:
+        logs.unbind(ctx)
+
+
+def on_s3_event(event: dict[str, Any]) -> None:
+    """An S3 event notification (``{"Records": [{"eventSource": "aws:s3", ...}]}``)."""
+    failed = 0
+    for record in event.get("Records") or []:
+        if record.get("eventSource") != "aws:s3" or not str(record.get("eventName", "")).startswith("ObjectCreated:"):
+            continue
+        obj = record["s3"]["object"]
+        try:
+            # Keys arrive URL-encoded the way HTML forms encode them ("+" for a space).
+            _handle(record["s3"]["bucket"]["name"], unquote_plus(obj["key"]), obj.get("versionId"), "s3:ObjectCreated")
+        except Exception:  # noqa: BLE001 - handle the other records, then fail for a retry
+            log.exception("object event failed")
+            failed += 1
+    if failed:
+        raise RuntimeError(f"{failed} object event(s) failed")
+
+
+def on_scan_retry(records: list[dict[str, Any]]) -> None:
+    """Delayed scan retries queued while the scanner was unavailable (SQS bodies ``{bucket, key, versionId}``)."""
+    failed = 0
+    for record in records:
+        try:
+            body = json.loads(record.get("body") or "{}")
+            bucket, key = body["bucket"], body["key"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("bad scan retry message dropped")
+            continue
+        try:
+            _handle(bucket, key, body.get("versionId"), "scan-retry")
+        except Exception:  # noqa: BLE001
+            log.exception("scan retry failed")
+            failed += 1
+    if failed:
+        raise RuntimeError(f"{failed} scan retries failed")  # SQS redelivers; the dead-letter queue alarms
