@@ -6,28 +6,17 @@ writes bench/results/ping_rtt.json.  Usage: python bench/ping_rtt.py [pings]
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import requests
 import websockets
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def start_stack() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "devstack", "--port", "0", "--state-dir",
-                             str(ROOT / ".devstack" / "bench")], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
-    for line in iter(proc.stdout.readline, b""):
-        if line.startswith(b"READY "):
-            return proc, line.split()[1].decode()
-    raise RuntimeError("stack did not start")
+from stack import local_stack, write_result
 
 
 async def run(origin: str, n: int) -> list[float]:
@@ -47,19 +36,11 @@ async def run(origin: str, n: int) -> list[float]:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     origin = os.environ.get("CHAT_ORIGIN")
-    proc = None
-    if not origin:
-        proc, origin = start_stack()
-    try:
-        s = sorted(asyncio.run(run(origin, n)))
-        q = {"p50": statistics.median(s), "p90": s[int(len(s) * 0.9)], "p99": s[int(len(s) * 0.99) - 1]}
-        print(f"ping->pong round trip over {n} pings (ms): " + "  ".join(f"{k}={v:.2f}" for k, v in q.items()))
-        (ROOT / "bench" / "results").mkdir(exist_ok=True)
-        (ROOT / "bench" / "results" / "ping_rtt.json").write_text(json.dumps({"pings": n, "ms": q}, indent=2))
-    finally:
-        if proc:
-            proc.terminate()
-            proc.wait(timeout=30)
+    with contextlib.nullcontext({"origin": origin}) if origin else local_stack("bench") as info:
+        s = sorted(asyncio.run(run(info["origin"], n)))
+    q = {"p50": statistics.median(s), "p90": s[int(len(s) * 0.9)], "p99": s[int(len(s) * 0.99) - 1]}
+    print(f"ping->pong round trip over {n} pings (ms): " + "  ".join(f"{k}={v:.2f}" for k, v in q.items()))
+    write_result("ping_rtt.json", {"pings": n, "ms": q})
 
 
 if __name__ == "__main__":

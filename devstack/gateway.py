@@ -29,6 +29,10 @@ from .lambda_pool import LambdaPool
 log = logging.getLogger("devstack.gateway")
 
 _MGMT_PATH = re.compile(r"^/(?P<stage>[^/]+)/(?:@|%40)connections/(?P<id>[^/?]+)$")
+# The reference web client (local only): served at / and /web/*.
+_WEB_DIR = os.path.realpath(os.path.join(os.path.dirname(__file__), "web"))
+_WEB_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".png": "image/png",
+              ".svg": "image/svg+xml"}
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,23 @@ class Gateway:
             return self._metrics(request, path)
         if self.idp is not None and (path == "/dev/idp" or path.startswith("/dev/idp/")):
             return await self.idp.handle(request, path)
+        if request.method in ("GET", "HEAD") and (path == "/" or path.startswith("/web/")):
+            return self._web(path)
         return await self._rest(request)
+
+    def _web(self, path: str) -> web.Response:
+        """Local-only: the reference web client's static files (devstack/web/)."""
+        name = "index.html" if path == "/" else unquote(path[len("/web/"):])
+        full = os.path.realpath(os.path.join(_WEB_DIR, name))
+        ctype = _WEB_TYPES.get(os.path.splitext(full)[1])
+        if not full.startswith(_WEB_DIR + os.sep) or ctype is None or not os.path.isfile(full):
+            return web.json_response({"message": "Not Found"}, status=404)
+        with open(full, "rb") as fh:
+            body = fh.read()
+        return web.Response(body=body, content_type=ctype, charset="utf-8" if ctype.startswith("text/") else None,
+                            headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+                                     "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                                                "img-src 'self' data:; frame-ancestors 'none'"})
 
     async def _limits(self, request: web.Request) -> web.Response:
         """Local-only control: read or change the WebSocket quotas (tests shorten the idle timeout)."""
