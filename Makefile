@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast install java clean schemas bench package
+.PHONY: run test test-fast install test-deps java clamav chromium clean schemas bench package
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP) java
 
+# Test-only system packages (the browser and the virus scanner) are not needed to run the product.
+test-deps: install clamav chromium
+
 # DynamoDB Local needs a Java runtime; install Debian's when missing.
 java:
 	@command -v java >/dev/null 2>&1 || { \
@@ -22,13 +25,30 @@ java:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq default-jre-headless; }
 
+# The web client's browser tests (tests/e2e/test_web.py) drive Debian's chromium
+# through Playwright; Playwright never downloads a browser of its own.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium (needed by the browser tests)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+
+# The clamd adapter's tests run a real clamd with a signature database they build
+# (tests/unit/test_scanner.py; skipped when clamd is missing): Debian's clamd binary and sigtool; the tests
+# start their own daemon, the packaged service is not used.
+clamav:
+	@{ command -v clamd >/dev/null 2>&1 || test -x /usr/sbin/clamd; } && command -v sigtool >/dev/null 2>&1 || { \
+	  echo "installing clamav-daemon (needed by the clamd scanner tests)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq clamav-daemon; }
+
 run: install
 	PORT=$(PORT) $(PY) -m devstack
 
-test: install
+test: test-deps
 	$(PY) -m pytest
 
-test-fast: install
+test-fast: test-deps
 	$(PY) -m pytest -m "not slow and not load and not fuzz"
 
 clean:
@@ -40,6 +60,7 @@ schemas: install
 bench: install
 	$(PY) bench/cold_start.py
 	$(PY) bench/ping_rtt.py
+	$(PY) bench/send_cost.py
 
 # The merged template is the whole stage: the app (Chalice) plus infra/ (tables,
 # bucket, alarms). Refuses to package when infra/ is stale against the models.

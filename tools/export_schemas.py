@@ -83,6 +83,14 @@ def openapi() -> dict:
                                "properties": {"conversationId": {"type": "string"},
                                               "lastReadSeq": {"type": "integer"}, "unread": {"type": "integer"}}},
                 "Health": {"type": "object", "properties": {"status": {"const": "ok"}}},
+                "UploadGrant": {"type": "object", "required": ["file", "upload"], "properties": {
+                    "file": obj, "upload": {"type": "object", "required": ["method", "url", "fields", "expiresAt"],
+                                            "properties": {"method": {"const": "POST"}, "url": {"type": "string"},
+                                                           "fields": {"type": "object"},
+                                                           "expiresAt": {"type": "integer"}}}}},
+                "DownloadGrant": {"type": "object", "required": ["file", "download"], "properties": {
+                    "file": obj, "download": {"type": "object", "required": ["url", "expiresAt"], "properties": {
+                        "url": {"type": "string"}, "expiresAt": {"type": "integer"}}}}},
             },
         },
         "paths": {
@@ -101,6 +109,12 @@ def openapi() -> dict:
                            [conv_id], body=True)},
             "/conversations/{conversation_id}/read": {"post": op(
                 "Move my read marker forward", "read", "200", "ReadMarker", [conv_id], body=True)},
+            "/conversations/{conversation_id}/files": {"post": op(
+                "Ask to upload a file: a presigned POST for exactly this file (docs/files.md)",
+                "file.upload.request", "201", "UploadGrant", [conv_id], body=True)},
+            "/files/{file_id}/download": {"get": op(
+                "A short-lived download URL of a clean file", "file.download.request", "200", "DownloadGrant",
+                [{"name": "file_id", "in": "path", "required": True, "schema": schemas.FILE_ID}])},
         },
     }
 

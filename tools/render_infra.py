@@ -34,7 +34,10 @@ TABLE_ACTIONS = [
     "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
     "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem",
 ]
-OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+# *Version: downloads are pinned to the scanned version; a rejected or superseded upload is
+# removed version by version (no delete marker, nothing left for noncurrent expiry to find).
+OBJECT_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject",
+                  "s3:DeleteObjectVersion"]
 # Sending (runtime.py looks the URL up by name) and what a Lambda SQS event source needs.
 QUEUE_ACTIONS = ["sqs:GetQueueUrl", "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage",
                  "sqs:GetQueueAttributes"]
@@ -275,7 +278,32 @@ def _bucket_resources(st: Stage) -> dict[str, Any]:
             }]},
         },
     }
-    return {"FilesBucket": bucket, "FilesBucketPolicy": policy}
+    out = {"FilesBucket": bucket, "FilesBucketPolicy": policy}
+    out.update(_bucket_notification(st, bucket))
+    return out
+
+
+def _bucket_notification(st: Stage, bucket: dict[str, Any]) -> dict[str, Any]:
+    """ObjectCreated -> the app's S3 event function, declared on the bucket this template creates.
+
+    (Chalice's ``@app.on_s3_event`` cannot be packaged for CloudFormation; the
+    function is a plain ``@app.lambda_function`` named in chalicelib/file_events.py.)
+    S3 checks that it may invoke the function when the configuration is set,
+    so the bucket waits for the permission; the permission names the bucket
+    by its literal ARN, which keeps the two out of a dependency cycle.
+    """
+    from chalice.utils import to_cfn_resource_name
+    from chalicelib import file_events
+
+    fn = to_cfn_resource_name(file_events.FUNCTION_NAME)
+    if fn not in st.functions:
+        return {}
+    bucket["DependsOn"] = ["FilesBucketInvokePermission"]
+    bucket["Properties"]["NotificationConfiguration"] = {"LambdaConfigurations": [
+        {"Event": event, "Function": {"Fn::GetAtt": [fn, "Arn"]}} for event in file_events.EVENTS]}
+    return {"FilesBucketInvokePermission": {"Type": "AWS::Lambda::Permission", "Properties": {
+        "Action": "lambda:InvokeFunction", "FunctionName": {"Ref": fn}, "Principal": "s3.amazonaws.com",
+        "SourceArn": f"arn:aws:s3:::{files_bucket(st.name)}", "SourceAccount": {"Ref": "AWS::AccountId"}}}}
 
 
 def _queue_resources(st: Stage) -> dict[str, Any]:

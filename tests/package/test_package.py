@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN_TOP = {"devstack", "tests", "tools", "bench", "moto", "aiohttp", "websockets", "pytest",
-                 "boto3", "jsonschema", "requests"}
+                 "boto3", "jsonschema", "requests", "sdk", "chatsdk", "playwright"}
 
 
 @pytest.mark.slow

@@ -168,3 +168,20 @@ def test_checked_in_files_are_current(stage):
     for path, text in render_infra.outputs(stage).items():
         rel = path.relative_to(ROOT)
         assert path.exists() and path.read_text() == text, f"{rel} {STALE}"
+
+
+def test_files_bucket_notifies_the_upload_function(rendered):
+    """ObjectCreated -> file_uploaded, declared on the bucket (Chalice cannot package @app.on_s3_event)."""
+    from chalicelib import file_events
+
+    stage, template = rendered
+    res = template["Resources"]
+    bucket = res["FilesBucket"]
+    (target,) = bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+    assert target == {"Event": "s3:ObjectCreated:*", "Function": {"Fn::GetAtt": ["FileUploaded", "Arn"]}}
+    assert file_events.EVENTS == ("s3:ObjectCreated:*",) and "FileUploaded" in render_infra.stage(stage).functions
+    permission = res["FilesBucketInvokePermission"]["Properties"]
+    assert bucket["DependsOn"] == ["FilesBucketInvokePermission"]  # S3 validates the target when configured
+    assert permission["Principal"] == "s3.amazonaws.com" and permission["FunctionName"] == {"Ref": "FileUploaded"}
+    assert permission["SourceArn"] == f"arn:aws:s3:::{_stage_env(stage)['FILES_BUCKET']}"
+    assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
