@@ -14,7 +14,7 @@ import requests
 
 from chalicelib.services.tenants import TenantSpec, register_tenant, upsert_user
 
-from .client import ActionError, Session, token_for
+from .client import ActionError, token_for
 
 pytestmark = pytest.mark.e2e
 
@@ -60,20 +60,6 @@ def connect_companies(stack, a: Company, b: Company) -> None:
 @pytest.fixture
 def pair(stack):
     return make_company(stack, "north"), make_company(stack, "south")
-
-
-@pytest.fixture
-async def sessions(stack):
-    opened: list[Session] = []
-
-    async def open_(email: str) -> Session:
-        s = await Session.open(stack, email)
-        opened.append(s)
-        return s
-
-    yield open_
-    for s in opened:
-        await s.close()
 
 
 def test_invitation_needs_both_admins(stack, pair):

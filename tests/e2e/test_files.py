@@ -41,20 +41,6 @@ def uid(email: str) -> str:
     return User.find_by_email(email).user_id
 
 
-@pytest.fixture
-async def sessions(stack):
-    opened: list[Session] = []
-
-    async def open_(email: str) -> Session:
-        s = await Session.open(stack, email)
-        opened.append(s)
-        return s
-
-    yield open_
-    for s in opened:
-        await s.close()
-
-
 def s3():
     return boto3.client("s3", config=Config(signature_version="s3v4"))
 

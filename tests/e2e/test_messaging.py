@@ -24,20 +24,6 @@ def cmid() -> str:
     return uuid.uuid4().hex
 
 
-@pytest.fixture
-async def sessions(stack):
-    opened: list[Session] = []
-
-    async def open_(email: str) -> Session:
-        s = await Session.open(stack, email)
-        opened.append(s)
-        return s
-
-    yield open_
-    for s in opened:
-        await s.close()
-
-
 async def _group(owner: Session, *emails: str, kind: str = "group", **extra) -> str:
     res = await owner.call("conversation.create", kind=kind, members=[uid(e) for e in emails], **extra)
     return res["conversation"]["conversationId"]
