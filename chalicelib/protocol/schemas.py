@@ -162,8 +162,9 @@ OUTBOUND: dict[str, dict[str, Any]] = {
     "presence.changed": _event("presence.changed", {
         "user": {"type": "object"}, "status": {"enum": ["available", "away", "busy", "do_not_disturb", "in_meeting",
                                                         "offline"]},
-        "custom": {"type": ["object", "null"]}, "devices": {"type": "integer"}, "lastSeenAt": {"type": "integer"}},
-        ["user", "status", "custom", "devices", "lastSeenAt"]),
+        "custom": {"type": ["object", "null"]}, "devices": {"type": "integer"}, "lastSeenAt": {"type": "integer"},
+        "updatedAt": {"type": "integer"}},
+        ["user", "status", "custom", "devices", "lastSeenAt", "updatedAt"]),
     "file.ready": _event("file.ready", {"conversationId": ID, "seq": SEQ, "file": FILE},
                          ["conversationId", "seq", "file"]),
     "file.rejected": _event("file.rejected", {

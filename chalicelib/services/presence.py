@@ -137,7 +137,10 @@ def publish(env: PresenceEnv, key: str, item: Presence | None = None) -> int:
     watchers = [s.watcher_connection for s in subs if s.watcher_key in allowed]
     if not watchers:
         return 0
-    env.delivery.fan_out(watchers, dumps({"type": "presence.changed", **view(key, item, now, idle_ms)}))
+    # updatedAt orders publications (posts of two invocations may arrive out of order):
+    # clients keep, per user, the event with the greatest updatedAt.
+    env.delivery.fan_out(watchers, dumps({"type": "presence.changed", **view(key, item, now, idle_ms),
+                                          "updatedAt": now}))
     return len(watchers)
 
 

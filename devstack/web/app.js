@@ -422,12 +422,16 @@ function onEvent(f) {
       state.members.delete(f.conversationId);
       loadMembers(f.conversationId).then(() => { renderInbox(); renderHeader(); });
       break;
-    case "presence.changed":
-      state.presence.set(userKey(f.user), { status: f.status, custom: f.custom });
+    case "presence.changed": {
+      // posts may arrive out of order: an older publication never replaces a newer one
+      const prev = state.presence.get(userKey(f.user));
+      if (prev && prev.updatedAt && prev.updatedAt > f.updatedAt) break;
+      state.presence.set(userKey(f.user), { status: f.status, custom: f.custom, updatedAt: f.updatedAt });
       renderRoster();
       renderInbox();
       renderHeader();
       break;
+    }
     case "typing":
       if (f.conversationId === state.open && !isMe(f.user)) {
         if (f.typing) state.typing.set(userKey(f.user), f.expiresAt); else state.typing.delete(userKey(f.user));

@@ -123,11 +123,12 @@ class PresenceChanged(Event):
     custom: dict[str, Any] | None = None
     devices: int = 0
     last_seen_at: int | None = None
+    updated_at: int = 0  # orders publications: keep the greatest per user
 
     @classmethod
     def from_frame(cls, f: dict[str, Any]) -> "PresenceChanged":
         return cls(UserRef.from_dict(f.get("user")), f.get("status", ""), f.get("custom"),
-                   int(f.get("devices") or 0), f.get("lastSeenAt"), raw=f)
+                   int(f.get("devices") or 0), f.get("lastSeenAt"), int(f.get("updatedAt") or 0), raw=f)
 
 
 @dataclass
