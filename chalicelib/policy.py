@@ -200,8 +200,9 @@ def history_cutoff(principal: Principal, conv: Conversation) -> int | None:
     return None
 
 
-def reachable_by_email(principal: Principal, email: str, now_ms: int, is_admin: bool) -> User:
-    """A user of any tenant by exact email, if the caller may start a conversation with them."""
+def reachable_by_email(principal: Principal, me: User | None, email: str, now_ms: int) -> User:
+    """A user of any tenant by exact email, if the caller (``me``, its directory entry) may start
+    a conversation with them."""
     user = User.find_by_email(email)
     if user is None or not user.active:
         raise NotFound(f"No such user: {email[:254]}.")
@@ -210,9 +211,8 @@ def reachable_by_email(principal: Principal, email: str, now_ms: int, is_admin: 
     mine, _ = TenantLink.pair(principal.tenant_id, user.tenant_id)
     if mine is None or mine.state != "active":
         raise NotFound(f"No such user: {email[:254]}.")  # unconnected companies learn nothing
-    me = User.find(principal.tenant_id, principal.user_id)
     crossing(principal.tenant_id, user.tenant_id, now_ms, a_user=me, b_user=user, starting=True,
-             a_is_admin=is_admin)
+             a_is_admin=me is not None and "admin" in (me.roles or []))
     return user
 
 
