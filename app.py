@@ -5,6 +5,10 @@ from chalicelib import logs, rest_api, runtime, ws_api
 from chalicelib.services import admin, conversations, messages
 from chalicelib import file_events
 from chalicelib.services import files
+from chalicelib.services import scim_tokens
+from chalicelib.services import screening
+from chalicelib import compliance_events
+from chalicelib.services import compliance, exports
 
 app = Chalice(app_name="enterprise-chat")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
@@ -152,3 +156,101 @@ def admin_set_roles(user_id):
 def admin_audit():
     return _rest("admin.audit.list", admin.read_audit,
                  query_names=("from", "to", "actor", "actionName", "limit", "cursor"))
+
+
+# --- compliance: screening -----------------------------------------------------------
+# (DLP rules and flags for review; docs/compliance.md "Screening (DLP)")
+
+
+@app.route("/admin/dlp/rules", methods=["GET"])
+def admin_get_dlp_rules():
+    return _rest("admin.dlp.rules.get", screening.get_rules)
+
+
+@app.route("/admin/dlp/rules", methods=["PUT"])
+def admin_set_dlp_rules():
+    return _rest("admin.dlp.rules.set", screening.set_rules)
+
+
+@app.route("/admin/dlp/flags", methods=["GET"])
+def admin_list_dlp_flags():
+    return _rest("admin.dlp.flags.list", screening.list_flags, query_names=("from", "to", "limit", "cursor"))
+
+
+# --- directory sync (SCIM 2.0, docs/scim.md) -------------------------------------------
+# The admin REST side: the tenant's SCIM bearer token (shown once; rotation revokes the old one).
+
+@app.route("/admin/scim/token", methods=["GET"])
+def admin_scim_token_status():
+    return _rest("admin.scim.token.get", scim_tokens.status)
+
+
+@app.route("/admin/scim/token", methods=["POST"])
+def admin_scim_token_create():
+    return _rest("admin.scim.token.create", scim_tokens.create, status=201)
+
+
+@app.route("/admin/scim/token", methods=["DELETE"])
+def admin_scim_token_revoke():
+    return _rest("admin.scim.token.revoke", scim_tokens.revoke)
+
+
+# The SCIM endpoints: a function of their own, because scim2-models + pydantic cost ~0.6-0.75 s
+# to import. API Gateway sends /scim/v2/{proxy+} here as REST proxy events (tools/render_infra.py
+# adds that route to Chalice's REST API; devstack/gateway.py does the same locally). The import
+# is inside the handler so no other function's import path ever loads scim2_models.
+@app.lambda_function(name="scim")
+def scim(event, context):
+    from chalicelib.scim import api as scim_api
+
+    return scim_api.handle(event, context)
+
+
+# --- compliance: retention, holds, export ---------------------------------------------
+# (docs/compliance.md "Retention and legal hold", "Export"; chalicelib/services/compliance.py, exports.py)
+
+
+@app.on_sqs_message(queue=runtime.settings().compliance_queue, batch_size=1)
+def compliance_job(event):
+    compliance_events.on_records([record.to_dict() for record in event])
+
+
+@app.route("/admin/retention", methods=["GET"])
+def admin_get_retention():
+    return _rest("admin.retention.get", compliance.get_retention)
+
+
+@app.route("/admin/retention", methods=["PUT"])
+def admin_set_retention():
+    return _rest("admin.retention.set", compliance.set_retention)
+
+
+@app.route("/admin/conversations/{conversation_id}/retention", methods=["PUT"])
+def admin_set_conversation_retention(conversation_id):
+    return _rest("admin.retention.conversation", compliance.set_conversation_retention,
+                 {"conversationId": conversation_id})
+
+
+@app.route("/admin/holds", methods=["POST"])
+def admin_place_hold():
+    return _rest("admin.holds.place", compliance.place_hold, status=201)
+
+
+@app.route("/admin/holds", methods=["GET"])
+def admin_list_holds():
+    return _rest("admin.holds.list", compliance.list_holds, query_names=("limit", "cursor"))
+
+
+@app.route("/admin/holds/{hold_id}/release", methods=["POST"])
+def admin_release_hold(hold_id):
+    return _rest("admin.holds.release", compliance.release_hold, {"holdId": hold_id})
+
+
+@app.route("/admin/exports", methods=["POST"])
+def admin_start_export():
+    return _rest("admin.exports.start", exports.start_export, status=202)
+
+
+@app.route("/admin/exports/{export_id}", methods=["GET"])
+def admin_get_export(export_id):
+    return _rest("admin.exports.get", exports.get_export, {"exportId": export_id})

@@ -42,6 +42,8 @@ class TenantIdentity:
     algorithms: tuple[str, ...] = ("RS256", "ES256")
     email_claim: str = "email"
     roles_claim: str = "roles"
+    # The claim that names the user (``sub`` unless the IdP's SCIM ids follow another one, e.g. Entra's ``oid``).
+    subject_claim: str = "sub"
     jwks_uri: str | None = None
     auto_provision: bool = False
     active: bool = True
@@ -198,7 +200,7 @@ class TokenVerifier:
 
     @staticmethod
     def _principal(tenant: TenantIdentity, claims: dict[str, Any]) -> Principal:
-        sub = claims["sub"]
+        sub = claims.get(tenant.subject_claim)
         email = claims.get(tenant.email_claim)
         if not isinstance(sub, str) or not sub or len(sub) > 255:
             raise Unauthorized("Token subject is invalid.")

@@ -82,6 +82,24 @@ class Settings:
     scan_max_bytes: int           # clamd's StreamMaxLength must be at least this
     scan_retry_seconds: int       # first retry delay; doubles, at most 900 (SQS)
     scan_max_attempts: int
+    # Directory sync (SCIM 2.0, docs/scim.md).
+    groups_table: str
+    scim_tokens_table: str
+    # Files, part 2 (docs/files.md "Quota accounting", "Browsers (CORS)").
+    upload_release_grace_seconds: int   # after the upload form expires, then an unused reservation is released
+    files_cors_origins: tuple[str, ...]  # browser origins allowed to POST/GET the bucket; empty = no CORS rule
+    # Compliance: retention, legal hold, eDiscovery export (docs/compliance.md).
+    retention_table: str
+    holds_table: str
+    exports_table: str
+    compliance_queue: str          # hold sweeps and export steps
+    retention_day_seconds: int     # length of one retention "day": 86400 deployed; the test stack uses 1
+    export_pages_per_step: int     # message pages (Query) one export step reads before handing on
+    export_url_seconds: int        # presigned GET lifetime of a finished export
+    # Compliance: screening (DLP, docs/compliance.md "Screening (DLP)").
+    dlp_rules_table: str
+    dlp_flags_table: str
+    dlp_cache_seconds: int         # a tenant's compiled rules are reused this long in a warm container
 
 
 DEFAULT_FILE_TYPES = ",".join([
@@ -146,6 +164,20 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         scan_max_bytes=_int(env, "SCAN_MAX_BYTES", 25 * 1024 * 1024),
         scan_retry_seconds=_int(env, "SCAN_RETRY_SECONDS", 30),
         scan_max_attempts=_int(env, "SCAN_MAX_ATTEMPTS", 12),
+        groups_table=env.get("GROUPS_TABLE", f"chat-{stage}-groups"),
+        scim_tokens_table=env.get("SCIM_TOKENS_TABLE", f"chat-{stage}-scim-tokens"),
+        upload_release_grace_seconds=_int(env, "UPLOAD_RELEASE_GRACE_SECONDS", 600),
+        files_cors_origins=tuple(o.strip() for o in env.get("FILES_CORS_ORIGINS", "").split(",") if o.strip()),
+        retention_table=env.get("RETENTION_TABLE", f"chat-{stage}-retention"),
+        holds_table=env.get("HOLDS_TABLE", f"chat-{stage}-holds"),
+        exports_table=env.get("EXPORTS_TABLE", f"chat-{stage}-exports"),
+        compliance_queue=env.get("COMPLIANCE_QUEUE", f"chat-{stage}-compliance"),
+        retention_day_seconds=_int(env, "RETENTION_DAY_SECONDS", 86400),
+        export_pages_per_step=_int(env, "EXPORT_PAGES_PER_STEP", 200),
+        export_url_seconds=_int(env, "EXPORT_URL_SECONDS", 900),
+        dlp_rules_table=env.get("DLP_RULES_TABLE", f"chat-{stage}-dlp-rules"),
+        dlp_flags_table=env.get("DLP_FLAGS_TABLE", f"chat-{stage}-dlp-flags"),
+        dlp_cache_seconds=_int(env, "DLP_CACHE_SECONDS", 30),
     )
 
 

@@ -15,7 +15,7 @@ from pynamodb.attributes import (BooleanAttribute, ListAttribute, MapAttribute, 
                                  UnicodeAttribute, UnicodeSetAttribute)
 from pynamodb.connection import Connection as PynamoConnection
 from pynamodb.exceptions import DeleteError, PutError, UpdateError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -64,6 +64,7 @@ class Tenant(Model):
     jwks_uri = UnicodeAttribute(null=True)
     email_claim = UnicodeAttribute(default="email")
     roles_claim = UnicodeAttribute(default="roles")
+    subject_claim = UnicodeAttribute(default="sub")  # the claim that carries our user id (docs/scim.md)
     algorithms = ListAttribute(of=UnicodeAttribute, default=lambda: ["RS256", "ES256"])
     # Create a member record on first sign-in of an unknown user of this tenant.
     auto_provision = BooleanAttribute(default=False)
@@ -183,6 +184,13 @@ class User(Model):
     status = UnicodeAttribute(default="active")  # active | deactivated
     groups = ListAttribute(of=UnicodeAttribute, default=list)  # directory groups (external-access policy)
     created_at = NumberAttribute(default=lambda: int(time.time()))
+    # Directory sync (SCIM, docs/scim.md): the IdP's id for this user, the SCIM attributes we keep
+    # but do not interpret (JSON text: name, emails, title...), and a DELETE's mark (the record stays,
+    # deactivated, because messages and memberships refer to it; SCIM then answers 404 for it).
+    external_id = UnicodeAttribute(null=True)
+    scim_attributes = UnicodeAttribute(null=True)
+    scim_deleted_at = NumberAttribute(null=True)
+    updated_at = NumberAttribute(null=True)
 
     by_email = UsersByEmail()
 
@@ -506,8 +514,31 @@ class MessagesByThread(GlobalSecondaryIndex["Message"]):
     seq = NumberAttribute(range_key=True)
 
 
+class MessagesByRetainedSender(GlobalSecondaryIndex["Message"]):
+    """Sparse: messages under retention, by sender and time (only they carry ``retained_sender``).
+
+    A legal hold on a user finds exactly the messages that user sent - in any
+    conversation, also ones they left - to take the expiry off and put it back
+    (docs/compliance.md).  Messages of tenants without retention never enter it.
+    """
+
+    class Meta:
+        index_name = "by_retained_sender"
+        projection = IncludeProjection(["retain_s"])  # + keys and created_at: enough to recompute the expiry
+
+    retained_sender = UnicodeAttribute(hash_key=True)  # = sender_key
+    created_at = NumberAttribute(range_key=True)
+
+
 class Message(Model):
-    """One message at its seq. Deleting leaves a tombstone: the seq and metadata stay."""
+    """One message at its seq. Deleting leaves a tombstone: the seq and metadata stay.
+
+    Retention (docs/compliance.md): ``expires_at`` is the DynamoDB TTL, set at
+    write time from the sender's company's retention unless a legal hold covers
+    the message; ``retain_s`` remembers the period so a released hold can put
+    the expiry back.  An expired message leaves a gap in the seqs that history
+    and sync render as ``{seq, deleted: true, reason: "retention"}``.
+    """
 
     class Meta(_Meta):
         table_name = _S.messages_table
@@ -530,8 +561,12 @@ class Message(Model):
     mention_all = BooleanAttribute(default=False)
     reactions = MapAttribute(default=dict)  # emoji -> string set of user keys
     file = MapAttribute(null=True)  # kind "file": {fileId, name, size, contentType, uploader}
+    expires_at = NumberAttribute(null=True)  # TTL (epoch seconds); absent: kept (no retention, or held)
+    retain_s = NumberAttribute(null=True)  # the retention period (seconds) this message was written under
+    retained_sender = UnicodeAttribute(null=True)  # = sender_key when retain_s is set (sparse index)
 
     by_thread = MessagesByThread()
+    by_retained_sender = MessagesByRetainedSender()
 
     @classmethod
     def find(cls, conversation_id: str, seq: int) -> "Message | None":
@@ -542,8 +577,8 @@ class Message(Model):
 
     @classmethod
     def page(cls, conversation_id: str, *, before: int | None = None, after: int | None = None,
-             limit: int = 50, newest_first: bool = True) -> list["Message"]:
-        """Query on the seq range: 1 request."""
+             limit: int = 50, newest_first: bool = True, consistent: bool = False) -> list["Message"]:
+        """Query on the seq range: 1 request (``consistent``: strongly consistent, twice the read units)."""
         cond = None
         if before is not None and after is not None:
             cond = cls.seq.between(after + 1, before - 1)
@@ -552,7 +587,7 @@ class Message(Model):
         elif after is not None:
             cond = cls.seq > after
         return list(cls.query(conversation_id, range_key_condition=cond, limit=limit,
-                              scan_index_forward=not newest_first))
+                              scan_index_forward=not newest_first, consistent_read=consistent))
 
     @classmethod
     def thread(cls, conversation_id: str, root_seq: int, after: int = 0, limit: int = 50) -> list["Message"]:
@@ -607,8 +642,9 @@ class File(Model):
 
     ``status``: ``pending`` (upload URL issued, not yet scanned), ``clean``
     (scanned; downloadable; ``seq`` is its notice message), ``quarantined``
-    (object moved under ``quarantine/``) or ``deleted`` (its message was
-    deleted and the object with it).  ``expires_at`` (TTL) is set on every
+    (object moved under ``quarantine/``), ``deleted`` (its message was
+    deleted and the object with it) or ``expired`` (no upload arrived before
+    the form expired; the quota reservation was given back).  ``expires_at`` (TTL) is set on every
     state but ``clean``, so abandoned and rejected records go away by themselves.
     """
 
@@ -631,6 +667,9 @@ class File(Model):
     # still-valid upload URL is never served (the bucket is versioned).
     version_id = UnicodeAttribute(null=True)
     scan_attempts = NumberAttribute(default=0)
+    # Set (conditionally on ``pending``) when the object's ObjectCreated event arrives: a pending record
+    # without it at the upload form's expiry + grace is ``expired`` and its reservation released, once.
+    uploaded_at = NumberAttribute(null=True)
     created_at = NumberAttribute()
     updated_at = NumberAttribute()
     expires_at = NumberAttribute(null=True)
@@ -722,3 +761,224 @@ def transaction() -> TransactWrite:
     if _tx_connection is None:
         _tx_connection = PynamoConnection(region=_S.region, max_retry_attempts=3)
     return TransactWrite(connection=_tx_connection)
+
+
+# --- directory sync (SCIM 2.0, issue #8; docs/scim.md) ----------------------------
+
+class DirectoryGroup(Model):
+    """A directory group pushed by the tenant's IdP over SCIM.
+
+    ``members`` holds user ids of the same tenant.  Each member's
+    ``User.groups`` carries the group's display name as well, so the
+    external-access policy (chalicelib/policy.py) reads it with the one
+    GetItem of the user it already does.
+    """
+
+    class Meta(_Meta):
+        table_name = _S.groups_table
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    group_id = UnicodeAttribute(range_key=True)
+    display_name = UnicodeAttribute()
+    external_id = UnicodeAttribute(null=True)
+    members = UnicodeSetAttribute(default=set)
+    created_at = NumberAttribute()
+    updated_at = NumberAttribute()
+
+    @classmethod
+    def find(cls, tenant_id: str, group_id: str) -> "DirectoryGroup | None":
+        """GetItem: 1 request."""
+        try:
+            return cls.get(tenant_id, group_id, consistent_read=True)
+        except cls.DoesNotExist:
+            return None
+
+    @classmethod
+    def of_tenant(cls, tenant_id: str) -> Iterator["DirectoryGroup"]:
+        """Query on the tenant's partition: 1 request per 1 MB page."""
+        return cls.query(tenant_id)
+
+
+class ScimCredential(Model):
+    """A tenant's SCIM bearer token, stored only as its SHA-256.
+
+    Two kinds of item share the table: ``token#<sha256 hex>`` -> tenant (the
+    lookup on every SCIM request: 1 GetItem), and ``tenant#<tenant id>`` ->
+    the hash of the tenant's current token (so rotation and revocation find
+    the old one).  Both change in one transaction.
+    """
+
+    class Meta(_Meta):
+        table_name = _S.scim_tokens_table
+
+    key = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute()
+    token_hash = UnicodeAttribute(null=True)  # on the tenant# item
+    created_at = NumberAttribute()
+    created_by = UnicodeAttribute()
+
+    @classmethod
+    def find(cls, key: str) -> "ScimCredential | None":
+        """GetItem: 1 request."""
+        try:
+            return cls.get(key, consistent_read=True)
+        except cls.DoesNotExist:
+            return None
+
+
+ALL_MODELS = ALL_MODELS + (DirectoryGroup, ScimCredential)
+
+
+# --- compliance: retention, legal hold, export (issue #8; docs/compliance.md) --------------
+
+class RetentionRule(Model):
+    """What the write path needs to decide a message's expiry, by subject (1 BatchGetItem per send).
+
+    ``subject`` is one of ``tenant#<tenant>`` (the company's default period),
+    ``conv#<tenant>#<conversation>`` (that company's override for one
+    conversation: it applies to its own members' messages only),
+    ``hold#user#<tenant>#<user>`` and ``hold#conv#<tenant>#<conversation>``
+    (the ids of the active legal holds covering them; the item is deleted
+    when the last one is released).  ``days`` null = keep forever.
+    """
+
+    class Meta(_Meta):
+        table_name = _S.retention_table
+
+    subject = UnicodeAttribute(hash_key=True)
+    days = NumberAttribute(null=True)
+    holds = UnicodeSetAttribute(null=True)
+    updated_at = NumberAttribute(default=0)
+    updated_by = UnicodeAttribute(null=True)
+
+
+class LegalHold(Model):
+    """One legal hold of a company on one of its users or on a conversation its members are in.
+
+    ``state``: ``active`` or ``released``; ``sweep``: ``pending`` -> ``done``
+    for the asynchronous pass that takes the expiry off (or puts it back on)
+    the messages already written, with ``swept`` counting the items touched.
+    """
+
+    class Meta(_Meta):
+        table_name = _S.holds_table
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    hold_id = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute()  # user | conversation
+    target = UnicodeAttribute()  # user id | conversation id
+    name = UnicodeAttribute(null=True)
+    state = UnicodeAttribute(default="active")
+    created_at = NumberAttribute()
+    created_by = UnicodeAttribute()
+    released_at = NumberAttribute(null=True)
+    released_by = UnicodeAttribute(null=True)
+    sweep = UnicodeAttribute(default="pending")
+    swept = NumberAttribute(default=0)
+
+
+class Export(Model):
+    """An eDiscovery export job: its scope, where it is, and what it has written so far.
+
+    The job runs in steps (one SQS message each); ``step`` orders them and
+    makes a redelivered step a no-op.  ``plan`` is the list of conversation
+    ids, ``position``/``before_seq`` the cursor in it, ``parts`` the
+    multipart upload's finished parts.
+    """
+
+    class Meta(_Meta):
+        table_name = _S.exports_table
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    export_id = UnicodeAttribute(range_key=True)
+    state = UnicodeAttribute(default="queued")  # queued | running | done | failed
+    created_at = NumberAttribute()
+    created_by = UnicodeAttribute()
+    from_ms = NumberAttribute()
+    to_ms = NumberAttribute()
+    user_ids = ListAttribute(of=UnicodeAttribute, null=True)
+    conversation_ids = ListAttribute(of=UnicodeAttribute, null=True)
+    plan = ListAttribute(of=UnicodeAttribute, null=True)
+    position = NumberAttribute(default=0)
+    before_seq = NumberAttribute(null=True)
+    newer_at = NumberAttribute(null=True)  # created_at of the message at before_seq (gap tombstones)
+    step = NumberAttribute(default=0)
+    object_key = UnicodeAttribute()
+    upload_id = UnicodeAttribute(null=True)
+    parts = ListAttribute(of=MapAttribute, default=list)
+    counts = MapAttribute(default=dict)  # conversations, messages, files, tombstones, bytes
+    error = UnicodeAttribute(null=True)
+    updated_at = NumberAttribute(default=0)
+    finished_at = NumberAttribute(null=True)
+
+
+ALL_MODELS = ALL_MODELS + (RetentionRule, LegalHold, Export)
+TTL_ATTRIBUTES[Message] = "expires_at"
+
+
+# --- compliance: screening (DLP, issue #8; docs/compliance.md "Screening (DLP)") ----------
+
+class DlpRules(Model):
+    """A company's screening rule set, replaced as a whole by its admins (1 item per tenant).
+
+    ``rules`` is the normalized rule list as JSON text (never queried by
+    field; at most 50 rules of at most ~7 KB each).  ``version`` grows by one per
+    save, so a warm container that refetches an unchanged set keeps its
+    compiled form, and a save may be conditioned on the version it read.
+    """
+
+    class Meta(_Meta):
+        table_name = _S.dlp_rules_table
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    rules = UnicodeAttribute(default="[]")
+    version = NumberAttribute(default=0)
+    updated_at = NumberAttribute(default=0)
+    updated_by = UnicodeAttribute(null=True)
+
+    @classmethod
+    def find(cls, tenant_id: str) -> "DlpRules | None":
+        """GetItem: 1 request."""
+        try:
+            return cls.get(tenant_id, consistent_read=True)
+        except cls.DoesNotExist:
+            return None
+
+    @classmethod
+    def many(cls, tenant_ids: list[str]) -> dict[str, "DlpRules"]:
+        """BatchGetItem: the rule sets of the companies in one conversation (1 request)."""
+        return {item.tenant_id: item for item in cls.batch_get(list(dict.fromkeys(tenant_ids)))}
+
+
+class DlpFlag(Model):
+    """One screening hit kept for the company's admins to review (a flag rule matched).
+
+    ``flag_id`` = ``<ms:13>#<uuid hex>``: a Query on the tenant's partition
+    pages by time.  ``excerpt`` is a short piece of the text around the match
+    with every match masked: the sensitive value itself is never stored here.
+    """
+
+    class Meta(_Meta):
+        table_name = _S.dlp_flags_table
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    flag_id = UnicodeAttribute(range_key=True)
+    at = NumberAttribute()
+    source = UnicodeAttribute()  # message | edit | file
+    conversation_id = UnicodeAttribute()
+    seq = NumberAttribute(null=True)
+    message_id = UnicodeAttribute(null=True)
+    file_id = UnicodeAttribute(null=True)
+    sender_key = UnicodeAttribute()  # "<tenant>#<user>" (in an external conversation, maybe the other company's)
+    rule_ids = ListAttribute(of=UnicodeAttribute, default=list)
+    action = UnicodeAttribute()  # what happened to the text: flag (delivered as is) | redact
+    excerpt = UnicodeAttribute(default="")
+
+    @classmethod
+    def page(cls, tenant_id: str, lower: str, upper: str, limit: int) -> list["DlpFlag"]:
+        """Query on the ``flag_id`` range, newest first: 1 request."""
+        return list(cls.query(tenant_id, cls.flag_id.between(lower, upper),
+                              scan_index_forward=False, limit=limit))
+
+
+ALL_MODELS = ALL_MODELS + (DlpRules, DlpFlag)

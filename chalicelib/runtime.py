@@ -38,6 +38,7 @@ def _lookup_tenant(issuer: str) -> TenantIdentity | None:
         tenant_id=tenant.tenant_id, issuer=tenant.issuer, audience=tenant.audience,
         domains=tuple(d.lower() for d in tenant.domains), algorithms=tuple(tenant.algorithms),
         email_claim=tenant.email_claim, roles_claim=tenant.roles_claim, jwks_uri=tenant.jwks_uri,
+        subject_claim=tenant.subject_claim or "sub",
         auto_provision=bool(tenant.auto_provision), active=tenant.status == "active",
     )
 
@@ -86,9 +87,9 @@ def management_client() -> Any:
 
 def _on_gone(connection_id: str) -> None:
     """A post answered Gone: forget the connection, and let presence catch up (queued, not inline)."""
-    from .services.connections import disconnect
+    from .services.connections import GONE_GRACE_SECONDS, disconnect
 
-    conn = disconnect(connection_id)
+    conn = disconnect(connection_id, min_age_seconds=GONE_GRACE_SECONDS)
     if conn is not None:
         schedule_presence(conn.tenant_user, 0)
 
@@ -179,6 +180,14 @@ def schedule_file_scan(bucket: str, key: str, version_id: str | None, delay_seco
                         MessageBody=json.dumps({"bucket": bucket, "key": key, "versionId": version_id}))
 
 
+def schedule_upload_release(file_id: str, release_at_ms: int, delay_seconds: int) -> None:
+    """Queue the check of an upload form's reservation (``files.release_unused``) on the files queue."""
+    import json
+
+    _sqs().send_message(QueueUrl=_files_queue_url(), DelaySeconds=int(min(900, max(0, delay_seconds))),
+                        MessageBody=json.dumps({"fileId": file_id, "releaseAt": int(release_at_ms)}))
+
+
 def files_env() -> Any:
     from . import scanner
     from .services.files import FilesEnv
@@ -186,4 +195,19 @@ def files_env() -> Any:
     return _once("files_env", lambda: FilesEnv(
         s3=s3(), delivery=delivery(), clock=clock, settings=settings(),
         scanner=lambda: _once("scanner", lambda: scanner.from_settings(settings())),
-        retry=schedule_file_scan))
+        retry=schedule_file_scan, schedule_release=schedule_upload_release))
+
+
+# --- compliance: hold sweeps and export steps (docs/compliance.md) ------------------------
+
+def _compliance_queue_url() -> str:
+    return _once("compliance_queue_url",
+                 lambda: _sqs().get_queue_url(QueueName=settings().compliance_queue)["QueueUrl"])
+
+
+def schedule_compliance(job: dict[str, Any], delay_seconds: int = 0) -> None:
+    """Queue one compliance job step (``{"job": "hold.sweep"|"export", ...}``) after ``delay_seconds``."""
+    import json
+
+    _sqs().send_message(QueueUrl=_compliance_queue_url(), MessageBody=json.dumps(job),
+                        DelaySeconds=int(min(900, max(0, delay_seconds))))

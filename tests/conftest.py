@@ -54,6 +54,9 @@ def stack() -> Stack:
     log = log_path.open("wb")
     # Short presence timers so idle and coalescing are observable within a test.
     env = dict(os.environ, PYTHONUNBUFFERED="1", PRESENCE_IDLE_SECONDS="5", PRESENCE_COALESCE_SECONDS="1")
+    # Retention "days" of one second, so DynamoDB Local really expires messages within a test, and
+    # export steps of 1 page, so a small export runs in several steps (docs/compliance.md).
+    env.update(RETENTION_DAY_SECONDS="1", EXPORT_PAGES_PER_STEP="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "devstack", "--port", "0", "--state-dir", str(state_dir)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True,

@@ -16,6 +16,7 @@ def rendered() -> dict[str, str]:
     files = {"envelope.json": schemas.ENVELOPE}
     files.update({f"in/{name}.json": s for name, s in schemas.INBOUND.items()})
     files.update({f"out/{name}.json": s for name, s in schemas.OUTBOUND.items()})
+    files.update({f"result/{name}.json": s for name, s in schemas.RESULTS.items()})  # ack results (pinned)
     files["error-codes.json"] = {code: {"status": st, "meaning": m} for code, (st, m) in ERROR_CODES.items()}
     files["../openapi.json"] = openapi()
     return {name: json.dumps(body, indent=2, sort_keys=True) + "\n" for name, body in files.items()}
@@ -57,7 +58,7 @@ def openapi() -> dict:
     conv_id = {"name": "conversation_id", "in": "path", "required": True, "schema": schemas.ID}
     limit = {"name": "limit", "in": "query", "schema": schemas.LIMIT}
     obj = {"type": "object"}
-    return {
+    doc = {
         "openapi": "3.1.0",
         "info": {"title": "Enterprise chat REST API", "version": "1.0.0",
                  "description": "For offline and mobile clients and tenant admins. Authenticate with the same "
@@ -116,6 +117,110 @@ def openapi() -> dict:
                 "A short-lived download URL of a clean file", "file.download.request", "200", "DownloadGrant",
                 [{"name": "file_id", "in": "path", "required": True, "schema": schemas.FILE_ID}])},
         },
+    }
+    doc["paths"].update(_screening_paths({k: v for k, v in errors.items() if k != "200"}))
+    doc["paths"].update(_compliance_paths({k: v for k, v in errors.items() if k != "200"}))
+    return doc
+
+
+# --- compliance: screening (DLP) admin routes (docs/compliance.md) -------------------------
+
+def _screening_paths(errors: dict) -> dict:
+    """GET/PUT /admin/dlp/rules and GET /admin/dlp/flags, bodies from ``schemas.ADMIN``."""
+    from chalicelib.protocol import schemas
+
+    def body(action: str) -> dict:
+        src = schemas.ADMIN[action]
+        return {"type": "object", "additionalProperties": False,
+                "required": [r for r in src["required"] if r not in ("action", "requestId")],
+                "properties": {k: v for k, v in src["properties"].items() if k not in ("action", "requestId")}}
+
+    def ok(schema: dict) -> dict:
+        return {"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}, **errors}
+
+    rules = {"type": "object", "required": ["rules", "version", "detectors", "limits"], "properties": {
+        "rules": {"type": "array", "items": schemas.DLP_RULE}, "version": {"type": "integer"},
+        "detectors": {"type": "array", "items": {"enum": schemas.DLP_DETECTORS}},
+        "limits": {"type": "object", "additionalProperties": {"type": "integer"}}}}
+    flag = {"type": "object", "required": ["id", "at", "source", "conversationId", "sender", "ruleIds", "action",
+                                           "excerpt"], "properties": {
+        "id": {"type": "string"}, "at": {"type": "integer"}, "source": {"enum": ["message", "edit", "file"]},
+        "conversationId": {"type": "string"}, "seq": {"type": ["integer", "null"]},
+        "messageId": {"type": ["string", "null"]}, "fileId": {"type": ["string", "null"]},
+        "sender": {"type": "object"}, "ruleIds": {"type": "array", "items": {"type": "string"}},
+        "action": {"enum": ["flag", "redact"]}, "excerpt": {"type": "string"}}}
+    query = [{"name": n, "in": "query", "schema": s} for n, s in (
+        ("from", {"type": "integer", "minimum": 0}), ("to", {"type": "integer", "minimum": 0}),
+        ("limit", schemas.LIMIT), ("cursor", {"type": "string", "maxLength": 64}))]
+    sec = [{"bearer": []}]
+    return {
+        "/admin/dlp/rules": {
+            "get": {"summary": "The company's screening (DLP) rules (admins)", "operationId": "admin_dlp_rules_get",
+                    "security": sec, "responses": ok(rules)},
+            "put": {"summary": "Replace the company's screening rules: validated, versioned, audited (admins)",
+                    "operationId": "admin_dlp_rules_set", "security": sec,
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": body("admin.dlp.rules.set")}}},
+                    "responses": ok(rules)}},
+        "/admin/dlp/flags": {
+            "get": {"summary": "Screening hits flagged for review, newest first (admins)",
+                    "operationId": "admin_dlp_flags_list", "security": sec, "parameters": query,
+                    "responses": ok({"type": "object", "required": ["flags", "nextCursor"], "properties": {
+                        "flags": {"type": "array", "items": flag}, "nextCursor": {"type": ["string", "null"]}}})}},
+    }
+
+
+
+# --- compliance: retention, legal holds, export (docs/compliance.md) --------------------------
+
+def _compliance_paths(errors: dict) -> dict:
+    """The retention, hold and export admin routes; bodies from ``schemas.ADMIN``, replies from
+    ``schemas.COMPLIANCE_RESPONSES``."""
+    from chalicelib.protocol import schemas
+
+    sec = [{"bearer": []}]
+
+    def op(summary: str, action: str, status: str = "200", params=(), drop=(), body: bool = False) -> dict:
+        o = {"summary": summary, "operationId": action.replace(".", "_"), "security": sec,
+             "parameters": list(params),
+             "responses": {status: {"description": "OK", "content": {"application/json": {
+                 "schema": schemas.COMPLIANCE_RESPONSES[action]}}}, **errors}}
+        if body:
+            src = schemas.ADMIN[action]
+            skip = {"action", "requestId", *drop}
+            o["requestBody"] = {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False,
+                "required": [r for r in src["required"] if r not in skip],
+                "properties": {k: v for k, v in src["properties"].items() if k not in skip}}}}}
+        return o
+
+    def path(name: str, schema: dict) -> dict:
+        return {"name": name, "in": "path", "required": True, "schema": schema}
+
+    return {
+        "/admin/retention": {
+            "get": op("The company's default retention and the allowed periods (admins)", "admin.retention.get"),
+            "put": op("Set the company's default retention: new messages and files of its members (admins)",
+                      "admin.retention.set", body=True)},
+        "/admin/conversations/{conversation_id}/retention": {
+            "put": op("Override the company's retention in one conversation, for its own members' messages "
+                      "(admins)", "admin.retention.conversation", params=[path("conversation_id", schemas.ID)],
+                      drop=("conversationId",), body=True)},
+        "/admin/holds": {
+            "post": op("Place a legal hold on a user or a conversation (admins; audited)", "admin.holds.place",
+                       "201", body=True),
+            "get": op("The company's legal holds (admins)", "admin.holds.list", params=[
+                {"name": "limit", "in": "query", "schema": schemas.LIMIT},
+                {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": 64}}])},
+        "/admin/holds/{hold_id}/release": {
+            "post": op("Release a legal hold (admins; audited)", "admin.holds.release",
+                       params=[path("hold_id", schemas.HOLD_ID)])},
+        "/admin/exports": {
+            "post": op("Start an eDiscovery export (JSON Lines, asynchronous; admins; audited)",
+                       "admin.exports.start", "202", body=True)},
+        "/admin/exports/{export_id}": {
+            "get": op("An export's state and progress; a presigned download when done (admins; audited)",
+                      "admin.exports.get", params=[path("export_id", schemas.EXPORT_ID)])},
     }
 
 

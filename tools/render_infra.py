@@ -38,6 +38,9 @@ TABLE_ACTIONS = [
 # removed version by version (no delete marker, nothing left for noncurrent expiry to find).
 OBJECT_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject",
                   "s3:DeleteObjectVersion"]
+# Compliance (docs/compliance.md): retention/hold tags on file objects; exports are multipart uploads.
+OBJECT_ACTIONS += ["s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:AbortMultipartUpload"]
+EXPORT_DAYS = 7  # finished exports (and a failed step's leftovers) are removed after this many days
 # Sending (runtime.py looks the URL up by name) and what a Lambda SQS event source needs.
 QUEUE_ACTIONS = ["sqs:GetQueueUrl", "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage",
                  "sqs:GetQueueAttributes"]
@@ -78,6 +81,11 @@ class Stage:
     sqs_consumers: tuple[tuple[str, str], ...]   # (function logical id, queue name as imported here)
     has_rest_api: bool
     has_websocket_api: bool
+    # function logical id -> its timeout, per-function settings (``lambda_functions``) applied
+    timeouts: tuple[tuple[str, int], ...] = ()
+
+    def timeout_of(self, function: str) -> int:
+        return dict(self.timeouts).get(function, self.lambda_timeout)
 
 
 @lru_cache(maxsize=None)
@@ -106,6 +114,8 @@ def stage(name: str) -> Stage:
     lambdas = {r.resource_name for r in resources if isinstance(r, cm.LambdaFunction)}
     # chalice/package.py names the REST handler "APIHandler", everything else CamelCase.
     functions = sorted("APIHandler" if n == "api_handler" else to_cfn_resource_name(n) for n in lambdas)
+    timeouts = sorted({("APIHandler" if r.resource_name == "api_handler" else to_cfn_resource_name(r.resource_name),
+                        int(r.timeout)) for r in resources if isinstance(r, cm.LambdaFunction)})
     consumers = sorted({(to_cfn_resource_name(r.lambda_function.resource_name), r.queue)
                         for r in resources if isinstance(r, cm.SQSEventSource) and isinstance(r.queue, str)})
     kinds = {type(r).__name__ for r in graph.resources}
@@ -113,7 +123,7 @@ def stage(name: str) -> Stage:
                  env=dict(config.environment_variables), policy_file=config.iam_policy_file,
                  lambda_timeout=config.lambda_timeout, functions=tuple(functions),
                  sqs_consumers=tuple(consumers), has_rest_api="RestAPI" in kinds,
-                 has_websocket_api="WebsocketAPI" in kinds)
+                 has_websocket_api="WebsocketAPI" in kinds, timeouts=tuple(timeouts))
 
 
 def _camel(field: str) -> str:
@@ -262,7 +272,7 @@ def _bucket_resources(st: Stage) -> dict[str, Any]:
                  "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_DAYS},
                  "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
                  "ExpiredObjectDeleteMarker": True},
-            ]},
+            ] + _compliance_lifecycle_rules()},
             "Tags": _tags(st),
         },
     }
@@ -278,9 +288,25 @@ def _bucket_resources(st: Stage) -> dict[str, Any]:
             }]},
         },
     }
+    from chalicelib.services.files import cors_rules
+
+    rules = cors_rules(_stage_settings(st.name))
+    if rules:  # browsers POST uploads and fetch downloads cross-origin (docs/files.md)
+        bucket["Properties"]["CorsConfiguration"] = {"CorsRules": rules}
     out = {"FilesBucket": bucket, "FilesBucketPolicy": policy}
     out.update(_bucket_notification(st, bucket))
     return out
+
+
+
+def _compliance_lifecycle_rules() -> list[dict[str, Any]]:
+    """Retention of file objects by tag (one rule per allowed period; ``retention=hold`` matches none),
+    and expiry of eDiscovery exports (docs/compliance.md)."""
+    from chalicelib import retention
+
+    return retention.lifecycle_rules() + [
+        {"Id": "exports-expiry", "Status": "Enabled", "Prefix": "exports/", "ExpirationInDays": EXPORT_DAYS,
+         "NoncurrentVersionExpiration": {"NoncurrentDays": 1}}]
 
 
 def _bucket_notification(st: Stage, bucket: dict[str, Any]) -> dict[str, Any]:
@@ -306,9 +332,53 @@ def _bucket_notification(st: Stage, bucket: dict[str, Any]) -> dict[str, Any]:
         "SourceArn": f"arn:aws:s3:::{files_bucket(st.name)}", "SourceAccount": {"Ref": "AWS::AccountId"}}}}
 
 
+SCIM_FUNCTION = "scim"  # app.py: @app.lambda_function(name="scim")
+SCIM_PATH = "/scim/v2/{proxy+}"
+
+
+def _scim_route(st: Stage) -> dict[str, Any]:
+    """``ANY /scim/v2/{proxy+}`` on Chalice's REST API -> the ``scim`` function (docs/scim.md).
+
+    Chalice routes every REST path to its one API handler, so the route is
+    added to the API's own swagger body, which ``chalice package
+    --merge-template`` deep-merges: the path is then part of the API
+    definition, deployed with it by the same ``AWS::Serverless::Api`` (an
+    ``AWS::ApiGateway::Method`` outside the body would miss the deployment
+    snapshot), on the same origin, stage and 5xx alarm as the rest of the
+    REST API.  A separate HTTP API would have worked too, at the cost of a
+    second base URL for admins to configure.  The permission lets API
+    Gateway invoke the function for this API only.
+    """
+    from chalice.utils import to_cfn_resource_name
+
+    fn = to_cfn_resource_name(SCIM_FUNCTION)
+    if fn not in st.functions or not st.has_rest_api:
+        return {}
+    integration = {
+        "type": "aws_proxy", "httpMethod": "POST", "passthroughBehavior": "when_no_match",
+        "uri": {"Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
+                           "${" + fn + ".Arn}/invocations"},
+    }
+    method = {"consumes": ["application/scim+json", "application/json"], "produces": ["application/scim+json"],
+              "parameters": [{"name": "proxy", "in": "path", "required": True, "type": "string"}],
+              "responses": {"200": {"description": "SCIM response"}},
+              "x-amazon-apigateway-integration": integration}
+    return {
+        "RestAPI": {"Properties": {"DefinitionBody": {"paths": {SCIM_PATH: {"x-amazon-apigateway-any-method": method}}}}},
+        f"{fn}InvokePermission": {"Type": "AWS::Lambda::Permission", "Properties": {
+            "FunctionName": {"Ref": fn}, "Action": "lambda:InvokeFunction", "Principal": "apigateway.amazonaws.com",
+            "SourceArn": {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+                                     "${RestAPI}/*/*/scim/v2/*"}}},
+    }
+
+
 def _queue_resources(st: Stage) -> dict[str, Any]:
     """Each queue with a dead-letter queue; the functions consuming it wait for it."""
     out: dict[str, Any] = {}
+    consumer_timeouts: dict[str, int] = {}  # queue logical id -> longest timeout among its consumers
+    for fn, imported_name in st.sqs_consumers:
+        lid = _camel(_setting(imported_name, "_queue"))
+        consumer_timeouts[lid] = max(consumer_timeouts.get(lid, 0), st.timeout_of(fn))
     for lid, name in queues(st.name).items():
         out[f"{lid}DeadLetter"] = {"Type": "AWS::SQS::Queue", "Properties": {
             "QueueName": f"{name}-dlq", "SqsManagedSseEnabled": True,
@@ -316,7 +386,7 @@ def _queue_resources(st: Stage) -> dict[str, Any]:
         out[lid] = {"Type": "AWS::SQS::Queue", "Properties": {
             "QueueName": name, "SqsManagedSseEnabled": True,
             # AWS's advice for Lambda consumers: at least 6x the function timeout.
-            "VisibilityTimeout": 6 * st.lambda_timeout,
+            "VisibilityTimeout": 6 * consumer_timeouts.get(lid, st.lambda_timeout),
             "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": [f"{lid}DeadLetter", "Arn"]},
                               "maxReceiveCount": MAX_RECEIVES},
             "Tags": _tags(st)}}
@@ -420,7 +490,7 @@ def render_resources(stage_name: str) -> dict[str, Any]:
     st, tbls = stage(stage_name), tables(stage_name)
     resources: dict[str, Any] = {t.logical_id: _table_resource(t, st) for t in tbls}
     resources.update(_bucket_resources(st))
-    for part in (_function_overrides(st), _queue_resources(st)):
+    for part in (_function_overrides(st), _queue_resources(st), _scim_route(st)):
         for lid, res in part.items():
             resources[lid] = {**resources.get(lid, {}), **res}
     # Unencrypted on purpose: CloudWatch cannot publish to a topic encrypted with

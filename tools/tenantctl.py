@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     reg.add_argument("--issuer", required=True, help="OIDC issuer URL, exactly as in tokens' iss")
     reg.add_argument("--audience", required=True)
     reg.add_argument("--email-claim", default="email")
+    reg.add_argument("--subject-claim", default="sub",
+                     help="claim carrying the user id; match it to the IdP's SCIM externalId mapping")
     reg.add_argument("--roles-claim", default="roles")
     reg.add_argument("--jwks-uri", default=None, help="default: discovered from the issuer")
     reg.add_argument("--algorithm", action="append", default=None, help="RS256 and/or ES256")
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "register":
             t = tenants.register_tenant(tenants.TenantSpec(
                 tenant_id=args.tenant, display_name=args.name, domains=args.domain, issuer=args.issuer,
-                audience=args.audience, email_claim=args.email_claim, roles_claim=args.roles_claim,
+                audience=args.audience, email_claim=args.email_claim, roles_claim=args.roles_claim, subject_claim=args.subject_claim,
                 jwks_uri=args.jwks_uri, algorithms=args.algorithm or ["RS256", "ES256"],
                 auto_provision=args.auto_provision))
             print(json.dumps({"registered": t.tenant_id, "issuer": t.issuer}))

@@ -25,6 +25,9 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
                                      "whose connection or policy refused, `reason` says why."),
     "rate_limited": (429, "Too many requests; retry after `retryAfter` seconds."),
     "internal": (500, "Unexpected server error; the request may be retried."),
+    # Screening (DLP, docs/compliance.md): 422 = well-formed, refused for what it contains.
+    "message_blocked": (422, "A company's screening rule blocks this content; nothing was stored or delivered. "
+                             "`ruleId`, `ruleName` name the rule and `side` the company whose rule it is."),
 }
 
 
@@ -69,3 +72,13 @@ class RateLimited(ChatError):
 
     def __init__(self, retry_after: float, message: str | None = None) -> None:
         super().__init__(message, retryAfter=round(retry_after, 3))
+
+
+class MessageBlocked(ChatError):
+    """A block rule matched (never carries the matched text, only which rule of which company)."""
+
+    code = "message_blocked"
+
+    def __init__(self, rule_id: str, rule_name: str, side: str) -> None:
+        super().__init__(f"Blocked by screening rule {rule_name!r} ({rule_id}) of {side}.",
+                         ruleId=rule_id, ruleName=rule_name, side=side)

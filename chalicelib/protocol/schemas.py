@@ -227,3 +227,122 @@ ADMIN: dict[str, dict[str, Any]] = {
         "actor": ID, "actionName": {"type": "string", "maxLength": 64}, "limit": LIMIT,
         "cursor": {"type": "string", "maxLength": 64}}),
 }
+
+
+# --- compliance: screening (DLP, docs/compliance.md "Screening (DLP)") -------------------
+# Shapes only; chalicelib/dlp.py checks the rest at save time (unique ids, limits, patterns
+# compiled by re2) and names the offending rule in its validation_failed message.
+DLP_DETECTORS = ["payment_card", "iban", "us_ssn", "aws_access_key", "private_key"]  # = dlp.DETECTORS
+DLP_RULE = {"type": "object", "required": ["id", "type", "action"], "additionalProperties": False, "properties": {
+    "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
+    "name": {"type": "string", "minLength": 1, "maxLength": 80},
+    "type": {"enum": ["detector", "keyword", "regex"]},
+    "action": {"enum": ["block", "redact", "flag"]},
+    "enabled": {"type": "boolean"},
+    "detector": {"enum": DLP_DETECTORS},
+    "keywords": {"type": "array", "minItems": 1, "maxItems": 200,
+                 "items": {"type": "string", "minLength": 1, "maxLength": 1024}},
+    "pattern": {"type": "string", "minLength": 1, "maxLength": 4096},
+    "caseSensitive": {"type": "boolean"}}}
+ADMIN.update({
+    "admin.dlp.rules.get": _action("admin.dlp.rules.get"),
+    "admin.dlp.rules.set": _action("admin.dlp.rules.set", {
+        "rules": {"type": "array", "maxItems": 200, "items": DLP_RULE},
+        "version": {"type": "integer", "minimum": 0}}, ["rules"]),
+    "admin.dlp.flags.list": _action("admin.dlp.flags.list", {
+        "from": {"type": "integer", "minimum": 0}, "to": {"type": "integer", "minimum": 0}, "limit": LIMIT,
+        "cursor": {"type": "string", "maxLength": 64}}),
+})
+
+
+# --- directory sync: the tenant's SCIM token (docs/scim.md) ----------------------------
+# The SCIM endpoints themselves speak RFC 7643/7644 (validated by scim2-models in the scim function).
+ADMIN.update({
+    "admin.scim.token.get": _action("admin.scim.token.get"),
+    "admin.scim.token.create": _action("admin.scim.token.create"),
+    "admin.scim.token.revoke": _action("admin.scim.token.revoke"),
+})
+
+
+# --- compliance: retention, legal holds, export (docs/compliance.md) ----------------------
+# Request bodies in ADMIN; COMPLIANCE_RESPONSES are the replies (docs/openapi.json, checked by the e2e tests).
+from ..retention import ALLOWED_DAYS  # noqa: E402 - one list for schemas, write path and S3 lifecycle rules
+
+RETENTION_DAYS = {"type": ["integer", "null"], "enum": [*ALLOWED_DAYS, None],
+                  "description": "one of the allowed periods (days); null = keep forever"}
+EPOCH_MS = {"type": "integer", "minimum": 0, "maximum": 9_999_999_999_999}
+HOLD_ID = {"type": "string", "pattern": "^[0-9]{13}-[0-9a-f]{12}$"}
+EXPORT_ID = HOLD_ID
+ADMIN.update({
+    "admin.retention.get": _action("admin.retention.get"),
+    "admin.retention.set": _action("admin.retention.set", {"days": RETENTION_DAYS}, ["days"]),
+    "admin.retention.conversation": _action("admin.retention.conversation", {
+        **CONV, "days": RETENTION_DAYS, "inherit": {"type": "boolean"}}, ["conversationId"]),
+    "admin.holds.place": _action("admin.holds.place", {
+        "kind": {"enum": ["user", "conversation"]}, "userId": ID, "conversationId": ID,
+        "name": {"type": "string", "minLength": 1, "maxLength": 200}}, ["kind"]),
+    "admin.holds.list": _action("admin.holds.list", {"limit": LIMIT, "cursor": {"type": "string", "maxLength": 64}}),
+    "admin.holds.release": _action("admin.holds.release", {"holdId": HOLD_ID}, ["holdId"]),
+    "admin.exports.start": _action("admin.exports.start", {
+        "from": EPOCH_MS, "to": EPOCH_MS, "userIds": USER_IDS,
+        "conversationIds": {"type": "array", "items": ID, "minItems": 1, "maxItems": 100}}, ["from", "to"]),
+    "admin.exports.get": _action("admin.exports.get", {"exportId": EXPORT_ID}, ["exportId"]),
+})
+
+_NULL_INT = {"type": ["integer", "null"]}
+_NULL_STR = {"type": ["string", "null"]}
+_RETENTION = {"type": "object", "required": ["days", "allowedDays", "updatedAt"], "properties": {
+    "days": _NULL_INT, "allowedDays": {"type": "array", "items": {"type": "integer"}}, "updatedAt": _NULL_INT,
+    "appliesTo": {"type": "string"}}}
+_HOLD = {"type": "object", "required": ["holdId", "kind", "state", "createdAt", "createdBy", "sweep", "swept"],
+         "properties": {"holdId": {"type": "string"}, "kind": {"enum": ["user", "conversation"]},
+                        "userId": {"type": "string"}, "conversationId": {"type": "string"}, "name": _NULL_STR,
+                        "state": {"enum": ["active", "released"]}, "createdAt": {"type": "integer"},
+                        "createdBy": {"type": "string"}, "releasedAt": _NULL_INT, "releasedBy": _NULL_STR,
+                        "sweep": {"enum": ["pending", "done"]}, "swept": {"type": "integer"}}}
+_EXPORT = {"type": "object", "required": ["exportId", "state", "from", "to", "progress", "download"], "properties": {
+    "exportId": {"type": "string"}, "state": {"enum": ["queued", "running", "done", "failed"]},
+    "from": {"type": "integer"}, "to": {"type": "integer"},
+    "userIds": {"type": ["array", "null"], "items": {"type": "string"}},
+    "conversationIds": {"type": ["array", "null"], "items": {"type": "string"}},
+    "createdAt": {"type": "integer"}, "createdBy": {"type": "string"},
+    "progress": {"type": "object", "required": ["conversationsTotal", "conversationsDone", "messages", "files",
+                                                "tombstones", "bytes"],
+                 "additionalProperties": {"type": "integer"}},
+    "error": _NULL_STR, "finishedAt": _NULL_INT,
+    "download": {"type": ["object", "null"], "required": ["url", "expiresAt"], "properties": {
+        "url": {"type": "string"}, "expiresAt": {"type": "integer"}}}}}
+COMPLIANCE_RESPONSES: dict[str, dict[str, Any]] = {
+    "admin.retention.get": {"type": "object", "required": ["retention"], "properties": {"retention": _RETENTION}},
+    "admin.retention.set": {"type": "object", "required": ["retention"], "properties": {"retention": _RETENTION}},
+    "admin.retention.conversation": {
+        "type": "object", "required": ["conversationId", "override", "days", "allowedDays"], "properties": {
+            "conversationId": {"type": "string"}, "override": {"type": "boolean"}, "days": _NULL_INT,
+            "allowedDays": {"type": "array", "items": {"type": "integer"}}}},
+    "admin.holds.place": {"type": "object", "required": ["hold"], "properties": {"hold": _HOLD}},
+    "admin.holds.list": {"type": "object", "required": ["holds", "nextCursor"], "properties": {
+        "holds": {"type": "array", "items": _HOLD}, "nextCursor": _NULL_STR}},
+    "admin.holds.release": {"type": "object", "required": ["hold"], "properties": {"hold": _HOLD}},
+    "admin.exports.start": {"type": "object", "required": ["export"], "properties": {"export": _EXPORT}},
+    "admin.exports.get": {"type": "object", "required": ["export"], "properties": {"export": _EXPORT}},
+}
+
+
+# --- people: users.get (docs/protocol.md "People") ----------------------------------------
+# A user key as views and events spell it: "<tenantId>#<userId>", each part an ID.
+USER_KEY = {"type": "string", "minLength": 3, "maxLength": 257,
+            "pattern": "^[A-Za-z0-9._:-]{1,128}#[A-Za-z0-9._:-]{1,128}$"}
+INBOUND["users.get"] = _action("users.get", {
+    "keys": {"type": "array", "items": USER_KEY, "minItems": 1, "maxItems": 100}}, ["keys"])
+PERSON = {"type": "object", "additionalProperties": False,
+          "required": ["tenantId", "userId", "displayName", "email", "external", "active"], "properties": {
+              "tenantId": {"type": "string"}, "userId": {"type": "string"}, "displayName": {"type": "string"},
+              "email": {"type": ["string", "null"]}, "external": {"type": "boolean"},
+              "active": {"type": "boolean"}}}
+# The ``result`` of an ``ack``, for actions whose result shape is pinned (docs/schemas/result/).
+RESULTS: dict[str, dict[str, Any]] = {
+    "users.get": {"$schema": DRAFT, "title": "users.get result", "type": "object", "additionalProperties": False,
+                  "required": ["users", "notFound"], "properties": {
+                      "users": {"type": "array", "items": PERSON, "maxItems": 100},
+                      "notFound": {"type": "array", "items": {"type": "string"}, "maxItems": 100}}},
+}

@@ -224,14 +224,31 @@ def set_roles(call: Call, body: dict[str, Any]) -> dict[str, Any]:
 
 # --- audit log --------------------------------------------------------------------
 
+def time_window(body: dict[str, Any]) -> tuple[str, str]:
+    """Sort-key bounds ``(lower, upper)`` of a newest-first page of ``"<ms, 13 digits>#..."`` ids.
+
+    ``from``/``to`` are epoch ms, ``cursor`` the previous page's ``nextCursor``.
+    DynamoDB refuses a BETWEEN whose bounds are reversed, so an empty window
+    is the caller's mistake: ``validation_failed``, not a server error.
+    """
+    start = int(body.get("from") or 0)
+    end = int(body.get("to") or 9_999_999_999_999)
+    lower, upper = f"{start:013d}#", body.get("cursor") or f"{end:013d}#~"
+    if start > end or upper < lower:
+        raise ValidationFailed("The window is empty: from must not be after to, nor the cursor before from.")
+    return lower, upper
+
+
+def next_cursor(last_id: str | None) -> str | None:
+    """The cursor after a full page: just below its last (oldest) id."""
+    return last_id[:-1] + chr(ord(last_id[-1]) - 1) if last_id else None
+
+
 def read_audit(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     """Query by time on the tenant's partition, newest first; actor/action filter the page."""
     require_admin(call)
     limit = int(body.get("limit") or 50)
-    start = int(body.get("from") or 0)
-    end = int(body.get("to") or 9_999_999_999_999)
-    upper = body.get("cursor") or f"{end:013d}#~"
-    cond = AuditEntry.entry_id.between(f"{start:013d}#", upper)
+    cond = AuditEntry.entry_id.between(*time_window(body))
     flt = None
     if body.get("actor"):
         flt = AuditEntry.actor == body["actor"]
@@ -243,5 +260,4 @@ def read_audit(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     entries = [{"id": e.entry_id, "at": int(e.at), "actor": e.actor, "action": e.action, "target": e.target,
                 "before": e.before.as_dict() if e.before else None, "after": e.after.as_dict() if e.after else None,
                 "sourceIp": e.source_ip, "requestId": e.request_id} for e in page]
-    nxt = page[-1].entry_id if len(page) == limit else None
-    return {"entries": entries, "nextCursor": nxt[:-1] + chr(ord(nxt[-1]) - 1) if nxt else None}
+    return {"entries": entries, "nextCursor": next_cursor(page[-1].entry_id if len(page) == limit else None)}

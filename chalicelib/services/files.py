@@ -14,6 +14,12 @@
    pending and a delayed retry is queued - never clean by default.
 3. ``request_download``: a short presigned GET of the scanned version, for
    members, clean files only.
+4. A form never used: ``request_upload`` queues a delayed message for the
+   form's expiry + grace; ``release_unused`` then gives the reservation back
+   (once, conditionally) if no upload arrived.
+
+Across companies both the upload and every download need the connection's
+``files`` toggle on both sides and both policies (``policy.crossing``).
 
 Every permission decision is ``policy.may_share_files`` / ``policy.may_download``.
 See docs/files.md.
@@ -32,13 +38,13 @@ from urllib.parse import quote
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import UpdateError
 
-from .. import policy
+from .. import metrics, policy
 from .. import scanner as scanning
 from ..auth import Principal
 from ..config import Settings
 from ..models import File, TenantUsage, condition_failed
 from ..protocol.errors import ChatError, Conflict, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
-from . import messages
+from . import messages, screening
 from .context import Call
 from .events import send_to_users
 
@@ -65,6 +71,8 @@ class FilesEnv:
     scanner: Callable[[], scanning.Scanner]
     # retry(bucket, key, version_id, delay_seconds): scan this object again later
     retry: Callable[[str, str, str | None, int], None]
+    # schedule_release(file_id, release_at_ms, delay_seconds): check an unused reservation later
+    schedule_release: Callable[[str, int, int], None] | None = None
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -123,6 +131,29 @@ def _disposition(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
+# Browsers: the form POST (XMLHttpRequest with upload progress sends a preflight) and fetch() of a
+# download.  Headers a browser may send; response headers a page may read.
+CORS_METHODS = ("GET", "HEAD", "POST")
+CORS_HEADERS = ("content-type", "range", "x-requested-with")
+CORS_EXPOSE = ("ETag", "Content-Length", "Content-Disposition", "x-amz-version-id", "x-amz-request-id")
+CORS_MAX_AGE_SECONDS = 3000
+
+
+def cors_rules(settings: Settings) -> list[dict[str, Any]]:
+    """The files bucket's CORS rules (CloudFormation ``CorsRules`` shape; empty = no CORS).
+
+    One source for ``tools/render_infra.py`` and the local stack's S3 front.
+    Allowed origins are the stage's ``FILES_CORS_ORIGINS`` (S3 allows one ``*``
+    per origin, e.g. ``https://*.example.com``).  CORS only lets a page *read*
+    S3's answers; who may upload or download is still the presigned signature.
+    """
+    if not settings.files_cors_origins:
+        return []
+    return [{"Id": "web-clients", "AllowedOrigins": list(settings.files_cors_origins),
+             "AllowedMethods": list(CORS_METHODS), "AllowedHeaders": list(CORS_HEADERS),
+             "ExposedHeaders": list(CORS_EXPOSE), "MaxAge": CORS_MAX_AGE_SECONDS}]
+
+
 def max_upload_bytes(settings: Settings) -> int:
     return min(settings.max_file_bytes, settings.scan_max_bytes)
 
@@ -143,9 +174,11 @@ def request_upload(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     if ctype not in s.file_types:
         raise ValidationFailed(f"contentType {ctype[:100]} is not allowed.")
     messages._rate_limit(call)  # an upload request counts as a send
-    conv, _member = policy.may_share_files(p, body["conversationId"])
+    conv, _member = policy.may_share_files(p, body["conversationId"], call.now_ms())
     if conv.archived:
         raise Conflict("The conversation is archived.")
+    verdict = screening.screen(call, conv, name, "file")  # DLP on the name: raises message_blocked; may redact
+    name = verdict.text[:MAX_NAME_CHARS]
     usage = TenantUsage.find(p.tenant_id)
     quota = int(usage.quota_bytes) if usage is not None and usage.quota_bytes is not None else s.tenant_quota_bytes
     if not TenantUsage.reserve(p.tenant_id, size, quota):
@@ -165,9 +198,13 @@ def request_upload(call: Call, body: dict[str, Any]) -> dict[str, Any]:
             Conditions=[{"Content-Type": ctype}, {"x-amz-server-side-encryption": SSE},
                         ["content-length-range", size, size]],
             ExpiresIn=s.upload_url_seconds)
+        # The reservation is given back if no upload arrives before the form expires (+ grace).
+        release_at = now + (s.upload_url_seconds + s.upload_release_grace_seconds) * 1000
+        _schedule_release(file_id, release_at, s.upload_url_seconds + s.upload_release_grace_seconds)
     except Exception:
         TenantUsage.release(p.tenant_id, size)
         raise
+    screening.record_flags(call, verdict, conv.conversation_id, "file", file_id=file_id)
     return {"file": file_view(rec),
             "upload": {"method": "POST", "url": post["url"], "fields": post["fields"],
                        "expiresAt": now + s.upload_url_seconds * 1000}}
@@ -178,7 +215,7 @@ def request_download(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     rec = File.find(body["fileId"])
     if rec is None:
         raise NotFound("No such file.")
-    policy.may_download(call.principal, rec)
+    policy.may_download(call.principal, rec, call.now_ms())
     if rec.status == "pending":
         raise Conflict("The file is still being scanned; wait for file.ready.")
     if rec.status != "clean":
@@ -209,6 +246,47 @@ def message_deleted(file_id: str, now: int) -> None:
     _delete_object(_s3(), _bucket(), rec.object_key, rec.version_id)
 
 
+def _schedule_release(file_id: str, release_at: int, delay_seconds: int) -> None:
+    from .. import runtime
+
+    runtime.schedule_upload_release(file_id, release_at, delay_seconds)
+
+
+def release_unused(env: FilesEnv, file_id: str, release_at: int) -> str:
+    """The delayed check queued by ``request_upload``: give back the reservation of a form never used.
+
+    Exactly once: the record moves ``pending`` -> ``expired`` under a condition
+    that it is still pending and no upload arrived (``uploaded_at``), and only
+    the invocation that made that move releases the bytes (``"released"``).
+    A redelivered message, an upload that landed first, or a file already
+    decided change nothing (the record's status, ``"uploaded"`` or ``"raced"``).
+    No scan: 1 GetItem (+ 1 conditional UpdateItem + 1 UpdateItem).
+    """
+    rec = File.find(file_id, consistent=True)
+    if rec is None:
+        return "gone"
+    if rec.status != "pending":
+        return rec.status
+    if rec.uploaded_at is not None:
+        return "uploaded"  # the scan (or its retries) decides; not ours
+    now = env.now_ms()
+    if now < release_at:  # SQS delays at most 900 s: wait again for the rest
+        if env.schedule_release is not None:
+            env.schedule_release(file_id, release_at, -(-(release_at - now) // 1000))
+        return "waiting"
+    try:
+        rec.update(actions=[File.status.set("expired"), File.reason.set("upload_expired"),
+                            File.updated_at.set(now), File.expires_at.set(now // 1000 + REJECTED_TTL_SECONDS)],
+                   condition=(File.status == "pending") & File.uploaded_at.does_not_exist())
+    except UpdateError as exc:
+        if condition_failed(exc):
+            return "raced"  # the object arrived (or another delivery released) meanwhile
+        raise
+    TenantUsage.release(rec.tenant_id, int(rec.size))
+    log.info("unused upload reservation released", extra={"fileId": rec.file_id, "size": int(rec.size)})
+    return "released"
+
+
 def _bucket() -> str:
     from ..config import settings
 
@@ -219,7 +297,8 @@ def _bucket() -> str:
 
 def on_object_created(env: FilesEnv, bucket: str, key: str, version_id: str | None = None) -> str:
     """Handle one ObjectCreated notification (at least once, in any order); returns the outcome."""
-    if bucket != env.settings.files_bucket or key.startswith(QUARANTINE_PREFIX):
+    # exports/: eDiscovery exports the app writes itself (docs/compliance.md), not uploads.
+    if bucket != env.settings.files_bucket or key.startswith((QUARANTINE_PREFIX, "exports/")):
         return "ignored"
     parts = key.split("/")
     rec = File.find(parts[2], consistent=True) if len(parts) == 4 else None
@@ -227,6 +306,18 @@ def on_object_created(env: FilesEnv, bucket: str, key: str, version_id: str | No
         log.warning("object without a file record removed", extra={"key": key[:300]})
         _delete_object(env.s3, bucket, key, version_id)
         return "orphan"
+    if rec.status == "pending" and rec.uploaded_at is None:
+        # The upload arrived: from now on the scan decides, never the unused-form release.
+        try:
+            rec.update(actions=[File.uploaded_at.set(env.now_ms())], condition=File.status == "pending")
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+            rec.refresh(consistent_read=True)
+    if rec.status == "expired":
+        # Landed after its reservation was given back (a form used past expiry + grace): never served.
+        _delete_object(env.s3, bucket, key, version_id)
+        return "expired"
     if rec.status != "pending":
         if version_id and version_id != rec.version_id:
             # Another upload through a still-valid URL after the decision: never served, removed.
@@ -292,6 +383,7 @@ def _run_scanner(env: FilesEnv, rec: File, where: dict[str, Any]) -> scanning.Ve
 def _defer(env: FilesEnv, rec: File, version_id: str | None, why: str) -> str:
     """Scanner unavailable: stay pending, count the attempt, queue a delayed retry (backoff)."""
     rec.update(actions=[File.scan_attempts.add(1), File.updated_at.set(env.now_ms())])
+    metrics.count("ScansDeferred")
     attempts = int(rec.scan_attempts or 0)
     if attempts >= env.settings.scan_max_attempts:
         log.error("scanner unavailable; scan abandoned, file stays pending",
@@ -319,7 +411,8 @@ def _accept(env: FilesEnv, rec: File, version_id: str | None) -> str:
     uploader = _split(rec.uploader_key)
     try:
         conv, _member = policy.may_share_files(
-            Principal(tenant_id=uploader["tenantId"], user_id=uploader["userId"], email=""), rec.conversation_id)
+            Principal(tenant_id=uploader["tenantId"], user_id=uploader["userId"], email=""), rec.conversation_id,
+            env.now_ms())
         if conv.archived:
             raise Conflict("The conversation is archived.")
     except ChatError as err:
@@ -332,6 +425,7 @@ def _accept(env: FilesEnv, rec: File, version_id: str | None) -> str:
         if version_id and version_id != rec.version_id:
             _delete_object(env.s3, env.settings.files_bucket, rec.object_key, version_id)
         return rec.status
+    metrics.count("FilesClean")
     return _announce(env, rec)
 
 
@@ -369,6 +463,7 @@ def _reject(env: FilesEnv, rec: File, version_id: str | None, verdict: scanning.
         if version_id and version_id != rec.version_id:
             _delete_object(env.s3, env.settings.files_bucket, rec.object_key, version_id)
         return rec.status
+    metrics.count("FilesQuarantined" if quarantine else "FilesRefused")
     bucket = env.settings.files_bucket
     if quarantine:
         source = {"Bucket": bucket, "Key": rec.object_key, **({"VersionId": version_id} if version_id else {})}

@@ -18,13 +18,15 @@ from typing import Any, Callable
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
-from .. import policy
+from .. import metrics, policy
 from ..models import condition_failed, Conversation, Idempotency, Member, Message, RateCounter, transaction
 from ..protocol.errors import Conflict, Forbidden, Internal, NotFound, RateLimited, ValidationFailed
+from . import screening
 from .context import Call
 from .events import member_keys, send_to_users
 
 IDEMPOTENCY_TTL_SECONDS = 7 * 24 * 3600
+REDELIVER_WINDOW_MS = 120_000  # a retried send re-announces its original for this long (see _redeliver)
 MAX_SEND_ATTEMPTS = 25
 MAX_REVISIONS = 20
 MAX_EMOJI_PER_MESSAGE = 50
@@ -110,10 +112,12 @@ def send(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     idem_key = Idempotency.key_for(conv_id, me, body["clientMessageId"])
     original = _original(idem_key, conv_id)
     if original is not None:
-        return {"message": message_view(original), "duplicate": True}
+        return {"message": _redeliver(call, message_view(original)), "duplicate": True}
     if conv.archived:
         raise Conflict("The conversation is archived.")
     policy.write_access(p, conv, call.now_ms())
+    verdict = screening.screen(call, conv, text)  # DLP: raises message_blocked; may redact
+    text = verdict.text
     root_seq = body.get("threadRootSeq")
     if root_seq is not None:
         root = Message.find(conv_id, root_seq)
@@ -137,14 +141,30 @@ def send(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     msg, duplicate = _append(conv, member, idem_key, now, build, text, root_seq)
     view = message_view(msg)
     if duplicate:
-        return {"message": view, "duplicate": True}
+        return {"message": _redeliver(call, view), "duplicate": True}
+    screening.record_flags(call, verdict, conv_id, "message", seq=int(msg.seq), message_id=msg.message_id)
     mentioned = {f"{k}" for k in mentions}
     send_to_users(call.delivery, member_keys(conv_id),
                   lambda key: {"type": "message.created", "message": view,
                                "mention": mention_all or key.split("#", 1)[1] in mentioned},
                   exclude_connection=call.connection_id,
                   origin=policy.key_of(call.principal), now_ms=call.now_ms())
+    metrics.count("MessagesSent")
     return {"message": view, "duplicate": False}
+
+
+def _redeliver(call: Call, view: dict[str, Any]) -> dict[str, Any]:
+    """Fan a retried send's original out again if it is recent: the attempt that stored it may
+    have died between its commit and its fan-out (then nobody got it live).  Events are at least
+    once; clients drop a seq they already have.  Returns ``view``."""
+    if call.now_ms() - int(view["createdAt"]) <= REDELIVER_WINDOW_MS and not view["deleted"]:
+        mentioned = set(view["mentions"])
+        send_to_users(call.delivery, member_keys(view["conversationId"]),
+                      lambda key: {"type": "message.created", "message": view,
+                                   "mention": view["mentionAll"] or key.split("#", 1)[1] in mentioned},
+                      exclude_connection=call.connection_id,
+                      origin=policy.key_of(call.principal), now_ms=call.now_ms())
+    return view
 
 
 def _original(idem_key: str, conv_id: str) -> Message | None:
@@ -157,7 +177,8 @@ def _own_message(call: Call, body: dict[str, Any], write: bool = True) -> tuple[
     if write:
         policy.write_access(call.principal, conv, call.now_ms())
     msg = Message.find(conv.conversation_id, body["seq"])
-    cutoff = policy.history_cutoff(call.principal, conv)
+    # a write that passed write_access may read everything (the connection is active, policies allow)
+    cutoff = None if write else policy.read_cutoff(call.principal, conv, call.now_ms())
     if msg is None or (cutoff is not None and msg.created_at > cutoff):
         raise NotFound("No such message.")
     return conv, member, msg
@@ -172,11 +193,14 @@ def edit(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     if msg.kind == "file":
         raise ValidationFailed("A file message cannot be edited; delete it and upload again.")
     text = _check_body(call, body["body"])
+    verdict = screening.screen(call, conv, text, "edit")  # DLP: raises message_blocked; may redact
+    text = verdict.text
     now = call.now_ms()
     revision = {"body": msg.body, "at": int(msg.edited_at or msg.created_at)}
     revisions = (list(msg.revisions or []) + [revision])[-MAX_REVISIONS:]
     msg.update(actions=[Message.body.set(text), Message.edited_at.set(now), Message.revisions.set(revisions)],
                condition=Message.deleted == False)  # noqa: E712
+    screening.record_flags(call, verdict, conv.conversation_id, "edit", seq=int(msg.seq), message_id=msg.message_id)
     view = message_view(msg)
     send_to_users(call.delivery, member_keys(conv.conversation_id), {"type": "message.edited", "message": view},
                   exclude_connection=call.connection_id,
@@ -236,23 +260,31 @@ def history(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     """Newest first, from the newest or before ``beforeSeq``; 1 Query."""
     conv, _ = policy.access(call.principal, body["conversationId"])
     limit = int(body.get("limit") or call.settings.page_size)
-    page = Message.page(conv.conversation_id, before=body.get("beforeSeq"), limit=limit)
-    cutoff = policy.history_cutoff(call.principal, conv)
+    # The window is a seq range, not "the next `limit` items": seqs removed by retention inside it
+    # come back as tombstones without reading anything more (docs/compliance.md).
+    top = min(int(body.get("beforeSeq") or 2 ** 53), int(conv.last_seq or 0) + 1)
+    low = max(1, top - limit)
+    page = Message.page(conv.conversation_id, before=top, after=low - 1, limit=limit,
+                        consistent=_recent(call, conv)) if top > 1 else []
+    cutoff = policy.read_cutoff(call.principal, conv, call.now_ms())
     if cutoff is not None:  # the other side's copy ends where access was revoked
         page = [m for m in page if m.created_at <= cutoff]
-    oldest = int(page[-1].seq) if page else None
-    return {"messages": [message_view(m) for m in page],
-            "nextBeforeSeq": oldest if oldest is not None and oldest > 1 and len(page) == limit else None}
+    views = _with_tombstones(conv.conversation_id, page, low, top - 1, cutoff is not None) if top > 1 else []
+    views.sort(key=lambda v: -v["seq"])
+    return {"messages": views, "nextBeforeSeq": low if low > 1 and top > 1 else None}
 
 
 def thread(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     conv, _ = policy.access(call.principal, body["conversationId"])
     limit = int(body.get("limit") or call.settings.page_size)
     root = Message.find(conv.conversation_id, body["rootSeq"])
-    if root is None:
+    cutoff = policy.read_cutoff(call.principal, conv, call.now_ms())  # the guest side's copy ends at a revocation
+    if root is None or (cutoff is not None and root.created_at > cutoff):
         raise NotFound("No such message.")
     replies = Message.thread(conv.conversation_id, body["rootSeq"], after=int(body.get("afterSeq") or 0),
                              limit=limit)
+    if cutoff is not None:
+        replies = [m for m in replies if m.created_at <= cutoff]
     return {"root": message_view(root), "replies": [message_view(m) for m in replies],
             "hasMore": len(replies) == limit}
 
@@ -269,13 +301,21 @@ def sync(call: Call, body: dict[str, Any]) -> dict[str, Any]:
                                                                           "message": "No such conversation."}})
             continue
         after = int(item["afterSeq"])
-        msgs = Message.page(conv.conversation_id, after=after, limit=limit, newest_first=False) \
-            if int(conv.last_seq or 0) > after else []
-        cutoff = policy.history_cutoff(call.principal, conv)
+        try:
+            cutoff = policy.read_cutoff(call.principal, conv, call.now_ms())
+        except policy.ExternalAccessDenied as err:
+            out.append({"conversationId": conv.conversation_id, "error": err.to_body()})
+            continue
+        high = min(int(conv.last_seq or 0), after + limit)  # a seq window: gaps are retention tombstones
+        msgs = Message.page(conv.conversation_id, after=after, before=high + 1, limit=limit, newest_first=False,
+                            consistent=_recent(call, conv)) if high > after else []
         if cutoff is not None:
             msgs = [m for m in msgs if m.created_at <= cutoff]
-        out.append({"conversationId": conv.conversation_id, "messages": [message_view(m) for m in msgs],
-                    "lastSeq": int(conv.last_seq or 0), "hasMore": int(conv.last_seq or 0) > after + len(msgs),
+        views = _with_tombstones(conv.conversation_id, msgs, after + 1, high, cutoff is not None) \
+            if high > after else []
+        views.sort(key=lambda v: v["seq"])
+        out.append({"conversationId": conv.conversation_id, "messages": views,
+                    "lastSeq": int(conv.last_seq or 0), "hasMore": int(conv.last_seq or 0) > high,
                     "lastReadSeq": int(member.last_read_seq or 0)})
     return {"conversations": out}
 
@@ -318,6 +358,48 @@ def typing(call: Call, body: dict[str, Any], started: bool) -> dict[str, Any]:
     return {"conversationId": conv.conversation_id, "typing": started}
 
 
+# --- retention (docs/compliance.md) -------------------------------------------------------
+
+RECENT_WRITE_MS = 5000  # a conversation written this recently is read strongly consistent (see _recent)
+
+
+def _retention(sender_key: str, conversation_id: str, now: int) -> dict[str, Any]:
+    """Retention attributes of a new message of ``sender_key``: expiry unless a legal hold covers it."""
+    from .compliance import message_retention  # (compliance imports this module)
+
+    return message_retention(sender_key, conversation_id, now)
+
+
+def _recent(call: Call, conv: Conversation) -> bool:
+    """Read a seq window strongly consistent when the conversation was just written to.
+
+    A gap in the window is shown as removed by retention, so the Query must
+    not miss a message that an eventually consistent read has not seen yet.
+    """
+    return call.now_ms() - int(conv.last_activity_at or 0) < RECENT_WRITE_MS
+
+
+def tombstone_view(conversation_id: str, seq: int) -> dict[str, Any]:
+    """A seq whose message retention removed: the seq stays, nothing else is known."""
+    return {"conversationId": conversation_id, "seq": int(seq), "deleted": True, "reason": "retention"}
+
+
+def _with_tombstones(conversation_id: str, page: list[Message], low: int, high: int,
+                     cut: bool) -> list[dict[str, Any]]:
+    """Views of ``page`` plus a tombstone for each seq in [low, high] without an item.
+
+    With a read cutoff (the guest side after a revocation) no tombstone is
+    shown above the newest visible message: those seqs may be hidden, not gone.
+    """
+    from ..retention import missing_seqs
+
+    views = [message_view(m) for m in page]
+    if cut:
+        high = min(high, max((int(m.seq) for m in page), default=low - 1))
+    views += [tombstone_view(conversation_id, s) for s in missing_seqs((m.seq for m in page), low, high)]
+    return views
+
+
 # --- the ordered append shared by every message kind ---------------------------------
 
 def _append(conv: Conversation, member: Member, idem_key: str, now: int, build: Callable[[int], Message],
@@ -332,9 +414,12 @@ def _append(conv: Conversation, member: Member, idem_key: str, now: int, build: 
     """
     conv_id = conv.conversation_id
     me = member.user_key
+    kept = _retention(me, conv_id, now)  # retention / legal hold (docs/compliance.md): 1 BatchGetItem
     for attempt in range(MAX_SEND_ATTEMPTS):
         seq = int(conv.last_seq or 0) + 1
         msg = build(seq)
+        for name, value in kept.items():
+            setattr(msg, name, value)
         preview = {"seq": seq, "sender": me, "text": preview_text[:PREVIEW_CHARS], "at": now}
         try:
             with transaction() as tx:
@@ -392,6 +477,9 @@ def post_file_notice(delivery: Any, conv: Conversation, member: Member, file: di
                        body=file["name"], created_at=now, mentions=[], mention_all=False, reactions={}, file=file)
 
     msg, duplicate = _append(conv, member, idem_key, now, build, file["name"])
+    from .compliance import tag_file  # the object follows its message's retention (docs/compliance.md)
+
+    tag_file(msg)
     view = message_view(msg)
     if not duplicate:
         keys = member_keys(conv_id)

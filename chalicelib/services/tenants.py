@@ -24,6 +24,7 @@ class TenantSpec:
     audience: str
     email_claim: str = "email"
     roles_claim: str = "roles"
+    subject_claim: str = "sub"
     jwks_uri: str | None = None
     algorithms: list[str] = field(default_factory=lambda: ["RS256", "ES256"])
     auto_provision: bool = False
@@ -59,7 +60,7 @@ def register_tenant(spec: TenantSpec) -> Tenant:
     tenant = Tenant(
         tenant_id=spec.tenant_id, display_name=spec.display_name or spec.tenant_id, domains=domains,
         issuer=spec.issuer, audience=spec.audience, email_claim=spec.email_claim,
-        roles_claim=spec.roles_claim, jwks_uri=spec.jwks_uri or None,
+        roles_claim=spec.roles_claim, subject_claim=spec.subject_claim, jwks_uri=spec.jwks_uri or None,
         algorithms=sorted(set(spec.algorithms)), auto_provision=spec.auto_provision,
     )
     tenant.save()

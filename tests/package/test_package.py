@@ -24,3 +24,8 @@ def test_chalice_package_contains_no_local_stack_or_test_code(tmp_path):
     assert "app.py" in tops and "chalicelib" in tops
     assert not tops & FORBIDDEN_TOP, tops & FORBIDDEN_TOP
     assert {"pynamodb", "jwt", "fastjsonschema"} <= tops
+    # Screening (DLP): chalice package silently drops a wheel whose glibc tag Lambda's runtime lacks;
+    # google-re2 is pinned to one that fits (requirements.txt).
+    assert "re2" in tops, "google-re2 is missing from the package"
+    # Directory sync (SCIM): the scim function's models and pydantic's compiled core (docs/scim.md).
+    assert {"scim2_models", "pydantic", "pydantic_core"} <= tops, "SCIM dependencies are missing"

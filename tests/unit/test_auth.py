@@ -71,6 +71,16 @@ def test_bad_claims_unauthorized(claims):
         v.verify(_token(**claims))
 
 
+def test_subject_claim_is_configurable_per_tenant():
+    import dataclasses
+    tenant = dataclasses.replace(TENANT, subject_claim="oid")
+    v = TokenVerifier(lambda iss: tenant if iss == ISS else None, JwksCache(30, http_get=FakeHttp()), 5)
+    p, _ = v.verify(_token(oid="object-7"))
+    assert p.user_id == "object-7"
+    with pytest.raises(Unauthorized):
+        v.verify(_token())  # no oid claim: no user
+
+
 def test_email_outside_domains_forbidden():
     v, _ = _verifier()
     with pytest.raises(Forbidden):

@@ -1,0 +1,512 @@
+"""The ``scim`` Lambda function: API Gateway REST proxy events for ``/scim/v2/{proxy+}``.
+
+Authentication is the tenant's SCIM token (``Authorization: Bearer scim_...``;
+one GetItem on its SHA-256, chalicelib/services/scim_tokens.py); the tenant
+comes only from that token, and every read and write below is keyed by it.
+Errors are RFC 7644 §3.12 bodies (``schemas``, ``status``, ``scimType``,
+``detail``) which also carry our REST ``error: {code, message}``, so SCIM
+clients and our own tooling both read them.  Every write is audited with
+actor ``scim``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable, Iterator
+
+from pydantic import ValidationError
+from pynamodb.exceptions import PutError, UpdateError
+from scim2_models import (Context, Error, Group, InvalidSyntaxException, InvalidValueException, ListResponse,
+                          NotFoundException, PatchOp, ResourceType, ResponseParameters, Schema, SCIMException,
+                          SearchRequest, UnauthorizedException, UniquenessException)
+
+from .. import logs, metrics
+from ..auth import token_from_authorization
+from ..models import DirectoryGroup, Tenant, User, condition_failed
+from ..protocol.errors import ChatError, Conflict
+from ..services import directory, scim_tokens
+from ..services.admin import audit
+from ..services.context import Call
+from . import filters
+from .resources import (DEFAULT_COUNT, MAX_RESULTS, UserResource, group_fields, group_resource, provider,
+                        user_fields, user_resource)
+
+log = logging.getLogger("chat.scim")
+
+PREFIX = "/scim/v2"
+CONTENT_TYPE = "application/scim+json"
+MAX_BODY_BYTES = 512 * 1024
+_RETRIES = 3
+# SCIM status -> our REST error code (docs/protocol.md), carried next to the SCIM fields.
+_CODES = {400: "validation_failed", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict",
+          413: "payload_too_large", 429: "rate_limited"}
+
+
+@dataclass
+class Request:
+    method: str
+    segments: list[str]
+    query: dict[str, str]
+    body: str | None
+    base_url: str
+    call: Call
+
+    @property
+    def tenant_id(self) -> str:
+        return self.call.principal.tenant_id
+
+
+class _Reply(Exception):
+    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status)
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+@lru_cache(maxsize=1)
+def _provider() -> Any:
+    return provider()
+
+
+# --- entry point ------------------------------------------------------------------
+
+@metrics.flushed("scim")
+def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    ctx = event.get("requestContext") or {}
+    request_id = str(ctx.get("requestId") or getattr(context, "aws_request_id", "") or uuid.uuid4())[:64]
+    token_ctx = logs.bind(requestId=request_id, api="scim", route=f"{event.get('httpMethod')} scim")
+    try:
+        headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+        tenant_id = scim_tokens.tenant_of(token_from_authorization(headers))
+        if tenant_id is None:
+            raise UnauthorizedException(detail="Missing, unknown or revoked SCIM token.")
+        logs.bind(requestId=request_id, api="scim", tenantId=tenant_id)
+        req = Request(method=str(event.get("httpMethod") or "GET").upper(),
+                      segments=_segments(event.get("path") or ""), query=dict(event.get("queryStringParameters") or {}),
+                      body=_body(event), base_url=_base_url(event, headers),
+                      call=directory.scim_call(tenant_id, (ctx.get("identity") or {}).get("sourceIp"), request_id))
+        with _provider():  # its ScimPolicy applies to every parse, patch and dump below
+            status, body, extra = _route(req)
+        return _response(status, body, extra)
+    except _Reply as reply:
+        return _response(reply.status, reply.body, reply.headers)
+    except SCIMException as exc:
+        return _error(exc.status, exc.scim_type or None, exc.detail)
+    except ValidationError as exc:
+        err = Error.from_validation_errors(exc)[0]
+        return _error(int(err.status or 400), err.scim_type, err.detail or "Invalid request.")
+    except ChatError as err:
+        return _error(err.status, None, err.message)
+    except Exception:  # noqa: BLE001 - never leak a traceback
+        log.exception("scim request failed")
+        return _error(500, None, "Unexpected server error; the request may be retried.")
+    finally:
+        logs.unbind(token_ctx)
+
+
+def _segments(path: str) -> list[str]:
+    rest = path.split("?", 1)[0]
+    i = rest.find(PREFIX)
+    rest = rest[i + len(PREFIX):] if i >= 0 else rest
+    return [s for s in rest.split("/") if s]
+
+
+def _body(event: dict[str, Any]) -> str | None:
+    raw = event.get("body")
+    if raw is None or raw == "":
+        return None
+    if event.get("isBase64Encoded"):
+        import base64
+
+        raw = base64.b64decode(raw).decode("utf-8", "replace")
+    if len(raw.encode("utf-8")) > MAX_BODY_BYTES:
+        raise _Reply(413, _error_body(413, None, f"Request body exceeds {MAX_BODY_BYTES} bytes."))
+    return raw
+
+
+def _base_url(event: dict[str, Any], headers: dict[str, str]) -> str:
+    """``https://host[/stage]/scim/v2``: API Gateway's requestContext.path carries the stage prefix."""
+    host = headers.get("host") or (event.get("requestContext") or {}).get("domainName") or "localhost"
+    proto = headers.get("x-forwarded-proto") or "https"
+    path, full = event.get("path") or "", (event.get("requestContext") or {}).get("path") or ""
+    stage = full[: -len(path)] if path and full.endswith(path) else ""
+    return f"{proto}://{host}{stage}{PREFIX}"
+
+
+def _error_body(status: int, scim_type: str | None, detail: str) -> dict[str, Any]:
+    body = Error(status=status, scim_type=scim_type, detail=detail).model_dump(scim_ctx=Context.DEFAULT)
+    body["error"] = {"code": _CODES.get(status, "internal"), "message": detail}
+    return body
+
+
+def _error(status: int, scim_type: str | None, detail: str) -> dict[str, Any]:
+    headers = {"WWW-Authenticate": 'Bearer realm="scim"'} if status == 401 else {}
+    if status >= 500:
+        status = 500
+    return _response(status, _error_body(status, scim_type, detail), headers)
+
+
+def _response(status: int, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    out = {"Content-Type": CONTENT_TYPE, **(headers or {})}
+    return {"statusCode": status, "headers": out, "isBase64Encoded": False,
+            "body": "" if body is None else json.dumps(body, separators=(",", ":"))}
+
+
+def _json(req: Request) -> dict[str, Any]:
+    if req.body is None:
+        raise InvalidSyntaxException(detail="A JSON body is required.")
+    try:
+        data = json.loads(req.body)
+    except ValueError:
+        raise InvalidSyntaxException(detail="The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise InvalidSyntaxException(detail="The body must be a JSON object.")
+    return data
+
+
+# --- routing --------------------------------------------------------------------
+
+Reply = tuple[int, Any, dict[str, str]]
+
+
+def _route(req: Request) -> Reply:
+    seg, m = req.segments, req.method
+    if len(seg) == 1 and m == "GET" and seg[0] == "ServiceProviderConfig":
+        return _service_provider_config(req)
+    if seg[:1] == ["ResourceTypes"] and m == "GET" and len(seg) <= 2:
+        return _discovery(req, list(_provider().resource_types), ResourceType, seg[1] if len(seg) == 2 else None)
+    if seg[:1] == ["Schemas"] and m == "GET" and len(seg) <= 2:
+        return _discovery(req, list(_provider().schemas), Schema, seg[1] if len(seg) == 2 else None)
+    table: dict[tuple[str, int, str], Callable[..., Reply]] = {
+        ("Users", 1, "GET"): _list_users, ("Users", 1, "POST"): _create_user,
+        ("Users", 2, "GET"): _get_user, ("Users", 2, "PUT"): _replace_user,
+        ("Users", 2, "PATCH"): _patch_user, ("Users", 2, "DELETE"): _delete_user,
+        ("Groups", 1, "GET"): _list_groups, ("Groups", 1, "POST"): _create_group,
+        ("Groups", 2, "GET"): _get_group, ("Groups", 2, "PUT"): _replace_group,
+        ("Groups", 2, "PATCH"): _patch_group, ("Groups", 2, "DELETE"): _delete_group,
+    }
+    fn = table.get((seg[0], len(seg), m)) if seg else None
+    if fn is None:
+        raise NotFoundException(detail=f"No SCIM endpoint {m} {PREFIX}/{'/'.join(seg)[:100]}.")
+    return fn(req, *seg[1:])
+
+
+def _response_parameters(req: Request) -> Any:
+    return ResponseParameters.model_validate(
+        {k: req.query[k] for k in ("attributes", "excludedAttributes") if req.query.get(k)})
+
+
+def _dump(resource: Any, req: Request, ctx: Context = Context.RESOURCE_QUERY_RESPONSE) -> dict[str, Any]:
+    return resource.model_dump(scim_ctx=ctx, response_parameters=_response_parameters(req))
+
+
+def _search(req: Request, model: Any) -> Any:
+    params = {k: req.query[k] for k in ("filter", "startIndex", "count", "attributes", "excludedAttributes")
+              if req.query.get(k) not in (None, "")}
+    return SearchRequest[model].model_validate(params, scim_ctx=Context.RESOURCE_QUERY_REQUEST)
+
+
+def _page(req: Request, search: Any, model: Any, matches: list[Any]) -> Reply:
+    start = max(1, int(search.start_index or 1))
+    count = DEFAULT_COUNT if search.count is None else max(0, min(int(search.count), MAX_RESULTS))
+    page = matches[start - 1:start - 1 + count]
+    listing = ListResponse[model](total_results=len(matches), start_index=start, items_per_page=len(page),
+                                  resources=page)
+    return 200, listing.model_dump(scim_ctx=Context.SEARCH_RESPONSE, response_parameters=search), {}
+
+
+# --- discovery ------------------------------------------------------------------
+
+def _service_provider_config(req: Request) -> Reply:
+    body = _provider().config.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
+    body["meta"] = {"resourceType": "ServiceProviderConfig", "location": f"{req.base_url}/ServiceProviderConfig"}
+    return 200, body, {}
+
+
+def _discovery(req: Request, items: list[Any], model: Any, wanted: str | None) -> Reply:
+    if wanted is not None:
+        for item in items:
+            if wanted in (item.id, getattr(item, "name", None)):
+                return 200, item.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE), {}
+        raise NotFoundException(detail=f"No such {model.__name__} {wanted[:100]!r}.")
+    listing = ListResponse[model](total_results=len(items), start_index=1, items_per_page=len(items),
+                                  resources=items)
+    return 200, listing.model_dump(scim_ctx=Context.SEARCH_RESPONSE), {}
+
+
+# --- users ----------------------------------------------------------------------
+
+def _audit_view(user: User) -> dict[str, Any]:
+    view = {"email": user.email, "displayName": user.display_name, "roles": list(user.roles or []),
+            "status": user.status, "externalId": user.external_id}
+    return {k: v for k, v in view.items() if v is not None}
+
+
+def _tenant_domains(tenant_id: str) -> tuple[str, ...]:
+    return tuple(d.lower() for d in (Tenant.get(tenant_id).domains or []))
+
+
+def _key_ok(value: str) -> bool:
+    """DynamoDB refuses empty and over-long key values: such an id names nothing."""
+    return 0 < len(value.encode("utf-8")) <= 255
+
+
+def _new_user_id(tenant_id: str, external_id: str | None) -> str:
+    """The IdP's ``externalId`` when it can be a key and is free, else a fresh id.
+
+    Sign-in finds a user by the token's subject claim (``sub``, or the tenant's
+    ``subject_claim``); an IdP whose SCIM ``externalId`` carries that same value
+    (Okta's user id, Entra's object id with ``subject_claim: oid``) makes the
+    provisioned record the one its users sign in to (docs/scim.md).
+    """
+    if external_id and _key_ok(external_id) and User.find(tenant_id, external_id) is None:
+        return external_id
+    return uuid.uuid4().hex
+
+
+def _live_user(req: Request, user_id: str) -> User:
+    if not _key_ok(user_id):
+        raise NotFoundException(detail="No such user in this directory.")
+    try:  # consistent: an IdP reads back what it just wrote
+        user: User | None = User.get(req.tenant_id, user_id, consistent_read=True)
+    except User.DoesNotExist:
+        user = None
+    if user is None or user.scim_deleted_at:
+        raise NotFoundException(detail=f"No user {user_id[:64]!r} in this directory.")
+    return user
+
+
+def _users_for(tenant_id: str, plan: tuple[filters.Lookup, ...] | None) -> Iterator[User]:
+    """The candidates of a plan, all of ``tenant_id`` (docs/scim.md: filter support and cost)."""
+    if plan is None:
+        yield from User.query(tenant_id)  # 1 Query request per 1 MB page of the tenant's partition
+        return
+    seen: set[str] = set()
+    for lookup in plan:
+        if not _key_ok(lookup.value):
+            continue
+        if lookup.kind == "id":
+            found = [User.find(tenant_id, lookup.value)]
+        else:
+            found = [u for u in User.by_email.query(lookup.value, limit=10) if u.tenant_id == tenant_id]
+        for user in found:
+            if user is not None and user.user_id not in seen:
+                seen.add(user.user_id)
+                yield user
+
+
+def _list_users(req: Request) -> Reply:
+    search = _search(req, UserResource)
+    plan = filters.plan(search.filter.ast if search.filter else None, "User")
+    matches = []
+    for user in _users_for(req.tenant_id, plan):
+        if user.scim_deleted_at:
+            continue
+        resource = user_resource(user, req.base_url)
+        if search.filter is None or search.filter.match(resource):
+            matches.append(resource)
+    return _page(req, search, UserResource, matches)
+
+
+def _get_user(req: Request, user_id: str) -> Reply:
+    return 200, _dump(user_resource(_live_user(req, user_id), req.base_url), req), {}
+
+
+def _create_user(req: Request) -> Reply:
+    resource = UserResource.model_validate(_json(req), scim_ctx=Context.RESOURCE_CREATION_REQUEST)
+    fields = user_fields(resource, _tenant_domains(req.tenant_id))
+    now = req.call.now_ms()
+    existing = User.find_by_email(fields["email"])
+    if existing is not None:
+        if existing.tenant_id != req.tenant_id or not existing.scim_deleted_at:
+            raise UniquenessException(detail="A user with this userName already exists.")
+        # A user DELETEd over SCIM comes back under its old id (messages still refer to it).
+        before = _audit_view(existing)
+        existing.update(actions=[User.scim_deleted_at.remove(), User.groups.set([])])
+        user = _write_user(req, existing, fields, now)
+        audit(req.call, "scim.user.create", user.user_id, before=before, after=_audit_view(user))
+    else:
+        user = User(tenant_id=req.tenant_id, user_id=_new_user_id(req.tenant_id, fields["external_id"]),
+                    email=fields["email"],
+                    display_name=fields["display_name"], roles=fields["roles"] or ["member"],
+                    status="active" if fields["active"] else "deactivated", external_id=fields["external_id"],
+                    scim_attributes=fields["scim_attributes"], updated_at=now)
+        try:
+            user.save(condition=User.user_id.does_not_exist())
+        except PutError as exc:
+            if condition_failed(exc):
+                raise UniquenessException(detail="The user id is taken; retry.") from None
+            raise
+        audit(req.call, "scim.user.create", user.user_id, after=_audit_view(user))
+    body = _dump(user_resource(user, req.base_url), req, Context.RESOURCE_CREATION_RESPONSE)
+    return 201, body, {"Location": f"{req.base_url}/Users/{user.user_id}"}
+
+
+def _write_user(req: Request, user: User, fields: dict[str, Any], now: int) -> User:
+    """Write the mapped columns, then the status (deactivation closes sockets). Returns the user."""
+    if fields["email"] != user.email:
+        other = User.find_by_email(fields["email"])
+        if other is not None and (other.tenant_id, other.user_id) != (user.tenant_id, user.user_id):
+            raise UniquenessException(detail="A user with this userName already exists.")
+    actions = [User.email.set(fields["email"]), User.display_name.set(fields["display_name"]),
+               User.updated_at.set(now)]
+    if fields["roles"] is not None:
+        actions.append(User.roles.set(fields["roles"]))
+    for attr, value in ((User.external_id, fields["external_id"]), (User.scim_attributes, fields["scim_attributes"])):
+        actions.append(attr.set(value) if value else attr.remove())
+    user.update(actions=actions, condition=User.user_id.exists())
+    directory.set_active(user, fields["active"], now)
+    return user
+
+
+def _update_user(req: Request, user: User, resource: Any) -> Reply:
+    fields = user_fields(resource, _tenant_domains(req.tenant_id))
+    before = _audit_view(user)
+    was_active = user.status == "active"
+    user = _write_user(req, user, fields, req.call.now_ms())
+    action = ("scim.user.deactivate" if was_active and not fields["active"]
+              else "scim.user.reactivate" if fields["active"] and not was_active else "scim.user.update")
+    audit(req.call, action, user.user_id, before=before, after=_audit_view(user))
+    return 200, _dump(user_resource(user, req.base_url), req, Context.RESOURCE_REPLACEMENT_RESPONSE), {}
+
+
+def _replace_user(req: Request, user_id: str) -> Reply:
+    user = _live_user(req, user_id)
+    resource = UserResource.model_validate(_json(req), scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
+    return _update_user(req, user, resource)
+
+
+def _patch_user(req: Request, user_id: str) -> Reply:
+    user = _live_user(req, user_id)
+    patch = PatchOp[UserResource].model_validate(_json(req), scim_ctx=Context.RESOURCE_PATCH_REQUEST)
+    resource = user_resource(user, req.base_url)
+    patch.patch(resource)
+    return _update_user(req, user, resource)
+
+
+def _delete_user(req: Request, user_id: str) -> Reply:
+    """Deactivate (sockets closed, tokens refused), leave every group, answer 404 from now on."""
+    user = _live_user(req, user_id)
+    before = _audit_view(user)
+    now = req.call.now_ms()
+    user.update(actions=[User.scim_deleted_at.set(now), User.updated_at.set(now)])
+    directory.set_active(user, False, now)
+    for group in DirectoryGroup.of_tenant(req.tenant_id):
+        if user.user_id in (group.members or set()):
+            group.update(actions=[DirectoryGroup.members.delete({user.user_id}), DirectoryGroup.updated_at.set(now)])
+    user.update(actions=[User.groups.set([])])
+    audit(req.call, "scim.user.delete", user.user_id, before=before, after={"status": "deleted"})
+    return 204, None, {}
+
+
+# --- groups ---------------------------------------------------------------------
+
+def _group_view(group: DirectoryGroup) -> dict[str, Any]:
+    view = {"displayName": group.display_name, "members": len(group.members or ()),
+            "externalId": group.external_id}
+    return {k: v for k, v in view.items() if v is not None}
+
+
+def _live_group(req: Request, group_id: str) -> DirectoryGroup:
+    group = DirectoryGroup.find(req.tenant_id, group_id) if _key_ok(group_id) else None
+    if group is None:
+        raise NotFoundException(detail=f"No group {group_id[:64]!r} in this directory.")
+    return group
+
+
+def _check_group(req: Request, fields: dict[str, Any], group_id: str | None, old_members: set[str]) -> None:
+    """displayName unique in the tenant (Query its groups); new members are live users of the tenant."""
+    wanted = fields["display_name"].lower()
+    for other in DirectoryGroup.query(req.tenant_id, attributes_to_get=["group_id", "display_name"]):
+        if other.group_id != group_id and other.display_name.lower() == wanted:
+            raise UniquenessException(detail="A group with this displayName already exists.")
+    added = fields["members"] - old_members
+    missing = added - directory.existing_users(req.tenant_id, added) if added else set()
+    if missing:
+        raise InvalidValueException(detail=f"members are not users of this directory: {sorted(missing)[:5]}")
+
+
+def _list_groups(req: Request) -> Reply:
+    search = _search(req, Group)
+    plan = filters.plan(search.filter.ast if search.filter else None, "Group")
+    if plan is None:
+        candidates: list[DirectoryGroup | None] = list(DirectoryGroup.of_tenant(req.tenant_id))
+    else:
+        candidates = [DirectoryGroup.find(req.tenant_id, lookup.value) for lookup in plan if _key_ok(lookup.value)]
+    matches = []
+    for group in candidates:
+        if group is None:
+            continue
+        resource = group_resource(group, req.base_url)
+        if search.filter is None or search.filter.match(resource):
+            matches.append(resource)
+    return _page(req, search, Group, matches)
+
+
+def _get_group(req: Request, group_id: str) -> Reply:
+    return 200, _dump(group_resource(_live_group(req, group_id), req.base_url), req), {}
+
+
+def _create_group(req: Request) -> Reply:
+    resource = Group.model_validate(_json(req), scim_ctx=Context.RESOURCE_CREATION_REQUEST)
+    fields = group_fields(resource)
+    _check_group(req, fields, None, set())
+    now = req.call.now_ms()
+    group = DirectoryGroup(tenant_id=req.tenant_id, group_id=uuid.uuid4().hex, display_name=fields["display_name"],
+                           external_id=fields["external_id"], members=set(fields["members"]),
+                           created_at=now, updated_at=now)
+    group.save(condition=DirectoryGroup.group_id.does_not_exist())
+    directory.sync_group(req.tenant_id, None, group.display_name, set(), set(fields["members"]))
+    audit(req.call, "scim.group.create", group.group_id, after=_group_view(group))
+    body = _dump(group_resource(group, req.base_url), req, Context.RESOURCE_CREATION_RESPONSE)
+    return 201, body, {"Location": f"{req.base_url}/Groups/{group.group_id}"}
+
+
+def _update_group(req: Request, group_id: str, new_state: Callable[[DirectoryGroup], Group]) -> Reply:
+    """Apply ``new_state`` to the stored group under a condition on its version; retried on a race."""
+    for _ in range(_RETRIES):
+        group = _live_group(req, group_id)
+        fields = group_fields(new_state(group))
+        old_members, old_name, before = set(group.members or ()), group.display_name, _group_view(group)
+        _check_group(req, fields, group.group_id, old_members)
+        now = max(req.call.now_ms(), int(group.updated_at) + 1)
+        actions = [DirectoryGroup.display_name.set(fields["display_name"]), DirectoryGroup.updated_at.set(now),
+                   DirectoryGroup.members.set(fields["members"]) if fields["members"]
+                   else DirectoryGroup.members.remove(),
+                   DirectoryGroup.external_id.set(fields["external_id"]) if fields["external_id"]
+                   else DirectoryGroup.external_id.remove()]
+        try:
+            group.update(actions=actions, condition=DirectoryGroup.updated_at == group.updated_at)
+        except UpdateError as exc:
+            if condition_failed(exc):
+                continue
+            raise
+        directory.sync_group(req.tenant_id, old_name, group.display_name, old_members, set(fields["members"]))
+        audit(req.call, "scim.group.update", group.group_id, before=before, after=_group_view(group))
+        return 200, _dump(group_resource(group, req.base_url), req, Context.RESOURCE_REPLACEMENT_RESPONSE), {}
+    raise Conflict("The group kept changing meanwhile; retry.")
+
+
+def _replace_group(req: Request, group_id: str) -> Reply:
+    resource = Group.model_validate(_json(req), scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
+    return _update_group(req, group_id, lambda _group: resource)
+
+
+def _patch_group(req: Request, group_id: str) -> Reply:
+    patch = PatchOp[Group].model_validate(_json(req), scim_ctx=Context.RESOURCE_PATCH_REQUEST)
+
+    def apply(group: DirectoryGroup) -> Group:
+        resource = group_resource(group, req.base_url)
+        patch.patch(resource)
+        return resource
+    return _update_group(req, group_id, apply)
+
+
+def _delete_group(req: Request, group_id: str) -> Reply:
+    group = _live_group(req, group_id)
+    group.delete()
+    directory.sync_group(req.tenant_id, group.display_name, None, set(group.members or ()), set())
+    audit(req.call, "scim.group.delete", group.group_id, before=_group_view(group))
+    return 204, None, {}

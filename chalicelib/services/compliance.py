@@ -1,0 +1,319 @@
+"""Retention settings and legal holds: what tenant admins set, what the write path reads, and the
+sweeps that apply a hold to what was already written.  See docs/compliance.md.
+
+* The write path (``messages._append``) calls :func:`message_retention`:
+  1 BatchGetItem of the sender's company rule items (default period,
+  override for this conversation, holds on the sender and on the
+  conversation) decides the message's expiry (``retention.decide``).
+* Placing or releasing a hold changes the hold marker item at once (new
+  messages follow it) and queues a sweep (SQS, ``compliance_events``) that
+  reconciles the messages already written: Query by the sparse
+  ``by_retained_sender`` index (user hold) or by the conversation's key
+  (conversation hold), paged, one conditional UpdateItem per message.  The
+  sweep recomputes the expiry from the markers *now*, so a sweep that runs
+  late or twice, or a place and a release racing, end in the same state.
+* File objects follow their message: a ``retention`` tag (``<n>d`` or
+  ``hold``) that the bucket's lifecycle rules act on.
+
+Every admin function requires an admin of the caller's own tenant and
+writes an audit entry (``admin.require_admin``/``admin.audit``).
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from pynamodb.exceptions import UpdateError
+
+from .. import retention
+from ..config import settings
+from ..models import (Conversation, File, LegalHold, Message, RetentionRule, User, condition_failed)
+from ..protocol.errors import Conflict, NotFound, ValidationFailed
+from .admin import audit, require_admin
+from .context import Call
+
+log = logging.getLogger("chat.compliance")
+
+SWEEP_DELAY_SECONDS = 5   # lets sends that read the markers just before the change finish (and GSIs catch up)
+SWEEP_PAGE = 100          # items per Query page of a sweep
+SWEEP_PAGES_PER_STEP = 20  # then the step hands on to the next SQS message (Lambda time limit)
+
+
+# --- the write path ---------------------------------------------------------------------
+
+def _rules(subjects: list[str]) -> dict[str, RetentionRule]:
+    """BatchGetItem: the rule items that exist among ``subjects`` (1 request for up to 100)."""
+    return {r.subject: r for r in RetentionRule.batch_get(list(dict.fromkeys(subjects)))}
+
+
+def decision_for(sender_key: str, conversation_id: str) -> retention.Decision:
+    return retention.decide(_rules(retention.subjects_for(sender_key, conversation_id)), sender_key,
+                            conversation_id, settings().retention_day_seconds)
+
+
+def message_retention(sender_key: str, conversation_id: str, now_ms: int) -> dict[str, Any]:
+    """Attributes a new message gets: ``expires_at`` (unless held), ``retain_s``, ``retained_sender``."""
+    return decision_for(sender_key, conversation_id).attributes(sender_key, now_ms)
+
+
+def tag_file(msg: Message) -> None:
+    """Give a file message's object the ``retention`` tag its message's state implies (no-op without one).
+
+    The file record gets the message's expiry too, so it goes with the message.
+    """
+    if msg.kind != "file" or not msg.file or msg.retain_s is None:
+        return
+    rec = File.find(msg.file.as_dict().get("fileId", ""), consistent=True)
+    if rec is None or rec.status != "clean":
+        return
+    day = settings().retention_day_seconds
+    held = msg.expires_at is None
+    tag = retention.file_tag(int(msg.retain_s), held, day)
+    from .. import runtime  # the client is built on first use
+
+    where: dict[str, Any] = {"Bucket": settings().files_bucket, "Key": rec.object_key}
+    if rec.version_id:
+        where["VersionId"] = rec.version_id
+    runtime.s3().put_object_tagging(**where, Tagging={"TagSet": [{"Key": retention.TAG_KEY, "Value": tag}]})
+    rec.update(actions=[File.expires_at.remove()] if held else [File.expires_at.set(int(msg.expires_at))])
+
+
+# --- helpers shared by the admin routes ------------------------------------------------------
+
+def tenant_conversation(call: Call, conversation_id: str) -> Conversation:
+    """A conversation the caller's company has (or had) members in; ``not_found`` otherwise (1 GetItem).
+
+    ``Conversation.tenants`` only ever grows, so it also names companies whose members left.
+    """
+    conv = Conversation.find(conversation_id)
+    tenant = call.principal.tenant_id
+    if conv is None or (conv.tenant_id != tenant and tenant not in set(conv.tenants or ())):
+        raise NotFound("No such conversation.")
+    return conv
+
+
+def _days(body: dict[str, Any]) -> int | None:
+    days = body.get("days")
+    if days is not None and days not in retention.ALLOWED_DAYS:
+        raise ValidationFailed(f"days must be one of {list(retention.ALLOWED_DAYS)} or null (keep forever).",
+                               allowedDays=list(retention.ALLOWED_DAYS))
+    return days
+
+
+def _rule(subject: str) -> RetentionRule | None:
+    try:
+        return RetentionRule.get(subject, consistent_read=True)
+    except RetentionRule.DoesNotExist:
+        return None
+
+
+# --- retention settings ------------------------------------------------------------------------
+
+def _retention_view(rule: RetentionRule | None) -> dict[str, Any]:
+    return {"days": int(rule.days) if rule is not None and rule.days is not None else None,
+            "allowedDays": list(retention.ALLOWED_DAYS),
+            "updatedAt": int(rule.updated_at) if rule is not None and rule.updated_at else None,
+            "appliesTo": "messages and files written from now on, by this company's members"}
+
+
+def get_retention(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    require_admin(call)
+    return {"retention": _retention_view(_rule(retention.tenant_subject(call.principal.tenant_id)))}
+
+
+def set_retention(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """The company's default period (``days`` from the allowed list, or null = keep forever)."""
+    require_admin(call)
+    days = _days(body)
+    subject = retention.tenant_subject(call.principal.tenant_id)
+    before = _retention_view(_rule(subject))["days"]
+    rule = RetentionRule(subject=subject, days=days, updated_at=call.now_ms(), updated_by=call.principal.user_id)
+    rule.save()
+    audit(call, "retention.set", call.principal.tenant_id, before={"days": before}, after={"days": days})
+    return {"retention": _retention_view(rule)}
+
+
+def set_conversation_retention(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """This company's override for one conversation (its own members' messages only); ``inherit`` removes it."""
+    require_admin(call)
+    conv = tenant_conversation(call, body["conversationId"])
+    subject = retention.override_subject(call.principal.tenant_id, conv.conversation_id)
+    old = _rule(subject)
+    before = {"override": old is not None, "days": int(old.days) if old is not None and old.days is not None else None}
+    if body.get("inherit"):
+        if old is not None:
+            old.delete()
+        after: dict[str, Any] = {"override": False, "days": None}
+    else:
+        if "days" not in body:
+            raise ValidationFailed("days (or inherit: true) is required.")
+        days = _days(body)
+        RetentionRule(subject=subject, days=days, updated_at=call.now_ms(),
+                      updated_by=call.principal.user_id).save()
+        after = {"override": True, "days": days}
+    audit(call, "retention.conversation", conv.conversation_id, before=before, after=after)
+    return {"conversationId": conv.conversation_id, **after, "allowedDays": list(retention.ALLOWED_DAYS)}
+
+
+# --- legal holds ---------------------------------------------------------------------------
+
+def _hold_view(h: LegalHold) -> dict[str, Any]:
+    view: dict[str, Any] = {"holdId": h.hold_id, "kind": h.kind, "name": h.name, "state": h.state,
+                            "createdAt": int(h.created_at), "createdBy": h.created_by,
+                            "releasedAt": int(h.released_at) if h.released_at else None,
+                            "releasedBy": h.released_by, "sweep": h.sweep, "swept": int(h.swept or 0)}
+    view["userId" if h.kind == "user" else "conversationId"] = h.target
+    return view
+
+
+def _marker(h: LegalHold) -> str:
+    if h.kind == "user":
+        return retention.user_hold_subject(h.tenant_id, h.target)
+    return retention.conversation_hold_subject(h.tenant_id, h.target)
+
+
+def _schedule_sweep(h: LegalHold, delay: int = SWEEP_DELAY_SECONDS) -> None:
+    from .. import runtime
+
+    runtime.schedule_compliance({"job": "hold.sweep", "tenantId": h.tenant_id, "holdId": h.hold_id}, delay)
+
+
+def place_hold(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """Hold a user (the messages they send) or a conversation (this company's members' messages in it)."""
+    require_admin(call)
+    tenant = call.principal.tenant_id
+    kind = body["kind"]
+    if kind == "user":
+        if not body.get("userId"):
+            raise ValidationFailed("userId is required for a user hold.")
+        user = User.find(tenant, body["userId"])
+        if user is None:
+            raise NotFound("No such user.")
+        target = user.user_id
+    else:
+        if not body.get("conversationId"):
+            raise ValidationFailed("conversationId is required for a conversation hold.")
+        target = tenant_conversation(call, body["conversationId"]).conversation_id
+    now = call.now_ms()
+    hold = LegalHold(tenant_id=tenant, hold_id=f"{now:013d}-{uuid.uuid4().hex[:12]}", kind=kind, target=target,
+                     name=body.get("name"), state="active", created_at=now, created_by=call.principal.user_id,
+                     sweep="pending", swept=0)
+    hold.save(condition=LegalHold.hold_id.does_not_exist())
+    # From here on, new messages it covers are written without expiry.
+    RetentionRule(subject=_marker(hold)).update(actions=[RetentionRule.holds.add({hold.hold_id}),
+                                                         RetentionRule.updated_at.set(now)])
+    audit(call, "hold.place", hold.hold_id, after={"kind": kind, "target": target, "name": hold.name})
+    _schedule_sweep(hold)
+    return {"hold": _hold_view(hold)}
+
+
+def list_holds(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """Query the company's holds, oldest first: 1 request per page."""
+    require_admin(call)
+    limit = int(body.get("limit") or 50)
+    kwargs: dict[str, Any] = {"limit": limit}
+    if body.get("cursor"):
+        kwargs["range_key_condition"] = LegalHold.hold_id > body["cursor"]
+    holds = list(LegalHold.query(call.principal.tenant_id, **kwargs))
+    return {"holds": [_hold_view(h) for h in holds],
+            "nextCursor": holds[-1].hold_id if len(holds) == limit else None}
+
+
+def release_hold(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """End a hold: what it alone kept gets its expiry back (a sweep), and may then expire at once."""
+    require_admin(call)
+    try:
+        hold = LegalHold.get(call.principal.tenant_id, body["holdId"], consistent_read=True)
+    except LegalHold.DoesNotExist:
+        raise NotFound("No such hold.") from None
+    if hold.state != "active":
+        raise Conflict("The hold was already released.")
+    now = call.now_ms()
+    try:
+        hold.update(actions=[LegalHold.state.set("released"), LegalHold.released_at.set(now),
+                             LegalHold.released_by.set(call.principal.user_id), LegalHold.sweep.set("pending"),
+                             LegalHold.swept.set(0)],
+                    condition=LegalHold.state == "active")
+    except UpdateError as exc:
+        if condition_failed(exc):
+            raise Conflict("The hold was already released.") from None
+        raise
+    RetentionRule(subject=_marker(hold)).update(actions=[RetentionRule.holds.delete({hold.hold_id}),
+                                                         RetentionRule.updated_at.set(now)])
+    audit(call, "hold.release", hold.hold_id, before={"state": "active"}, after={"state": "released"})
+    _schedule_sweep(hold)
+    return {"hold": _hold_view(hold)}
+
+
+# --- the sweep (SQS; compliance_events) -----------------------------------------------------------
+
+class _Markers:
+    """Which (sender, conversation) pairs a hold covers now: rule items read in batches, cached per step."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, bool] = {}
+
+    def load(self, subjects: list[str]) -> None:
+        missing = [s for s in dict.fromkeys(subjects) if s not in self._held]
+        found = _rules(missing) if missing else {}
+        for s in missing:
+            self._held[s] = bool(found.get(s) is not None and found[s].holds)
+
+    def held(self, sender_key: str, conversation_id: str) -> bool:
+        tenant, user = sender_key.split("#", 1)
+        subjects = [retention.user_hold_subject(tenant, user),
+                    retention.conversation_hold_subject(tenant, conversation_id)]
+        self.load(subjects)
+        return any(self._held[s] for s in subjects)
+
+
+def _reconcile(msg: Message, markers: _Markers) -> bool:
+    """Set or remove one message's expiry as the holds now say (conditional: never recreates an
+    expired item).  True if the message still existed."""
+    if msg.retain_s is None or not msg.retained_sender:
+        return False
+    if markers.held(msg.retained_sender, msg.conversation_id):
+        action = Message.expires_at.remove()
+    else:
+        action = Message.expires_at.set(retention.expiry(int(msg.created_at), int(msg.retain_s)))
+    try:
+        msg.update(actions=[action], condition=Message.seq.exists())  # ALL_NEW: the whole item comes back
+    except UpdateError as exc:
+        if condition_failed(exc):
+            return False  # retention removed it meanwhile
+        raise
+    tag_file(msg)
+    return True
+
+
+def sweep_step(job: dict[str, Any], schedule: Any) -> str:
+    """One step of a hold's sweep: up to SWEEP_PAGES_PER_STEP pages, then hand on (``schedule(job)``)."""
+    try:
+        hold = LegalHold.get(job["tenantId"], job["holdId"], consistent_read=True)
+    except LegalHold.DoesNotExist:
+        return "gone"
+    tenant = hold.tenant_id
+    cursor = job.get("cursor")
+    markers = _Markers()
+    touched = 0
+    for _ in range(SWEEP_PAGES_PER_STEP):
+        if hold.kind == "user":
+            # The index holds keys, created_at and retain_s: enough to recompute the expiry.
+            page = Message.by_retained_sender.query(f"{tenant}#{hold.target}", limit=SWEEP_PAGE,
+                                                    last_evaluated_key=cursor)
+        else:
+            page = Message.query(hold.target, filter_condition=Message.retained_sender.startswith(f"{tenant}#"),
+                                 limit=SWEEP_PAGE, last_evaluated_key=cursor)
+        items = list(page)
+        cursor = page.last_evaluated_key
+        for msg in items:
+            touched += int(_reconcile(msg, markers))
+        if not cursor:
+            break
+    hold.update(actions=[LegalHold.swept.add(touched)] + ([] if cursor else [LegalHold.sweep.set("done")]))
+    if cursor:
+        schedule({**job, "cursor": cursor})
+        return "continued"
+    log.info("hold sweep done", extra={"holdId": hold.hold_id, "state": hold.state, "swept": int(hold.swept or 0)})
+    return "done"

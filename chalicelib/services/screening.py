@@ -1,0 +1,164 @@
+"""Screening (DLP) on the write path, and its admin side: rule sets and flags for review.
+
+The send, edit and upload-request paths call :func:`screen` after access
+checks and before anything is written: a block raises ``message_blocked``,
+a redact returns the text to store and deliver, a flag is recorded with
+:func:`record_flags` once the write succeeded.  Every company in the
+conversation has its rules applied (the sender's first); the decisions
+themselves are in :mod:`chalicelib.dlp`.
+
+Rule sets are cached per tenant in the warm container for
+``dlp_cache_seconds`` (a save invalidates the saving container at once;
+others pick it up within the TTL).  A cache miss costs one BatchGetItem for
+all the conversation's companies; a hit costs no request.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from pynamodb.exceptions import PutError
+
+from .. import dlp
+from ..models import Conversation, DlpFlag, DlpRules, condition_failed
+from ..protocol.errors import Conflict, MessageBlocked, ValidationFailed
+from .admin import audit, next_cursor, require_admin, time_window
+from .context import Call
+
+log = logging.getLogger("chat.screening")
+
+CACHE_MAX_TENANTS = 256
+# tenant -> (fetched at, compiled rule set); per container, never shared.
+_cache: dict[str, tuple[float, dlp.Ruleset]] = {}
+
+
+def rulesets(tenant_ids: list[str], now: float, ttl: float) -> list[dlp.Ruleset]:
+    """The compiled rule sets of these tenants, in this order (≤ 1 BatchGetItem)."""
+    stale = [t for t in dict.fromkeys(tenant_ids) if t not in _cache or now - _cache[t][0] >= ttl]
+    if stale:
+        items = DlpRules.many(stale)
+        for tenant in stale:
+            item = items.get(tenant)
+            version = int(item.version) if item is not None else 0
+            cached = _cache.get(tenant)
+            if cached is not None and cached[1].version == version:
+                ruleset = cached[1]  # unchanged: keep the compiled form
+            else:
+                ruleset = dlp.Ruleset.from_stored(tenant, json.loads(item.rules) if item is not None else [],
+                                                  version)
+            _cache[tenant] = (now, ruleset)
+        while len(_cache) > CACHE_MAX_TENANTS:
+            _cache.pop(min(_cache, key=lambda t: _cache[t][0]))
+    return [_cache[t][1] for t in tenant_ids]
+
+
+def invalidate(tenant_id: str) -> None:
+    _cache.pop(tenant_id, None)
+
+
+def tenants_of(call: Call, conv: Conversation) -> list[str]:
+    """Whose rules apply: the sender's company first, then every other company in the conversation."""
+    me = call.principal.tenant_id
+    return [me] + sorted((set(conv.tenants or ()) | {conv.tenant_id}) - {me})
+
+
+def screen(call: Call, conv: Conversation, text: str, source: str = "message") -> dlp.Verdict:
+    """Screen ``text`` for ``conv`` under every applicable company's rules; raise on block."""
+    sets = rulesets(tenants_of(call, conv), call.clock(), call.settings.dlp_cache_seconds)
+    if not any(sets):
+        return dlp.Verdict(None, text, text)
+    verdict = dlp.screen(text, sets)
+    if verdict.action is not None:
+        log.info("screening hit", extra={"conversation": conv.conversation_id, "source": source,
+                                         "dlp_action": verdict.action, "matches": verdict.matches,
+                                         "rules": [f"{h.tenant_id}/{h.rule.id}" for h in verdict.hits]})
+    hit = verdict.blocking
+    if hit is not None:
+        raise MessageBlocked(hit.rule.id, hit.rule.name, hit.tenant_id)
+    return verdict
+
+
+def record_flags(call: Call, verdict: dlp.Verdict, conversation_id: str, source: str, *, seq: int | None = None,
+                 message_id: str | None = None, file_id: str | None = None) -> None:
+    """One review entry per company whose flag rule matched (1 PutItem each).
+
+    Called after the text was stored: a failure here is logged (without
+    content) and does not undo or fail the send.
+    """
+    if verdict.action is None:
+        return
+    now = call.now_ms()
+    sender = f"{call.principal.tenant_id}#{call.principal.user_id}"
+    for tenant, rule_ids in verdict.flags().items():
+        flag = DlpFlag(tenant_id=tenant, flag_id=f"{now:013d}#{uuid.uuid4().hex}", at=now, source=source,
+                       conversation_id=conversation_id, seq=seq, message_id=message_id, file_id=file_id,
+                       sender_key=sender, rule_ids=rule_ids, action=verdict.action,
+                       excerpt=verdict.excerpt(tenant))
+        try:
+            flag.save(condition=DlpFlag.flag_id.does_not_exist())
+        except Exception:  # noqa: BLE001 - the message is already stored and must still be delivered
+            log.exception("screening flag not written", extra={"tenant": tenant, "conversation": conversation_id,
+                                                               "seq": seq, "rules": rule_ids})
+
+
+# --- admin REST: GET/PUT /admin/dlp/rules, GET /admin/dlp/flags ---------------------
+
+def _limits() -> dict[str, int]:
+    return {"rules": dlp.MAX_RULES, "patternChars": dlp.MAX_PATTERN_CHARS, "keywords": dlp.MAX_KEYWORDS,
+            "keywordChars": dlp.MAX_KEYWORD_CHARS, "ruleSetChars": dlp.MAX_RULESET_CHARS}
+
+
+def get_rules(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    require_admin(call)
+    item = DlpRules.find(call.principal.tenant_id)
+    return {"rules": json.loads(item.rules) if item is not None else [],
+            "version": int(item.version) if item is not None else 0,
+            "detectors": list(dlp.DETECTORS), "limits": _limits()}
+
+
+def set_rules(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """Replace the whole rule set: validated (each pattern compiled), versioned, audited."""
+    require_admin(call)
+    tenant = call.principal.tenant_id
+    try:
+        rules = dlp.normalize(body["rules"])
+    except dlp.RuleError as err:
+        fields = {"ruleId": err.rule_id} if err.rule_id else {}
+        raise ValidationFailed(str(err), **fields) from None
+    item = DlpRules.find(tenant)
+    current = int(item.version) if item is not None else 0
+    if body.get("version") is not None and int(body["version"]) != current:
+        raise Conflict(f"The rules changed meanwhile (version {current}); reload and retry.", version=current)
+    before = json.loads(item.rules) if item is not None else []
+    new = DlpRules(tenant_id=tenant, rules=json.dumps(rules, separators=(",", ":")), version=current + 1,
+                   updated_at=call.now_ms(), updated_by=call.principal.user_id)
+    try:
+        new.save(condition=DlpRules.tenant_id.does_not_exist() if item is None else DlpRules.version == current)
+    except PutError as exc:
+        if condition_failed(exc):
+            raise Conflict("The rules changed meanwhile; reload and retry.") from None
+        raise
+    invalidate(tenant)
+    audit(call, "dlp.rules.update", tenant, before={"version": current, "rules": before},
+          after={"version": current + 1, "rules": rules})
+    return {"rules": rules, "version": current + 1, "detectors": list(dlp.DETECTORS), "limits": _limits()}
+
+
+def _flag_view(f: DlpFlag) -> dict[str, Any]:
+    tenant, user = f.sender_key.split("#", 1)
+    return {"id": f.flag_id, "at": int(f.at), "source": f.source, "conversationId": f.conversation_id,
+            "seq": int(f.seq) if f.seq is not None else None, "messageId": f.message_id, "fileId": f.file_id,
+            "sender": {"tenantId": tenant, "userId": user}, "ruleIds": list(f.rule_ids or []),
+            "action": f.action, "excerpt": f.excerpt}
+
+
+def list_flags(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """The company's flags, newest first, by time range; 1 Query per page."""
+    require_admin(call)
+    limit = int(body.get("limit") or 50)
+    lower, upper = time_window(body)
+    page = DlpFlag.page(call.principal.tenant_id, lower, upper, limit)
+    return {"flags": [_flag_view(f) for f in page],
+            "nextCursor": next_cursor(page[-1].flag_id if len(page) == limit else None)}

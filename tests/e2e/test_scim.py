@@ -1,0 +1,336 @@
+"""SCIM 2.0 directory sync over real HTTP, deactivation over real sockets (docs/scim.md)."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import requests
+
+from chalicelib.models import User
+
+from .client import craft, handshake_status, token_for
+
+pytestmark = pytest.mark.e2e
+
+SCIM_JSON = "application/scim+json"
+ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+def _admin(stack, email):
+    return {"Authorization": f"Bearer {token_for(stack, email)}"}
+
+
+def _new_token(stack, admin_email):
+    resp = requests.post(f"{stack.origin}/admin/scim/token", headers=_admin(stack, admin_email), timeout=10)
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    assert body["token"].startswith("scim_") and body["scimToken"]["configured"] is True
+    return body["token"]
+
+
+@pytest.fixture(scope="module")
+def tokens(stack):
+    """Each demo tenant's current SCIM token (tests that rotate update this)."""
+    return {"acme": _new_token(stack, "alice@acme.example"), "globex": _new_token(stack, "gina@globex.example")}
+
+
+class Scim:
+    def __init__(self, stack, token):
+        self.base, self.token = f"{stack.origin}/scim/v2", token
+
+    def __call__(self, method, path, body=None, params=None, token=None, status=None):
+        headers = {"Content-Type": SCIM_JSON}
+        tok = self.token if token is None else token
+        if tok:
+            headers["Authorization"] = f"Bearer {tok}"
+        resp = requests.request(method, self.base + path, json=body, params=params, headers=headers, timeout=30)
+        if status is not None:
+            assert resp.status_code == status, (method, path, resp.status_code, resp.text)
+        if resp.content:
+            assert resp.headers["Content-Type"].startswith(SCIM_JSON)
+        return resp
+
+
+@pytest.fixture
+def acme(stack, tokens):
+    return Scim(stack, tokens["acme"])
+
+
+@pytest.fixture
+def globex(stack, tokens):
+    return Scim(stack, tokens["globex"])
+
+
+def _user_body(email, **extra):
+    return {"schemas": [USER], "userName": email, "name": {"givenName": email.split("@")[0].title()},
+            "emails": [{"value": email, "type": "work", "primary": True}], "active": True, **extra}
+
+
+def _create(scim, email, **extra):
+    return scim("POST", "/Users", _user_body(email, **extra), status=201).json()
+
+
+def _patch(*ops):
+    return {"schemas": [PATCH], "Operations": list(ops)}
+
+
+def _scim_error(resp, status, scim_type=None):
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert body["schemas"] == [ERROR] and body["status"] == str(status)
+    if scim_type:
+        assert body["scimType"] == scim_type, body
+    assert body["error"]["code"] and body["error"]["message"]  # our REST error shape rides along
+    return body
+
+
+async def _closed(session, timeout=15.0):
+    await asyncio.wait_for(session.ws.wait_closed(), timeout)
+    return session.ws.close_code
+
+
+def _uniq(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# --- discovery ----------------------------------------------------------------------
+
+def test_discovery_documents(acme):
+    spc = acme("GET", "/ServiceProviderConfig", status=200).json()
+    assert spc["patch"]["supported"] is True and spc["filter"]["supported"] is True
+    assert spc["filter"]["maxResults"] == 200 and spc["bulk"]["supported"] is False
+    assert spc["authenticationSchemes"][0]["type"] == "oauthbearertoken"
+    types = acme("GET", "/ResourceTypes", status=200).json()
+    assert {r["name"] for r in types["Resources"]} == {"User", "Group"}
+    assert acme("GET", "/ResourceTypes/User", status=200).json()["endpoint"] == "/Users"
+    schemas = acme("GET", "/Schemas", status=200).json()
+    ids = {s["id"] for s in schemas["Resources"]}
+    assert {USER, GROUP, "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"} <= ids
+    assert acme("GET", f"/Schemas/{USER}", status=200).json()["name"] == "User"
+    _scim_error(acme("GET", "/Schemas/urn:nope"), 404)
+    _scim_error(acme("GET", "/Bulk"), 404)
+
+
+# --- users: create, filter, patch, deactivate -------------------------------------------
+
+async def test_create_filter_patch_deactivate_closes_socket_and_refuses_connect(stack, acme, sessions):
+    email = f"{_uniq('erin')}@acme.example"
+    external_id = _uniq("entra")
+    created = _create(acme, email, externalId=external_id, title="Engineer")
+    uid = created["id"]
+    assert uid == external_id  # the IdP's id becomes ours, so its tokens' subject finds the record
+    assert created["userName"] == email and created["active"] is True and created["title"] == "Engineer"
+    assert created["meta"]["location"].endswith(f"/scim/v2/Users/{uid}")
+    assert created["meta"]["resourceType"] == "User"
+    _scim_error(acme("POST", "/Users", _user_body(email.upper())), 409, "uniqueness")
+
+    # Filters: the key lookup (userName eq, case-insensitive), id eq, and in-memory operators.
+    found = acme("GET", "/Users", params={"filter": f'userName eq "{email.upper()}"'}, status=200).json()
+    assert found["totalResults"] == 1 and found["Resources"][0]["id"] == uid
+    assert acme("GET", "/Users", params={"filter": f'id eq "{uid}"'}, status=200).json()["totalResults"] == 1
+    for flt in (f'userName co "{email.split("@")[0]}"', f'userName sw "{email[:6]}" and active eq true',
+                f'externalId eq "{external_id}"', f'emails[value eq "{email}"]', 'title pr and not (userName eq "x@y.z")'):
+        page = acme("GET", "/Users", params={"filter": flt}, status=200).json()
+        assert uid in {r["id"] for r in page["Resources"]}, flt
+    none = acme("GET", "/Users", params={"filter": f'userName eq "{email}" and active eq false'}, status=200).json()
+    assert none["totalResults"] == 0 and none.get("Resources", []) == []
+    _scim_error(acme("GET", "/Users", params={"filter": 'userName eq'}), 400, "invalidFilter")
+    _scim_error(acme("GET", "/Users", params={"filter": 'nosuchattr eq "x"'}), 400, "invalidFilter")
+
+    # PATCH with a path (RFC) and without one (Entra ID's style), then attributes= projection.
+    patched = acme("PATCH", f"/Users/{uid}", _patch({"op": "replace", "path": "displayName", "value": "Erin E."}),
+                   status=200).json()
+    assert patched["displayName"] == "Erin E." and patched["title"] == "Engineer"
+    got = acme("GET", f"/Users/{uid}", params={"attributes": "userName"}, status=200).json()
+    assert got["userName"] == email and "title" not in got and got["id"] == uid
+
+    # Erin signs in (the dev IdP issues her a token for her directory id) and opens a socket.
+    erin = await sessions(email)
+    old_token = await asyncio.to_thread(token_for, stack, email)
+    assert await erin.call("conversation.list") is not None
+
+    deactivated = acme("PATCH", f"/Users/{uid}", _patch({"op": "Replace", "value": {"active": False}}),
+                       status=200).json()
+    assert deactivated["active"] is False
+    assert await _closed(erin) == 1000
+    assert User.find("acme", uid).status == "deactivated"
+    # A token issued before is refused from now on, on both the socket and REST.
+    assert await handshake_status(stack, old_token) == 403
+    crafted = craft(stack, "acme", sub=uid, email=email)
+    assert await handshake_status(stack, crafted) == 403
+    rest = requests.get(f"{stack.origin}/conversations", headers={"Authorization": f"Bearer {old_token}"}, timeout=10)
+    assert rest.status_code == 403 and rest.json()["error"]["code"] == "forbidden"
+    assert requests.post(f"{stack.origin}/dev/idp/token", json={"email": email}, timeout=10).status_code == 403
+
+    # Reactivation is allowed (PUT replaces the whole resource).
+    body = _user_body(email, displayName="Erin E.", active=True)
+    back = acme("PUT", f"/Users/{uid}", body, status=200).json()
+    assert back["active"] is True and "title" not in back
+    again = await sessions(email)
+    assert await again.call("conversation.list") is not None
+
+    audit = requests.get(f"{stack.origin}/admin/audit", params={"actor": "scim", "limit": 100},
+                         headers=_admin(stack, "alice@acme.example"), timeout=10).json()["entries"]
+    actions = [(e["action"], e["target"]) for e in audit if e["target"] == uid]
+    for action in ("scim.user.create", "scim.user.update", "scim.user.deactivate", "scim.user.reactivate"):
+        assert (action, uid) in actions, actions
+
+
+async def test_delete_deactivates_and_hides_the_user(stack, acme, sessions):
+    email = f"{_uniq('fred')}@acme.example"
+    uid = _create(acme, email)["id"]
+    fred = await sessions(email)
+    second = await sessions(email)  # two devices: both are closed
+    acme("DELETE", f"/Users/{uid}", status=204)
+    assert await _closed(fred) == 1000 and await _closed(second) == 1000
+    _scim_error(acme("GET", f"/Users/{uid}"), 404)
+    _scim_error(acme("PATCH", f"/Users/{uid}", _patch({"op": "replace", "value": {"active": True}})), 404)
+    assert acme("GET", "/Users", params={"filter": f'userName eq "{email}"'}, status=200).json()["totalResults"] == 0
+    assert await handshake_status(stack, craft(stack, "acme", sub=uid, email=email)) == 403
+    # Provisioning the same userName again brings the record back under its old id.
+    assert _create(acme, email)["id"] == uid
+    assert await handshake_status(stack, craft(stack, "acme", sub=uid, email=email)) == 101
+
+
+def test_pagination_with_start_index_and_count(acme):
+    prefix = _uniq("page")
+    ids = [_create(acme, f"{prefix}-{i}@acme.example")["id"] for i in range(3)]
+    flt = {"filter": f'userName sw "{prefix}"'}
+    first = acme("GET", "/Users", params={**flt, "startIndex": 1, "count": 2}, status=200).json()
+    assert first["totalResults"] == 3 and first["itemsPerPage"] == 2 and first["startIndex"] == 1
+    rest = acme("GET", "/Users", params={**flt, "startIndex": 3, "count": 2}, status=200).json()
+    assert rest["itemsPerPage"] == 1 and rest["startIndex"] == 3
+    seen = [r["id"] for r in first["Resources"] + rest["Resources"]]
+    assert sorted(seen) == sorted(ids)
+    counted = acme("GET", "/Users", params={**flt, "count": 0}, status=200).json()
+    assert counted["totalResults"] == 3 and counted.get("Resources", []) == []
+    everyone = acme("GET", "/Users", params={"count": 500}, status=200).json()
+    assert everyone["totalResults"] >= 7 and everyone["itemsPerPage"] <= 200
+    assert all(r["userName"].endswith("@acme.example") for r in everyone["Resources"])
+    _scim_error(acme("GET", "/Users", params={"count": "many"}), 400)
+
+
+# --- groups: storage and User.groups for the external-access policy ------------------------
+
+def test_groups_keep_user_groups_in_sync(acme):
+    bob = User.find_by_email("bob@acme.example").user_id
+    carol = User.find_by_email("carol@acme.example").user_id
+    name = _uniq("scim-sales")
+    group = acme("POST", "/Groups", {"schemas": [GROUP], "displayName": name, "members": [{"value": bob}]},
+                 status=201).json()
+    gid = group["id"]
+    assert [m["value"] for m in group["members"]] == [bob]
+    assert name in User.find("acme", bob).groups
+    _scim_error(acme("POST", "/Groups", {"schemas": [GROUP], "displayName": name.upper()}), 409, "uniqueness")
+    _scim_error(acme("POST", "/Groups", {"schemas": [GROUP], "displayName": _uniq("g"),
+                                         "members": [{"value": "no-such-user"}]}), 400, "invalidValue")
+    found = acme("GET", "/Groups", params={"filter": f'displayName eq "{name}"', "excludedAttributes": "members"},
+                 status=200).json()
+    assert found["totalResults"] == 1 and "members" not in found["Resources"][0]
+
+    # Add carol (RFC path), remove bob the way Entra ID sends it (a value, no filter).
+    acme("PATCH", f"/Groups/{gid}", _patch({"op": "add", "path": "members", "value": [{"value": carol}]}),
+         status=200)
+    acme("PATCH", f"/Groups/{gid}", _patch({"op": "Remove", "path": "members", "value": [{"value": bob}]}),
+         status=200)
+    assert name not in User.find("acme", bob).groups and name in User.find("acme", carol).groups
+    acme("PATCH", f"/Groups/{gid}", _patch({"op": "remove", "path": f'members[value eq "{carol}"]'}), status=200)
+    assert name not in User.find("acme", carol).groups
+
+    # A rename follows into members' User.groups; DELETE takes it out.
+    acme("PATCH", f"/Groups/{gid}", _patch({"op": "add", "path": "members", "value": [{"value": bob}]}), status=200)
+    renamed = f"{name}-emea"
+    acme("PUT", f"/Groups/{gid}", {"schemas": [GROUP], "displayName": renamed, "members": [{"value": bob}]},
+         status=200)
+    groups = User.find("acme", bob).groups
+    assert renamed in groups and name not in groups
+    acme("DELETE", f"/Groups/{gid}", status=204)
+    assert renamed not in User.find("acme", bob).groups
+    _scim_error(acme("GET", f"/Groups/{gid}"), 404)
+
+
+# --- tenant isolation, tokens, roles --------------------------------------------------------
+
+def test_a_tenants_token_never_reaches_another_tenant(acme, globex):
+    hank = User.find_by_email("hank@globex.example").user_id
+    for method, body in (("GET", None), ("PUT", _user_body("hank@globex.example")),
+                         ("PATCH", _patch({"op": "replace", "value": {"active": False}})), ("DELETE", None)):
+        _scim_error(acme(method, f"/Users/{hank}", body), 404)
+    assert User.find("globex", hank).status == "active"
+    flt = acme("GET", "/Users", params={"filter": 'userName eq "hank@globex.example"'}, status=200).json()
+    assert flt["totalResults"] == 0
+    listing = acme("GET", "/Users", params={"filter": 'userName co "globex"'}, status=200).json()
+    assert listing["totalResults"] == 0
+    _scim_error(acme("POST", "/Users", _user_body(f"{_uniq('spy')}@globex.example")), 400, "invalidValue")
+    # Groups: globex's group is invisible to acme, and acme cannot put globex users in its groups.
+    g = globex("POST", "/Groups", {"schemas": [GROUP], "displayName": _uniq("globex-only"),
+                                   "members": [{"value": hank}]}, status=201).json()
+    _scim_error(acme("GET", f"/Groups/{g['id']}"), 404)
+    _scim_error(acme("DELETE", f"/Groups/{g['id']}"), 404)
+    assert g["id"] not in {x["id"] for x in acme("GET", "/Groups", status=200).json().get("Resources", [])}
+    _scim_error(acme("POST", "/Groups", {"schemas": [GROUP], "displayName": _uniq("steal"),
+                                         "members": [{"value": hank}]}), 400, "invalidValue")
+    globex("DELETE", f"/Groups/{g['id']}", status=204)
+    # And the other way round.
+    alice = User.find_by_email("alice@acme.example").user_id
+    _scim_error(globex("GET", f"/Users/{alice}"), 404)
+
+
+def test_missing_wrong_rotated_and_revoked_tokens_get_401(stack, acme, tokens):
+    for tok in ("", "nonsense", "scim_" + "x" * 43, tokens["globex"] + "x"):
+        body = _scim_error(acme("GET", "/Users", token=tok), 401)
+        assert body["error"]["code"] == "unauthorized"
+    assert acme("GET", "/ServiceProviderConfig", token="").status_code == 401
+    old = tokens["acme"]
+    tokens["acme"] = new = _new_token(stack, "alice@acme.example")  # rotate
+    _scim_error(acme("GET", "/Users", token=old), 401)
+    acme("GET", "/Users", token=new, params={"count": 1}, status=200)
+    # Globex rotating its own token leaves acme's alone.
+    tokens["globex"] = _new_token(stack, "gina@globex.example")
+    acme("GET", "/Users", token=new, params={"count": 1}, status=200)
+    admin = _admin(stack, "alice@acme.example")
+    status = requests.get(f"{stack.origin}/admin/scim/token", headers=admin, timeout=10).json()["scimToken"]
+    assert status["configured"] is True and "token" not in status
+    assert requests.delete(f"{stack.origin}/admin/scim/token", headers=admin, timeout=10).status_code == 200
+    _scim_error(acme("GET", "/Users", token=new), 401)
+    gone = requests.delete(f"{stack.origin}/admin/scim/token", headers=admin, timeout=10)
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
+    tokens["acme"] = _new_token(stack, "alice@acme.example")
+    audit = requests.get(f"{stack.origin}/admin/audit", params={"actionName": "scim.token.revoke"}, headers=admin,
+                         timeout=10).json()["entries"]
+    assert audit and audit[0]["actor"] == User.find_by_email("alice@acme.example").user_id
+
+
+def test_only_admins_manage_the_scim_token(stack, tokens):
+    member = _admin(stack, "bob@acme.example")
+    for method in ("GET", "POST", "DELETE"):
+        resp = requests.request(method, f"{stack.origin}/admin/scim/token", headers=member, timeout=10)
+        assert resp.status_code == 403 and resp.json()["error"]["code"] == "forbidden", (method, resp.text)
+    # A token of the wrong tenant's IdP is no admin here either (and a SCIM token is not an OIDC token).
+    resp = requests.post(f"{stack.origin}/admin/scim/token",
+                         headers={"Authorization": f"Bearer {tokens['acme']}"}, timeout=10)
+    assert resp.status_code == 401 and resp.json()["error"]["code"] == "unauthorized"
+    # acme's SCIM token still works: nothing above rotated it.
+    Scim(stack, tokens["acme"])("GET", "/Users", params={"count": 1}, status=200)
+
+
+def test_bad_requests_get_structured_errors(acme):
+    resp = requests.post(acme.base + "/Users", data="{not json", timeout=10,
+                         headers={"Authorization": f"Bearer {acme.token}", "Content-Type": SCIM_JSON})
+    _scim_error(resp, 400, "invalidSyntax")
+    _scim_error(acme("POST", "/Users", {"schemas": [USER]}), 400)
+    _scim_error(acme("POST", "/Users", _user_body("not-an-email")), 400, "invalidValue")
+    _scim_error(acme("POST", "/Users", _user_body(f"{_uniq('r')}@acme.example", roles=[{"value": "root"}])),
+                400, "invalidValue")
+    _scim_error(acme("PATCH", "/Users/nope", {"Operations": "x"}), 404)
+    _scim_error(acme("GET", "/Nope"), 404)
+    _scim_error(acme("GET", "/Users/a/b"), 404)
+    _scim_error(acme("GET", "/Users/" + "x" * 300), 404)
+    assert acme("GET", "/Users", params={"filter": 'id eq ""'}, status=200).json()["totalResults"] == 0
+    assert acme("GET", "/Groups", params={"filter": f'id eq "{"g" * 300}"'}, status=200).json()["totalResults"] == 0
+    _scim_error(acme("POST", "/Groups", {"schemas": [GROUP], "displayName": _uniq("g"),
+                                         "members": [{"value": "u" * 300}]}), 400, "invalidValue")
