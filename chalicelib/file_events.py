@@ -19,7 +19,7 @@ import logging
 from typing import Any
 from urllib.parse import unquote_plus
 
-from . import logs, runtime
+from . import logs, metrics, runtime
 from .services import files
 
 log = logging.getLogger("chat.file_events")
@@ -38,6 +38,7 @@ def _handle(bucket: str, key: str, version_id: str | None, source: str) -> None:
         logs.unbind(ctx)
 
 
+@metrics.flushed(FUNCTION_NAME)
 def on_s3_event(event: dict[str, Any]) -> None:
     """An S3 event notification (``{"Records": [{"eventSource": "aws:s3", ...}]}``)."""
     failed = 0
@@ -55,17 +56,32 @@ def on_s3_event(event: dict[str, Any]) -> None:
         raise RuntimeError(f"{failed} object event(s) failed")
 
 
+@metrics.flushed("file_scan_retry")
+def _release(file_id: str, release_at: int) -> None:
+    ctx = logs.bind(route="upload-release", fileId=file_id[:64])
+    try:
+        outcome = files.release_unused(runtime.files_env(), file_id, release_at)
+        log.info("upload form checked", extra={"outcome": outcome})
+    finally:
+        logs.unbind(ctx)
+
+
 def on_scan_retry(records: list[dict[str, Any]]) -> None:
-    """Delayed scan retries queued while the scanner was unavailable (SQS bodies ``{bucket, key, versionId}``)."""
+    """The files queue: delayed scan retries queued while the scanner was unavailable (bodies
+    ``{bucket, key, versionId}``) and checks of unused upload forms (``{fileId, releaseAt}``)."""
     failed = 0
     for record in records:
         try:
             body = json.loads(record.get("body") or "{}")
-            bucket, key = body["bucket"], body["key"]
-        except (ValueError, KeyError, TypeError):
+            release = (str(body["fileId"]), int(body["releaseAt"])) if "fileId" in body else None
+            bucket, key = (None, None) if release else (body["bucket"], body["key"])
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("bad scan retry message dropped")
             continue
         try:
+            if release:
+                _release(*release)
+                continue
             _handle(bucket, key, body.get("versionId"), "scan-retry")
         except Exception:  # noqa: BLE001
             log.exception("scan retry failed")

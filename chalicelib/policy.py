@@ -200,6 +200,25 @@ def history_cutoff(principal: Principal, conv: Conversation) -> int | None:
     return None
 
 
+def read_cutoff(principal: Principal, conv: Conversation, now_ms: int) -> int | None:
+    """What the guest side of an external conversation may read now (history, threads, sync, revisions).
+
+    After a revocation: its copy, up to ``revokedAt``.  While the connection is
+    active but a policy refuses (mode ``off``, not a listed partner or user,
+    outside the time window, a suspended tenant): nothing -
+    ``external_access_revoked`` naming the side - so what the host side writes
+    meanwhile does not cross by being pulled instead of pushed.  The host
+    side and same-company conversations are never limited (no extra request).
+    """
+    if principal.tenant_id == conv.tenant_id or not conv.tenants or len(conv.tenants) < 2:
+        return None
+    cutoff = history_cutoff(principal, conv)
+    if cutoff is not None:
+        return cutoff
+    crossing(principal.tenant_id, conv.tenant_id, now_ms, a_user=User.find(principal.tenant_id, principal.user_id))
+    return None
+
+
 def reachable_by_email(principal: Principal, me: User | None, email: str, now_ms: int) -> User:
     """A user of any tenant by exact email, if the caller (``me``, its directory entry) may start
     a conversation with them."""
@@ -217,32 +236,102 @@ def reachable_by_email(principal: Principal, me: User | None, email: str, now_ms
 
 
 # --- files (docs/files.md) ---------------------------------------------------------
-# Every file permission is decided here.  Today: members of a conversation of
-# their own tenant.  Federation extends these two (both tenants' external file
-# sharing policy) without touching chalicelib/services/files.py.
+# Every file permission is decided here: members of the conversation, and across
+# companies only while the connection's ``files`` toggle is on on BOTH sides and both
+# companies' external-access policies allow the two users (``crossing(purpose="files")``).
 
-def may_share_files(principal: Principal, conversation_id: str) -> tuple[Conversation, Member]:
-    """May the caller upload a file into this conversation?  Returns it and the membership.
+def _files_cross(principal: Principal, others: set[str], now_ms: int, peer_user: User | None = None) -> None:
+    """Refuse unless every other company in ``others`` shares files with the caller's now."""
+    if not others:
+        return
+    me = User.find(principal.tenant_id, principal.user_id)
+    for other in sorted(others):
+        crossing(principal.tenant_id, other, now_ms, purpose="files", a_user=me, b_user=peer_user)
 
-    Non-members get ``not_found``; a member from another company, or any member of an
-    external conversation (members of several companies), ``forbidden``.
+
+def may_share_files(principal: Principal, conversation_id: str, now_ms: int) -> tuple[Conversation, Member]:
+    """May the caller upload a file into this conversation now?  Returns it and the membership.
+
+    Non-members get ``not_found``.  In an external conversation (members of
+    several companies) the file would reach every company in it, so each other
+    company must share files with the caller's (both sides' ``files`` toggle,
+    both policies, both users): else ``external_access_revoked`` naming the
+    refusing side.  Same-company conversations cost nothing extra.
     """
     conv, member = access(principal, conversation_id, consistent=True)
-    if conv.tenant_id != principal.tenant_id or len(conv.tenants or ()) > 1:
-        raise Forbidden("Files cannot be shared in conversations with other companies.")
+    _files_cross(principal, set(conv.tenants or ()) - {principal.tenant_id}, now_ms)
     return conv, member
 
 
-def may_download(principal: Principal, file: Any) -> tuple[Conversation, Member]:
-    """May the caller fetch this file (a ``models.File``)?  Members of its conversation only.
+def may_download(principal: Principal, file: Any, now_ms: int) -> tuple[Conversation, Member]:
+    """May the caller fetch this file (a ``models.File``) now?  Members of its conversation only.
 
     Anyone who is not a member sees ``not_found`` (as if the file did not
-    exist); a member from another company ``forbidden``.
+    exist).  A member from another company than the uploader's may fetch it
+    only while the two companies share files and both policies allow the
+    caller and the uploader (``external_access_revoked`` otherwise, naming the
+    side): a revoke or a toggle turned off stops new download URLs at once.
     """
     try:
         conv, member = access(principal, file.conversation_id)
     except NotFound:
         raise NotFound("No such file.") from None
-    if file.tenant_id != principal.tenant_id or conv.tenant_id != principal.tenant_id:
-        raise Forbidden("Files of this conversation are not shared with your company.")
+    if file.tenant_id != principal.tenant_id:  # the uploader is the file's sender: both users must be allowed
+        tenant, user_id = file.uploader_key.split("#", 1)
+        uploader = User.find(tenant, user_id)  # a departed uploader's files stay (as its messages do)
+        _files_cross(principal, {file.tenant_id}, now_ms,
+                     peer_user=uploader if uploader is not None and uploader.active else None)
     return conv, member
+
+
+# --- people: display names for the user keys a client sees (users.get, docs/protocol.md) ---------
+
+def visible_people(principal: Principal, keys: list[str], now_ms: int) -> tuple[list[User], list[str]]:
+    """Directory entries behind ``keys`` ("<tenant>#<user>") the caller may see by name, and the rest.
+
+    Own company: every user, deactivated ones too (history keeps showing who
+    wrote an old message).  Another company: only active users, only while
+    the connection is active on both sides and both companies' policies allow
+    traffic now (``crossing``, with the caller's own entry for a ``users``
+    policy), and only users that company lets talk externally (its ``users``
+    /groups list): an enterprise admin's "no external access" user cannot be
+    enumerated by id.  Everything else - unknown, hidden, malformed by
+    content - lands in the second list alike, so nothing leaks.
+
+    Cost: 1 BatchGetItem for up to 100 users (the caller's own entry rides
+    along when other companies are asked about); then, only if other
+    companies' users were found, 1 BatchGetItem of the caller's side of those
+    connections and 1 of the tenants, plus one ``crossing`` (2 BatchGetItems)
+    per *connected* company asked about.  No scans, no Query.
+    """
+    wanted = list(dict.fromkeys(keys))
+    pairs = [tuple(k.split("#", 1)) for k in wanted]
+    mine = key_of(principal)
+    foreign = any(t != principal.tenant_id for t, _ in pairs)
+    ask = list(pairs) + ([(principal.tenant_id, principal.user_id)] if foreign and mine not in wanted else [])
+    found = {user_key(u.tenant_id, u.user_id): u for u in User.batch_get(ask)} if ask else {}
+    me = found.get(mine)
+    visible: dict[str, User] = {}
+    others: dict[str, list[User]] = {}
+    for k in wanted:
+        user = found.get(k)
+        if user is None:
+            continue
+        if user.tenant_id == principal.tenant_id:
+            visible[k] = user
+        elif user.active:
+            others.setdefault(user.tenant_id, []).append(user)
+    if others:
+        links = TenantLink.batch_get([(principal.tenant_id, t) for t in others])
+        connected = [lk.peer_tenant_id for lk in links if lk.state == "active"]
+        tenants = {t.tenant_id: t for t in Tenant.batch_get(connected)} if connected else {}
+        for tenant_id in connected:
+            try:
+                crossing(principal.tenant_id, tenant_id, now_ms, a_user=me)
+            except ExternalAccessDenied:
+                continue
+            tenant = tenants.get(tenant_id)
+            for user in others[tenant_id]:
+                if tenant is not None and not _tenant_refusal(tenant, principal.tenant_id, user, now_ms):
+                    visible[user_key(user.tenant_id, user.user_id)] = user
+    return [visible[k] for k in wanted if k in visible], [k for k in wanted if k not in visible]

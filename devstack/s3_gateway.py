@@ -17,6 +17,12 @@ URLs that would fail on AWS fail here too:
   form field the policy does not cover.
 * Anything else is anonymous: ``403 AccessDenied`` (the bucket blocks
   public access, as on AWS).
+* CORS, from the same rules the bucket is deployed with
+  (``chalicelib.services.files.cors_rules``): an ``OPTIONS`` preflight is
+  answered by the first rule matching the ``Origin``, the requested method
+  and headers (else ``403 CORSResponse``); any other response to a request
+  with a matching ``Origin`` carries the ``Access-Control-*`` headers, as S3
+  adds them (errors included).
 
 Errors are S3's XML bodies and codes (``AccessDenied``,
 ``SignatureDoesNotMatch``, ``EntityTooLarge``, ``EntityTooSmall``, ...).
@@ -118,8 +124,10 @@ class S3Front:
     def __init__(self, upstream: str, *, credentials: dict[str, str], region: str,
                  notifications: list[Notification] | tuple[Notification, ...] = (),
                  invoke: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 cors_rules: list[dict[str, Any]] | tuple[dict[str, Any], ...] = ()) -> None:
         self.upstream = upstream.rstrip("/")
+        self.cors_rules = list(cors_rules)
         self.credentials = credentials
         self.region = region
         self.notifications = list(notifications)
@@ -152,13 +160,79 @@ class S3Front:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         request_id = uuid.uuid4().hex[:16].upper()
         try:
-            return await self._handle(request, request_id)
+            if request.method == "OPTIONS":
+                return self._preflight(request, request_id)
+            resp = await self._handle(request, request_id)
         except S3Error as err:
-            return self._error(request, err, request_id)
+            resp = self._error(request, err, request_id)
         except Exception:  # noqa: BLE001 - S3 answers 500 InternalError, never a traceback
             log.exception("s3 front failed")
-            return self._error(request, S3Error(500, "InternalError", "We encountered an internal error. "
+            resp = self._error(request, S3Error(500, "InternalError", "We encountered an internal error. "
                                                 "Please try again."), request_id)
+        self._cors_headers(request, resp)
+        return resp
+
+    # --- CORS (the bucket's CorsConfiguration) --------------------------------------------
+
+    def _cors_rule(self, origin: str, method: str, headers: list[str]) -> dict[str, Any] | None:
+        """The first rule allowing this origin, method and every requested header (S3's order)."""
+        for rule in self.cors_rules:
+            if not any(fnmatch.fnmatchcase(origin, pattern) for pattern in rule.get("AllowedOrigins", [])):
+                continue
+            if method not in rule.get("AllowedMethods", []):
+                continue
+            allowed = [h.lower() for h in rule.get("AllowedHeaders", [])]
+            if all(any(fnmatch.fnmatchcase(h.lower(), a) for a in allowed) for h in headers):
+                return rule
+        return None
+
+    @staticmethod
+    def _allow(rule: dict[str, Any], origin: str) -> dict[str, str]:
+        wildcard = "*" in rule.get("AllowedOrigins", [])
+        out = {"Access-Control-Allow-Origin": "*" if wildcard else origin,
+               "Access-Control-Allow-Methods": ", ".join(rule["AllowedMethods"]),
+               "Vary": "Origin, Access-Control-Request-Headers, Access-Control-Request-Method"}
+        if not wildcard:
+            out["Access-Control-Allow-Credentials"] = "true"
+        if rule.get("ExposedHeaders"):
+            out["Access-Control-Expose-Headers"] = ", ".join(rule["ExposedHeaders"])
+        if rule.get("MaxAge") is not None:
+            out["Access-Control-Max-Age"] = str(rule["MaxAge"])
+        return out
+
+    def _preflight(self, request: web.Request, request_id: str) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        method = request.headers.get("Access-Control-Request-Method")
+        if not origin:
+            raise S3Error(400, "BadRequest", "Insufficient information. Origin request header needed.")
+        if not method:
+            raise S3Error(400, "BadRequest", "Invalid Access-Control-Request-Method: null")
+        if not self.cors_rules:
+            raise S3Error(403, "CORSResponse", "CORS is not enabled for this bucket.")
+        wanted = [h.strip() for h in request.headers.get("Access-Control-Request-Headers", "").split(",")
+                  if h.strip()]
+        rule = self._cors_rule(origin, method, wanted)
+        if rule is None:
+            raise S3Error(403, "CORSResponse", "This CORS request is not allowed. This is usually because the "
+                                               "evalution of Origin, request method / Access-Control-Request-Method "
+                                               "or Access-Control-Request-Headers are not whitelisted by the "
+                                               "resource's CORS spec.")
+        headers = {**self._allow(rule, origin), "x-amz-request-id": request_id, "Content-Length": "0"}
+        if wanted:
+            headers["Access-Control-Allow-Headers"] = ", ".join(wanted)
+        return web.Response(status=200, headers=headers)
+
+    def _cors_headers(self, request: web.Request, resp: web.StreamResponse) -> None:
+        if resp.prepared:
+            return
+        for name in [h for h in resp.headers if h.lower().startswith("access-control-")]:
+            del resp.headers[name]  # moto's server allows every origin; the bucket's rules decide here
+        origin = request.headers.get("Origin")
+        if not origin or not self.cors_rules:
+            return
+        rule = self._cors_rule(origin, request.method, [])
+        if rule is not None:
+            resp.headers.update(self._allow(rule, origin))
 
     async def _handle(self, request: web.Request, request_id: str) -> web.StreamResponse:
         raw_path = request.rel_url.raw_path
@@ -179,8 +253,6 @@ class S3Front:
                                                  "Please use AWS4-HMAC-SHA256.")
         elif request.method == "POST" and bucket and not raw_key and ctype.startswith("multipart/form-data"):
             return await self._post_object(request, bucket, request_id)
-        elif request.method == "OPTIONS":
-            raise S3Error(403, "CORSResponse", "CORS is not enabled for this bucket.")
         else:
             raise access_denied()
         resp = await self._forward(request.method, raw_path, request.rel_url.raw_query_string,

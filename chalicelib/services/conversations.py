@@ -10,7 +10,7 @@ from pynamodb.exceptions import TransactWriteError
 from .. import policy
 from ..models import Conversation, Member, User, transaction, user_key
 from ..protocol.errors import Conflict, NotFound, ValidationFailed
-from .context import Call
+from .context import Call, offset_cursor
 from .events import member_keys, send_to_users
 
 MAX_INBOX = 1000  # memberships read to build one inbox (documented limit)
@@ -30,6 +30,21 @@ def conversation_view(conv: Conversation, member: Member | None = None) -> dict[
         view["role"] = member.role
         view["lastReadSeq"] = int(member.last_read_seq or 0)
         view["unread"] = max(0, view["lastSeq"] - view["lastReadSeq"])
+    return view
+
+
+def _own_view(call: Call, conv: Conversation, member: Member | None) -> dict[str, Any]:
+    """The caller's view: the guest side of an external conversation sees no preview of what it may
+    not read (written after a revocation, or while a policy refuses; see ``policy.read_cutoff``)."""
+    view = conversation_view(conv, member)
+    last = view["lastMessage"]
+    if last and len(conv.tenants or ()) > 1 and conv.tenant_id != call.principal.tenant_id:
+        try:
+            cutoff = policy.read_cutoff(call.principal, conv, call.now_ms())
+        except policy.ExternalAccessDenied:
+            cutoff = -1
+        if cutoff is not None and int(last.get("at") or 0) > cutoff:
+            view["lastMessage"] = None
     return view
 
 
@@ -59,7 +74,7 @@ def create(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         conv_id = _direct_id(policy.key_of(p), user_key(users[0].tenant_id, users[0].user_id))
         existing = Conversation.find(conv_id, consistent=True)
         if existing is not None:
-            return {"conversation": conversation_view(existing, Member.find(conv_id, policy.key_of(p))),
+            return {"conversation": _own_view(call, existing, Member.find(conv_id, policy.key_of(p))),
                     "created": False}
         name = None
     else:
@@ -112,7 +127,7 @@ def _by_email(call: Call, emails: list[str]) -> list[User]:
 
 def get(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     conv, member = policy.access(call.principal, body["conversationId"])
-    return {"conversation": conversation_view(conv, member)}
+    return {"conversation": _own_view(call, conv, member)}
 
 
 def inbox(call: Call, body: dict[str, Any]) -> dict[str, Any]:
@@ -122,7 +137,7 @@ def inbox(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     100, sorted in memory; the cursor is the position after the last item.
     """
     limit = int(body.get("limit") or call.settings.page_size)
-    start = int(body.get("cursor") or 0)
+    start = offset_cursor(body.get("cursor"))
     members: dict[str, Member] = {}
     for m in Member.of_user(policy.key_of(call.principal)):
         members[m.conversation_id] = m
@@ -132,7 +147,7 @@ def inbox(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     convs.sort(key=lambda c: (-(c.last_activity_at or 0), c.conversation_id))
     page = convs[start:start + limit]
     nxt = start + limit if start + limit < len(convs) else None
-    return {"conversations": [conversation_view(c, members[c.conversation_id]) for c in page],
+    return {"conversations": [_own_view(call, c, members[c.conversation_id]) for c in page],
             "nextCursor": str(nxt) if nxt is not None else None}
 
 
