@@ -16,12 +16,17 @@ from typing import Any, Callable, Iterable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from . import metrics
+
 log = logging.getLogger(__name__)
 
 RETRYABLE_CODES = frozenset({
     "LimitExceededException", "ThrottlingException", "TooManyRequestsException",
     "InternalServerError", "InternalFailure", "ServiceUnavailable",
 })
+
+
+_OUTCOME_METRIC = {"delivered": "DeliveriesPosted", "gone": "DeliveriesGone", "failed": "DeliveriesFailed"}
 
 
 @dataclass
@@ -70,13 +75,17 @@ class Delivery:
     def _forget(self, connection_id: str) -> None:
         try:
             self._on_gone(connection_id)
+            metrics.count("GoneCleanups")
         except Exception:  # noqa: BLE001 - cleanup is best effort; TTL removes leftovers
+            metrics.count("GoneCleanupFailures")
             log.exception("gone-connection cleanup failed", extra={"connectionId": connection_id})
 
     def send(self, connection_id: str, data: str | bytes) -> str:
         """Post one frame; returns ``delivered``, ``gone`` or ``failed``."""
         payload = data.encode("utf-8") if isinstance(data, str) else data
-        return self._post_one(connection_id, payload)
+        outcome = self._post_one(connection_id, payload)
+        metrics.count(_OUTCOME_METRIC[outcome])
+        return outcome
 
     def fan_out(self, connection_ids: Iterable[str], data: str | bytes) -> DeliveryReport:
         """Post the same frame to many connections, at most ``max_in_flight`` at once."""
@@ -92,4 +101,8 @@ class Delivery:
                 outcomes = list(pool.map(lambda cid: self._post_one(cid, payload), ids))
         for cid, outcome in zip(ids, outcomes):
             getattr(report, outcome).append(cid)
+        # Counted once per fan-out, not per post: the invocation's single EMF line sums them.
+        metrics.count("DeliveriesPosted", len(report.delivered))
+        metrics.count("DeliveriesGone", len(report.gone))
+        metrics.count("DeliveriesFailed", len(report.failed))
         return report

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from . import logs, runtime
+from . import logs, metrics, runtime
 from .auth import token_from_authorization
 from .config import settings
 from .protocol import frames, schemas
@@ -48,6 +48,7 @@ def _int_params(query: dict[str, str] | None, names: tuple[str, ...]) -> dict[st
     return out
 
 
+@metrics.flushed("api_handler")
 def handle(headers: dict[str, str] | None, raw_body: bytes | str | None, query: dict[str, str] | None,
            action: str, fn: Callable[..., dict[str, Any]], path_fields: dict[str, Any],
            query_names: tuple[str, ...] = (), status: int = 200, context: dict[str, Any] | None = None) -> Reply:
@@ -75,9 +76,11 @@ def handle(headers: dict[str, str] | None, raw_body: bytes | str | None, query: 
             {"Content-Type": "application/json"}
     except ChatError as err:
         log.info("rest request refused", extra={"code": err.code, "reason": err.message})
+        metrics.refusal(err.code)
         return _error(err)
     except Exception:  # noqa: BLE001 - never leak a traceback
         log.exception("rest request failed")
+        metrics.count("InternalErrors")
         return _error(Internal())
     finally:
         logs.unbind(ctx)

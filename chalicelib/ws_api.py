@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from . import logs, runtime
+from . import logs, metrics, runtime
 from .auth import Principal, token_from_ws_connect
 from .models import user_key
 from .config import settings
 from .protocol import frames
 from .protocol.errors import ChatError, Internal
 from .services import connections, conversations, files, messages, presence
+from .services import people
 from .services.context import Call
 
 log = logging.getLogger("chat.ws")
@@ -81,6 +82,8 @@ ACTIONS: dict[str, tuple[Handler, bool]] = {
     "presence.unsubscribe": (_presence(presence.unsubscribe, with_connection=True), True),
     "file.upload.request": (_service(files.request_upload), True),
     "file.download.request": (_service(files.request_download), True),
+    # people: display names for the user keys clients see (docs/protocol.md "People")
+    "users.get": (_service(people.get_users), True),
 }
 
 
@@ -90,6 +93,7 @@ def _context(event: dict[str, Any]) -> dict[str, Any]:
     return ctx
 
 
+@metrics.flushed("websocket_connect")
 def on_connect(event: dict[str, Any]) -> dict[str, Any]:
     """$connect: verify the token, register the connection, or refuse the handshake."""
     ctx = _context(event)
@@ -115,14 +119,17 @@ def on_connect(event: dict[str, Any]) -> dict[str, Any]:
         return response
     except ChatError as err:
         log.info("connect refused", extra={"code": err.code, "reason": err.message})
+        metrics.refusal(err.code)
         return {"statusCode": err.status, "body": frames.dumps({"error": err.to_body()})}
     except Exception:  # noqa: BLE001 - never leak a traceback to the client
         log.exception("connect failed")
+        metrics.count("InternalErrors")
         return {"statusCode": 500, "body": frames.dumps({"error": Internal().to_body()})}
     finally:
         logs.unbind(token_ctx)
 
 
+@metrics.flushed("websocket_disconnect")
 def on_disconnect(event: dict[str, Any]) -> dict[str, Any]:
     ctx = _context(event)
     cid = ctx.get("connectionId", "")
@@ -139,6 +146,7 @@ def on_disconnect(event: dict[str, Any]) -> dict[str, Any]:
     return {"statusCode": 200}
 
 
+@metrics.flushed("websocket_message")
 def on_message(event: dict[str, Any]) -> dict[str, Any]:
     """$default: one frame in, one ack/result or error frame out (plus any events)."""
     ctx = _context(event)
@@ -154,12 +162,15 @@ def on_message(event: dict[str, Any]) -> dict[str, Any]:
         reply = handler(principal, frame, cid)
     except frames.FrameError as err:
         log.info("frame rejected", extra={"code": err.error.code, "reason": err.error.message})
+        metrics.refusal(err.error.code)
         reply = frames.error_frame(err.error, err.request_id)
     except ChatError as err:
         log.info("action refused", extra={"code": err.code, "reason": err.message})
+        metrics.refusal(err.code)
         reply = frames.error_frame(err, request_id)
     except Exception:  # noqa: BLE001 - never leak a traceback to the client
         log.exception("action failed")
+        metrics.count("InternalErrors")
         reply = frames.error_frame(Internal(), request_id)
     try:
         if reply is not None:
@@ -177,6 +188,7 @@ def _publish_presence(key: str) -> None:
         log.exception("presence publish failed")
 
 
+@metrics.flushed("presence_flush")
 def on_presence_flush(records: list[dict[str, Any]]) -> None:
     """Delayed presence publications (queue messages ``{"userKey": ...}``)."""
     env = runtime.presence_env()

@@ -1,6 +1,8 @@
 // Reference web client for the local stack: the WebSocket protocol of docs/protocol.md, no dependencies.
 // Sign in through the dev identity provider, inbox with unread counts, conversations, live messages,
-// presence, and a socket that reconnects by itself with jittered backoff and syncs what it missed.
+// edits, deletes, reactions, threads, read receipts, typing, presence with custom status, files
+// (presigned POST straight to storage, scanned notice, presigned download), external conversations
+// marked as such, and a socket that reconnects by itself with jittered backoff and syncs what it missed.
 
 const params = new URLSearchParams(location.search);
 const BACKOFF_INITIAL_MS = Number(params.get("backoff")) || 500; // ?backoff=ms (tests slow it down)
@@ -143,10 +145,11 @@ export class ChatClient extends EventTarget {
   }
 
   // Idempotent send: one clientMessageId for every retry (lost connection, timeout, rate limit).
-  async send(conversationId, body, clientMessageId = randomId()) {
+  async send(conversationId, body, clientMessageId = randomId(), threadRootSeq = null) {
+    const fields = { conversationId, clientMessageId, body, ...(threadRootSeq != null ? { threadRootSeq } : {}) };
     for (let attempt = 1; ; attempt += 1) {
       try {
-        return await this.call("message.send", { conversationId, clientMessageId, body });
+        return await this.call("message.send", fields);
       } catch (err) {
         const retriable = ["connection_lost", "timeout", "internal", "rate_limited"].includes(err.code);
         if (!retriable || attempt >= 8) throw err;
@@ -214,31 +217,99 @@ export class ChatClient extends EventTarget {
 
 // --- the page --------------------------------------------------------------------------------
 
+const REACTIONS = ["👍", "❤️", "😂", "🎉", "👀", "✅"];
+const MANAGER_ROLES = new Set(["owner", "admin"]);
+
 const state = {
-  me: null, // {email, sub, name}
+  me: null, // {email, sub, tenant, name}
   convs: new Map(), // conversationId -> conversation view (with unread)
-  members: new Map(), // conversationId -> [{tenantId, userId}]
-  presence: new Map(), // "tenant#user" -> {status, custom}
+  members: new Map(), // conversationId -> [{tenantId, userId, role, lastReadSeq}]
+  presence: new Map(), // "tenant#user" -> {status, custom, updatedAt}
   open: null, // open conversationId
-  messages: [], // of the open conversation, oldest first
+  messages: [], // of the open conversation, oldest first (thread replies included; the timeline hides them)
   typing: new Map(), // userKey -> expiresAt (open conversation)
+  thread: null, // {conversationId, rootSeq, root, replies} of the open thread panel
+  mine: new Map(), // "conv#seq" -> Set of emojis I reacted with (what this device has seen)
+  uploads: new Map(), // fileId -> {conversationId, name, status: uploading|scanning|rejected, message}
+  editing: null, // seq being edited inline
+  confirmDelete: null, // seq whose delete waits for a second click
+  people: new Map(), // "tenant#user" -> {displayName, external, ...} from users.get, or null (not visible)
 };
 let chat = null;
 
 const userKey = (u) => `${u.tenantId}#${u.userId}`;
-const isMe = (u) => state.me && u && u.userId === state.me.sub;
-const label = (u) => (isMe(u) ? "you" : `${u.userId.slice(0, 8)}${u.tenantId !== state.me.tenant ? `@${u.tenantId}` : ""}`);
+const isMe = (u) => state.me && u && u.userId === state.me.sub && u.tenantId === state.me.tenant;
+const isExternalUser = (u) => state.me && u && u.tenantId !== state.me.tenant;
+// A person's display name (users.get, cached for the session); the id's prefix until it is known,
+// or for good when the server does not show this person to us.
+function nameOf(u) {
+  const p = state.people.get(userKey(u));
+  if (p) return p.displayName;
+  if (p === undefined) wantPeople([userKey(u)]);
+  return u.userId.slice(0, 8);
+}
+const label = (u) => (isMe(u) ? "you" : `${nameOf(u)}${isExternalUser(u) ? ` (${u.tenantId})` : ""}`);
 const statusOf = (u) => (state.presence.get(userKey(u)) || {}).status || "offline";
+const reactKey = (conversationId, seq) => `${conversationId}#${seq}`;
+
+// Names are fetched in batches: every key asked for during one render goes in one users.get
+// (100 keys per request); the page re-renders once the answers are in.
+const peopleQueue = new Set();
+const peopleAsked = new Set();
+let peopleTimer = null;
+
+function wantPeople(keys) {
+  for (const k of keys) if (!state.people.has(k) && !peopleAsked.has(k)) peopleQueue.add(k);
+  if (peopleQueue.size && !peopleTimer && chat) peopleTimer = setTimeout(resolvePeople, 20);
+}
+
+async function resolvePeople() {
+  peopleTimer = null;
+  const keys = [...peopleQueue];
+  peopleQueue.clear();
+  keys.forEach((k) => peopleAsked.add(k));
+  const batches = [];
+  for (let i = 0; i < keys.length; i += 100) batches.push(keys.slice(i, i + 100));
+  const results = await Promise.allSettled(batches.map((b) => chat.call("users.get", { keys: b })));
+  let learned = false;
+  results.forEach((r, i) => {
+    batches[i].forEach((k) => peopleAsked.delete(k)); // failed batches are asked again at the next render
+    if (r.status !== "fulfilled") return;
+    for (const p of r.value.users || []) state.people.set(userKey(p), p);
+    for (const k of r.value.notFound || []) state.people.set(k, null);
+    learned = true;
+  });
+  if (learned) { renderAll(); renderRoster(); renderTyping(); }
+}
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
     if (k === "class") node.className = v;
-    else if (k.startsWith("data-")) node.setAttribute(k, v);
+    else if (k.startsWith("data-") || k.startsWith("aria-") || k === "title" || k === "role") node.setAttribute(k, v);
     else node[k] = v;
   }
-  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
   return node; // user content only ever goes in as text nodes
+}
+
+function flash(text) {
+  const box = $("notice");
+  box.textContent = text;
+  box.classList.remove("hidden");
+  clearTimeout(flash.timer);
+  flash.timer = setTimeout(() => box.classList.add("hidden"), 6000);
+}
+
+function otherTenants(conv) {
+  const mine = state.me ? state.me.tenant : null;
+  const fromConv = (conv.tenants || []).filter((t) => t !== mine);
+  const fromMembers = (state.members.get(conv.conversationId) || []).map((u) => u.tenantId).filter((t) => t !== mine);
+  return [...new Set([...fromConv, ...fromMembers])].sort();
 }
 
 function title(conv) {
@@ -248,14 +319,28 @@ function title(conv) {
   return conv.kind === "direct" ? "Direct message" : `Group (${conv.memberCount})`;
 }
 
+function myRole(conversationId) {
+  const me = (state.members.get(conversationId) || []).find(isMe);
+  return me ? me.role : null;
+}
+
+function customText(custom) {
+  if (!custom || !(custom.text || custom.emoji)) return "";
+  return `${custom.emoji || ""} ${custom.text || ""}`.trim();
+}
+
+// --- rendering ---------------------------------------------------------------------------------
+
 function renderInbox() {
   const list = $("inbox");
   const convs = [...state.convs.values()].sort((a, b) => (b.lastActivityAt || 0) - (a.lastActivityAt || 0));
   list.replaceChildren(...convs.map((c) => {
     const others = (state.members.get(c.conversationId) || []).filter((u) => !isMe(u));
     const dot = c.kind === "direct" && others.length === 1 ? [el("span", { class: `dot ${statusOf(others[0])}` }), " "] : [];
-    const li = el("li", { class: c.conversationId === state.open ? "open" : "", "data-conversation": c.conversationId },
-      el("span", { class: "title" }, ...dot, title(c), ...(c.external ? [el("span", { class: "badge" }, "external")] : [])),
+    const ext = c.external ? el("span", { class: "badge external", title: `shared with ${otherTenants(c).join(", ") || "another company"}` }, "external") : null;
+    const li = el("li", { class: `${c.conversationId === state.open ? "open" : ""}${c.external ? " ext" : ""}`,
+                          "data-conversation": c.conversationId, "data-external": String(Boolean(c.external)) },
+      el("span", { class: "title" }, dot, el("span", { class: "name" }, title(c)), ext),
       c.unread ? el("span", { class: "unread", "data-unread": String(c.unread) }, String(c.unread)) : el("span"),
       el("span", { class: "preview" }, c.lastMessage ? c.lastMessage.text || "" : "no messages yet"));
     li.onclick = () => openConversation(c.conversationId);
@@ -263,45 +348,186 @@ function renderInbox() {
   }));
 }
 
+function fileBody(m) {
+  if (!m.file) return el("span", {}, "file removed");
+  return el("span", { class: "file" },
+    el("span", { class: "file-name" }, `📎 ${m.file.name}`),
+    el("span", { class: "file-size" }, ` ${formatSize(m.file.size)}`),
+    el("button", { class: "download", type: "button", "data-file": m.file.fileId, onclick: () => download(m.file) }, "Download"));
+}
+
+function formatSize(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+function reactionChips(m) {
+  const mine = state.mine.get(reactKey(m.conversationId, m.seq)) || new Set();
+  const entries = Object.entries(m.reactions || {}).filter(([, n]) => n > 0);
+  if (!entries.length) return null;
+  return el("div", { class: "reactions" }, entries.map(([emoji, n]) =>
+    el("button", { type: "button", class: `chip${mine.has(emoji) ? " mine" : ""}`, "data-emoji": emoji, "data-count": String(n),
+                   title: mine.has(emoji) ? "remove your reaction" : "react", onclick: () => react(m, emoji) },
+      `${emoji} ${n}`)));
+}
+
+function messageActions(m, inThread) {
+  if (m.deleted || !m.seq) return null;
+  const mineMsg = isMe(m.sender);
+  const canDelete = mineMsg || MANAGER_ROLES.has(myRole(m.conversationId));
+  if (state.confirmDelete === m.seq) {
+    return el("div", { class: "actions confirm" }, "Delete this message? ",
+      el("button", { type: "button", class: "danger", "data-action": "confirm-delete", onclick: () => removeMessage(m) }, "Delete"),
+      el("button", { type: "button", "data-action": "cancel-delete", onclick: () => { state.confirmDelete = null; renderAll(); } }, "Cancel"));
+  }
+  const palette = el("span", { class: "palette" }, REACTIONS.map((emoji) =>
+    el("button", { type: "button", class: "pick", "data-emoji": emoji, title: `react ${emoji}`, onclick: () => react(m, emoji) }, emoji)));
+  return el("div", { class: "actions" }, palette,
+    !inThread && m.threadRootSeq == null
+      ? el("button", { type: "button", "data-action": "thread", title: "reply in thread", onclick: () => openThread(m.conversationId, m.seq) }, "💬") : null,
+    mineMsg && m.kind !== "file"
+      ? el("button", { type: "button", "data-action": "edit", title: "edit", onclick: () => { state.editing = m.seq; renderAll(); } }, "✏️") : null,
+    canDelete
+      ? el("button", { type: "button", "data-action": "delete", title: "delete", onclick: () => { state.confirmDelete = m.seq; renderAll(); } }, "🗑") : null);
+}
+
+function editor(m) {
+  const input = el("input", { class: "edit-input", value: m.body || "", "aria-label": "edit message" });
+  const save = async () => {
+    const body = input.value.trim();
+    state.editing = null;
+    if (body && body !== m.body) {
+      try {
+        const res = await chat.call("message.edit", { conversationId: m.conversationId, seq: m.seq, body });
+        upsertMessage(res.message);
+      } catch (err) { flash(`Not edited: ${err.message}`); }
+    }
+    renderAll();
+  };
+  input.onkeydown = (e) => {
+    if (e.key === "Enter") { e.preventDefault(); save(); }
+    if (e.key === "Escape") { state.editing = null; renderAll(); }
+  };
+  setTimeout(() => input.focus(), 0);
+  return el("div", { class: "editor" }, input,
+    el("button", { type: "button", class: "primary", "data-action": "save-edit", onclick: save }, "Save"),
+    el("button", { type: "button", onclick: () => { state.editing = null; renderAll(); } }, "Cancel"));
+}
+
+// Who has read up to exactly this message: each other member is shown under the newest
+// top-level message at or below their read marker.
+function receiptsByMessage(list) {
+  const conv = state.convs.get(state.open);
+  const out = new Map();
+  if (!conv || conv.receipts === false) return out;
+  const seqs = list.filter((m) => m.seq).map((m) => m.seq);
+  for (const u of state.members.get(state.open) || []) {
+    if (isMe(u) || !u.lastReadSeq) continue;
+    const at = seqs.filter((s) => s <= u.lastReadSeq).at(-1);
+    if (at === undefined) continue;
+    if (!out.has(at)) out.set(at, []);
+    out.get(at).push(u);
+  }
+  return out;
+}
+
+function messageNode(m, { inThread = false, receipts = null } = {}) {
+  const when = new Date(m.createdAt || Date.now()).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const external = isExternalUser(m.sender);
+  let body;
+  if (m.deleted) body = el("div", { class: "body" }, "message deleted");
+  else if (state.editing === m.seq && !inThread) body = editor(m);
+  else body = el("div", { class: "body" }, m.kind === "file" ? fileBody(m) : m.body);
+  const replies = !inThread && m.threadRootSeq == null && m.replyCount
+    ? el("button", { type: "button", class: "replies", "data-replies": String(m.replyCount), onclick: () => openThread(m.conversationId, m.seq) },
+      `💬 ${m.replyCount} ${m.replyCount === 1 ? "reply" : "replies"}`) : null;
+  const seen = receipts && receipts.length
+    ? el("div", { class: "receipt", "data-seen-by": receipts.map((u) => u.userId).join(" ") }, `✓✓ Seen by ${receipts.map(label).join(", ")}`) : null;
+  return el("div", {
+    class: `msg${isMe(m.sender) ? " mine" : ""}${m.pending ? " pending" : ""}${m.deleted ? " deleted" : ""}${m.kind === "file" ? " filemsg" : ""}`,
+    "data-seq": String(m.seq || ""), "data-kind": m.kind || "text" },
+  el("div", { class: "meta" }, el("span", { class: "sender", "data-user": m.sender.userId }, isMe(m.sender) ? "you" : nameOf(m.sender)),
+    external ? el("span", { class: "badge external small" }, m.sender.tenantId) : null,
+    ` · ${m.pending ? "sending…" : when}`, m.editedAt && !m.deleted ? el("span", { class: "edited" }, " · edited") : null),
+  body, m.deleted ? null : reactionChips(m), replies, messageActions(m, inThread), seen);
+}
+
 function renderMessages() {
   const box = $("messages");
   if (!state.open) return;
-  if (!state.messages.length) {
+  const top = state.messages.filter((m) => m.threadRootSeq == null);
+  const uploads = [...state.uploads.entries()].filter(([, u]) => u.conversationId === state.open);
+  if (!top.length && !uploads.length) {
     box.replaceChildren(el("div", { class: "empty" }, "No messages yet. Say hello."));
     return;
   }
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
-  box.replaceChildren(...state.messages.map((m) => {
-    const when = new Date(m.createdAt || Date.now()).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    const body = m.deleted ? "message deleted" : m.kind === "file" && m.file ? `📎 ${m.file.name} (${m.file.size} bytes)` : m.body;
-    return el("div", { class: `msg${isMe(m.sender) ? " mine" : ""}${m.pending ? " pending" : ""}${m.deleted ? " deleted" : ""}`,
-                       "data-seq": String(m.seq || "") },
-      el("div", { class: "meta" }, `${label(m.sender)} · ${m.pending ? "sending…" : when}${m.editedAt ? " · edited" : ""}`),
-      el("div", { class: "body" }, body));
-  }));
-  if (atBottom || state.messages.length < 30) box.scrollTop = box.scrollHeight;
+  const receipts = receiptsByMessage(top);
+  box.replaceChildren(...top.map((m) => messageNode(m, { receipts: receipts.get(m.seq) })),
+    ...uploads.map(([fileId, u]) => el("div", { class: `upload ${u.status}`, "data-file": fileId, "data-status": u.status },
+      `📎 ${u.name} — ${u.status === "uploading" ? "uploading…" : u.status === "scanning" ? "scanning…" : `refused: ${u.message}`}`,
+      u.status === "rejected" ? el("button", { type: "button", onclick: () => { state.uploads.delete(fileId); renderMessages(); } }, "Dismiss") : null)));
+  if (atBottom || top.length < 30) box.scrollTop = box.scrollHeight;
+}
+
+function renderThread() {
+  const panel = $("thread");
+  const t = state.thread;
+  if (!t || t.conversationId !== state.open) {
+    panel.classList.add("hidden");
+    $("people").classList.remove("hidden");
+    return;
+  }
+  panel.classList.remove("hidden");
+  $("people").classList.add("hidden");
+  const root = state.messages.find((m) => m.seq === t.rootSeq) || t.root;
+  const replies = state.messages.filter((m) => m.threadRootSeq === t.rootSeq).sort((a, b) => (a.seq || Infinity) - (b.seq || Infinity));
+  $("thread-messages").replaceChildren(
+    root ? messageNode(root, { inThread: true }) : el("div", { class: "empty" }, "loading…"),
+    el("div", { class: "thread-count" }, `${replies.length} ${replies.length === 1 ? "reply" : "replies"}`),
+    ...replies.map((m) => messageNode(m, { inThread: true })));
 }
 
 function renderHeader() {
   const conv = state.convs.get(state.open);
   if (!conv) return;
-  $("conv-name").replaceChildren(title(conv), ...(conv.external ? [el("span", { class: "badge" }, "external")] : []));
-  $("conv-members").replaceChildren(...(state.members.get(conv.conversationId) || []).map((u) =>
-    el("span", { "data-user": u.userId }, el("span", { class: `dot ${statusOf(u)}` }), ` ${label(u)}`)));
+  const others = otherTenants(conv);
+  const head = $("convhead");
+  head.classList.toggle("external", Boolean(conv.external));
+  head.dataset.external = String(Boolean(conv.external));
+  $("conv-name").replaceChildren(title(conv), ...(conv.external ? [el("span", { class: "badge external" }, "external")] : []));
+  $("conv-banner").replaceChildren(...(conv.external
+    ? [el("strong", {}, "External conversation"), ` with people from ${others.join(", ") || "another company"}. Messages and files you share here leave ${state.me.tenant}.`]
+    : []));
+  $("conv-banner").classList.toggle("hidden", !conv.external);
+  $("conv-members").replaceChildren(...(state.members.get(conv.conversationId) || []).map((u) => {
+    const p = state.presence.get(userKey(u));
+    return el("span", { "data-user": u.userId, "data-tenant": u.tenantId, class: isExternalUser(u) ? "member ext" : "member",
+                        title: p && customText(p.custom) ? customText(p.custom) : statusOf(u) },
+      el("span", { class: `dot ${statusOf(u)}` }), el("span", { class: "who" }, ` ${isMe(u) ? "you" : nameOf(u)}`),
+      isExternalUser(u) ? el("span", { class: "badge external small" }, u.tenantId) : null);
+  }));
+  $("composer-input").placeholder = conv.external ? `Message (shared with ${others.join(", ") || "another company"})` : "Write a message";
 }
 
 function renderRoster() {
   const items = [...state.presence.entries()].filter(([k]) => !state.me || k !== `${state.me.tenant}#${state.me.sub}`);
   $("roster").replaceChildren(...items.map(([key, p]) => {
     const [tenantId, userId] = key.split("#");
-    const custom = p.custom && (p.custom.text || p.custom.emoji) ? ` · ${p.custom.emoji || ""} ${p.custom.text || ""}` : "";
-    return el("li", { "data-user": userId, "data-status": p.status },
-      el("span", { class: `dot ${p.status}` }), label({ tenantId, userId }),
-      el("span", { class: "status-text" }, `${p.status.replace(/_/g, " ")}${custom}`));
+    const custom = customText(p.custom);
+    return el("li", { "data-user": userId, "data-status": p.status, "data-custom": custom },
+      el("span", { class: `dot ${p.status}` }),
+      el("span", { class: "who" }, nameOf({ tenantId, userId }),
+        tenantId !== state.me.tenant ? el("span", { class: "badge external small" }, tenantId) : null),
+      el("span", { class: "status-text" }, `${p.status.replace(/_/g, " ")}${custom ? ` · ${custom}` : ""}`));
   }));
   const mine = state.me && state.presence.get(`${state.me.tenant}#${state.me.sub}`);
   $("my-dot").className = `dot ${mine ? mine.status : "available"}`;
+  if (mine && MANUAL.has(mine.status) && $("my-status").value !== mine.status) $("my-status").value = mine.status;
+  $("my-custom").textContent = mine ? customText(mine.custom) : "";
 }
+const MANUAL = new Set(["available", "away", "busy", "do_not_disturb", "in_meeting"]);
 
 function renderTyping() {
   const now = Date.now();
@@ -312,11 +538,21 @@ function renderTyping() {
   $("typing").textContent = who.length ? `${who.join(", ")} ${who.length > 1 ? "are" : "is"} typing…` : "";
 }
 
-async function loadMembers(conversationId) {
-  if (state.members.has(conversationId)) return;
+function renderAll() {
+  renderInbox();
+  renderHeader();
+  renderMessages();
+  renderThread();
+}
+
+// --- loading -----------------------------------------------------------------------------------
+
+async function loadMembers(conversationId, fresh = false) {
+  if (state.members.has(conversationId) && !fresh) return;
   try {
     const res = await chat.call("member.list", { conversationId });
-    state.members.set(conversationId, res.members.map((m) => ({ tenantId: m.tenantId, userId: m.userId })));
+    state.members.set(conversationId, res.members.map((m) => ({ tenantId: m.tenantId, userId: m.userId, role: m.role,
+                                                                 lastReadSeq: m.lastReadSeq || 0 })));
   } catch { /* not visible any more */ }
 }
 
@@ -327,14 +563,22 @@ async function loadInbox() {
   renderInbox();
   await Promise.all(res.conversations.map((c) => loadMembers(c.conversationId)));
   renderInbox();
+  renderHeader();
 }
 
 async function subscribePresence() {
   const res = await chat.call("presence.subscribe", {});
-  for (const p of res.roster || []) state.presence.set(userKey(p.user), { status: p.status, custom: p.custom });
+  for (const p of res.roster || []) setPresence(p);
   renderRoster();
   renderInbox();
   renderHeader();
+}
+
+function setPresence(p) {
+  // posts may arrive out of order: an older publication never replaces a newer one
+  const prev = state.presence.get(userKey(p.user));
+  if (prev && prev.updatedAt && p.updatedAt && prev.updatedAt > p.updatedAt) return;
+  state.presence.set(userKey(p.user), { status: p.status, custom: p.custom, updatedAt: p.updatedAt || (prev && prev.updatedAt) });
 }
 
 async function markRead() {
@@ -351,11 +595,16 @@ async function markRead() {
 }
 
 async function openConversation(conversationId) {
+  if (state.open !== conversationId) {
+    state.thread = null;
+    state.editing = null;
+    state.confirmDelete = null;
+  }
   state.open = conversationId;
   state.typing.clear();
   renderTyping();
   $("composer").classList.remove("hidden");
-  await loadMembers(conversationId);
+  await loadMembers(conversationId, true); // fresh read markers for the receipts
   renderHeader();
   renderInbox();
   const res = await chat.call("history", { conversationId, limit: 50 });
@@ -363,8 +612,42 @@ async function openConversation(conversationId) {
   state.messages = res.messages.slice().reverse();
   for (const m of state.messages) chat.delivered(m);
   renderMessages();
+  renderThread();
   await markRead();
   $("composer-input").focus();
+}
+
+async function openThread(conversationId, rootSeq) {
+  state.thread = { conversationId, rootSeq, root: null };
+  renderThread();
+  try {
+    const res = await chat.call("thread.history", { conversationId, rootSeq, limit: 100 });
+    if (!state.thread || state.thread.rootSeq !== rootSeq) return;
+    state.thread.root = res.root;
+    upsertMessage(res.root, false);
+    for (const r of res.replies) upsertMessage(r, false);
+    renderMessages();
+    renderThread();
+    $("thread-input").focus();
+  } catch (err) {
+    flash(`Thread not available: ${err.message}`);
+    closeThread();
+  }
+}
+
+function closeThread() {
+  state.thread = null;
+  renderThread();
+}
+
+// --- events ------------------------------------------------------------------------------------
+
+function upsertMessage(m, render = true) {
+  if (m.conversationId !== state.open) return;
+  const i = state.messages.findIndex((x) => (x.pending && x.clientMessageId && x.clientMessageId === m.clientMessageId) || (x.seq && x.seq === m.seq));
+  if (i >= 0) state.messages[i] = { ...state.messages[i], ...m, pending: false }; else state.messages.push(m);
+  state.messages.sort((a, b) => (a.seq || Infinity) - (b.seq || Infinity));
+  if (render) { renderMessages(); renderThread(); }
 }
 
 function onMessage(m) {
@@ -380,12 +663,22 @@ function onMessage(m) {
   conv.lastSeq = Math.max(conv.lastSeq || 0, m.seq);
   conv.lastActivityAt = Math.max(conv.lastActivityAt || 0, m.createdAt || 0);
   conv.lastMessage = { seq: m.seq, text: (m.body || "").slice(0, 120), at: m.createdAt };
+  // the sender's own read marker moves to their message
+  const sender = (state.members.get(m.conversationId) || []).find((u) => userKey(u) === userKey(m.sender));
+  if (sender) sender.lastReadSeq = Math.max(sender.lastReadSeq || 0, m.seq);
+  if (m.file) {
+    for (const [fid] of state.uploads) if (fid === m.file.fileId) state.uploads.delete(fid);
+  }
   if (m.conversationId === state.open) {
-    const i = state.messages.findIndex((x) => (x.pending && x.clientMessageId === m.clientMessageId) || x.seq === m.seq);
-    if (i >= 0) state.messages[i] = m; else state.messages.push(m);
-    state.messages.sort((a, b) => (a.seq || Infinity) - (b.seq || Infinity));
+    const known = state.messages.some((x) => x.seq === m.seq);
+    if (m.threadRootSeq != null && !known) {
+      const root = state.messages.find((x) => x.seq === m.threadRootSeq);
+      if (root) root.replyCount = (root.replyCount || 0) + 1;
+    }
+    upsertMessage(m, false);
     state.typing.delete(userKey(m.sender));
     renderMessages();
+    renderThread();
     renderTyping();
     markRead();
   } else if (!isMe(m.sender)) {
@@ -400,17 +693,47 @@ function onEvent(f) {
       onMessage(f.message);
       break;
     case "message.edited":
-      if (f.message.conversationId === state.open) {
-        state.messages = state.messages.map((m) => (m.seq === f.message.seq ? f.message : m));
-        renderMessages();
-      }
+      upsertMessage(f.message);
       break;
     case "message.deleted":
       if (f.conversationId === state.open) {
-        state.messages = state.messages.map((m) => (m.seq === f.seq ? { ...m, deleted: true, body: null } : m));
+        state.messages = state.messages.map((m) => (m.seq === f.seq ? { ...m, deleted: true, body: null, file: null, reactions: {} } : m));
+        if (state.thread && state.thread.rootSeq === f.seq) state.thread.root = { ...state.thread.root, deleted: true, body: null };
         renderMessages();
+        renderThread();
       }
       break;
+    case "reaction.changed": {
+      if (isMe(f.user)) {
+        const k = reactKey(f.conversationId, f.seq);
+        const set = state.mine.get(k) || new Set();
+        if (f.added) set.add(f.emoji); else set.delete(f.emoji);
+        state.mine.set(k, set);
+      }
+      if (f.conversationId === state.open) {
+        state.messages = state.messages.map((m) => (m.seq === f.seq ? { ...m, reactions: f.reactions } : m));
+        renderMessages();
+        renderThread();
+      }
+      break;
+    }
+    case "receipt": {
+      const u = (state.members.get(f.conversationId) || []).find((x) => userKey(x) === userKey(f.user));
+      if (u) u.lastReadSeq = Math.max(u.lastReadSeq || 0, f.seq);
+      if (f.conversationId === state.open) renderMessages();
+      break;
+    }
+    case "file.ready":
+      state.uploads.delete(f.file.fileId);
+      if (f.conversationId === state.open) renderMessages();
+      break;
+    case "file.rejected": {
+      const u = state.uploads.get(f.fileId) || { conversationId: f.conversationId, name: f.name };
+      state.uploads.set(f.fileId, { ...u, status: "rejected", message: f.message || f.reason });
+      if (f.conversationId === state.open) renderMessages();
+      flash(`${f.name} was refused: ${f.message || f.reason}`);
+      break;
+    }
     case "conversation.created":
     case "conversation.updated":
       state.convs.set(f.conversation.conversationId, { ...(state.convs.get(f.conversation.conversationId) || {}), ...f.conversation });
@@ -422,16 +745,12 @@ function onEvent(f) {
       state.members.delete(f.conversationId);
       loadMembers(f.conversationId).then(() => { renderInbox(); renderHeader(); });
       break;
-    case "presence.changed": {
-      // posts may arrive out of order: an older publication never replaces a newer one
-      const prev = state.presence.get(userKey(f.user));
-      if (prev && prev.updatedAt && prev.updatedAt > f.updatedAt) break;
-      state.presence.set(userKey(f.user), { status: f.status, custom: f.custom, updatedAt: f.updatedAt });
+    case "presence.changed":
+      setPresence(f);
       renderRoster();
       renderInbox();
       renderHeader();
       break;
-    }
     case "typing":
       if (f.conversationId === state.open && !isMe(f.user)) {
         if (f.typing) state.typing.set(userKey(f.user), f.expiresAt); else state.typing.delete(userKey(f.user));
@@ -443,25 +762,107 @@ function onEvent(f) {
   }
 }
 
-async function sendFromComposer(e) {
-  e.preventDefault();
-  const input = $("composer-input");
-  const body = input.value.trim();
+// --- actions -------------------------------------------------------------------------------------
+
+async function sendText(body, threadRootSeq = null) {
   const conversationId = state.open;
   if (!body || !conversationId) return;
-  input.value = "";
   const clientMessageId = randomId();
-  const pending = { conversationId, clientMessageId, body, pending: true, sender: { tenantId: state.me.tenant, userId: state.me.sub } };
+  const pending = { conversationId, clientMessageId, body, pending: true, threadRootSeq,
+                    sender: { tenantId: state.me.tenant, userId: state.me.sub } };
   state.messages.push(pending);
   renderMessages();
+  renderThread();
   try {
-    const res = await chat.send(conversationId, body, clientMessageId);
+    const res = await chat.send(conversationId, body, clientMessageId, threadRootSeq);
     onMessage(res.message);
   } catch (err) {
     state.messages = state.messages.filter((m) => m !== pending);
     renderMessages();
-    $("typing").textContent = `not sent: ${err.message}`;
+    renderThread();
+    flash(`Not sent: ${err.message}`);
   }
+}
+
+function sendFromComposer(e) {
+  e.preventDefault();
+  const input = $("composer-input");
+  const body = input.value.trim();
+  input.value = "";
+  sendText(body);
+}
+
+function sendFromThread(e) {
+  e.preventDefault();
+  const input = $("thread-input");
+  const body = input.value.trim();
+  input.value = "";
+  if (state.thread) sendText(body, state.thread.rootSeq);
+}
+
+async function react(m, emoji) {
+  const k = reactKey(m.conversationId, m.seq);
+  const set = state.mine.get(k) || new Set();
+  const add = !set.has(emoji);
+  try {
+    const res = await chat.call(add ? "reaction.add" : "reaction.remove", { conversationId: m.conversationId, seq: m.seq, emoji });
+    if (add) set.add(emoji); else set.delete(emoji);
+    state.mine.set(k, set);
+    state.messages = state.messages.map((x) => (x.seq === m.seq ? { ...x, reactions: res.reactions } : x));
+    renderMessages();
+    renderThread();
+  } catch (err) { flash(`Reaction failed: ${err.message}`); }
+}
+
+async function removeMessage(m) {
+  state.confirmDelete = null;
+  try {
+    const res = await chat.call("message.delete", { conversationId: m.conversationId, seq: m.seq });
+    upsertMessage({ ...res.message, file: null, reactions: {} });
+  } catch (err) { flash(`Not deleted: ${err.message}`); }
+  renderAll();
+}
+
+async function sha256Hex(file) {
+  const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
+  return Array.from(new Uint8Array(digest), (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+// Share a file: file.upload.request, then the presigned POST straight to the S3 endpoint
+// (fields first, the file last), then wait for file.ready (or file.rejected) from the scanner.
+async function uploadFile(file) {
+  const conversationId = state.open;
+  if (!file || !conversationId) return;
+  let fileId = null;
+  try {
+    const res = await chat.call("file.upload.request", { conversationId, name: file.name, size: file.size,
+                                                         contentType: file.type || "application/octet-stream",
+                                                         sha256: await sha256Hex(file) });
+    fileId = res.file.fileId;
+    state.uploads.set(fileId, { conversationId, name: file.name, status: "uploading" });
+    renderMessages();
+    const form = new FormData();
+    for (const [k, v] of Object.entries(res.upload.fields || {})) form.append(k, v);
+    form.append("file", file, file.name);
+    const resp = await fetch(res.upload.url, { method: res.upload.method || "POST", body: form });
+    if (!resp.ok) throw new Error(`storage answered HTTP ${resp.status}`);
+    const u = state.uploads.get(fileId);
+    if (u && u.status === "uploading") state.uploads.set(fileId, { ...u, status: "scanning" });
+  } catch (err) {
+    if (fileId) state.uploads.delete(fileId);
+    flash(`Upload of ${file.name} failed: ${err.message}`);
+  }
+  renderMessages();
+}
+
+async function download(f) {
+  try {
+    const res = await chat.call("file.download.request", { fileId: f.fileId });
+    const a = el("a", { href: res.download.url, download: f.name, rel: "noopener" });
+    document.body.append(a);
+    a.click(); // the presigned GET answers Content-Disposition: attachment
+    a.remove();
+  } catch (err) { flash(`Download failed: ${err.message}`); }
 }
 
 let lastTyping = 0;
@@ -490,6 +891,30 @@ async function startConversation(e) {
   }
 }
 
+async function setCustomStatus(e) {
+  e.preventDefault();
+  const minutes = Number($("custom-expiry").value);
+  const fields = { text: $("custom-text").value.trim() || null, emoji: $("custom-emoji").value.trim() || null,
+                   expiresAt: minutes ? Date.now() + minutes * 60000 : null };
+  try {
+    const res = await chat.call("presence.custom", fields);
+    if (res && res.user) setPresence(res);
+    $("custom-form").classList.add("hidden");
+    renderRoster();
+  } catch (err) { flash(`Status not set: ${err.message}`); }
+}
+
+async function clearCustomStatus() {
+  $("custom-text").value = "";
+  $("custom-emoji").value = "";
+  try {
+    const res = await chat.call("presence.custom", { text: null, emoji: null, expiresAt: null });
+    if (res && res.user) setPresence(res);
+    $("custom-form").classList.add("hidden");
+    renderRoster();
+  } catch (err) { flash(`Status not cleared: ${err.message}`); }
+}
+
 async function fetchToken(email) {
   const res = await fetch("/dev/idp/token", { method: "POST", headers: { "Content-Type": "application/json" },
                                               body: JSON.stringify({ email }) });
@@ -506,6 +931,7 @@ async function signIn(email) {
   $("signin").classList.add("hidden");
   $("app").classList.remove("hidden");
   $("me-name").textContent = `${state.me.name} (${email})`;
+  document.body.dataset.tenant = state.me.tenant;
   let token = first.access_token;
   chat = new ChatClient(async () => {
     if (token) { const t = token; token = null; return t; }
@@ -523,7 +949,11 @@ async function signIn(email) {
     try {
       await loadInbox();
       await subscribePresence();
-      if (e.detail.reconnect && state.open) await markRead();
+      if (e.detail.reconnect && state.open) {
+        await loadMembers(state.open, true);
+        renderAll();
+        await markRead();
+      }
     } catch (err) {
       console.warn(err);
     }
@@ -543,8 +973,18 @@ $("signin-form").addEventListener("submit", async (e) => {
 });
 $("composer").addEventListener("submit", sendFromComposer);
 $("composer-input").addEventListener("input", onComposerInput);
+$("thread-composer").addEventListener("submit", sendFromThread);
+$("thread-close").addEventListener("click", closeThread);
+$("attach").addEventListener("click", () => $("file-input").click());
+$("file-input").addEventListener("change", async (e) => {
+  for (const f of [...e.target.files]) await uploadFile(f);
+  e.target.value = "";
+});
 $("newconv").addEventListener("submit", startConversation);
-$("my-status").addEventListener("change", (e) => chat.call("presence.set", { status: e.target.value }).catch(() => {}));
+$("my-status").addEventListener("change", (e) => chat.call("presence.set", { status: e.target.value }).catch((err) => flash(err.message)));
+$("custom-toggle").addEventListener("click", () => $("custom-form").classList.toggle("hidden"));
+$("custom-form").addEventListener("submit", setCustomStatus);
+$("custom-clear").addEventListener("click", clearCustomStatus);
 document.addEventListener("visibilitychange", () => { if (!document.hidden) markRead(); });
 // Activity heartbeats (presence.md): at most one per 30 s while the user types or clicks.
 let lastActive = 0;

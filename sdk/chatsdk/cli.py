@@ -7,6 +7,7 @@
     chat tail [<conversationId>]                          # events as JSON lines, reconnects + syncs
     chat upload <conversationId> <path> [--wait]          # share a file: presigned POST, then the notice
     chat call <action> '{"field": ...}'                   # any protocol action, prints the result
+    chat smoke --email-a A --email-b B                    # two users: send, receive, file, download; timed
 
 ``--url``/``$CHAT_URL`` is the service's HTTP origin (default
 http://127.0.0.1:8000); the socket is ``<url>/ws`` unless ``--ws-url``/
@@ -220,6 +221,32 @@ async def cmd_upload(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_smoke(args: argparse.Namespace) -> int:
+    """The deployment probe of tools/smoke.py (sdk/chatsdk/probe.py) with flags; env vars as defaults."""
+    from .probe import ProbeConfig, format_step, run_probe
+
+    env = os.environ
+    emails = (args.email_a or env.get("CHAT_EMAIL_A"), args.email_b or env.get("CHAT_EMAIL_B"))
+    cfg = ProbeConfig(url=args.url, ws_url=args.ws_url,
+                      token_a=args.token_a or env.get("CHAT_TOKEN_A") or args.token or env.get("CHAT_TOKEN"),
+                      token_b=args.token_b or env.get("CHAT_TOKEN_B"),
+                      idp_url=args.idp_url or env.get("CHAT_IDP_URL") or (args.url if any(emails) else None),
+                      email_a=emails[0], email_b=emails[1], conversation_id=args.conversation,
+                      timeout=args.timeout)
+
+    def show(step: Any) -> None:
+        if args.json:
+            _out(step.to_json())
+        else:
+            print(format_step(step), flush=True)
+
+    steps = await run_probe(cfg, show)
+    ok = bool(steps) and all(s.ok for s in steps) and steps[-1].name == "download"
+    if not args.json:
+        print(f"{'PASS' if ok else 'FAIL'}  {len(steps)} steps, {sum(s.ms for s in steps):.1f} ms", flush=True)
+    return 0 if ok else 1
+
+
 async def cmd_call(args: argparse.Namespace) -> int:
     try:
         fields = json.loads(args.fields) if args.fields else {}
@@ -284,6 +311,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--wait", action="store_true", help="wait until it is scanned and posted")
     s.add_argument("--wait-timeout", type=float, default=60.0)
     s.set_defaults(func=cmd_upload)
+
+    s = sub.add_parser("smoke", help="probe a deployment end to end with two users (timed steps)")
+    s.add_argument("--email-a", help="user A by email, token from the dev IdP (default $CHAT_EMAIL_A)")
+    s.add_argument("--email-b", help="user B by email (default $CHAT_EMAIL_B)")
+    s.add_argument("--token-a", help="user A's JWT (default $CHAT_TOKEN_A, then --token/$CHAT_TOKEN)")
+    s.add_argument("--token-b", help="user B's JWT (default $CHAT_TOKEN_B)")
+    s.add_argument("--idp-url", help="dev identity provider origin (default $CHAT_IDP_URL, else --url)")
+    s.add_argument("--conversation", help="probe in this conversation instead of A and B's direct one")
+    s.add_argument("--json", action="store_true", help="one JSON object per step")
+    s.set_defaults(func=cmd_smoke)
 
     s = sub.add_parser("call", help="any protocol action; prints the ack's result")
     s.add_argument("action")

@@ -9,7 +9,11 @@
 What the client does for you (docs/protocol.md, "Reconnecting"):
 
 * keeps, per conversation it has seen, the highest ``seq`` it has seen
-  (``client.high_seq``);
+  (``client.high_seq``) and the highest seq up to which it has seen every
+  message (``client.complete_seq``): live events are best effort, so one can
+  be missing below the highest; a message that arrives past a gap triggers a
+  ``sync`` of that conversation (after ``gap_sync_delay`` seconds, in case the
+  missing one is just late), and every sync starts at the gap, not the top;
 * when the socket drops, reconnects with jittered exponential backoff (a
   fresh token from the token source each time) and sends ``sync`` for every
   tracked conversation; missed messages are delivered as ``MessageCreated``
@@ -43,7 +47,7 @@ from .auth import DEFAULT_URL, DevTokenProvider, token_claims
 from .errors import ChatError, ClientClosed, ConnectionLost, HandshakeRefused, RequestTimeout
 from .events import (Connected, ConversationCreated, ConversationUpdated, Disconnected, Event, FileReady,
                      FileRejected, MembersChanged, MessageCreated, MessageEdited, Synced, parse_event)
-from .models import Message, SendResult
+from .models import Message, Person, SendResult, UserRef
 
 log = logging.getLogger("chatsdk")
 
@@ -51,6 +55,7 @@ TokenSource = str | Callable[[], str | Awaitable[str]]
 Handler = Callable[[Event], Any]
 
 SYNC_BATCH = 100  # conversations per sync request (protocol limit)
+USERS_BATCH = 100  # user keys per users.get request (protocol limit)
 _SEEN_PER_CONVERSATION = 1024
 
 
@@ -90,6 +95,14 @@ def _presigned_post(url: str, fields: dict[str, str], path: Path, name: str, cty
             raise ChatError("upload_failed", f"POST {url}: {exc}") from exc
     if not 200 <= resp.status_code < 300:
         raise ChatError("upload_failed", f"storage answered HTTP {resp.status_code}: {resp.text[:300]}")
+
+
+def _user_key(u: str | UserRef | dict[str, Any]) -> str:
+    if isinstance(u, UserRef):
+        return f"{u.tenant_id}#{u.user_id}"
+    if isinstance(u, dict):
+        return f"{u.get('tenantId', '')}#{u.get('userId', '')}"
+    return str(u)
 
 
 def backoff_delays(initial: float = 0.5, maximum: float = 30.0, *, rng: random.Random | None = None) -> Iterable[float]:
@@ -221,6 +234,9 @@ class ChatClient:
         self.sync_max_pages = sync_max_pages
 
         self.high_seq: dict[str, int] = {}  # conversationId -> highest seq seen
+        self.complete_seq: dict[str, int] = {}  # conversationId -> every seq up to this one was delivered
+        self.gap_sync_delay = 1.0
+        self._gap_syncs: set[str] = set()
         self.user_id: str | None = None  # the token's ``sub``, once connected
         self.connections = 0  # successful handshakes so far
         self.close_reason: str | None = None
@@ -300,6 +316,7 @@ class ChatClient:
     def track(self, conversation_id: str, after_seq: int = 0) -> None:
         """Follow a conversation from ``after_seq`` on: a reconnect will sync it."""
         self.high_seq.setdefault(conversation_id, after_seq)
+        self.complete_seq.setdefault(conversation_id, self.high_seq[conversation_id])
 
     # --- requests --------------------------------------------------------------------
 
@@ -424,6 +441,26 @@ class ChatClient:
             if stream is not None:
                 stream.close()
 
+    async def get_users(self, users: Iterable[str | UserRef | dict[str, Any]], *,
+                        timeout: float | None = None) -> dict[str, Person | None]:
+        """Display names for user keys (``"tenant#user"``, ``UserRef`` or ``{tenantId, userId}``).
+
+        Asks ``users.get`` in batches of 100.  Returns every asked key: its
+        ``Person``, or None when the server does not show it (unknown, or not
+        visible to the caller now: the two are not told apart).  No caching:
+        visibility changes with connections and policies, keep your own.
+        """
+        keys = list(dict.fromkeys(_user_key(u) for u in users))
+        out: dict[str, Person | None] = {k: None for k in keys}
+        for i in range(0, len(keys), USERS_BATCH):
+            result = await self.call("users.get", timeout=timeout, keys=keys[i:i + USERS_BATCH])
+            for d in result.get("users") or []:
+                person = Person.from_dict(d)
+                out[person.key] = person
+        return out
+
+    users_get = get_users  # the action's name, for those who look for it
+
     async def sync(self, conversation_ids: Iterable[str] | None = None) -> dict[str, int]:
         """Fetch what was missed in the tracked (or given) conversations and deliver it as events.
 
@@ -433,7 +470,7 @@ class ChatClient:
         ids = list(conversation_ids) if conversation_ids is not None else list(self.high_seq)
         replayed: dict[str, int] = {}
         truncated: list[str] = []
-        pending = {cid: self.high_seq.get(cid, 0) for cid in ids}
+        pending = {cid: self.complete_seq.get(cid, self.high_seq.get(cid, 0)) for cid in ids}
         for _page in range(max(1, self.sync_max_pages)):
             if not pending:
                 break
@@ -460,9 +497,12 @@ class ChatClient:
                     replayed[cid] = replayed.get(cid, 0) + n
                     if entry.get("hasMore") and msgs:
                         again[cid] = max(int(m.get("seq", 0)) for m in msgs)
+                    elif isinstance(entry.get("lastSeq"), int):  # all there is for us is delivered
+                        self._complete_through(cid, entry["lastSeq"])
             pending = again
         for cid in pending:  # more than sync_max_pages pages missed: jump to the end, let the app page history
             truncated.append(cid)
+            self._complete_through(cid, self.high_seq.get(cid, 0))
         self._emit(Synced(replayed=replayed, truncated=truncated))
         return replayed
 
@@ -626,14 +666,45 @@ class ChatClient:
         cid, seq = m.get("conversationId"), m.get("seq")
         if not cid or not isinstance(seq, int):
             return True
-        fresh = self._seen.setdefault(cid, _Seen()).add(seq)
+        seen = self._seen.setdefault(cid, _Seen())
+        fresh = seen.add(seq)
+        # A conversation first met through a message starts there (older ones are history).
+        done = self.complete_seq.setdefault(cid, self.high_seq.get(cid, seq - 1))
+        while done + 1 in seen.seqs:
+            done += 1
+        self.complete_seq[cid] = done
         if seq > self.high_seq.get(cid, 0):
             self.high_seq[cid] = seq
+        if done < self.high_seq[cid]:
+            self._fill_gap_later(cid)
         return fresh
+
+    def _complete_through(self, cid: str, seq: int) -> None:
+        if cid in self.high_seq or cid in self.complete_seq:
+            self.complete_seq[cid] = max(self.complete_seq.get(cid, 0), seq)
+            self.high_seq[cid] = max(self.high_seq.get(cid, 0), seq)
+
+    def _fill_gap_later(self, cid: str) -> None:
+        """A live message arrived past a missing one: sync that conversation unless the gap closes first."""
+        if cid in self._gap_syncs or not self.sync_on_reconnect:
+            return
+        self._gap_syncs.add(cid)
+
+        async def fill() -> None:
+            try:
+                await asyncio.sleep(self.gap_sync_delay)
+                if self.complete_seq.get(cid, 0) < self.high_seq.get(cid, 0) and self.connected:
+                    await self.sync([cid])
+            except ChatError as exc:  # the next gap or reconnect syncs again
+                log.info("gap sync failed: %s", exc)
+            finally:
+                self._gap_syncs.discard(cid)
+        self._spawn(fill())
 
     def _forget(self, conversation_id: str | None) -> None:
         if conversation_id:
             self.high_seq.pop(conversation_id, None)
+            self.complete_seq.pop(conversation_id, None)
             self._seen.pop(conversation_id, None)
 
     def _observe_result(self, action: str, fields: dict[str, Any], result: dict[str, Any]) -> None:
@@ -654,6 +725,8 @@ class ChatClient:
                 top = max(int(m.get("seq") or 0) for m in msgs)
                 if cid and top > self.high_seq.get(cid, 0):
                     self.high_seq[cid] = top
+                if cid and cid in self.complete_seq:  # the app reads history from here on
+                    self.complete_seq[cid] = max(self.complete_seq[cid], top)
         elif action == "conversation.leave" and result.get("left"):
             self._forget(fields.get("conversationId"))
 

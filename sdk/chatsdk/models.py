@@ -88,3 +88,26 @@ class SendResult:
     message: Message
     duplicate: bool
     attempts: int = 1
+
+
+@dataclass(frozen=True)
+class Person:
+    """A directory entry as ``users.get`` shows it (docs/protocol.md "People")."""
+
+    tenant_id: str
+    user_id: str
+    display_name: str
+    email: str | None = None  # None for a deactivated colleague
+    external: bool = False    # another company's user (show its company)
+    active: bool = True
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.tenant_id}#{self.user_id}"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Person":
+        return cls(tenant_id=str(d.get("tenantId", "")), user_id=str(d.get("userId", "")),
+                   display_name=str(d.get("displayName", "")), email=d.get("email"),
+                   external=bool(d.get("external")), active=d.get("active", True) is not False, raw=d)

@@ -269,3 +269,25 @@ async def test_upload_file_posts_to_the_presigned_url_and_waits_for_the_notice(s
         ev = await watch.wait_for(lambda e: e.message.kind == "file", 40)
         notices[ev.message.raw["file"]["fileId"]] = ev.message.seq
     assert notices[ready["fileId"]] == ready["seq"] and pending["fileId"] in notices
+
+
+async def test_get_users_resolves_names_in_batches(stack, clients):
+    from chatsdk import Person, UserRef
+
+    alice = await clients("alice@acme.example")
+    bob_id = await asyncio.to_thread(sub, stack, "bob@acme.example")
+    gina_id = await asyncio.to_thread(sub, stack, "gina@globex.example")
+    unknown = [f"acme#{uuid.uuid4()}" for _ in range(140)]  # with the others: two users.get requests
+    got = await alice.get_users([UserRef("acme", bob_id), {"tenantId": "acme", "userId": alice.user_id},
+                                 f"globex#{gina_id}", *unknown, f"acme#{bob_id}"])
+    assert len(got) == 143 and list(got)[:3] == [f"acme#{bob_id}", f"acme#{alice.user_id}", f"globex#{gina_id}"]
+    bob = got[f"acme#{bob_id}"]
+    assert isinstance(bob, Person) and bob.display_name == "Bob Builder" and bob.email == "bob@acme.example"
+    assert bob.external is False and bob.active is True and bob.key == f"acme#{bob_id}"
+    assert got[f"acme#{alice.user_id}"].display_name == "Alice Admin"
+    assert got[f"globex#{gina_id}"] is None  # acme and globex are not connected in the seed
+    assert all(got[k] is None for k in unknown)
+    assert (await alice.users_get([f"acme#{bob_id}"]))[f"acme#{bob_id}"] == bob
+    with pytest.raises(ChatError) as err:
+        await alice.get_users(["not a key"])
+    assert err.value.code == "validation_failed"

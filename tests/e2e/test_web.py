@@ -89,10 +89,14 @@ async def test_two_users_chat_in_the_browser(stack, browser):
         await entry.click()
         await expect(bob.locator("#messages .msg .body").last).to_have_text("Hello Bob, the quarterly numbers are in.")
         await expect(entry.locator(".unread")).to_have_count(0)
+        # people are shown by their display names (users.get), not by id prefixes
+        await expect(entry.locator(".name")).to_have_text("Alice Admin")
+        await expect(bob.locator("#conv-name")).to_have_text("Alice Admin")
+        await expect(bob.locator("#messages .msg .meta .sender").last).to_have_text("Alice Admin")
 
         # bob answers; alice sees it live
         await bob.fill("#composer-input", "Hi Alice! Lunch at noon?")
-        await bob.click("#composer button")
+        await bob.click("#composer button[type=submit]")
         await expect(alice.locator("#messages .msg:not(.mine) .body").last).to_have_text("Hi Alice! Lunch at noon?")
 
         # presence: bob sees alice online (the test stack's idle time is 5 s), then in a meeting once she says so
@@ -102,6 +106,8 @@ async def test_two_users_chat_in_the_browser(stack, browser):
         await alice.select_option("#my-status", "in_meeting")
         await expect(bob.locator(f'#conv-members [data-user="{alice_sub}"] .dot')).to_have_class("dot in_meeting")
         await expect(bob.locator(f'#roster li[data-user="{alice_sub}"]')).to_have_attribute("data-status", "in_meeting")
+        await expect(bob.locator(f'#conv-members [data-user="{alice_sub}"]')).to_have_text("Alice Admin")
+        await expect(bob.locator(f'#roster li[data-user="{alice_sub}"] .who')).to_have_text("Alice Admin")
 
         # bob's network drops and his IdP is unreachable for a while: alice writes meanwhile
         async def refuse(route):
@@ -134,3 +140,205 @@ async def test_two_users_chat_in_the_browser(stack, browser):
     finally:
         await a_ctx.close()
         await b_ctx.close()
+
+
+def _msg(page, text):
+    """The timeline message whose body contains ``text``."""
+    return page.locator("#messages .msg", has_text=text)
+
+
+async def test_edit_delete_react_thread_and_receipts_in_the_browser(stack, browser):
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
+    ARTIFACTS.mkdir(exist_ok=True)
+    a_ctx, alice, a_errors = await _sign_in(browser, stack, "alice@acme.example")
+    c_ctx, carol, c_errors = await _sign_in(browser, stack, "carol@acme.example")
+    carol_sub = dev_token_grant(stack.origin, "carol@acme.example").sub
+    try:
+        await alice.fill("#newconv-emails", "carol@acme.example")
+        await alice.click("#newconv button")
+        await expect(alice.locator("#composer")).to_be_visible()
+        conv = await alice.locator("#inbox li.open").get_attribute("data-conversation")
+        assert await alice.locator("#convhead").get_attribute("data-external") == "false"
+        await alice.fill("#composer-input", "Draft: revenue is up 5%")
+        await alice.press("#composer-input", "Enter")
+        await carol.locator(f'#inbox li[data-conversation="{conv}"]').click()
+        await expect(_msg(carol, "Draft: revenue is up 5%")).to_have_count(1)
+
+        # edit: inline editor on alice's own message; carol sees the new text, marked edited
+        draft = _msg(alice, "Draft: revenue is up 5%")
+        await draft.hover()
+        await draft.locator('[data-action="edit"]').click()
+        await alice.fill("#messages .edit-input", "Final: revenue is up 7%")
+        await alice.press("#messages .edit-input", "Enter")
+        final = _msg(carol, "Final: revenue is up 7%")
+        await expect(final.locator(".edited")).to_have_count(1)
+        await expect(_msg(carol, "Draft: revenue")).to_have_count(0)
+        # carol cannot edit or delete alice's message
+        await expect(final.locator('[data-action="edit"], [data-action="delete"]')).to_have_count(0)
+
+        # react: carol adds 🎉, alice sees the count; carol's chip is marked as hers
+        await final.hover()
+        await final.locator('.pick[data-emoji="🎉"]').click()
+        await expect(final.locator('.chip.mine[data-emoji="🎉"]')).to_have_text("🎉 1")
+        await expect(_msg(alice, "Final: revenue").locator('.chip[data-emoji="🎉"]')).to_have_text("🎉 1")
+
+        # thread: carol replies in the thread; alice sees the reply count and opens the thread
+        await final.locator('[data-action="thread"]').click()
+        await expect(carol.locator("#thread")).to_be_visible()
+        await carol.fill("#thread-input", "Great news, congrats!")
+        await carol.press("#thread-input", "Enter")
+        await expect(carol.locator("#thread-messages .msg .body").last).to_have_text("Great news, congrats!")
+        root = _msg(alice, "Final: revenue")
+        await expect(root.locator(".replies")).to_have_text("💬 1 reply")
+        await expect(_msg(alice, "Great news")).to_have_count(0)  # replies stay in the thread
+        await root.locator(".replies").click()
+        await expect(alice.locator("#thread-messages .msg .body").last).to_have_text("Great news, congrats!")
+        await alice.click("#thread-close")
+        await expect(alice.locator("#people")).to_be_visible()
+
+        # read receipt: carol has the conversation open, so alice's next message is seen at once
+        await alice.fill("#composer-input", "Board meeting moved to 3pm")
+        await alice.press("#composer-input", "Enter")
+        seen = _msg(alice, "Board meeting moved").locator(".receipt")
+        await expect(seen).to_have_attribute("data-seen-by", carol_sub)
+        await expect(seen).to_have_text("✓✓ Seen by Carol Chen")
+        # typing shows the name too
+        await carol.fill("#composer-input", "typing a rep")
+        await expect(alice.locator("#typing")).to_have_text("Carol Chen is typing…")
+        await carol.fill("#composer-input", "")
+
+        # delete, with a confirmation; carol sees a tombstone
+        await alice.fill("#composer-input", "oops, wrong conversation")
+        await alice.press("#composer-input", "Enter")
+        await expect(_msg(carol, "oops, wrong conversation")).to_have_count(1)
+        oops = _msg(alice, "oops, wrong conversation")
+        await oops.hover()
+        await oops.locator('[data-action="delete"]').click()
+        await alice.locator('#messages [data-action="confirm-delete"]').click()
+        await expect(_msg(carol, "oops, wrong conversation")).to_have_count(0)
+        await expect(carol.locator("#messages .msg.deleted .body").last).to_have_text("message deleted")
+        await expect(alice.locator("#messages .msg.deleted")).to_have_count(1)
+
+        await alice.screenshot(path=str(ARTIFACTS / "web-actions-alice.png"))
+        await carol.screenshot(path=str(ARTIFACTS / "web-actions-carol.png"))
+        assert a_errors == [] and c_errors == []
+    finally:
+        await a_ctx.close()
+        await c_ctx.close()
+
+
+def _admin(stack, email, method, path, **kw):
+    token = dev_token_grant(stack.origin, email).access_token
+    r = requests.request(method, f"{stack.origin}{path}", headers={"Authorization": f"Bearer {token}"},
+                         timeout=15, **kw)
+    assert r.status_code < 300, (method, path, r.status_code, r.text)
+    return r.json()
+
+
+@pytest.fixture
+def acme_globex_connected(stack):
+    """acme <-> globex connected and both policies open for the test; the previous state restored after."""
+    alice, gina = "alice@acme.example", "gina@globex.example"
+    before = {c["peerTenantId"]: c for c in _admin(stack, alice, "GET", "/admin/connections")["connections"]}
+    policies = {who: _admin(stack, who, "GET", "/admin/policy")["policy"] for who in (alice, gina)}
+    was_active = before.get("globex", {}).get("state") == "active"
+    if not was_active:
+        state = _admin(stack, alice, "POST", "/admin/connections", json={"tenantId": "globex"})["connection"]["state"]
+        if state != "active":
+            _admin(stack, gina, "POST", "/admin/connections/acme/accept")
+    settings = {who: _admin(stack, who, "PUT", f"/admin/connections/{peer}",
+                            json={"presence": True, "files": True, "whoMayStart": "everyone"})["connection"]
+                for who, peer in ((alice, "globex"), (gina, "acme"))}
+    for who in (alice, gina):
+        _admin(stack, who, "PUT", "/admin/policy", json={"mode": "all"})
+    try:
+        yield
+    finally:
+        for who in (alice, gina):
+            _admin(stack, who, "PUT", "/admin/policy", json=policies[who])
+        if was_active:
+            for who, peer in ((alice, "globex"), (gina, "acme")):
+                prev = before["globex"] if who == alice else settings[who]
+                _admin(stack, who, "PUT", f"/admin/connections/{peer}",
+                       json={k: prev[k] for k in ("presence", "files", "whoMayStart")})
+        else:
+            _admin(stack, alice, "POST", "/admin/connections/globex/revoke")
+
+
+async def test_two_connected_companies_chat_share_presence_and_a_file(stack, browser, acme_globex_connected, tmp_path):
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
+    ARTIFACTS.mkdir(exist_ok=True)
+    a_ctx, alice, a_errors = await _sign_in(browser, stack, "alice@acme.example")
+    h_ctx, hank, h_errors = await _sign_in(browser, stack, "hank@globex.example")
+    hank_sub = dev_token_grant(stack.origin, "hank@globex.example").sub
+    try:
+        # alice (acme) starts a direct conversation with hank (globex): marked external on both sides
+        await alice.fill("#newconv-emails", "hank@globex.example")
+        await alice.click("#newconv button")
+        await expect(alice.locator("#composer")).to_be_visible()
+        conv = await alice.locator("#inbox li.open").get_attribute("data-conversation")
+        await expect(alice.locator("#convhead")).to_have_attribute("data-external", "true")
+        await expect(alice.locator("#conv-banner")).to_contain_text("External conversation with people from globex")
+        await expect(alice.locator(f'#inbox li[data-conversation="{conv}"] .badge.external')).to_have_text("external")
+        await expect(alice.locator(f'#conv-members [data-user="{hank_sub}"]')).to_have_attribute("data-tenant", "globex")
+        await expect(alice.locator("#composer-input")).to_have_attribute("placeholder", re.compile("shared with globex"))
+        # the other company's people by name, with their company's tag
+        hank_in_header = alice.locator(f'#conv-members [data-user="{hank_sub}"]')
+        await expect(hank_in_header.locator(".who")).to_have_text("Hank Hill")
+        await expect(hank_in_header.locator(".badge.external")).to_have_text("globex")
+        await expect(alice.locator(f'#inbox li[data-conversation="{conv}"] .name')).to_have_text("Hank Hill (globex)")
+
+        await alice.fill("#composer-input", "Hello Hank, Acme here. Shall we review the contract?")
+        await alice.press("#composer-input", "Enter")
+        entry = hank.locator(f'#inbox li[data-conversation="{conv}"]')
+        await expect(entry).to_have_attribute("data-external", "true")
+        await expect(entry.locator(".unread")).to_have_text("1")
+        await entry.click()
+        await expect(hank.locator("#convhead")).to_have_attribute("data-external", "true")
+        await expect(hank.locator("#conv-banner")).to_contain_text("with people from acme")
+        await expect(_msg(hank, "Shall we review the contract?").locator(".badge.external")).to_have_text("acme")
+        await expect(_msg(hank, "Shall we review the contract?").locator(".sender")).to_have_text("Alice Admin")
+        await hank.fill("#composer-input", "Sure, send it over.")
+        await hank.press("#composer-input", "Enter")
+        await expect(alice.locator("#messages .msg:not(.mine) .body").last).to_have_text("Sure, send it over.")
+
+        # presence across companies: hank goes busy with a custom status; alice sees both
+        await hank.select_option("#my-status", "busy")
+        await hank.click("#custom-toggle")
+        await hank.fill("#custom-emoji", "🚀")
+        await hank.fill("#custom-text", "Launch day")
+        await hank.select_option("#custom-expiry", "60")
+        await hank.click("#custom-form button[type=submit]")
+        await expect(hank.locator("#my-custom")).to_have_text("🚀 Launch day")
+        await expect(alice.locator(f'#conv-members [data-user="{hank_sub}"] .dot')).to_have_class("dot busy")
+        roster = alice.locator(f'#roster li[data-user="{hank_sub}"]')
+        await expect(roster).to_have_attribute("data-status", "busy")
+        await expect(roster).to_have_attribute("data-custom", "🚀 Launch day")
+        await expect(roster.locator(".who")).to_contain_text("Hank Hill")
+
+        # alice shares a file from the page: presigned POST straight to the S3 endpoint, scanned, announced
+        content = b"Contract draft v3\n" + b"Clause 7: the parties agree.\n" * 40
+        await alice.set_input_files("#file-input", files=[{"name": "contract-v3.txt", "mimeType": "text/plain",
+                                                            "buffer": content}])
+        notice = hank.locator("#messages .msg.filemsg", has_text="contract-v3.txt")
+        await expect(notice.locator(".file-name")).to_have_text("📎 contract-v3.txt")
+        await expect(alice.locator("#messages .msg.filemsg.mine", has_text="contract-v3.txt")).to_have_count(1)
+        await expect(alice.locator("#messages .upload")).to_have_count(0)
+        async with hank.expect_download() as info:
+            await notice.locator("button.download").click()
+        download = await info.value
+        assert download.suggested_filename == "contract-v3.txt"
+        saved = tmp_path / "downloaded.txt"
+        await download.save_as(str(saved))
+        assert saved.read_bytes() == content
+
+        await alice.screenshot(path=str(ARTIFACTS / "web-external-alice.png"))
+        await hank.screenshot(path=str(ARTIFACTS / "web-external-hank.png"))
+        assert a_errors == [] and h_errors == []
+    finally:
+        await a_ctx.close()
+        await h_ctx.close()
