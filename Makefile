@@ -26,12 +26,13 @@ java:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq default-jre-headless; }
 
 # The web client's browser tests (tests/e2e/test_web.py) drive Debian's chromium
-# through Playwright; Playwright never downloads a browser of its own.
+# through Playwright; Playwright never downloads a browser of its own. The emoji font
+# only makes the screenshots (test-artifacts/, docs/web-client.png) show reactions and icons.
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium (needed by the browser tests)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium fonts-noto-color-emoji; }
 
 # The clamd adapter's tests run a real clamd with a signature database they build
 # (tests/unit/test_scanner.py; skipped when clamd is missing): Debian's clamd binary and sigtool; the tests
@@ -57,10 +58,16 @@ clean:
 schemas: install
 	$(PY) tools/export_schemas.py
 
+# Every benchmark, bounded (each starts its own stack; figures and JSON under bench/results/,
+# described in docs/proof.md); the cost model last, from the figures just measured.
 bench: install
 	$(PY) bench/cold_start.py
 	$(PY) bench/ping_rtt.py
 	$(PY) bench/send_cost.py
+	$(PY) bench/action_cost.py
+	$(PY) bench/presence_cost.py
+	$(PY) bench/dlp_cost.py
+	$(PY) bench/cost_model.py --json
 
 # The merged template is the whole stage: the app (Chalice) plus infra/ (tables,
 # bucket, alarms). Refuses to package when infra/ is stale against the models.

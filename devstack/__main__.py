@@ -136,11 +136,14 @@ def main(argv: list[str] | None = None) -> int:
         site = web.SockSite(runner, sock, shutdown_timeout=2.0)
         from chalicelib import file_events
 
+        from chalicelib.services.files import cors_rules as files_cors_rules
+
         from .s3_gateway import Notification, S3Front
 
         s3_front = S3Front(moto_url, credentials={"local": "local"}, region=os.environ["AWS_REGION"],
                            invoke=pool.invoke_event, notifications=[Notification(
-                               settings().files_bucket, file_events.FUNCTION_NAME, file_events.EVENTS)])
+                               settings().files_bucket, file_events.FUNCTION_NAME, file_events.EVENTS)],
+                           cors_rules=files_cors_rules(settings()))  # the bucket's CorsConfiguration
         s3_runner = web.AppRunner(s3_front.web_app(), access_log=None, handle_signals=False)
         await s3_runner.setup()
         await web.SockSite(s3_runner, s3_sock, shutdown_timeout=2.0).start()

@@ -24,12 +24,15 @@ from urllib.parse import parse_qsl, unquote
 
 from aiohttp import WSMsgType, web
 
+from .faults import FAULTS
 from .lambda_pool import LambdaPool
 
 log = logging.getLogger("devstack.gateway")
 
 _MGMT_PATH = re.compile(r"^/(?P<stage>[^/]+)/(?:@|%40)connections/(?P<id>[^/?]+)$")
 # The reference web client (local only): served at / and /web/*.
+# Its page may also talk to the local S3 endpoint (uploads), on another loopback port.
+_WEB_CONNECT = "http://127.0.0.1:* http://localhost:*"
 _WEB_DIR = os.path.realpath(os.path.join(os.path.dirname(__file__), "web"))
 _WEB_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".png": "image/png",
               ".svg": "image/svg+xml"}
@@ -131,10 +134,14 @@ class Gateway:
             return await self._limits(request)
         if path in ("/dev/stack/metrics", "/dev/stack/metrics/reset"):
             return self._metrics(request, path)
+        if path == "/dev/stack/faults":
+            return await self._faults(request)
         if self.idp is not None and (path == "/dev/idp" or path.startswith("/dev/idp/")):
             return await self.idp.handle(request, path)
         if request.method in ("GET", "HEAD") and (path == "/" or path.startswith("/web/")):
             return self._web(path)
+        if path == "/scim/v2" or path.startswith("/scim/v2/"):
+            return await self._scim(request)
         return await self._rest(request)
 
     def _web(self, path: str) -> web.Response:
@@ -149,7 +156,10 @@ class Gateway:
         return web.Response(body=body, content_type=ctype, charset="utf-8" if ctype.startswith("text/") else None,
                             headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
                                      "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-                                                                "img-src 'self' data:; frame-ancestors 'none'"})
+                                                                "img-src 'self' data:; frame-ancestors 'none'; "
+                                                                # uploads go straight to the S3 endpoint
+                                                                # (presigned POST, another port: _WEB_CONNECT)
+                                                                f"connect-src 'self' {_WEB_CONNECT}"})
 
     async def _limits(self, request: web.Request) -> web.Response:
         """Local-only control: read or change the WebSocket quotas (tests shorten the idle timeout)."""
@@ -177,6 +187,20 @@ class Gateway:
             self.posts = _PostCounter()
         return web.json_response({"dynamodb": ddb, "connections_api": posts,
                                   "websockets_open": len(self.conns)})
+
+    async def _faults(self, request: web.Request) -> web.Response:
+        """Local-only control: fault injection for the load tests (devstack/faults.py); off by default."""
+        if request.method == "GET":
+            return web.json_response(FAULTS.snapshot())
+        if request.method != "POST":
+            return web.json_response({"message": "Method not allowed"}, status=405)
+        try:
+            changes = await request.json()
+        except ValueError:
+            changes = None
+        if not isinstance(changes, dict):
+            return web.json_response({"message": "expected a JSON object"}, status=400)
+        return web.json_response(FAULTS.configure(changes))
 
     # --- events ----------------------------------------------------------------
 
@@ -247,7 +271,10 @@ class Gateway:
         finally:
             self.conns.pop(conn_id, None)
             if not ws.closed:
-                await ws.close(code=1001, message=b"Going away")
+                try:
+                    await ws.close(code=1001, message=b"Going away")
+                except (ConnectionError, RuntimeError):  # the transport is gone: $disconnect runs all the same
+                    pass
             code = ws.close_code if ws.close_code is not None else 1006
             disconnect = {
                 "headers": {"Host": self.domain_name, "x-api-key": "", "X-Forwarded-For": "",
@@ -320,6 +347,17 @@ class Gateway:
                 "x-amzn-ErrorType": "GoneException", "x-amzn-RequestId": rid})
         if request.method == "POST":
             data = await request.read()
+            fault = FAULTS.post()  # None unless a test turned faults on
+            if fault == "gone":  # the socket dropped under the post
+                log.info("fault: dropping connection %s under a post", conn_id)
+                conn.close_reason = "Dropped (injected fault)"
+                if conn.ws._writer is not None:  # noqa: SLF001 - abort, no close frame, like a lost network
+                    conn.ws._writer.transport.abort()
+                return web.Response(status=410, body=b"{}", content_type="application/json", headers={
+                    "x-amzn-ErrorType": "GoneException", "x-amzn-RequestId": rid})
+            if fault == "error":
+                return web.json_response({"message": "Internal server error"}, status=500, headers={
+                    "x-amzn-ErrorType": "InternalServerErrorException", "x-amzn-RequestId": rid})
             if len(data) > self.limits.max_message_bytes:
                 return web.json_response({"message": "Message too long"}, status=413, headers={
                     "x-amzn-ErrorType": "PayloadTooLargeException", "x-amzn-RequestId": rid})
@@ -347,6 +385,41 @@ class Gateway:
 
     # --- REST API ----------------------------------------------------------------
 
+    async def _scim(self, request: web.Request) -> web.Response:
+        """/scim/v2/{proxy+} (ANY) -> the ``scim`` function, as an API Gateway REST (v1) proxy event."""
+        body = await request.read()
+        path = request.path  # decoded, as API Gateway's ``path`` is
+        multi_query: dict[str, list[str]] = {}
+        for k, v in parse_qsl(request.query_string, keep_blank_values=True):
+            multi_query.setdefault(k, []).append(v)
+        multi_headers: dict[str, list[str]] = {}
+        for k, v in request.headers.items():
+            multi_headers.setdefault(k, []).append(v)
+        try:
+            text, is_b64 = (body.decode("utf-8"), False) if body else (None, False)
+        except UnicodeDecodeError:
+            text, is_b64 = base64.b64encode(body).decode(), True
+        now_ms = int(time.time() * 1000)
+        event = {
+            "resource": "/scim/v2/{proxy+}", "path": path, "httpMethod": request.method,
+            "headers": {k: v for k, v in request.headers.items()}, "multiValueHeaders": multi_headers,
+            "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} or None,
+            "multiValueQueryStringParameters": multi_query or None,
+            "pathParameters": {"proxy": path[len("/scim/v2/"):]} if path.startswith("/scim/v2/") else None,
+            "stageVariables": None, "body": text, "isBase64Encoded": is_b64,
+            "requestContext": {"resourcePath": "/scim/v2/{proxy+}", "httpMethod": request.method, "path": path,
+                               "stage": self.stage, "requestId": str(uuid.uuid4()), "requestTimeEpoch": now_ms,
+                               "requestTime": _request_time(now_ms), "domainName": self.domain_name,
+                               "apiId": self.api_id, "protocol": "HTTP/1.1",
+                               "identity": {"sourceIp": request.remote or "127.0.0.1",
+                                            "userAgent": request.headers.get("User-Agent", "")}},
+        }
+        reply = await self.pool.invoke_event("scim", event)
+        payload = reply.get("body") or ""
+        payload = base64.b64decode(payload) if reply.get("isBase64Encoded") else str(payload).encode()
+        return web.Response(status=int(reply.get("statusCode", 502)), body=payload,
+                            headers=dict(reply.get("headers") or {}))
+
     async def _rest(self, request: web.Request) -> web.Response:
         body = await request.read()
         headers = {k: v for k, v in request.headers.items()}
@@ -354,6 +427,8 @@ class Gateway:
         out_headers = dict(reply.get("headers") or {})
         for k, values in (reply.get("multiValueHeaders") or {}).items():
             out_headers[k] = ", ".join(values)
+        if not any(k.lower() == "content-type" for k in out_headers):  # API Gateway's proxy default
+            out_headers["Content-Type"] = "application/json"
         payload = reply.get("body") or b""
         if isinstance(payload, str):
             payload = base64.b64decode(payload) if reply.get("isBase64Encoded") else payload.encode()

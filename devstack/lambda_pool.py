@@ -56,10 +56,13 @@ def _invoke_ws(route_key: str, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _invoke_event(function_name: str, event: dict[str, Any]) -> dict[str, Any]:
-    """An event-source function (SQS, S3): Chalice's handler object by its function name."""
+    """A plain function (SQS, S3, the SCIM proxy): Chalice's handler object by its function name.
+
+    A function that returns a dict (the ``scim`` function's REST proxy reply) is answered with it.
+    """
     handler = getattr(_app_module, function_name)
-    handler(event, _Context(f"enterprise-chat-{function_name}", 60, 512))
-    return {"statusCode": 200}
+    result = handler(event, _Context(f"enterprise-chat-{function_name}", 60, 512))
+    return result if isinstance(result, dict) else {"statusCode": 200}
 
 
 def _invoke_rest(method: str, path: str, headers: dict[str, str], body: bytes | None) -> dict[str, Any]:

@@ -31,6 +31,8 @@ import zlib
 from typing import Any
 from urllib.parse import urlsplit
 
+from .faults import FAULTS
+
 CAPACITY_OPS = frozenset({"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan",
                           "BatchGetItem", "BatchWriteItem", "TransactWriteItems", "TransactGetItems"})
 READ_OPS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"})
@@ -166,6 +168,15 @@ def _render(start: bytes, headers: Headers, body: bytes) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
+def _fault_reply(status: int, code: str, message: str) -> tuple[bytes, Headers, bytes]:
+    """A DynamoDB error answer as botocore parses it (devstack/faults.py)."""
+    payload = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message}).encode()
+    reason = b"Bad Request" if status == 400 else b"Internal Server Error"
+    return (b"HTTP/1.1 %d %s" % (status, reason),
+            [(b"Content-Type", b"application/x-amz-json-1.0"), (b"x-amz-crc32", b"%d" % zlib.crc32(payload))],
+            payload)
+
+
 def _closes(headers: Headers) -> bool:
     return _header(headers, b"connection").lower() == b"close"
 
@@ -236,6 +247,15 @@ class MeteringProxy:
                     return  # the client closed its kept-alive connection
                 body = await _read_body(reader, headers, until_eof=False)
                 op = _header(headers, b"x-amz-target").rpartition(b".")[2].decode() or "unknown"
+                fault = FAULTS.dynamodb(op, body) if op in CAPACITY_OPS else None  # off unless a test asks
+                if fault == "throttle":
+                    reply = _fault_reply(400, FAULTS.throttle_code(), "Throughput exceeded (injected fault)")
+                    self.meter.record(op, 400, len(body), len(reply[2]), (0.0, 0.0, 0.0))
+                    writer.write(_render(*reply))
+                    await writer.drain()
+                    if _closes(headers):
+                        return
+                    continue
                 inject = (self.inject and op in CAPACITY_OPS and body.lstrip()[:1] == b"{"
                           and _ASKED not in body)
                 try:
@@ -255,6 +275,9 @@ class MeteringProxy:
                             payload = stripped
                             out = [(k, b"%d" % zlib.crc32(payload)) if k.lower() == b"x-amz-crc32" else (k, v)
                                    for k, v in out]
+                if fault == "fail_after":  # the write happened; its caller is told it failed
+                    status_line, out, payload = _fault_reply(500, "InternalServerError",
+                                                             "Internal server error (injected fault)")
                 status = int(status_line.split(b" ", 2)[1])
                 self.meter.record(op, status, len(body), len(payload), units)
                 writer.write(_render(status_line, out, payload))

@@ -74,17 +74,30 @@ def connect(verifier: TokenVerifier, clock: Callable[[], float], ttl_seconds: in
     return principal
 
 
-def disconnect(connection_id: str, clock: Callable[[], float] = time.time) -> Connection | None:
+# API Gateway answers Gone to posts for a connection whose $connect has not returned yet,
+# so a fan-out racing a handshake must not take Gone as death: a younger record is kept
+# (its $disconnect, a later Gone or the TTL removes it if it really is dead).
+GONE_GRACE_SECONDS = 30
+
+
+def disconnect(connection_id: str, clock: Callable[[], float] = time.time,
+               min_age_seconds: float = 0) -> Connection | None:
     """Remove the connection record and its entry in the user's live set; idempotent.
 
     Also the cleanup for a post that answered Gone (the socket died without
-    a $disconnect reaching us).
+    a $disconnect reaching us): then with ``min_age_seconds=GONE_GRACE_SECONDS``,
+    and a record younger than that is left alone (returns None).
     """
     conn = Connection.find(connection_id)
-    Connection.remove(connection_id)
+    if conn is not None and min_age_seconds and clock() - int(conn.connected_at or 0) < min_age_seconds:
+        return None
+    # The live set first, the record last: if this dies in between, the record still names the
+    # user, so the next Gone or $disconnect finishes the job (the other order strands the id in
+    # the live set for good: posted to on every fan-out, and the user shown online).
     if conn is not None:
         Presence.remove_connection(conn.tenant_user, connection_id, int(clock() * 1000))
     Subscription.drop_connection(connection_id)
+    Connection.remove(connection_id)
     return conn
 
 

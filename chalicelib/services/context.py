@@ -22,3 +22,17 @@ class Call:
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+
+def offset_cursor(value: Any) -> int:
+    """A page cursor that is a position in a list (inbox, roster): a client's garbage is
+    ``validation_failed``, never an internal error (found by tests/e2e/test_fuzz.py)."""
+    from ..protocol.errors import ValidationFailed
+
+    try:
+        position = int(value or 0)
+    except (TypeError, ValueError):
+        raise ValidationFailed("cursor is not one this server returned.") from None
+    if position < 0:
+        raise ValidationFailed("cursor is not one this server returned.")
+    return position

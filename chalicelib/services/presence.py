@@ -21,6 +21,7 @@ from ..config import Settings
 from ..models import Conversation, Member, Presence, Subscription, condition_failed, user_key
 from ..protocol.errors import ValidationFailed
 from ..protocol.frames import dumps
+from .context import offset_cursor
 
 # Highest first: what the user shows when devices or settings disagree.
 PRECEDENCE = ("do_not_disturb", "in_meeting", "busy", "available", "away", "offline")
@@ -231,7 +232,7 @@ def subscribe(env: PresenceEnv, principal: Principal, connection_id: str, body: 
     """Roster snapshot (paged) and, on the first page, the subscription to its changes."""
     cap = env.settings.presence_roster_cap
     keys = sorted(visible_keys(principal, body.get("watch") or [], cap, env.now_ms()))
-    start = int(body.get("cursor") or 0)
+    start = offset_cursor(body.get("cursor"))
     limit = int(body.get("limit") or 100)
     if start == 0:
         Subscription.replace_for(connection_id, policy.key_of(principal), keys,

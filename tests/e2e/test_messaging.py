@@ -237,10 +237,11 @@ async def test_gone_connection_is_cleaned_up_and_only_that_one(sessions):
     conv = await _group(alice, "bob@acme.example")
     bob_key = user_key("acme", uid("bob@acme.example"))
     # A device that died without its $disconnect reaching us: record and live-set entry remain.
+    # (It connected a while ago: a record younger than GONE_GRACE_SECONDS may be mid-handshake.)
     dead = "ZGVhZGRldmljZQ=="
     now = int(time.time())
     Connection(connection_id=dead, tenant_id="acme", user_id=uid("bob@acme.example"), tenant_user=bob_key,
-               email="bob@acme.example", roles=["member"], connected_at=now, expires_at=now + 60).save()
+               email="bob@acme.example", roles=["member"], connected_at=now - 120, expires_at=now + 60).save()
     Presence.add_connection(bob_key, dead, now)
     await alice.call("message.send", conversationId=conv, clientMessageId=cmid(), body="anyone?")
     await bob.event("message.created", message__conversationId=conv)
@@ -249,6 +250,26 @@ async def test_gone_connection_is_cleaned_up_and_only_that_one(sessions):
     assert dead not in live and len(live) >= 1
     alice_key = user_key("acme", uid("alice@acme.example"))
     assert Presence.connections_of([alice_key])[alice_key]  # the sender's connections untouched
+
+
+async def test_gone_during_a_handshake_keeps_the_new_connection(sessions):
+    """API Gateway answers Gone to posts for a connection whose $connect has not returned:
+    a fan-out racing a handshake must not delete the record (the socket would open unregistered)."""
+    alice, bob = await sessions("alice@acme.example"), await sessions("bob@acme.example")
+    conv = await _group(alice, "bob@acme.example")
+    bob_key = user_key("acme", uid("bob@acme.example"))
+    joining = "am9pbmluZ2RldmljZQ=="  # recorded by its $connect, not yet open at the gateway
+    now = int(time.time())
+    Connection(connection_id=joining, tenant_id="acme", user_id=uid("bob@acme.example"), tenant_user=bob_key,
+               email="bob@acme.example", roles=["member"], connected_at=now, expires_at=now + 60).save()
+    Presence.add_connection(bob_key, joining, now)
+    try:
+        await alice.call("message.send", conversationId=conv, clientMessageId=cmid(), body="racing")
+        await bob.event("message.created", message__conversationId=conv)
+        assert Connection.find(joining) is not None
+    finally:
+        Connection.remove(joining)
+        Presence.remove_connection(bob_key, joining, now)
 
 
 async def test_groups_channels_roles(sessions):

@@ -210,3 +210,33 @@ async def test_connect_storm_is_coalesced(stack, sessions):
     bound = int(elapsed / 1.0) + 2
     assert 1 <= len(events) <= bound, (len(events), bound)
     assert len(events) < storm * 2 / 5
+
+
+async def test_storm_with_a_manual_status_ends_offline(stack, sessions):
+    """A user with a manual status who flaps ends offline for watchers (bench/presence_cost.py's storm)."""
+    watcher = await sessions("alice@acme.example")
+    target = await Session.open(stack, "carol@acme.example")
+    await target.call("presence.set", status="busy")
+    await watcher.call("presence.subscribe", watch=[uid("carol@acme.example")])
+    await target.close()
+    await _wait_status(watcher, "carol@acme.example", "offline")
+    await asyncio.sleep(1.5)  # past the coalescing window, as the bench waits
+    watcher.frames.clear()
+    for _ in range(10):
+        s = await Session.open(stack, "carol@acme.example")
+        await s.close()
+
+    def latest() -> dict | None:  # posts may arrive out of order; updatedAt orders publications
+        events = [f for f in watcher.frames if f.get("type") == "presence.changed"
+                  and f["user"]["userId"] == uid("carol@acme.example")]
+        return max(events, key=lambda f: f["updatedAt"], default=None)
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (latest() is None or latest()["status"] != "offline"):
+        await asyncio.sleep(0.2)
+    assert latest() is not None and latest()["status"] == "offline", latest()
+    assert (await _status_of(watcher, "carol@acme.example"))["status"] == "offline"
+    # the next test starts from a clean slate
+    s = await Session.open(stack, "carol@acme.example")
+    await _settle(s)
+    await s.close()

@@ -185,3 +185,17 @@ def test_files_bucket_notifies_the_upload_function(rendered):
     assert permission["Principal"] == "s3.amazonaws.com" and permission["FunctionName"] == {"Ref": "FileUploaded"}
     assert permission["SourceArn"] == f"arn:aws:s3:::{_stage_env(stage)['FILES_BUCKET']}"
     assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_queue_visibility_covers_its_consumers_per_function_timeout(stage):
+    """Per-function timeouts (.chalice/config.json lambda_functions) reach the queues: visibility >= 6x the consumer's."""
+    st = render_infra.stage(stage)
+    template = render_infra.render_resources(stage)
+    assert st.timeout_of("FileScanRetry") == 120 and st.timeout_of("FileUploaded") == 120
+    assert st.timeout_of("APIHandler") <= 29, "API Gateway gives up after 29 s"
+    assert st.timeout_of("WebsocketConnect") <= 29
+    assert st.sqs_consumers
+    for fn, imported in st.sqs_consumers:
+        lid = render_infra._camel(render_infra._setting(imported, "_queue"))
+        assert template["Resources"][lid]["Properties"]["VisibilityTimeout"] >= 6 * st.timeout_of(fn), (fn, lid)
