@@ -117,7 +117,8 @@ class Gateway:
 
     def web_app(self) -> web.Application:
         app = web.Application(client_max_size=10 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        # [\s\S], not ".": a path may carry an encoded newline (%0A), which API Gateway routes like any byte.
+        app.router.add_route("*", "/{tail:[\\s\\S]*}", self.dispatch)
         return app
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:

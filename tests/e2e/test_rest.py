@@ -114,3 +114,12 @@ def test_rest_bad_query_parameters(stack, conv):
         resp = requests.get(f"{stack.origin}/conversations/{conv}/messages", params=params, headers=headers,
                             timeout=10)
         assert _check(resp, 400, "Error")["error"]["code"] == "validation_failed", params
+
+
+@pytest.mark.parametrize("path", ["/conversations/%0A/messages", "/admin/holds/%0A/release", "/files/a%0Ab/download"])
+def test_encoded_control_characters_in_a_path_get_a_json_error(stack, path):
+    """API Gateway routes any byte of a path parameter to the app; the answer is our JSON error."""
+    method = "POST" if path.endswith("release") else "GET"
+    resp = requests.request(method, f"{stack.origin}{path}", headers=_auth(stack, "alice@acme.example"), timeout=15)
+    assert 400 <= resp.status_code < 500 and resp.headers["Content-Type"].startswith("application/json"), resp.text
+    assert resp.json()["error"]["code"] in ("validation_failed", "not_found")
