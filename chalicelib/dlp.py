@@ -335,7 +335,7 @@ class Ruleset:
                     break
         return tuple(spans)
 
-    def scan(self, text: str) -> list[Hit]:
+    def matches(self, text: str) -> list[Hit]:
         hits = []
         for rule in self._detectors:
             spans = DETECTORS[rule.detector](text)
@@ -416,7 +416,7 @@ def screen(text: str, rulesets: Iterable[Ruleset]) -> Verdict:
     are listed in precedence order (the sender's company first), which
     decides which blocking rule is named.
     """
-    hits = [h for rs in rulesets if rs for h in rs.scan(text)]
+    hits = [h for rs in rulesets if rs for h in rs.matches(text)]
     if not hits:
         return Verdict(None, text, text)
     action = max((h.rule.action for h in hits), key=RANK.__getitem__)
