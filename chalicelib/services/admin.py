@@ -194,18 +194,26 @@ def set_policy(call: Call, body: dict[str, Any]) -> dict[str, Any]:
 
 # --- users and roles ------------------------------------------------------------
 
+def key_page(model: Any, tenant_id: str, range_attr: Any, body: dict[str, Any],
+             default_limit: int) -> tuple[list[Any], str | None]:
+    """One page of a tenant's partition in range-key order after ``body["cursor"]``: 1 Query.
+
+    Returns the items and the next cursor (the last range key of a full page, else None).
+    """
+    limit = int(body.get("limit") or default_limit)
+    cond = range_attr > body["cursor"] if body.get("cursor") else None
+    items = list(model.query(tenant_id, range_key_condition=cond, limit=limit))
+    return items, getattr(items[-1], range_attr.attr_name) if len(items) == limit else None
+
+
 def list_users(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     """Query the tenant's own partition of the directory: 1 request per page."""
     require_admin(call)
-    limit = int(body.get("limit") or 100)
-    kwargs: dict[str, Any] = {"limit": limit}
-    if body.get("cursor"):
-        kwargs["range_key_condition"] = User.user_id > body["cursor"]
-    users = list(User.query(call.principal.tenant_id, **kwargs))
+    users, nxt = key_page(User, call.principal.tenant_id, User.user_id, body, 100)
     return {"users": [{"userId": u.user_id, "email": u.email, "displayName": u.display_name,
                        "roles": list(u.roles or []), "status": u.status, "groups": list(u.groups or [])}
                       for u in users],
-            "nextCursor": users[-1].user_id if len(users) == limit else None}
+            "nextCursor": nxt}
 
 
 def set_roles(call: Call, body: dict[str, Any]) -> dict[str, Any]:

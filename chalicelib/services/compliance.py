@@ -30,7 +30,7 @@ from .. import retention
 from ..config import settings
 from ..models import (Conversation, File, LegalHold, Message, RetentionRule, User, condition_failed)
 from ..protocol.errors import Conflict, NotFound, ValidationFailed
-from .admin import audit, require_admin
+from .admin import audit, key_page, require_admin
 from .context import Call
 
 log = logging.getLogger("chat.compliance")
@@ -211,13 +211,8 @@ def place_hold(call: Call, body: dict[str, Any]) -> dict[str, Any]:
 def list_holds(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     """Query the company's holds, oldest first: 1 request per page."""
     require_admin(call)
-    limit = int(body.get("limit") or 50)
-    kwargs: dict[str, Any] = {"limit": limit}
-    if body.get("cursor"):
-        kwargs["range_key_condition"] = LegalHold.hold_id > body["cursor"]
-    holds = list(LegalHold.query(call.principal.tenant_id, **kwargs))
-    return {"holds": [_hold_view(h) for h in holds],
-            "nextCursor": holds[-1].hold_id if len(holds) == limit else None}
+    holds, nxt = key_page(LegalHold, call.principal.tenant_id, LegalHold.hold_id, body, 50)
+    return {"holds": [_hold_view(h) for h in holds], "nextCursor": nxt}
 
 
 def release_hold(call: Call, body: dict[str, Any]) -> dict[str, Any]:

@@ -224,6 +224,12 @@ def test_audit_log_records_every_admin_action_and_is_read_only(stack, pair):
     page = api(stack, a.admin, "GET", "/admin/audit", params={"limit": 2}).json()
     rest = api(stack, a.admin, "GET", "/admin/audit", params={"limit": 10, "cursor": page["nextCursor"]}).json()
     assert [e["id"] for e in page["entries"] + rest["entries"]] == [e["id"] for e in entries]
+    # the directory pages by user id: one page at a time, every user once
+    everyone = api(stack, a.admin, "GET", "/admin/users").json()["users"]
+    first = api(stack, a.admin, "GET", "/admin/users", params={"limit": 1}).json()
+    second = api(stack, a.admin, "GET", "/admin/users", params={"limit": 10, "cursor": first["nextCursor"]}).json()
+    assert len(everyone) >= 2 and [u["userId"] for u in first["users"] + second["users"]] == \
+        [u["userId"] for u in everyone]
     # an empty window is the caller's mistake, not a server error (DynamoDB refuses reversed bounds)
     for params in ({"from": 2, "to": 1}, {"from": 5, "cursor": "0000000000001#"}):
         for path in ("/admin/audit", "/admin/dlp/flags"):
