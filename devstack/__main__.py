@@ -59,9 +59,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from moto.server import ThreadedMotoServer
 
+    from . import sqs_receive
     from .dynamodb_local import DynamoDBLocal
     from .metering import MeteringProxy
     from .ports import free_port
+
+    sqs_receive.apply()  # receiving must not cost O(queue) per message (see the module)
 
     moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     moto_server.start()

@@ -138,9 +138,12 @@ def publish(env: PresenceEnv, key: str, item: Presence | None = None) -> int:
     watchers = [s.watcher_connection for s in subs if s.watcher_key in allowed]
     if not watchers:
         return 0
-    # updatedAt orders publications (posts of two invocations may arrive out of order):
-    # clients keep, per user, the event with the greatest updatedAt.
-    env.delivery.fan_out(watchers, dumps({"type": "presence.changed", **view(key, item, now, idle_ms),
+    # Post the state that was signed and recorded above, not one re-read from ``item``: the
+    # update refreshed it, and a device that connected meanwhile would make the event differ
+    # from ``published`` (its own publication would then see no change, and watchers would
+    # keep the wrong state).  updatedAt orders publications (posts of two invocations may
+    # arrive out of order): clients keep, per user, the event with the greatest updatedAt.
+    env.delivery.fan_out(watchers, dumps({"type": "presence.changed", "user": _split(key), **st,
                                           "updatedAt": now}))
     return len(watchers)
 

@@ -11,7 +11,7 @@ import time
 import jsonschema
 import pytest
 
-from chalicelib.models import Presence, User, user_key
+from chalicelib.models import Presence, Subscription, User, user_key
 from chalicelib.protocol import schemas
 
 from .client import ActionError, Session
@@ -240,3 +240,53 @@ async def test_storm_with_a_manual_status_ends_offline(stack, sessions):
     s = await Session.open(stack, "carol@acme.example")
     await _settle(s)
     await s.close()
+
+
+class _Recorder:
+    """A delivery that keeps what it was asked to post (the fan-out under test, not @connections)."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict]] = []
+
+    def fan_out(self, connection_ids, data):
+        import json
+
+        for cid in connection_ids:
+            self.posts.append((cid, json.loads(data)))
+
+
+def test_watchers_are_told_exactly_what_is_recorded_as_published(stack):
+    """A connect racing a publication must not make the event differ from the recorded state.
+
+    The bench storm (bench/presence_cost.py) found watchers told ``busy`` while ``offline`` was
+    recorded as published, so the final ``offline`` looked like no change and was never sent.
+    """
+    import uuid
+
+    from chalicelib import runtime
+    from chalicelib.services import presence
+
+    target = user_key("acme", f"race-{uuid.uuid4().hex[:8]}")
+    watcher = user_key("acme", f"race-watcher-{uuid.uuid4().hex[:8]}")
+    now = int(time.time() * 1000)
+    Presence(user_key=target, manual="busy", published=presence._signature(
+        {"status": "busy", "custom": None}), published_at=now - 60_000, connections=None).save()
+    Subscription.replace_for("race-watcher-conn", watcher, [target], int(time.time()) + 600)
+    scheduled: list[tuple[str, int]] = []
+    recorder = _Recorder()
+    env = presence.PresenceEnv(delivery=recorder, clock=time.time, settings=runtime.settings(),
+                               schedule=lambda k, d: scheduled.append((k, d)))
+    try:
+        item = Presence.find(target)  # the disconnect's publication read the user offline ...
+        Presence.add_connection(target, "race-conn", now)  # ... and a new device connects meanwhile
+        assert presence.publish(env, target, item) == 1
+        (_, event), = recorder.posts
+        recorded = Presence.find(target).published
+        assert presence._signature(event) == recorded, (event, recorded)
+        assert event["status"] == "offline"
+        # the connect's own publication then sees a change and, inside the window, schedules it
+        assert presence.publish(env, target) == 0
+        assert scheduled and scheduled[-1][0] == target
+    finally:
+        Subscription.drop_connection("race-watcher-conn")
+        Presence(user_key=target).delete()
