@@ -5,8 +5,8 @@
    subscribed to the user: DynamoDB requests by operation and capacity units
    (metering proxy), ``@connections`` posts (gateway), ``presence.changed``
    events the watchers got, and the time until the last watcher had it.
-2. A storm: one user connecting and disconnecting N times as fast as it can
-   (aimed at one second) with 100 watchers, with coalescing on
+2. A storm: one user connecting and disconnecting N times, a cycle every
+   half second, with 100 watchers, with coalescing on
    (``PRESENCE_COALESCE_SECONDS=2``, the default) and off (``=0``, a second
    stack): events per watcher, posts and DynamoDB requests, counted until
    the delayed publications have landed too.
@@ -33,6 +33,7 @@ from stack import RESULTS, STACK_ENV, local_stack, metrics, settle, use_stack_en
 
 SIZES = (10, 100, 1000)
 STORM_WATCHERS = 100
+STORM_PACE_S = 0.5  # one connect/disconnect cycle every half second
 TARGET = "presence-target-0000@acme.example"  # made by setup_users
 
 
@@ -143,9 +144,12 @@ async def storm(info: dict[str, Any], watchers: list[tuple[str, str]], target_id
         token = await asyncio.to_thread(_token, origin, TARGET)
         await asyncio.to_thread(metrics, origin, True)
         t0 = time.perf_counter()
-        for _ in range(cycles):
+        for i in range(cycles):
             ws = await websockets.connect(f"{info['ws']}?token={token}", open_timeout=60, ping_interval=None)
             await ws.close()
+            # Paced so that each $disconnect (run after the close, asynchronously) lands before the
+            # next connect: the user really flaps online/offline instead of overlapping sockets.
+            await asyncio.sleep(max(0.0, t0 + (i + 1) * STORM_PACE_S - time.perf_counter()))
         storm_s = time.perf_counter() - t0
         # Count until the delayed (coalesced) publications have landed and the stack is quiet.
         total = await asyncio.to_thread(until_quiet, origin, 3.0, 60.0)
