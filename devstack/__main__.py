@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         ddb.start()
         ddb_url = ddb.endpoint
     else:
-        print("devstack: using moto's DynamoDB (fallback: no TTL expiry, no consumed capacity)",
+        print("devstack: using moto's DynamoDB (fallback: TTL expiry by the stack's reaper, no consumed capacity)",
               file=sys.stderr)
         ddb_url = moto_url
     # Every DynamoDB client goes through the metering proxy (GET /dev/stack/metrics).
@@ -111,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     from .seed import seed
 
     models.create_tables()
+    from .ttl_reaper import TtlReaper
+
+    # DynamoDB Local skips expired items missing from a sparse index; moto expires nothing (see the module).
+    reaper = TtlReaper(boto3.client("dynamodb", endpoint_url=ddb_upstream),
+                       interval=float(os.environ.get("DEVSTACK_TTL_REAP_SECONDS", "2")), all_ttl_tables=ddb is None)
+    reaper.start()
     s3 = boto3.client("s3", endpoint_url=moto_url)
     with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         s3.create_bucket(Bucket=settings().files_bucket)
@@ -176,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(serve())
     finally:
+        reaper.stop()
         pool.shutdown()
         metering.stop()
         if ddb is not None:

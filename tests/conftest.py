@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Seconds per retention "day" on the test stack (long enough to read an item back before it may go).
+RETENTION_DAY_SECONDS = 3
 STARTUP_TIMEOUT = 180
 
 
@@ -54,9 +56,9 @@ def stack() -> Stack:
     log = log_path.open("wb")
     # Short presence timers so idle and coalescing are observable within a test.
     env = dict(os.environ, PYTHONUNBUFFERED="1", PRESENCE_IDLE_SECONDS="5", PRESENCE_COALESCE_SECONDS="1")
-    # Retention "days" of one second, so DynamoDB Local really expires messages within a test, and
-    # export steps of 1 page, so a small export runs in several steps (docs/compliance.md).
-    env.update(RETENTION_DAY_SECONDS="1", EXPORT_PAGES_PER_STEP="1")
+    # Retention "days" of a few seconds, so messages really expire within a test, and export
+    # steps of 1 page, so a small export runs in several steps (docs/compliance.md).
+    env.update(RETENTION_DAY_SECONDS=str(RETENTION_DAY_SECONDS), EXPORT_PAGES_PER_STEP="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "devstack", "--port", "0", "--state-dir", str(state_dir)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True,

@@ -1,7 +1,8 @@
 """Retention, legal hold and eDiscovery export over real HTTP and sockets (docs/compliance.md).
 
-The test stack runs with ``RETENTION_DAY_SECONDS=1`` (a retention "day" is a
-second; see below for what DynamoDB Local's TTL does and does not do) and
+The test stack runs with ``RETENTION_DAY_SECONDS=3`` (a retention "day" is
+three seconds: short enough to watch items expire, long enough to read an
+item back before it may; see below for who expires them locally) and
 ``EXPORT_PAGES_PER_STEP=1``, so a small export takes several steps.  Each
 test builds its own companies, so states never leak.
 """
@@ -21,9 +22,12 @@ from chalicelib.config import settings
 from chalicelib.models import File, Message, User
 from chalicelib.protocol import schemas
 
+from ..conftest import RETENTION_DAY_SECONDS
 from .test_federation import api, connect_companies, make_company
 
 pytestmark = pytest.mark.e2e
+
+DAY = RETENTION_DAY_SECONDS  # seconds per retention "day" on the test stack
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
 
@@ -69,43 +73,42 @@ async def _send(s, conv: str, body: str) -> int:
 
 # --- retention: expiry, tombstones, holds, each company decides for its own ---------------------
 #
-# DynamoDB Local 1.25.1 (this stack) DOES delete expired TTL items - within ~1-13 s on a table without
-# secondary indexes - but it never deletes an item that is missing from a sparse GSI, nor any item of
-# a table with two GSIs (measured; no error is logged).  The messages table has two sparse GSIs
-# (by_thread, by_retained_sender), so locally its items never expire.  The strict xfail below proves
-# that each run; the test after it therefore plays the reaper itself, openly: it deletes exactly the
-# items whose ``expires_at`` has passed, under that very condition, as DynamoDB TTL does.
+# Expiry here is the local stack's TTL, as on AWS.  DynamoDB Local's own TTL stops for good on a table
+# once an expired item is missing from one of its sparse indexes (the messages table), so the stack's
+# reaper (devstack/ttl_reaper.py) plays AWS's TTL there; tests/e2e/test_ttl_reaping.py pins why.
 
 
-def _reap(conv: str) -> list[int]:
-    """Stand-in for DynamoDB's TTL reaper on one conversation: delete items whose expires_at has passed."""
-    now = int(time.time())
-    gone = []
-    for m in Message.query(conv, filter_condition=Message.expires_at <= now, consistent_read=True):
-        m.delete(condition=Message.expires_at <= now)
-        gone.append(int(m.seq))
-    return gone
+def _gone(conv: str, seq: int) -> bool:
+    return Message.find(conv, seq) is None
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="DynamoDB Local 1.25.1 does not reap tables with two sparse GSIs; "
-                                       "when this passes, drop _reap and wait for real expiry")
-async def test_dynamodb_local_reaps_the_messages_table(stack, sessions):
+async def test_an_expired_thread_reply_leaves_a_tombstone_and_its_root(stack, sessions):
     if stack.state_dir is None:
-        pytest.skip("about the local stack's DynamoDB Local")
-    a = make_company(stack, "reap")
-    api(stack, a.admin, "PUT", "/admin/retention", json={"days": 1})
+        pytest.skip("needs the local stack's short retention days")
+    a = make_company(stack, "reply")
     s = await sessions(a.member)
     conv = (await s.call("conversation.create", kind="group", members=[a.user_id(a.other)]))["conversation"]
-    await _send(s, conv["conversationId"], "due in a second")
-    assert Message.find(conv["conversationId"], 1).expires_at is not None
-    _wait(lambda: Message.find(conv["conversationId"], 1) is None, 40, "DynamoDB Local to reap the message")
+    conv = conv["conversationId"]
+    root = await _send(s, conv, "root, written before the company set retention")
+    _ok(api(stack, a.admin, "PUT", "/admin/retention", json={"days": 1}), 200, "admin.retention.set")
+    reply = (await s.call("message.send", conversationId=conv, clientMessageId=uuid.uuid4().hex,
+                          body="a reply, due in a day (seconds here)", threadRootSeq=root))["message"]["seq"]
+    stored = Message.find(conv, reply)
+    assert stored.thread_key and stored.retained_sender and stored.expires_at is not None
+    assert Message.find(conv, root).expires_at is None  # written before: kept
+    _wait(lambda: _gone(conv, reply), 30, "the stack's TTL to delete the reply")
+    assert Message.find(conv, root).body.startswith("root")
+    hist = _history(stack, a.other, conv)
+    assert hist[reply] == {"conversationId": conv, "seq": reply, "deleted": True, "reason": "retention"}
+    thread = await s.call("thread.history", conversationId=conv, rootSeq=root)
+    assert thread["replies"] == []
 
 
 @pytest.mark.slow
 async def test_retention_expires_own_members_messages_and_a_hold_keeps_until_released(stack, sessions):
     if stack.state_dir is None:
-        pytest.skip("needs the local stack's one-second retention days")
+        pytest.skip("needs the local stack's short retention days")
     a, b = make_company(stack, "keep"), make_company(stack, "peer")
     connect_companies(stack, a, b)
     _ok(api(stack, a.admin, "PUT", "/admin/retention", json={"days": 1}), 200, "admin.retention.set")
@@ -120,11 +123,11 @@ async def test_retention_expires_own_members_messages_and_a_hold_keeps_until_rel
     s3 = await _send(sb, conv, "b: b keeps everything")
     assert (s1, s2, s3) == (1, 2, 3)
     m1 = Message.find(conv, 1)
-    assert m1.expires_at == m1.created_at // 1000 + 1 and m1.retain_s == 1
-    assert Message.find(conv, 2).expires_at is None and Message.find(conv, 2).retain_s == 1
+    assert m1.expires_at == m1.created_at // 1000 + DAY and m1.retain_s == DAY
+    assert Message.find(conv, 2).expires_at is None and Message.find(conv, 2).retain_s == DAY
     assert Message.find(conv, 3).expires_at is None and Message.find(conv, 3).retain_s is None
 
-    _wait(lambda: _reap(conv) == [1], 10, "seq 1's expiry to pass")
+    _wait(lambda: _gone(conv, 1), 30, "the stack's TTL to delete seq 1")
     hist = _history(stack, b.member, conv)
     assert hist[1] == {"conversationId": conv, "seq": 1, "deleted": True, "reason": "retention"}
     assert hist[2]["body"] == "a: held" and hist[3]["body"] == "b: b keeps everything"
@@ -137,7 +140,7 @@ async def test_retention_expires_own_members_messages_and_a_hold_keeps_until_rel
     # Releasing the hold puts the expiry back from the write time: due at once, then gone.
     _ok(api(stack, a.admin, "POST", f"/admin/holds/{hold['holdId']}/release"), 200, "admin.holds.release")
     _wait(lambda: _hold_swept(stack, a.admin, hold["holdId"]), 60, "the release sweep")
-    assert _reap(conv) == [2]
+    _wait(lambda: _gone(conv, 2), 30, "the stack's TTL to delete seq 2")
     hist = _history(stack, a.member, conv)
     assert hist[2]["reason"] == "retention"
     assert hist[3]["body"] == "b: b keeps everything"  # the other company's retention (none) governs it
@@ -152,7 +155,7 @@ async def test_retention_expires_own_members_messages_and_a_hold_keeps_until_rel
 async def test_hold_sweeps_and_overrides_on_stored_items(stack, sessions):
     a, b = make_company(stack, "sweep"), make_company(stack, "other")
     connect_companies(stack, a, b)
-    # 365 "days" = 6 minutes on the test stack: nothing expires during this test
+    # 365 "days" are 18 minutes on the test stack: nothing expires during this test
     api(stack, a.admin, "PUT", "/admin/retention", json={"days": 365})
     sa, so, sb = await sessions(a.member), await sessions(a.other), await sessions(b.member)
     conv = (await sa.call("conversation.create", kind="group", members=[a.user_id(a.other)],
@@ -167,7 +170,7 @@ async def test_hold_sweeps_and_overrides_on_stored_items(stack, sessions):
         m = Message.find(conv, seq)
         return int(m.created_at) // 1000 + int(m.retain_s)
 
-    assert expiry(1) == due(1) and Message.find(conv, 1).retain_s == 365
+    assert expiry(1) == due(1) and Message.find(conv, 1).retain_s == 365 * DAY
     # a user hold placed after the write: the sweep (sparse by_retained_sender index) takes it off
     user_hold = api(stack, a.admin, "POST", "/admin/holds", json={"kind": "user", "userId": a.user_id(a.member)}
                     ).json()["hold"]
@@ -198,12 +201,12 @@ async def test_hold_sweeps_and_overrides_on_stored_items(stack, sessions):
         200, "admin.retention.conversation")
     await _send(sb, conv, "three")  # seq 3, b's: 7
     await _send(sa, conv, "four")   # seq 4, a's: 30
-    assert Message.find(conv, 3).retain_s == 7 and Message.find(conv, 4).retain_s == 30
+    assert Message.find(conv, 3).retain_s == 7 * DAY and Message.find(conv, 4).retain_s == 30 * DAY
     back = _ok(api(stack, a.admin, "PUT", f"/admin/conversations/{conv}/retention", json={"inherit": True}),
                200, "admin.retention.conversation")
     assert back["override"] is False
     await _send(sa, conv, "five")  # seq 5: a's default again
-    assert Message.find(conv, 5).retain_s == 365
+    assert Message.find(conv, 5).retain_s == 365 * DAY
     r = api(stack, a.admin, "PUT", "/admin/retention", json={"days": 5})
     assert r.status_code == 400 and r.json()["error"]["code"] == "validation_failed"
     got = _ok(api(stack, a.admin, "GET", "/admin/retention"), 200, "admin.retention.get")["retention"]
@@ -237,7 +240,7 @@ def _export(stack, admin: str, body: dict) -> tuple[dict, list[dict]]:
 async def test_export_contents_line_by_line(stack, sessions):
     a, b = make_company(stack, "disc"), make_company(stack, "party")
     connect_companies(stack, a, b)
-    api(stack, a.admin, "PUT", "/admin/retention", json={"days": 3650})  # an hour here: nothing expires
+    api(stack, a.admin, "PUT", "/admin/retention", json={"days": 3650})  # three hours here: nothing expires
     sa, so = await sessions(a.member), await sessions(a.other)
     sb, sbo = await sessions(b.member), await sessions(b.other)
     member, other = a.user_id(a.member), a.user_id(a.other)
@@ -293,7 +296,7 @@ async def test_export_contents_line_by_line(stack, sessions):
     assert m2["body"] == "hello v2" and m2["edited"] and m2["sender"] == me and not m2["deleted"]
     assert [r["body"] for r in m2["revisions"]] == ["hello"] and m2["revisions"][0]["at"] == m2["createdAt"]
     assert m2["reactions"] == {"👍": [them]} and m2["threadRootSeq"] is None
-    assert m2["expiresAt"] == m2["createdAt"] // 1000 + 3650
+    assert m2["expiresAt"] == m2["createdAt"] // 1000 + 3650 * DAY
     assert d3["deleted"] and d3["body"] is None and d3["revisions"] == [] and d3["deletedAt"] >= d3["createdAt"]
     assert d3["sender"] == them
     assert r4["body"] == "reply" and r4["threadRootSeq"] == 2
