@@ -50,6 +50,19 @@ WS_METHODS = ["POST", "GET", "DELETE"]  # post_to_connection, get_connection, de
 ALARM_PERIOD = 300
 THRESHOLDS = {"Errors": 5, "Throttles": 1, "DynamoThrottles": 5, "Rest5xx": 5, "WsExecutionErrors": 5,
               "QueueAgeSeconds": 300}
+# Alarms on the app's own EMF counters (namespace EnterpriseChat, docs/operations.md#metrics), each
+# summed over every function: (name, metric, threshold, periods in a row, why).  Alarms whose
+# threshold depends on a deployment's traffic (refusals by code, a drop in MessagesSent) are left
+# to ops, documented there.
+APP_METRIC_NAMESPACE = "EnterpriseChat"
+APP_ALARMS = (
+    ("internal-errors", "InternalErrors", 5, 1, "requests answered `internal` (handlers survive, so Lambda Errors stays 0)"),
+    ("delivery-failures", "DeliveriesFailed", 1, 3, "posts to connections given up: live events are being lost"),
+    ("files-quarantined", "FilesQuarantined", 1, 1, "an uploaded file was malware or did not match its type"),
+    ("scans-deferred", "ScansDeferred", 1, 3, "the scanner is unavailable: uploads stay pending"),
+)
+GONE_RATIO = 0.2         # DeliveriesGone / DeliveriesPosted of websocket_message, 3 periods in a row,
+GONE_RATIO_MIN_POSTS = 100  # once a period has at least this many posts (a few drops in a quiet hour are noise)
 QUARANTINE_DAYS = 7
 MAX_RECEIVES = 5  # deliveries of a queue message before it moves to the dead-letter queue
 NONCURRENT_DAYS = 30
@@ -83,6 +96,7 @@ class Stage:
     has_websocket_api: bool
     # function logical id -> its timeout, per-function settings (``lambda_functions``) applied
     timeouts: tuple[tuple[str, int], ...] = ()
+    function_names: tuple[str, ...] = ()  # Chalice names: the ``function`` dimension of the app's metrics
 
     def timeout_of(self, function: str) -> int:
         return dict(self.timeouts).get(function, self.lambda_timeout)
@@ -123,7 +137,8 @@ def stage(name: str) -> Stage:
                  env=dict(config.environment_variables), policy_file=config.iam_policy_file,
                  lambda_timeout=config.lambda_timeout, functions=tuple(functions),
                  sqs_consumers=tuple(consumers), has_rest_api="RestAPI" in kinds,
-                 has_websocket_api="WebsocketAPI" in kinds, timeouts=tuple(timeouts))
+                 has_websocket_api="WebsocketAPI" in kinds, timeouts=tuple(timeouts),
+                 function_names=tuple(sorted(lambdas)))
 
 
 def _camel(field: str) -> str:
@@ -410,14 +425,14 @@ def _function_overrides(st: Stage) -> dict[str, Any]:
             for fn in st.functions}
 
 
-def _alarm(st: Stage, name: str, description: str, threshold: int, metric: dict[str, Any] | None = None,
-           metrics: list[dict[str, Any]] | None = None, statistic: str = "Sum") -> dict[str, Any]:
+def _alarm(st: Stage, name: str, description: str, threshold: float, metric: dict[str, Any] | None = None,
+           metrics: list[dict[str, Any]] | None = None, statistic: str = "Sum", periods: int = 1) -> dict[str, Any]:
     props: dict[str, Any] = {
         "AlarmName": f"{st.app_name}-{st.name}-{name}",
         "AlarmDescription": description,
         "ComparisonOperator": "GreaterThanOrEqualToThreshold",
         "Threshold": threshold,
-        "EvaluationPeriods": 1,
+        "EvaluationPeriods": periods,
         "TreatMissingData": "notBreaching",
         "AlarmActions": [{"Ref": "AlarmTopic"}],
         "OKActions": [{"Ref": "AlarmTopic"}],
@@ -431,6 +446,38 @@ def _alarm(st: Stage, name: str, description: str, threshold: int, metric: dict[
 
 def _dims(**kv: Any) -> list[dict[str, Any]]:
     return [{"Name": k, "Value": v} for k, v in kv.items()]
+
+
+def _app_metric(st: Stage, qid: str, metric: str, function: str) -> dict[str, Any]:
+    """A query of one EMF counter of one function (Sum over the alarm period)."""
+    dims = _dims(stage=st.env.get("CHAT_STAGE", st.name), function=function)
+    return {"Id": qid, "ReturnData": False, "MetricStat": {
+        "Metric": {"Namespace": APP_METRIC_NAMESPACE, "MetricName": metric, "Dimensions": dims},
+        "Period": ALARM_PERIOD, "Stat": "Sum"}}
+
+
+def _app_alarms(st: Stage) -> dict[str, Any]:
+    """Alarms on the app's EMF counters (docs/operations.md#alarms)."""
+    out: dict[str, Any] = {}
+    names = st.function_names
+    if len(names) >= 10:  # an alarm takes at most 10 metric queries, the sum being one
+        raise SystemExit("too many functions to sum an app metric in one alarm")
+    for name, metric, threshold, periods, why in APP_ALARMS:
+        stats = [_app_metric(st, f"m{i}", metric, fn) for i, fn in enumerate(names)]
+        stats.append({"Id": "total", "Expression": "SUM(METRICS())", "Label": metric, "ReturnData": True})
+        out[f"App{metric}Alarm"] = _alarm(st, name, f"{metric} >= {threshold} in {periods} period(s) in a row: "
+                                          f"{why} (see docs/operations.md#alarms)", threshold,
+                                          metrics=stats, periods=periods)
+    if "websocket_message" in names:
+        stats = [_app_metric(st, "gone", "DeliveriesGone", "websocket_message"),
+                 _app_metric(st, "posted", "DeliveriesPosted", "websocket_message"),
+                 {"Id": "ratio", "Label": "GoneRatio", "ReturnData": True,
+                  "Expression": f"IF(posted >= {GONE_RATIO_MIN_POSTS}, gone / posted, 0)"}]
+        out["AppGoneRatioAlarm"] = _alarm(
+            st, "gone-ratio", f"websocket_message: at least {GONE_RATIO:.0%} of posts answered Gone, 3 periods "
+            "in a row: clients drop without $disconnect or cleanup lags (see docs/operations.md#alarms)",
+            GONE_RATIO, metrics=stats, periods=3)
+    return out
 
 
 def _alarms(st: Stage, tbls: list[Table]) -> dict[str, Any]:
@@ -482,6 +529,7 @@ def _alarms(st: Stage, tbls: list[Table]) -> dict[str, Any]:
             THRESHOLDS["WsExecutionErrors"],
             metric={"Namespace": "AWS/ApiGateway", "MetricName": "ExecutionError",
                     "Dimensions": _dims(ApiId={"Ref": "WebsocketAPI"}, Stage=st.api_stage)})
+    out.update(_app_alarms(st))
     return out
 
 

@@ -132,10 +132,42 @@ def test_alarms_cover_functions_tables_and_apis(rendered):
     assert {"APIHandler", "WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect"} <= \
         set(render_infra.stage(stage).functions)
     throttle_tables = {m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
-                       for a in alarms for m in a.get("Metrics", []) if "MetricStat" in m}
+                       for a in alarms for m in a.get("Metrics", [])
+                       if m.get("MetricStat", {}).get("Metric", {}).get("Namespace") == "AWS/DynamoDB"}
     assert throttle_tables == {f"{m.__name__}Table" for m in models.ALL_MODELS}
     assert {a.get("MetricName") for a in alarms} >= {"5XXError", "ExecutionError"}
     assert all(a["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms)
+
+
+def test_app_metric_alarms_watch_series_the_app_emits(rendered):
+    """Alarms on the EMF counters name metrics the code counts, under the functions' real names and
+    the stage's own dimension value: a renamed function or counter would otherwise leave an alarm
+    watching a series that never exists (and never fires)."""
+    import re
+
+    stage, template = rendered
+    source = "\n".join(p.read_text() for p in (ROOT / "chalicelib").rglob("*.py")) + (ROOT / "app.py").read_text()
+    counted = set(re.findall(r'metrics\.count\("(\w+)"', source)) | set(re.findall(r'count\("(\w+)"', source))
+    from chalicelib import file_events  # the one entry point that names itself through a constant
+
+    flushed = set(re.findall(r'metrics\.flushed\("(\w+)"\)', source)) | {file_events.FUNCTION_NAME}
+    assert set(render_infra.stage(stage).function_names) == flushed
+    app = [r["Properties"] for r in template["Resources"].values()
+           if r.get("Type") == "AWS::CloudWatch::Alarm"
+           and any(m.get("MetricStat", {}).get("Metric", {}).get("Namespace") == "EnterpriseChat"
+                   for m in r["Properties"].get("Metrics", []))]
+    assert {a["AlarmName"].rsplit(f"-{stage}-", 1)[1] for a in app} == \
+        {name for name, *_ in render_infra.APP_ALARMS} | {"gone-ratio"}
+    for alarm in app:
+        for query in alarm["Metrics"]:
+            if "MetricStat" not in query:
+                continue
+            metric = query["MetricStat"]["Metric"]
+            dims = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
+            assert metric["MetricName"] in counted, metric["MetricName"]
+            assert dims == {"stage": _stage_env(stage)["CHAT_STAGE"], "function": dims["function"]}
+            assert dims["function"] in flushed
+        assert len(alarm["Metrics"]) <= 10 and sum(bool(q["ReturnData"]) for q in alarm["Metrics"]) == 1
 
 
 @pytest.mark.parametrize("stage", STAGES)
