@@ -381,14 +381,20 @@ def _run_scanner(env: FilesEnv, rec: File, where: dict[str, Any]) -> scanning.Ve
 
 
 def _defer(env: FilesEnv, rec: File, version_id: str | None, why: str) -> str:
-    """Scanner unavailable: stay pending, count the attempt, queue a delayed retry (backoff)."""
+    """Scanner unavailable: stay pending, count the attempt, queue a delayed retry (backoff).
+
+    After the last attempt the file is refused as ``scan_failed`` (never clean unscanned): the
+    uploader is told, the object goes and the reserved bytes come back, exactly once (``_reject``
+    moves the record out of ``pending`` under a condition).
+    """
     rec.update(actions=[File.scan_attempts.add(1), File.updated_at.set(env.now_ms())])
     metrics.count("ScansDeferred")
     attempts = int(rec.scan_attempts or 0)
     if attempts >= env.settings.scan_max_attempts:
-        log.error("scanner unavailable; scan abandoned, file stays pending",
+        log.error("scanner unavailable; scan abandoned, file refused",
                   extra={"fileId": rec.file_id, "attempts": attempts, "reason": why[:200]})
-        return "pending"
+        return _reject(env, rec, version_id, scanning.Verdict(
+            False, "scan_failed", f"scanner unavailable for {attempts} attempts"), quarantine=False)
     delay = min(SQS_MAX_DELAY_SECONDS, env.settings.scan_retry_seconds * 2 ** (attempts - 1))
     log.warning("scanner unavailable; retry queued",
                 extra={"fileId": rec.file_id, "attempts": attempts, "delay": delay, "reason": why[:200]})

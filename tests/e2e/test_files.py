@@ -386,3 +386,52 @@ async def test_scanner_down_leaves_the_file_pending_and_queues_a_retry(stack, se
     assert delivery.frames == []
     hist = await alice.call("history", conversationId=conv)
     assert [m["seq"] for m in hist["messages"]] == [ready["seq"]]
+
+
+async def test_a_scan_abandoned_after_the_last_attempt_refuses_the_file_and_frees_its_quota(stack, sessions):
+    """Scanner down for every attempt: the uploader is told (``scan_failed``), the object goes and
+    the reserved bytes come back - not a file pending forever that still counts against the quota."""
+    import dataclasses
+
+    from chalicelib.services import files
+
+    from .test_federation import make_company
+
+    if "s3_upstream" not in stack.info:
+        pytest.skip("needs the local stack's moto endpoint")
+    co = make_company(stack, "scan")  # its own tenant: nothing else moves its usage meanwhile
+    owner = await sessions(co.member)
+    conv = await _group(owner, co.other)
+    usage = TenantUsage.find(co.tenant)
+    before = int(usage.file_bytes or 0) if usage else 0
+    res = await _request(owner, conv, PNG)
+    rec_id, key = res["file"]["fileId"], res["upload"]["fields"]["key"]
+    assert int(TenantUsage.find(co.tenant).file_bytes) == before + len(PNG)
+    upstream = boto3.client("s3", endpoint_url=stack.info["s3_upstream"])
+    put = upstream.put_object(Bucket=settings().files_bucket, Key=key, Body=PNG, ContentType="image/png",
+                              ServerSideEncryption="aws:kms")
+    retries: list[tuple] = []
+    delivery = _Recorder()
+    cfg = dataclasses.replace(settings(), scan_max_attempts=2)
+    dead = scanner.Pipeline(scanner.TypeCheck(), scanner.ClamdScanner("tcp:127.0.0.1:9", io_timeout=0.5))
+    env = files.FilesEnv(s3=s3(), delivery=delivery, clock=time.time, settings=cfg,
+                         scanner=lambda: dead, retry=lambda *a: retries.append(a))
+    assert files.on_object_created(env, cfg.files_bucket, key, put.get("VersionId")) == "pending"
+    assert len(retries) == 1 and delivery.frames == []
+    assert files.on_object_created(env, cfg.files_bucket, key, put.get("VersionId")) == "deleted"
+    assert len(retries) == 1  # no further retry
+    rec = File.find(rec_id, consistent=True)
+    assert (rec.status, rec.reason, int(rec.scan_attempts)) == ("deleted", "scan_failed", 2)
+    assert int(TenantUsage.find(co.tenant).file_bytes) == before
+    (frame,) = delivery.frames
+    jsonschema.validate(frame, schemas.OUTBOUND["file.rejected"])
+    assert (frame["fileId"], frame["reason"]) == (rec_id, "scan_failed")
+    with pytest.raises(ClientError):
+        upstream.head_object(Bucket=cfg.files_bucket, Key=key)
+    # A late retry (already queued) or a repeated notification changes nothing and frees nothing twice.
+    healthy = dataclasses.replace(env, scanner=lambda: scanner.from_settings(settings()))
+    assert files.on_object_created(healthy, cfg.files_bucket, key, put.get("VersionId")) == "deleted"
+    assert int(TenantUsage.find(co.tenant).file_bytes) == before
+    with pytest.raises(ActionError) as err:
+        await owner.call("file.download.request", fileId=rec_id)
+    assert err.value.code in ("not_found", "conflict")
