@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     models.create_tables()
     from .ttl_reaper import TtlReaper
 
-    # DynamoDB Local skips expired items missing from a sparse index; moto expires nothing (see the module).
+    # DynamoDB Local stops expiring a table at its first expired item missing from a sparse index;
+    # moto expires nothing. The reaper plays AWS's TTL for those tables (see the module).
     reaper = TtlReaper(boto3.client("dynamodb", endpoint_url=ddb_upstream),
                        interval=float(os.environ.get("DEVSTACK_TTL_REAP_SECONDS", "2")), all_ttl_tables=ddb is None)
     reaper.start()

@@ -281,6 +281,7 @@ def test_watchers_are_told_exactly_what_is_recorded_as_published(stack):
         Presence.add_connection(target, "race-conn", now)  # ... and a new device connects meanwhile
         assert presence.publish(env, target, item) == 1
         (_, event), = recorder.posts
+        jsonschema.validate(event, schemas.OUTBOUND["presence.changed"])
         recorded = Presence.find(target).published
         assert presence._signature(event) == recorded, (event, recorded)
         assert event["status"] == "offline"
