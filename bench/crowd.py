@@ -82,10 +82,15 @@ class Crowd:
                 waiter = self._replies.pop(frame.get("requestId") or "", None)
                 if waiter is not None:
                     waiter.set_result(frame)
-                elif frame.get("type") == "message.created":
-                    self._arrived(frame["message"].get("clientMessageId"), now)
+                else:
+                    self._event(frame, now)
         except websockets.ConnectionClosed:
             pass
+
+    def _event(self, frame: dict[str, Any], now: float) -> None:
+        """A frame that answers no request, arrived at ``now`` (perf_counter); subclasses add kinds."""
+        if frame.get("type") == "message.created":
+            self._arrived(frame["message"].get("clientMessageId"), now)
 
     def _arrived(self, key: str, now: float) -> None:
         got = self.arrivals[key]

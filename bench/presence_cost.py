@@ -45,21 +45,14 @@ class Watchers(Crowd):
         self.presence: list[tuple[str, float]] = []
         self._presence_waiter: tuple[int, str, asyncio.Future[None]] | None = None
 
-    async def _read(self, ws: websockets.ClientConnection) -> None:
-        try:
-            async for raw in ws:
-                now = time.perf_counter()
-                frame = json.loads(raw)
-                waiter = self._replies.pop(frame.get("requestId") or "", None)
-                if waiter is not None:
-                    waiter.set_result(frame)
-                elif frame.get("type") == "presence.changed":
-                    self.presence.append((frame["status"], now))
-                    want = self._presence_waiter
-                    if want and sum(s == want[1] for s, _ in self.presence) >= want[0] and not want[2].done():
-                        want[2].set_result(None)
-        except websockets.ConnectionClosed:
-            pass
+    def _event(self, frame: dict[str, Any], now: float) -> None:
+        if frame.get("type") != "presence.changed":
+            super()._event(frame, now)
+            return
+        self.presence.append((frame["status"], now))
+        want = self._presence_waiter
+        if want and sum(s == want[1] for s, _ in self.presence) >= want[0] and not want[2].done():
+            want[2].set_result(None)
 
     async def status_seen(self, status: str, count: int, timeout: float = 60.0) -> None:
         if sum(s == status for s, _ in self.presence) >= count:
