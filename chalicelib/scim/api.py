@@ -15,7 +15,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from pydantic import ValidationError
 from pynamodb.exceptions import PutError, UpdateError
@@ -208,7 +208,9 @@ def _search(req: Request, model: Any) -> Any:
     return SearchRequest[model].model_validate(params, scim_ctx=Context.RESOURCE_QUERY_REQUEST)
 
 
-def _page(req: Request, search: Any, model: Any, matches: list[Any]) -> Reply:
+def _page(req: Request, search: Any, model: Any, resources: Iterable[Any]) -> Reply:
+    """The request's filter applied to ``resources``, then the requested page of what matched."""
+    matches = [r for r in resources if search.filter is None or search.filter.match(r)]
     start = max(1, int(search.start_index or 1))
     count = DEFAULT_COUNT if search.count is None else max(0, min(int(search.count), MAX_RESULTS))
     page = matches[start - 1:start - 1 + count]
@@ -300,14 +302,8 @@ def _users_for(tenant_id: str, plan: tuple[filters.Lookup, ...] | None) -> Itera
 def _list_users(req: Request) -> Reply:
     search = _search(req, UserResource)
     plan = filters.plan(search.filter.ast if search.filter else None, "User")
-    matches = []
-    for user in _users_for(req.tenant_id, plan):
-        if user.scim_deleted_at:
-            continue
-        resource = user_resource(user, req.base_url)
-        if search.filter is None or search.filter.match(resource):
-            matches.append(resource)
-    return _page(req, search, UserResource, matches)
+    return _page(req, search, UserResource, (user_resource(user, req.base_url)
+                                             for user in _users_for(req.tenant_id, plan) if not user.scim_deleted_at))
 
 
 def _get_user(req: Request, user_id: str) -> Reply:
@@ -435,14 +431,7 @@ def _list_groups(req: Request) -> Reply:
         candidates: list[DirectoryGroup | None] = list(DirectoryGroup.of_tenant(req.tenant_id))
     else:
         candidates = [DirectoryGroup.find(req.tenant_id, lookup.value) for lookup in plan if _key_ok(lookup.value)]
-    matches = []
-    for group in candidates:
-        if group is None:
-            continue
-        resource = group_resource(group, req.base_url)
-        if search.filter is None or search.filter.match(resource):
-            matches.append(resource)
-    return _page(req, search, Group, matches)
+    return _page(req, search, Group, (group_resource(group, req.base_url) for group in candidates if group is not None))
 
 
 def _get_group(req: Request, group_id: str) -> Reply:

@@ -242,19 +242,6 @@ async def test_storm_with_a_manual_status_ends_offline(stack, sessions):
     await s.close()
 
 
-class _Recorder:
-    """A delivery that keeps what it was asked to post (the fan-out under test, not @connections)."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[str, dict]] = []
-
-    def fan_out(self, connection_ids, data):
-        import json
-
-        for cid in connection_ids:
-            self.posts.append((cid, json.loads(data)))
-
-
 def test_watchers_are_told_exactly_what_is_recorded_as_published(stack):
     """A connect racing a publication must not make the event differ from the recorded state.
 
@@ -265,6 +252,8 @@ def test_watchers_are_told_exactly_what_is_recorded_as_published(stack):
 
     from chalicelib import runtime
     from chalicelib.services import presence
+
+    from .test_files import _Recorder  # records what a fan-out would post
 
     target = user_key("acme", f"race-{uuid.uuid4().hex[:8]}")
     watcher = user_key("acme", f"race-watcher-{uuid.uuid4().hex[:8]}")
@@ -280,7 +269,7 @@ def test_watchers_are_told_exactly_what_is_recorded_as_published(stack):
         item = Presence.find(target)  # the disconnect's publication read the user offline ...
         Presence.add_connection(target, "race-conn", now)  # ... and a new device connects meanwhile
         assert presence.publish(env, target, item) == 1
-        (_, event), = recorder.posts
+        (event,) = recorder.frames
         jsonschema.validate(event, schemas.OUTBOUND["presence.changed"])
         recorded = Presence.find(target).published
         assert presence._signature(event) == recorded, (event, recorded)
