@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="gateway port on 127.0.0.1 (0 = any free port); default $PORT or 8000")
     parser.add_argument("--stage", default="dev")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("LAMBDA_WORKERS", "4")),
-                        help="concurrent Lambda containers (worker processes)")
+                        help="concurrent Lambda containers (worker processes) for WebSocket, REST, SCIM and S3")
+    parser.add_argument("--event-workers", type=int, default=int(os.environ.get("DEVSTACK_EVENT_WORKERS", "4")),
+                        help="worker processes of the SQS consumers, apart from the others (0 = share them)")
     parser.add_argument("--state-dir", default=os.environ.get("DEVSTACK_STATE_DIR", str(ROOT / ".devstack")))
     parser.add_argument("--no-seed", action="store_true", help="do not create the demo tenants")
     parser.add_argument("--dynamodb", choices=["local", "moto"],
@@ -128,7 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_seed:
         with contextlib.redirect_stdout(sys.stderr):
             seed(idp)
-    pool = LambdaPool(args.workers)
+    from app import app as chalice_app
+
+    from .queues import sqs_sources
+
+    sources = sqs_sources(chalice_app)
+    # Queue consumers get processes of their own: a burst of queue work must not make frames wait.
+    pool = LambdaPool(args.workers, event_workers=args.event_workers,
+                      event_functions=[s.function_name for s in sources])
     pool.warm()
     gateway = Gateway(pool, stage=args.stage, api_id="local0api", domain_name=f"127.0.0.1:{port}",
                       limits=WsLimits.from_env(), idp=idp, meter=metering.meter)
@@ -158,14 +167,19 @@ def main(argv: list[str] | None = None) -> int:
         await s3_runner.setup()
         await web.SockSite(s3_runner, s3_sock, shutdown_timeout=2.0).start()
         await site.start()
-        from app import app as chalice_app
-
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
 
-        from .queues import QueuePoller, sqs_sources
+        from botocore.config import Config
 
-        pollers = [QueuePoller(pool, boto3.client("sqs"), queue, fn, batch)
-                   for queue, fn, batch in sqs_sources(chalice_app)]
+        from .queues import QueuePoller
+
+        # One slot per process the SQS functions run on: pollers pull no more than the workers can take.
+        slots = asyncio.Semaphore(args.event_workers if args.event_workers > 0 else args.workers)
+        pollers = [QueuePoller(pool, boto3.client("sqs", config=Config(max_pool_connections=50)),
+                               s.queue, s.function_name, s.batch_size, max_concurrency=s.maximum_concurrency,
+                               slots=slots)
+                   for s in sources]
+        gateway.pollers = pollers  # their counters in GET /dev/stack/metrics
         poll_tasks = [asyncio.create_task(p.run()) for p in pollers]
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -5,6 +5,10 @@ AWS would send, handed to the same Chalice handlers through
 :class:`LambdaPool`.  The management API answers like AWS, down to the
 ``410`` + ``x-amzn-ErrorType: GoneException`` that botocore turns into
 ``GoneException``.
+
+Local only, for benchmarks: *virtual connections* (devstack/virtual_connections.py),
+ids the management API serves without a socket, created and read through
+``/dev/stack/virtual-connections``; none exist unless a client asks.
 """
 from __future__ import annotations
 
@@ -20,12 +24,13 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote, urlencode
 
 from aiohttp import WSMsgType, web
 
 from .faults import FAULTS
 from .lambda_pool import LambdaPool
+from .virtual_connections import MAX_PER_CALL, VIRTUAL_USER_AGENT, Latency, VirtualConn, VirtualConnections
 
 log = logging.getLogger("devstack.gateway")
 
@@ -34,6 +39,8 @@ _MGMT_PATH = re.compile(r"^/(?P<stage>[^/]+)/(?:@|%40)connections/(?P<id>[^/?]+)
 # Its page may also talk to the local S3 endpoint (uploads), on another loopback port.
 _WEB_CONNECT = "http://127.0.0.1:* http://localhost:*"
 _WEB_DIR = os.path.realpath(os.path.join(os.path.dirname(__file__), "web"))
+_VIRTUAL_PATH = "/dev/stack/virtual-connections"
+_VIRTUAL_LIFECYCLE_CONCURRENCY = 32  # $connect/$disconnect invocations of a bulk call in flight at once
 _WEB_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".png": "image/png",
               ".svg": "image/svg+xml"}
 
@@ -113,6 +120,8 @@ class Gateway:
         self.limits = limits
         self.idp = idp
         self.conns: dict[str, _Conn] = {}
+        self.virtual = VirtualConnections()  # local-only sinks for benchmarks; never in self.conns
+        self.pollers: list[Any] = []  # devstack.queues.QueuePoller, for the metrics
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def web_app(self) -> web.Application:
@@ -137,6 +146,8 @@ class Gateway:
             return self._metrics(request, path)
         if path == "/dev/stack/faults":
             return await self._faults(request)
+        if path == _VIRTUAL_PATH or path.startswith(_VIRTUAL_PATH + "/"):
+            return await self._virtual_control(request, path)
         if self.idp is not None and (path == "/dev/idp" or path.startswith("/dev/idp/")):
             return await self.idp.handle(request, path)
         if request.method in ("GET", "HEAD") and (path == "/" or path.startswith("/web/")):
@@ -187,7 +198,9 @@ class Gateway:
         if reset:
             self.posts = _PostCounter()
         return web.json_response({"dynamodb": ddb, "connections_api": posts,
-                                  "websockets_open": len(self.conns)})
+                                  "websockets_open": len(self.conns),
+                                  "virtual_connections": len(self.virtual.conns),
+                                  "event_sources": {p.queue: p.snapshot() for p in self.pollers}})
 
     async def _faults(self, request: web.Request) -> web.Response:
         """Local-only control: fault injection for the load tests (devstack/faults.py); off by default."""
@@ -226,24 +239,20 @@ class Gateway:
         ctx.update(extra)
         return ctx
 
-    # --- WebSocket API ---------------------------------------------------------
-
-    async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        conn_id = _new_connection_id()
-        connected_at = int(time.time() * 1000)
-        source_ip = request.remote or "127.0.0.1"
-        user_agent = request.headers.get("User-Agent", "")
-        headers = {k: v for k, v in request.headers.items()}
+    def _connect_event(self, conn_id: str, connected_at: int, source_ip: str, user_agent: str,
+                       header_items: list[tuple[str, str]], query_string: str, scheme: str) -> dict[str, Any]:
+        """The ``$connect`` event of a handshake (a real socket's or a virtual connection's)."""
+        headers = dict(header_items)
         headers.setdefault("X-Forwarded-For", source_ip)
-        headers.setdefault("X-Forwarded-Proto", request.scheme)
+        headers.setdefault("X-Forwarded-Proto", scheme)
         multi_headers: dict[str, list[str]] = {}
-        for k, v in request.headers.items():
+        for k, v in header_items:
             multi_headers.setdefault(k, []).append(v)
-        query = dict(parse_qsl(request.query_string, keep_blank_values=True))
+        query = dict(parse_qsl(query_string, keep_blank_values=True))
         multi_query: dict[str, list[str]] = {}
-        for k, v in parse_qsl(request.query_string, keep_blank_values=True):
+        for k, v in parse_qsl(query_string, keep_blank_values=True):
             multi_query.setdefault(k, []).append(v)
-        event = {
+        return {
             "headers": headers,
             "multiValueHeaders": multi_headers,
             "queryStringParameters": query or None,
@@ -252,6 +261,34 @@ class Gateway:
                                             source_ip, user_agent),
             "isBase64Encoded": False,
         }
+
+    def _disconnect_event(self, conn_id: str, connected_at: int, source_ip: str, user_agent: str,
+                          code: int, reason: str) -> dict[str, Any]:
+        return {
+            "headers": {"Host": self.domain_name, "x-api-key": "", "X-Forwarded-For": "",
+                        "x-restapi": ""},
+            "multiValueHeaders": {},
+            "requestContext": self._context(
+                "$disconnect", "DISCONNECT", conn_id, connected_at, source_ip, user_agent,
+                disconnectStatusCode=code, disconnectReason=reason),
+            "isBase64Encoded": False,
+        }
+
+    def _unused_connection_id(self) -> str:
+        while True:
+            conn_id = _new_connection_id()
+            if conn_id not in self.conns and conn_id not in self.virtual.conns:
+                return conn_id
+
+    # --- WebSocket API ---------------------------------------------------------
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        conn_id = self._unused_connection_id()
+        connected_at = int(time.time() * 1000)
+        source_ip = request.remote or "127.0.0.1"
+        user_agent = request.headers.get("User-Agent", "")
+        event = self._connect_event(conn_id, connected_at, source_ip, user_agent, list(request.headers.items()),
+                                    request.query_string, request.scheme)
         reply = await self.pool.invoke_ws("$connect", event)
         status = int(reply.get("statusCode") or 200)
         if not 200 <= status < 300:
@@ -277,16 +314,8 @@ class Gateway:
                 except (ConnectionError, RuntimeError):  # the transport is gone: $disconnect runs all the same
                     pass
             code = ws.close_code if ws.close_code is not None else 1006
-            disconnect = {
-                "headers": {"Host": self.domain_name, "x-api-key": "", "X-Forwarded-For": "",
-                            "x-restapi": ""},
-                "multiValueHeaders": {},
-                "requestContext": self._context(
-                    "$disconnect", "DISCONNECT", conn_id, connected_at, source_ip, user_agent,
-                    disconnectStatusCode=code, disconnectReason=conn.close_reason or ""),
-                "isBase64Encoded": False,
-            }
-            await self.pool.invoke_ws("$disconnect", disconnect)
+            await self.pool.invoke_ws("$disconnect", self._disconnect_event(
+                conn_id, connected_at, source_ip, user_agent, code, conn.close_reason or ""))
         return ws
 
     async def _read_loop(self, conn: _Conn) -> None:
@@ -343,6 +372,8 @@ class Gateway:
             return web.json_response({"message": "Missing Authentication Token"}, status=403, headers={
                 "x-amzn-ErrorType": "MissingAuthenticationTokenException", "x-amzn-RequestId": rid})
         conn = self.conns.get(conn_id)
+        if conn is None and conn_id in self.virtual.conns:
+            return await self._virtual_management(request, self.virtual.conns[conn_id], rid)
         if conn is None or conn.ws.closed:
             return web.Response(status=410, body=b"{}", content_type="application/json", headers={
                 "x-amzn-ErrorType": "GoneException", "x-amzn-RequestId": rid})
@@ -383,6 +414,147 @@ class Gateway:
             await conn.ws.close(code=1000, message=b"")
             return web.Response(status=204, headers={"x-amzn-RequestId": rid})
         return web.json_response({"message": "Method not allowed"}, status=405)
+
+    # --- virtual connections (local only, for benchmarks; devstack/virtual_connections.py) --------
+
+    async def _virtual_management(self, request: web.Request, conn: VirtualConn, rid: str) -> web.Response:
+        """@connections for a virtual id: the same answers as for a socket, the frame only counted."""
+        gone = web.Response(status=410, body=b"{}", content_type="application/json", headers={
+            "x-amzn-ErrorType": "GoneException", "x-amzn-RequestId": rid})
+        if request.method == "POST":
+            data = await request.read()
+            fault = FAULTS.post()  # None unless a test turned faults on
+            if fault == "gone":  # the "socket" dropped under the post
+                self.virtual.rejected += 1
+                self._virtual_drop(conn, 1006, "Dropped (injected fault)")
+                return gone
+            if fault == "error":
+                self.virtual.rejected += 1
+                return web.json_response({"message": "Internal server error"}, status=500, headers={
+                    "x-amzn-ErrorType": "InternalServerErrorException", "x-amzn-RequestId": rid})
+            if len(data) > self.limits.max_message_bytes:
+                self.virtual.rejected += 1
+                return web.json_response({"message": "Message too long"}, status=413, headers={
+                    "x-amzn-ErrorType": "PayloadTooLargeException", "x-amzn-RequestId": rid})
+            self.virtual.post_started()
+            try:
+                await asyncio.sleep(conn.latency.sample_seconds(self.virtual.rng))
+            finally:
+                self.virtual.post_ended()
+            if self.virtual.conns.get(conn.connection_id) is not conn:  # went away while the frame travelled
+                return gone
+            self.virtual.delivered(conn, data)
+            return web.Response(status=200, headers={"x-amzn-RequestId": rid})
+        if request.method == "GET":
+            return web.json_response({
+                "connectedAt": _iso(conn.connected_at_ms),
+                "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
+                "lastActiveAt": _iso(conn.connected_at_ms),  # a virtual client never sends
+            }, headers={"x-amzn-RequestId": rid})
+        if request.method == "DELETE":
+            self._virtual_drop(conn, 1000, "Connection deleted by the management API")
+            return web.Response(status=204, headers={"x-amzn-RequestId": rid})
+        return web.json_response({"message": "Method not allowed"}, status=405)
+
+    def _virtual_drop(self, conn: VirtualConn, code: int, reason: str) -> None:
+        """Forget one virtual connection; ``$disconnect`` runs afterwards, as for a socket (not awaited:
+        the caller may be a handler, and $disconnect may need the very worker it occupies)."""
+        self.virtual.conns.pop(conn.connection_id, None)
+        if conn.opened:
+            self._spawn(self.pool.invoke_ws("$disconnect", self._disconnect_event(
+                conn.connection_id, conn.connected_at_ms, conn.source_ip, conn.user_agent, code, reason)))
+
+    async def _virtual_control(self, request: web.Request, path: str) -> web.Response:
+        """``/dev/stack/virtual-connections[/arrivals]``: create, read, remove virtual connections."""
+        sub = path[len(_VIRTUAL_PATH):]
+        if sub == "" and request.method == "POST":
+            return await self._virtual_create(request)
+        if sub == "" and request.method == "GET":
+            return web.json_response(self.virtual.totals())
+        if sub == "" and request.method == "DELETE":
+            removed = len(self.virtual.conns)
+            opened = self.virtual.remove_all()
+            await self._virtual_lifecycle(len(opened), lambda i: self._virtual_disconnect(opened[i]))
+            return web.json_response({"removed": removed, "disconnected": len(opened)})
+        if sub == "/arrivals" and request.method == "GET":
+            query = request.query
+            if "type" not in query:
+                return web.json_response({"keys": self.virtual.arrivals.recent()})
+            scope = query.get("conversationId", query.get("key", ""))
+            version = query.get("seq", query.get("updatedAt", ""))
+            return web.json_response(self.virtual.arrivals.get((query["type"], scope, version)))
+        if sub == "/arrivals" and request.method == "DELETE":
+            self.virtual.arrivals.clear()
+            self.virtual.reset_counters()
+            return web.json_response(self.virtual.totals())
+        if sub in ("", "/arrivals"):
+            return web.json_response({"message": "Method not allowed"}, status=405)
+        return web.json_response({"message": "Not Found"}, status=404)
+
+    async def _virtual_create(self, request: web.Request) -> web.Response:
+        try:
+            spec = await request.json()
+        except ValueError:
+            spec = None
+        if not isinstance(spec, dict):
+            return web.json_response({"message": "expected a JSON object"}, status=400)
+        count, token, device = spec.get("count"), spec.get("token"), spec.get("device")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_PER_CALL:
+            return web.json_response({"message": f"count must be an integer from 1 to {MAX_PER_CALL}"}, status=400)
+        if token is not None and not (isinstance(token, str) and token):
+            return web.json_response({"message": "token must be a non-empty string"}, status=400)
+        if device is not None and not isinstance(device, str):
+            return web.json_response({"message": "device must be a string"}, status=400)
+        try:
+            latency = Latency.parse(spec.get("latencyMs"))
+        except ValueError as exc:
+            return web.json_response({"message": str(exc)}, status=400)
+        if token is None:  # pure sinks: the caller registers them wherever it needs
+            now_ms = int(time.time() * 1000)
+            ids = [self.virtual.add(self._unused_connection_id(), now_ms, latency, opened=False).connection_id
+                   for _ in range(count)]
+            return web.json_response({"connectionIds": ids, "refused": 0})
+        query = urlencode({"token": token, **({"device": device} if device is not None else {})})
+        opened: list[str] = []
+
+        async def open_one(_: int) -> None:
+            conn_id = await self._virtual_connect(latency, query)
+            if conn_id is not None:
+                opened.append(conn_id)
+
+        await self._virtual_lifecycle(count, open_one)
+        return web.json_response({"connectionIds": opened, "refused": count - len(opened)})
+
+    async def _virtual_connect(self, latency: Latency, query_string: str) -> str | None:
+        """Open one virtual connection as a client's handshake would: its id if ``$connect`` answered 2xx."""
+        conn_id = self._unused_connection_id()
+        connected_at = int(time.time() * 1000)
+        header_items = [("Host", self.domain_name), ("User-Agent", VIRTUAL_USER_AGENT), ("Connection", "Upgrade"),
+                        ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"),
+                        ("Sec-WebSocket-Key", base64.b64encode(os.urandom(16)).decode())]
+        event = self._connect_event(conn_id, connected_at, "127.0.0.1", VIRTUAL_USER_AGENT, header_items,
+                                    query_string, "http")
+        reply = await self.pool.invoke_ws("$connect", event)
+        if not 200 <= int(reply.get("statusCode") or 200) < 300:
+            return None
+        self.virtual.add(conn_id, connected_at, latency, opened=True)
+        return conn_id
+
+    async def _virtual_disconnect(self, conn: VirtualConn) -> None:
+        await self.pool.invoke_ws("$disconnect", self._disconnect_event(
+            conn.connection_id, conn.connected_at_ms, conn.source_ip, conn.user_agent, 1000,
+            "Virtual connections removed"))
+
+    @staticmethod
+    async def _virtual_lifecycle(count: int, step: Any) -> None:
+        """Run ``step(i)`` for i in range(count), a bounded number at once (100k tasks at once would not do)."""
+        next_index = iter(range(count))
+
+        async def worker() -> None:
+            for i in next_index:
+                await step(i)
+
+        await asyncio.gather(*(worker() for _ in range(min(count, _VIRTUAL_LIFECYCLE_CONCURRENCY))))
 
     # --- REST API ----------------------------------------------------------------
 

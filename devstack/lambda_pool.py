@@ -1,10 +1,17 @@
-"""Lambda stand-in: a pool of worker processes, each one a warm container.
+"""Lambda stand-in: pools of worker processes, each one a warm container.
 
 Each worker imports ``app.py`` once and handles one invocation at a time,
 as a Lambda execution environment does; several workers give the
 concurrency of several containers.  Nothing is shared between them but
 DynamoDB, S3 and the gateway, exactly as on AWS.  A worker that dies is
-replaced and its invocation answered like a Lambda crash (502).
+replaced and its invocation answered like a Lambda crash (502, as a
+:class:`Crash`, which an event source can tell from any value a handler returns).
+
+On AWS every function scales on its own, so a burst of queue work never
+makes a WebSocket frame wait.  Here the functions named in
+``event_functions`` (the SQS consumers) get a pool of processes of their own
+(``event_workers``); everything else (WebSocket routes, REST, SCIM, S3
+notifications) shares the front pool (``workers``).
 """
 from __future__ import annotations
 
@@ -17,7 +24,7 @@ import uuid
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,7 +65,8 @@ def _invoke_ws(route_key: str, event: dict[str, Any]) -> dict[str, Any]:
 def _invoke_event(function_name: str, event: dict[str, Any]) -> dict[str, Any]:
     """A plain function (SQS, S3, the SCIM proxy): Chalice's handler object by its function name.
 
-    A function that returns a dict (the ``scim`` function's REST proxy reply) is answered with it.
+    A function that returns a dict (the ``scim`` function's REST proxy reply, an SQS handler's
+    ``batchItemFailures``) is answered with it.
     """
     handler = getattr(_app_module, function_name)
     result = handler(event, _Context(f"enterprise-chat-{function_name}", 60, 512))
@@ -77,44 +85,85 @@ def _invoke_rest(method: str, path: str, headers: dict[str, str], body: bytes | 
         return {"statusCode": 403, "headers": dict(exc.headers), "body": exc.body.decode()}
 
 
-class LambdaPool:
-    def __init__(self, workers: int) -> None:
-        self._workers = workers
-        self._pool = self._new_pool()
+class Crash(dict):
+    """The answer to an invocation that returned nothing: the handler raised, or its worker died.
 
-    def _new_pool(self) -> ProcessPoolExecutor:
+    It is API Gateway's 502 body for the callers that relay a reply (REST, SCIM, S3
+    notifications), and a type of its own so that an SQS event source can tell a crash
+    (delete nothing) from a handler's own return value, whatever dict that is.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(statusCode=502, body='{"message": "Internal server error"}')
+        self.reason = reason
+
+
+class _Workers:
+    """One ProcessPoolExecutor of warm containers, replaced whole when one of its processes dies."""
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
+        self.size = size
+        self.executor = self._new_executor()
+
+    def _new_executor(self) -> ProcessPoolExecutor:
         ctx = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(max_workers=self._workers, mp_context=ctx, initializer=_init_worker)
+        return ProcessPoolExecutor(max_workers=self.size, mp_context=ctx, initializer=_init_worker)
+
+    def warm(self) -> list[Any]:
+        return [self.executor.submit(time.sleep, 0.2) for _ in range(self.size)]
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        executor = self.executor
+        try:
+            return await loop.run_in_executor(executor, fn, *args)
+        except BrokenProcessPool:
+            if executor is self.executor:
+                self.executor = self._new_executor()
+                executor.shutdown(wait=False, cancel_futures=True)
+            print(f"lambda worker died ({self.name} pool)", file=sys.stderr)
+            return Crash("worker died")
+        except Exception as exc:  # noqa: BLE001 - an unhandled error in a Lambda is a 502
+            print(f"lambda invocation failed: {exc!r}", file=sys.stderr)
+            return Crash(repr(exc))
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class LambdaPool:
+    """Where invocations run: ``invoke_event`` of a function in ``event_functions`` goes to the
+    event pool (when ``event_workers`` > 0), everything else to the front pool."""
+
+    def __init__(self, workers: int, *, event_workers: int = 0, event_functions: Iterable[str] = ()) -> None:
+        self._front = _Workers("front", workers)
+        self._events = _Workers("events", event_workers) if event_workers > 0 else None
+        self.event_functions = frozenset(event_functions)
 
     def warm(self) -> None:
-        """Start every worker and import the app now, not on the first request."""
-        futures = [self._pool.submit(time.sleep, 0.2) for _ in range(self._workers)]
+        """Start every worker of every pool and import the app now, not on the first request."""
+        futures = self._front.warm() + (self._events.warm() if self._events else [])
         for f in futures:
             f.result()
 
-    async def _run(self, fn: Any, *args: Any) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        pool = self._pool
-        try:
-            return await loop.run_in_executor(pool, fn, *args)
-        except BrokenProcessPool:
-            if pool is self._pool:
-                self._pool = self._new_pool()
-                pool.shutdown(wait=False, cancel_futures=True)
-            return {"statusCode": 502, "body": '{"message": "Internal server error"}'}
-        except Exception as exc:  # noqa: BLE001 - an unhandled error in a Lambda is a 502
-            print(f"lambda invocation failed: {exc!r}", file=sys.stderr)
-            return {"statusCode": 502, "body": '{"message": "Internal server error"}'}
+    def _workers_for(self, function_name: str) -> _Workers:
+        if self._events is not None and function_name in self.event_functions:
+            return self._events
+        return self._front
 
     async def invoke_ws(self, route_key: str, event: dict[str, Any]) -> dict[str, Any]:
-        return await self._run(_invoke_ws, route_key, event)
+        return await self._front.run(_invoke_ws, route_key, event)
 
     async def invoke_event(self, function_name: str, event: dict[str, Any]) -> dict[str, Any]:
-        return await self._run(_invoke_event, function_name, event)
+        """The handler's dict reply, ``{"statusCode": 200}`` for any other return value, or a :class:`Crash`."""
+        return await self._workers_for(function_name).run(_invoke_event, function_name, event)
 
     async def invoke_rest(self, method: str, path: str, headers: dict[str, str],
                           body: bytes | None) -> dict[str, Any]:
-        return await self._run(_invoke_rest, method, path, headers, body)
+        return await self._front.run(_invoke_rest, method, path, headers, body)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._front.shutdown()
+        if self._events is not None:
+            self._events.shutdown()
