@@ -1,7 +1,7 @@
 """Routes only: each handler hands its event to chalicelib and returns the reply."""
 from chalice import Chalice, Response
 
-from chalicelib import logs, rest_api, runtime, ws_api
+from chalicelib import delivery_worker, logs, rest_api, runtime, ws_api
 from chalicelib.services import admin, conversations, messages
 from chalicelib import file_events
 from chalicelib.services import files
@@ -36,6 +36,14 @@ def ws_disconnect(event):
 @app.on_sqs_message(queue=runtime.settings().presence_queue, batch_size=10)
 def presence_flush(event):
     ws_api.on_presence_flush([record.to_dict() for record in event])
+
+
+# Delivery workers: shards of large fan-outs (chalicelib/delivery_worker.py, docs/delivery.md).
+# A few shards per invocation; the queue's backlog scales the number of invocations. The reply
+# is a partial batch response (infra/ sets ReportBatchItemFailures on the event source).
+@app.on_sqs_message(queue=runtime.settings().delivery_queue, batch_size=4)
+def deliver(event):
+    return delivery_worker.on_records([record.to_dict() for record in event])
 
 
 @app.on_sqs_message(queue=runtime.settings().files_queue, batch_size=10)

@@ -66,6 +66,12 @@ class Settings:
     presence_roster_cap: int
     delivery_max_in_flight: int
     delivery_max_attempts: int
+    # Delivery at scale (docs/delivery.md): events of large audiences go to workers in shards.
+    delivery_queue: str
+    delivery_inline_max: int       # connections posted inside the invocation that resolved them
+    delivery_shard_size: int       # connections per delivery shard (one queue message)
+    delivery_large_members: int    # conversations with more members are resolved on a worker
+    online_table: str              # online rosters of large conversations
     # Files (docs/files.md).
     files_table: str
     usage_table: str
@@ -148,6 +154,11 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         presence_roster_cap=_int(env, "PRESENCE_ROSTER_CAP", 500),
         delivery_max_in_flight=_int(env, "DELIVERY_MAX_IN_FLIGHT", 32),
         delivery_max_attempts=_int(env, "DELIVERY_MAX_ATTEMPTS", 3),
+        delivery_queue=env.get("DELIVERY_QUEUE", f"chat-{stage}-delivery"),
+        delivery_inline_max=_int(env, "DELIVERY_INLINE_MAX", 50),
+        delivery_shard_size=_int(env, "DELIVERY_SHARD_SIZE", 250),
+        delivery_large_members=_int(env, "DELIVERY_LARGE_MEMBERS", 100),
+        online_table=env.get("ONLINE_TABLE", f"chat-{stage}-online"),
         files_table=env.get("FILES_TABLE", f"chat-{stage}-files"),
         usage_table=env.get("USAGE_TABLE", f"chat-{stage}-usage"),
         files_queue=env.get("FILES_QUEUE", f"chat-{stage}-file-scans"),

@@ -46,6 +46,14 @@ METRICS: dict[str, str] = {
     "FilesQuarantined": "uploads refused by the scan and moved to quarantine/",
     "FilesRefused": "uploads refused without quarantine (sharing no longer allowed)",
     "ScansDeferred": "scans postponed because the scanner was unavailable",
+    # delivery at scale (docs/delivery.md)
+    "DeliveryJobsQueued": "events of large conversations handed whole to the delivery workers",
+    "DeliveryShardsQueued": "shards of connections queued for the delivery workers",
+    "DeliveryJobsDone": "delivery jobs (shards, conversations to resolve) a worker completed",
+    "DeliveryJobFailures": "delivery jobs that raised (a worker's record is then retried by SQS)",
+    "DeliveryJobsMalformed": "delivery queue messages that were not a job (dropped)",
+    "DeliveryRetriesQueued": "connections whose posts kept failing, queued again in a new shard",
+    "DeliveriesAbandoned": "connections given up after the last shard retry",
 }
 REFUSALS = "Refusals"  # by error code: every structured error answered to a client
 

@@ -300,6 +300,9 @@ class Presence(Model):
     published_at = NumberAttribute(default=0)
     flush_due_at = NumberAttribute(default=0)  # a delayed publish is queued for this time
     updated_at = NumberAttribute(default=0)
+    # Large conversations (with an online roster, see ``OnlineEntry``) the user is a member of:
+    # returned by the connect/disconnect update itself, so keeping rosters costs no read.
+    rooms = UnicodeSetAttribute(null=True)
 
     @classmethod
     def find(cls, key: str) -> "Presence | None":
@@ -309,8 +312,8 @@ class Presence(Model):
             return None
 
     @classmethod
-    def add_connection(cls, key: str, connection_id: str, now: int) -> None:
-        """UpdateItem: ADD to the live set, mark the device active (1 request)."""
+    def add_connection(cls, key: str, connection_id: str, now: int) -> set[str]:
+        """UpdateItem: ADD to the live set, mark the device active (1 request); returns ``rooms``."""
         item = cls(user_key=key)
         try:
             item.update(actions=[cls.connections.add({connection_id}), cls.activity[connection_id].set(now),
@@ -322,18 +325,42 @@ class Presence(Model):
             # First connection ever: the activity map must exist before a path under it is set.
             item.update(actions=[cls.connections.add({connection_id}), cls.activity.set({connection_id: now}),
                                  cls.last_seen_at.set(now), cls.updated_at.set(now)])
+        return set(item.rooms or ())
 
     @classmethod
-    def remove_connection(cls, key: str, connection_id: str, now: int) -> None:
-        """UpdateItem: DELETE from the live set and its activity entry (1 request)."""
+    def remove_connection(cls, key: str, connection_id: str, now: int) -> set[str]:
+        """UpdateItem: DELETE from the live set and its activity entry (1 request); returns ``rooms``."""
+        item = cls(user_key=key)
         try:
-            cls(user_key=key).update(
+            item.update(
                 actions=[cls.connections.delete({connection_id}), cls.activity[connection_id].remove(),
                          cls.last_seen_at.set(now), cls.updated_at.set(now)],
                 condition=cls.user_key.exists())
         except UpdateError as exc:
             if not condition_failed(exc):
                 raise
+            return set()
+        return set(item.rooms or ())
+
+    @classmethod
+    def join_room(cls, key: str, conversation_id: str) -> set[str]:
+        """UpdateItem: ADD a large conversation to ``rooms`` (1 request); returns the live connections."""
+        item = cls(user_key=key)
+        # (the activity map is created with the item, so a later connect can set a path under it)
+        item.update(actions=[cls.rooms.add({conversation_id}), cls.activity.set(cls.activity | {})])
+        return set(item.connections or ())
+
+    @classmethod
+    def leave_room(cls, key: str, conversation_id: str) -> set[str]:
+        """UpdateItem: DELETE a conversation from ``rooms`` (1 request); returns the live connections."""
+        item = cls(user_key=key)
+        try:
+            item.update(actions=[cls.rooms.delete({conversation_id})], condition=cls.user_key.exists())
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+            return set()
+        return set(item.connections or ())
 
     @classmethod
     def connections_of(cls, keys: list[str]) -> dict[str, set[str]]:
@@ -445,6 +472,10 @@ class Conversation(Model):
     last_preview = MapAttribute(null=True)
     # Tenants whose users are members; more than one makes the conversation external.
     tenants = UnicodeSetAttribute(null=True)
+    # Online roster (``OnlineEntry``) of a large conversation: absent, "building" (being filled
+    # from the member list; events still resolve through members) or "ready" (events resolve
+    # through the roster, never reading every membership).  See docs/delivery.md.
+    roster = UnicodeAttribute(null=True)
 
     public_channels = PublicChannels()
 
@@ -982,3 +1013,51 @@ class DlpFlag(Model):
 
 
 ALL_MODELS = ALL_MODELS + (DlpRules, DlpFlag)
+
+
+# --- delivery at scale: online rosters of large conversations (docs/delivery.md) ------------
+
+class OnlineEntry(Model):
+    """One live connection of a member of a large conversation: the conversation's online roster.
+
+    Written on $connect for every conversation in the user's ``Presence.rooms``
+    and deleted on $disconnect (BatchWriteItem, 25 per request), so resolving
+    who is online in a conversation of 100,000 members reads only the
+    online ones: 1 Query per ~1 MB page (~10,000 entries).  ``expires_at``
+    (TTL) removes the entry of a connection whose $disconnect was lost.
+    """
+
+    class Meta(_Meta):
+        table_name = _S.online_table
+
+    conversation_id = UnicodeAttribute(hash_key=True)
+    connection_id = UnicodeAttribute(range_key=True)
+    user_key = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+    @classmethod
+    def add(cls, rooms: set[str], connection_id: str, user_key: str, expires_at: int) -> None:
+        """BatchWriteItem: one entry per room (1 request per 25 rooms)."""
+        if rooms:
+            with cls.batch_write() as batch:
+                for conv in sorted(rooms):
+                    batch.save(cls(conversation_id=conv, connection_id=connection_id, user_key=user_key,
+                                   expires_at=expires_at))
+
+    @classmethod
+    def remove(cls, rooms: set[str], connection_ids: set[str]) -> None:
+        """BatchWriteItem: delete each (room, connection) entry (1 request per 25)."""
+        if rooms and connection_ids:
+            with cls.batch_write() as batch:
+                for conv in sorted(rooms):
+                    for cid in sorted(connection_ids):
+                        batch.delete(cls(conversation_id=conv, connection_id=cid))
+
+    @classmethod
+    def of_conversation(cls, conversation_id: str) -> Iterator["OnlineEntry"]:
+        """Query: 1 request per 1 MB page of entries."""
+        return cls.query(conversation_id)
+
+
+ALL_MODELS = ALL_MODELS + (OnlineEntry,)
+TTL_ATTRIBUTES[OnlineEntry] = "expires_at"

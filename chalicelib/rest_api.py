@@ -69,7 +69,7 @@ def handle(headers: dict[str, str] | None, raw_body: bytes | str | None, query: 
         except frames.FrameError as err:
             raise err.error from None
         ctx_info = context or {}
-        call = Call(principal=principal, delivery=runtime.delivery(), clock=runtime.clock, settings=settings(),
+        call = Call(principal=principal, delivery=runtime.outbox(), clock=runtime.clock, settings=settings(),
                     source_ip=(ctx_info.get("identity") or {}).get("sourceIp"),
                     request_id=ctx_info.get("requestId"))
         return status, fn(call, {k: v for k, v in frame.body.items() if k not in ("action", "requestId")}), \

@@ -104,6 +104,36 @@ def delivery() -> Any:
     ))
 
 
+# --- events after the write (chalicelib/fanout.py, docs/delivery.md) -------------------------
+
+def _delivery_queue_url() -> str:
+    return _once("delivery_queue_url",
+                 lambda: _sqs().get_queue_url(QueueName=settings().delivery_queue)["QueueUrl"])
+
+
+def enqueue_delivery(bodies: list[str], delay_seconds: int = 0) -> None:
+    """Send delivery jobs to the delivery queue, 10 per SendMessageBatch; a refused entry raises."""
+    from .fanout import batches
+
+    delay = int(min(900, max(0, delay_seconds)))
+    for chunk in batches(bodies):
+        resp = _sqs().send_message_batch(QueueUrl=_delivery_queue_url(), Entries=[
+            {"Id": str(i), "MessageBody": body, "DelaySeconds": delay} for i, body in enumerate(chunk)])
+        if resp.get("Failed"):
+            raise RuntimeError(f"delivery queue refused {len(resp['Failed'])} jobs: {resp['Failed'][0]}")
+
+
+def outbox(*, deferred: bool = False, worker: bool = False) -> Any:
+    """A new outbox for one invocation (deferred: its jobs run after the ack, see ``flush``)."""
+    from .fanout import FanoutLimits, Outbox
+    from .services import events
+
+    s = settings()
+    limits = FanoutLimits(inline_max=s.delivery_inline_max, shard_size=s.delivery_shard_size,
+                          large_members=s.delivery_large_members)
+    return Outbox(delivery(), enqueue_delivery, limits, events.run, deferred=deferred, worker=worker)
+
+
 def _queue_url() -> str:
     def build() -> str:
         return _sqs().get_queue_url(QueueName=settings().presence_queue)["QueueUrl"]
@@ -132,7 +162,7 @@ def presence_env() -> Any:
     from .services.presence import PresenceEnv
 
     return _once("presence_env", lambda: PresenceEnv(
-        delivery=delivery(), clock=clock, settings=settings(), schedule=schedule_presence))
+        delivery=outbox(), clock=clock, settings=settings(), schedule=schedule_presence))
 
 
 class ManagementSession:
@@ -193,7 +223,7 @@ def files_env() -> Any:
     from .services.files import FilesEnv
 
     return _once("files_env", lambda: FilesEnv(
-        s3=s3(), delivery=delivery(), clock=clock, settings=settings(),
+        s3=s3(), delivery=outbox(), clock=clock, settings=settings(),
         scanner=lambda: _once("scanner", lambda: scanner.from_settings(settings())),
         retry=schedule_file_scan, schedule_release=schedule_upload_release))
 

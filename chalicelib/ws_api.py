@@ -6,6 +6,7 @@ $connect).  Anything unexpected is logged and answered ``internal``.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Callable
 
@@ -21,18 +22,20 @@ from .services.context import Call
 
 log = logging.getLogger("chat.ws")
 
-Handler = Callable[[Principal | None, frames.Frame, str], dict[str, Any] | None]
+# (principal, frame, connection id, outbox) -> reply.  The outbox holds the events the action
+# produced; they are delivered after the reply has been posted (ack after commit).
+Handler = Callable[[Principal | None, frames.Frame, str, Any], dict[str, Any] | None]
 
 
-def _ping(_principal: Principal | None, frame: frames.Frame, _cid: str) -> dict[str, Any]:
+def _ping(_principal: Principal | None, frame: frames.Frame, _cid: str, _out: Any) -> dict[str, Any]:
     return {"type": "pong", "requestId": frame.request_id, "serverTime": logs.now_ms()}
 
 
 def _service(fn: Callable[..., dict[str, Any]], *args: Any) -> Handler:
     """Adapt ``fn(call, body, *args) -> result`` to an action handler replying with ``ack``."""
-    def handle(principal: Principal | None, frame: frames.Frame, cid: str) -> dict[str, Any]:
+    def handle(principal: Principal | None, frame: frames.Frame, cid: str, out: Any) -> dict[str, Any]:
         assert principal is not None
-        call = Call(principal=principal, delivery=runtime.delivery(), clock=runtime.clock,
+        call = Call(principal=principal, delivery=out, clock=runtime.clock,
                     settings=settings(), connection_id=cid)
         result = fn(call, frame.body, *args)
         return {"type": "ack", "requestId": frame.request_id, "action": frame.action, "result": result}
@@ -40,10 +43,11 @@ def _service(fn: Callable[..., dict[str, Any]], *args: Any) -> Handler:
 
 
 def _presence(fn: Callable[..., dict[str, Any]], with_connection: bool = False) -> Handler:
-    def handle(principal: Principal | None, frame: frames.Frame, cid: str) -> dict[str, Any]:
+    def handle(principal: Principal | None, frame: frames.Frame, cid: str, out: Any) -> dict[str, Any]:
         assert principal is not None
         args = (principal, cid) if with_connection else (principal,)
-        result = fn(runtime.presence_env(), *args, frame.body)
+        env = dataclasses.replace(runtime.presence_env(), delivery=out)
+        result = fn(env, *args, frame.body)
         return {"type": "ack", "requestId": frame.request_id, "action": frame.action, "result": result}
     return handle
 
@@ -153,13 +157,14 @@ def on_message(event: dict[str, Any]) -> dict[str, Any]:
     cid = ctx.get("connectionId", "")
     token_ctx = logs.bind(requestId=ctx.get("requestId"), connectionId=cid, route="$default")
     request_id: str | None = None
+    out = runtime.outbox(deferred=True)
     try:
         frame = frames.parse(event.get("body"), is_base64=bool(event.get("isBase64Encoded")),
                              max_bytes=settings().max_frame_bytes)
         request_id = frame.request_id
         handler, needs_principal = ACTIONS[frame.action]
         principal = connections.principal_of(cid) if needs_principal else None
-        reply = handler(principal, frame, cid)
+        reply = handler(principal, frame, cid, out)
     except frames.FrameError as err:
         log.info("frame rejected", extra={"code": err.error.code, "reason": err.error.message})
         metrics.refusal(err.error.code)
@@ -175,6 +180,7 @@ def on_message(event: dict[str, Any]) -> dict[str, Any]:
     try:
         if reply is not None:
             runtime.delivery().send(cid, frames.dumps(reply))
+        out.flush()  # the events of what was just committed, after the ack
     finally:
         logs.unbind(token_ctx)
     return {"statusCode": 200}

@@ -65,6 +65,9 @@ GONE_RATIO = 0.2         # DeliveriesGone / DeliveriesPosted of websocket_messag
 GONE_RATIO_MIN_POSTS = 100  # once a period has at least this many posts (a few drops in a quiet hour are noise)
 QUARANTINE_DAYS = 7
 MAX_RECEIVES = 5  # deliveries of a queue message before it moves to the dead-letter queue
+# SQS consumers (Chalice function names) whose handler returns a partial batch response
+# ({"batchItemFailures": [...]}, chalicelib/delivery_worker.py): Chalice cannot say so itself.
+PARTIAL_BATCH_RESPONSES = frozenset({"deliver"})
 NONCURRENT_DAYS = 30
 
 
@@ -94,6 +97,8 @@ class Stage:
     sqs_consumers: tuple[tuple[str, str], ...]   # (function logical id, queue name as imported here)
     has_rest_api: bool
     has_websocket_api: bool
+    # (function logical id, event logical id) of consumers answering partial batch responses
+    partial_batch_events: tuple[tuple[str, str], ...] = ()
     # function logical id -> its timeout, per-function settings (``lambda_functions``) applied
     timeouts: tuple[tuple[str, int], ...] = ()
     function_names: tuple[str, ...] = ()  # Chalice names: the ``function`` dimension of the app's metrics
@@ -132,17 +137,30 @@ def stage(name: str) -> Stage:
                         int(r.timeout)) for r in resources if isinstance(r, cm.LambdaFunction)})
     consumers = sorted({(to_cfn_resource_name(r.lambda_function.resource_name), r.queue)
                         for r in resources if isinstance(r, cm.SQSEventSource) and isinstance(r.queue, str)})
+    partial = sorted({(to_cfn_resource_name(r.lambda_function.resource_name), to_cfn_resource_name(r.resource_name))
+                      for r in resources if isinstance(r, cm.SQSEventSource)
+                      and r.lambda_function.resource_name in PARTIAL_BATCH_RESPONSES})
     kinds = {type(r).__name__ for r in graph.resources}
     return Stage(name=name, app_name=config.app_name, api_stage=config.api_gateway_stage,
                  env=dict(config.environment_variables), policy_file=config.iam_policy_file,
                  lambda_timeout=config.lambda_timeout, functions=tuple(functions),
-                 sqs_consumers=tuple(consumers), has_rest_api="RestAPI" in kinds,
+                 sqs_consumers=tuple(consumers), partial_batch_events=tuple(partial),
+                 has_rest_api="RestAPI" in kinds,
                  has_websocket_api="WebsocketAPI" in kinds, timeouts=tuple(timeouts),
                  function_names=tuple(sorted(lambdas)))
 
 
 def _camel(field: str) -> str:
     return "".join(part.capitalize() for part in field.split("_"))
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` over ``base``, dicts merged key by key (as Chalice merges the template itself)."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out
 
 
 def _setting(value: str, suffix: str) -> str:
@@ -409,6 +427,10 @@ def _queue_resources(st: Stage) -> dict[str, Any]:
         # Chalice refers to the queue by a literal ARN: without this the event
         # source mapping may be created before the queue exists.
         out[fn] = {"DependsOn": [_camel(_setting(imported_name, "_queue"))]}
+    for fn, event in st.partial_batch_events:
+        # Without it a returned batchItemFailures is ignored and the whole batch counts as done.
+        out.setdefault(fn, {})["Properties"] = {"Events": {event: {"Properties": {
+            "FunctionResponseTypes": ["ReportBatchItemFailures"]}}}}
     return out
 
 
@@ -460,11 +482,13 @@ def _app_alarms(st: Stage) -> dict[str, Any]:
     """Alarms on the app's EMF counters (docs/operations.md#alarms)."""
     out: dict[str, Any] = {}
     names = st.function_names
-    if len(names) >= 10:  # an alarm takes at most 10 metric queries, the sum being one
-        raise SystemExit("too many functions to sum an app metric in one alarm")
+    stage_value = st.env.get("CHAT_STAGE", st.name)
     for name, metric, threshold, periods, why in APP_ALARMS:
-        stats = [_app_metric(st, f"m{i}", metric, fn) for i, fn in enumerate(names)]
-        stats.append({"Id": "total", "Expression": "SUM(METRICS())", "Label": metric, "ReturnData": True})
+        # One Metrics Insights query sums the counter over every function of the stage: an alarm
+        # takes at most 10 metric queries, fewer than the app has functions.
+        stats = [{"Id": "total", "Label": metric, "ReturnData": True, "Period": ALARM_PERIOD,
+                  "Expression": f'SELECT SUM("{metric}") FROM SCHEMA("{APP_METRIC_NAMESPACE}", function, stage) '
+                                f"WHERE stage = '{stage_value}'"}]
         out[f"App{metric}Alarm"] = _alarm(st, name, f"{metric} >= {threshold} in {periods} period(s) in a row: "
                                           f"{why} (see docs/operations.md#alarms)", threshold,
                                           metrics=stats, periods=periods)
@@ -540,7 +564,7 @@ def render_resources(stage_name: str) -> dict[str, Any]:
     resources.update(_bucket_resources(st))
     for part in (_function_overrides(st), _queue_resources(st), _scim_route(st)):
         for lid, res in part.items():
-            resources[lid] = {**resources.get(lid, {}), **res}
+            resources[lid] = _deep_merge(resources.get(lid, {}), res)
     # Unencrypted on purpose: CloudWatch cannot publish to a topic encrypted with
     # the AWS managed SNS key, and alarm notifications carry no customer data.
     resources["AlarmTopic"] = {"Type": "AWS::SNS::Topic",

@@ -8,7 +8,7 @@ from typing import Callable
 from pynamodb.exceptions import PutError
 
 from ..auth import Principal, TenantIdentity, TokenVerifier
-from ..models import Connection, Presence, Subscription, User, condition_failed, user_key
+from ..models import Connection, OnlineEntry, Presence, Subscription, User, condition_failed, user_key
 from ..protocol.errors import Forbidden
 
 
@@ -70,7 +70,9 @@ def connect(verifier: TokenVerifier, clock: Callable[[], float], ttl_seconds: in
         connected_at=now,
         expires_at=now + ttl_seconds,
     ).save()
-    Presence.add_connection(user_key(principal.tenant_id, principal.user_id), req.connection_id, int(clock() * 1000))
+    key = user_key(principal.tenant_id, principal.user_id)
+    rooms = Presence.add_connection(key, req.connection_id, int(clock() * 1000))
+    OnlineEntry.add(rooms, req.connection_id, key, now + ttl_seconds)  # large conversations' rosters
     return principal
 
 
@@ -95,7 +97,8 @@ def disconnect(connection_id: str, clock: Callable[[], float] = time.time,
     # user, so the next Gone or $disconnect finishes the job (the other order strands the id in
     # the live set for good: posted to on every fan-out, and the user shown online).
     if conn is not None:
-        Presence.remove_connection(conn.tenant_user, connection_id, int(clock() * 1000))
+        rooms = Presence.remove_connection(conn.tenant_user, connection_id, int(clock() * 1000))
+        OnlineEntry.remove(rooms, {connection_id})
     Subscription.drop_connection(connection_id)
     Connection.remove(connection_id)
     return conn

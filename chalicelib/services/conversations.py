@@ -11,7 +11,7 @@ from .. import policy
 from ..models import Conversation, Member, User, transaction, user_key
 from ..protocol.errors import Conflict, NotFound, ValidationFailed
 from .context import Call, offset_cursor
-from .events import member_keys, send_to_users
+from . import events, rosters
 
 MAX_INBOX = 1000  # memberships read to build one inbox (documented limit)
 
@@ -108,11 +108,13 @@ def create(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         if kind == "direct" and Conversation.find(conv_id, consistent=True) is not None:
             return create(call, body)
         raise
+    if len(members) > call.settings.delivery_large_members:  # large from the start: build its online roster
+        rosters.start(call.delivery, conv, call.settings.connection_ttl_seconds)
     view = conversation_view(conv, members[0])
-    send_to_users(call.delivery, [m.user_key for m in members],
-                  {"type": "conversation.created", "conversation": conversation_view(conv)},
-                  exclude_connection=call.connection_id,
-                  origin=policy.key_of(call.principal), now_ms=call.now_ms())
+    events.to_users(call.delivery, [m.user_key for m in members],
+                    {"type": "conversation.created", "conversation": conversation_view(conv)},
+                    exclude_connection=call.connection_id, origin=policy.key_of(call.principal),
+                    now_ms=call.now_ms())
     return {"conversation": view, "created": True}
 
 
@@ -172,9 +174,9 @@ def update(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         raise ValidationFailed("Nothing to change.")
     conv.update(actions=actions)
     view = conversation_view(conv)
-    send_to_users(call.delivery, member_keys(conv.conversation_id),
-                  {"type": "conversation.updated", "conversation": view}, exclude_connection=call.connection_id,
-                  origin=policy.key_of(call.principal), now_ms=call.now_ms())
+    events.to_conversation(call.delivery, conv, {"type": "conversation.updated", "conversation": view},
+                           exclude_connection=call.connection_id, origin=policy.key_of(call.principal),
+                           now_ms=call.now_ms())
     return {"conversation": conversation_view(conv, member)}
 
 
@@ -197,12 +199,16 @@ def _change_members(call: Call, conv: Conversation, add: list[Member], remove: l
             if new_tenants:  # sharing into another company makes the conversation external
                 actions.append(Conversation.tenants.add(new_tenants | {conv.tenant_id}))
             tx.update(conv, actions=actions)
-    keys = member_keys(conv.conversation_id)
     changed = [m.user_key for m in add] + remove
     event = {"type": "members.changed", "conversationId": conv.conversation_id, "change": kind,
              "users": [{"tenantId": k.split("#", 1)[0], "userId": k.split("#", 1)[1]} for k in changed]}
-    send_to_users(call.delivery, set(keys) | set(remove), event, exclude_connection=call.connection_id,
-                  origin=policy.key_of(call.principal), now_ms=call.now_ms())
+    # The members now, and those just removed (they hear that they left); the count as of this change
+    # decides whether a worker resolves them.
+    conv.member_count = int(conv.member_count or 0) + len(add) - len(remove)
+    rosters.members_changed(call.delivery, conv, [m.user_key for m in add], remove,
+                            now_s=int(call.clock()), ttl_seconds=call.settings.connection_ttl_seconds)
+    events.to_conversation(call.delivery, conv, event, also_keys=remove, exclude_connection=call.connection_id,
+                           origin=policy.key_of(call.principal), now_ms=call.now_ms())
 
 
 def add_members(call: Call, body: dict[str, Any]) -> dict[str, Any]:

@@ -1,19 +1,30 @@
-"""Events after the write: choose recipients, render frames, hand them to delivery.
+"""Events after the write: describe who hears an event, then resolve that to live connections.
 
-Called only by services, only after their write committed.  Recipients are
-members of the conversation (the caller picks them; too many would be a
-security bug).  Cost: 1 Query for members (unless given) + ceil(members/100)
-BatchGetItem for live connections + one post per connection.
+Services call ``to_conversation`` / ``to_users`` only after their write
+committed.  Each call becomes one *job* on the invocation's outbox
+(``chalicelib/fanout.py``), which runs it after the ack, or hands it to a
+delivery worker when the conversation is large.  ``run`` is where a job's
+recipients are resolved, wherever it runs:
+
+* members of the conversation (the caller picks them; too many would be a
+  security bug): 1 Query per page of members;
+* other companies' members only where the connection and both policies
+  allow it *now*, so a delivery in flight stops crossing the moment access
+  is revoked (``policy.allowed_recipients``);
+* live connections: 1 BatchGetItem per 100 users of the presence table;
+* then one post per connection, inline or in shards (``Outbox.post``).
 """
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from .. import policy
 from ..models import Member, Presence
 from ..protocol.frames import dumps
+from . import rosters
 
 log = logging.getLogger("chat.events")
 
@@ -22,26 +33,90 @@ def member_keys(conversation_id: str) -> list[str]:
     return [m.user_key for m in Member.of_conversation(conversation_id)]
 
 
-def send_to_users(delivery: Any, keys: Iterable[str], frame: dict[str, Any] | Callable[[str], dict[str, Any]],
-                  *, origin: str, now_ms: int, exclude_connection: str | None = None, purpose: str = "message") -> int:
-    """Post ``frame`` (or ``frame(user_key)``, for per-recipient variants) to every live device.
+def to_conversation(out: Any, conv: Any, frame: dict[str, Any], *, origin: str, now_ms: int,
+                    exclude_connection: str | None = None, purpose: str = "message",
+                    mention: dict[str, Any] | None = None, skip_keys: Iterable[str] = (),
+                    also_keys: Iterable[str] = ()) -> None:
+    """Every member of ``conv`` (plus ``also_keys``, minus ``skip_keys``) hears ``frame``.
 
-    ``origin`` is the user the event comes from: recipients in other tenants
-    are re-checked against the connection and both policies *now*, so an
-    in-flight fan-out stops crossing the moment access is revoked.
-    Returns the number of connections posted to.
+    ``mention`` (``{"all": bool, "users": [user ids]}``) sets the frame's
+    ``mention`` flag per recipient.  A conversation of more than
+    ``large_members`` members is resolved on a delivery worker, never in
+    the request.
     """
-    live = Presence.connections_of(policy.allowed_recipients(origin, list(keys), now_ms, purpose))
+    job: dict[str, Any] = {"kind": "conversation", "conversationId": conv.conversation_id, "frame": frame,
+                           "origin": origin, "nowMs": now_ms, "purpose": purpose}
+    if exclude_connection:
+        job["exclude"] = exclude_connection
+    if mention is not None:
+        job["mention"] = mention
+    if skip_keys:
+        job["skip"] = sorted(set(skip_keys))
+    if also_keys:
+        job["also"] = sorted(set(also_keys))
+    if getattr(conv, "roster", None) == "ready":
+        job["roster"] = True
+    out.add(job, on_worker=int(conv.member_count or 0) > out.limits.large_members)
+
+
+def to_users(out: Any, keys: Iterable[str], frame: dict[str, Any], *, origin: str, now_ms: int,
+             exclude_connection: str | None = None, purpose: str = "message") -> None:
+    """The named users (a handful: new members, an uploader) hear ``frame`` on every device."""
+    job: dict[str, Any] = {"kind": "users", "keys": list(dict.fromkeys(keys)), "frame": frame,
+                           "origin": origin, "nowMs": now_ms, "purpose": purpose}
+    if exclude_connection:
+        job["exclude"] = exclude_connection
+    out.add(job)
+
+
+def run(out: Any, job: dict[str, Any]) -> dict[str, list[str]]:
+    """Resolve one job to connections and post (the outbox's runner).
+
+    Returns, per payload, the connections whose post failed after the
+    delivery's retries (a worker queues them again).
+    """
+    kind = job.get("kind")
+    if kind == "connections":
+        failed_posts = out.post(list(job["connections"]), job["payload"])
+        return {job["payload"]: failed_posts} if failed_posts else {}
+    if kind == "roster.build":
+        rosters.build_step(out, job, int(time.time()))
+        return {}
+    if kind not in ("conversation", "users"):
+        raise ValueError(f"unknown delivery job kind {kind!r}")
+    skip = set(job.get("skip") or ())
+    now_ms, purpose = int(job["nowMs"]), job.get("purpose") or "message"
+    if kind == "conversation" and job.get("roster"):
+        # Large conversation: its online roster, not its members (docs/delivery.md).
+        online = rosters.online(job["conversationId"])
+        for key in job.get("also") or ():
+            online.setdefault(key, set())
+        allowed = set(policy.allowed_recipients(job["origin"], [k for k in online if k not in skip], now_ms, purpose))
+        live = {k: conns for k, conns in online.items() if k in allowed and conns}
+        live.update(Presence.connections_of([k for k in job.get("also") or () if k in allowed]))
+    else:
+        if kind == "conversation":
+            keys = member_keys(job["conversationId"]) + list(job.get("also") or ())
+        else:
+            keys = list(job["keys"])
+        keys = [k for k in dict.fromkeys(keys) if k not in skip]
+        if not keys:
+            return {}
+        live = Presence.connections_of(policy.allowed_recipients(job["origin"], keys, now_ms, purpose))
+    exclude = job.get("exclude")
+    mention = job.get("mention")
     by_payload: dict[str, list[str]] = defaultdict(list)
     for key, conns in live.items():
-        payload = dumps(frame(key) if callable(frame) else frame)
-        by_payload[payload].extend(c for c in conns if c != exclude_connection)
-    posted = 0
+        frame = job["frame"]
+        if mention is not None:
+            frame = {**frame, "mention": bool(mention.get("all")) or key.split("#", 1)[1] in (mention.get("users") or ())}
+        by_payload[dumps(frame)].extend(c for c in conns if c != exclude)
+    failed: dict[str, list[str]] = {}
     for payload, conns in by_payload.items():
-        if conns:
-            report = delivery.fan_out(conns, payload)
-            posted += len(conns)
-            if report.failed:
-                log.warning("event not delivered to every device",
-                            extra={"failed": len(report.failed), "gone": len(report.gone)})
-    return posted
+        failed_posts = out.post(conns, payload)
+        if failed_posts:
+            failed[payload] = failed_posts
+    if failed:
+        log.warning("event not delivered to every device",
+                    extra={"failed": sum(len(v) for v in failed.values())})
+    return failed

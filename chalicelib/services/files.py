@@ -46,7 +46,7 @@ from ..models import File, TenantUsage, condition_failed
 from ..protocol.errors import ChatError, Conflict, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
 from . import messages, screening
 from .context import Call
-from .events import send_to_users
+from . import events
 
 log = logging.getLogger("chat.files")
 
@@ -498,7 +498,7 @@ def _tell_uploader(env: FilesEnv, rec: File, reason: str, message: str) -> None:
     """``file.rejected`` on the uploader's devices only: nobody else ever saw the file."""
     frame = {"type": "file.rejected", "conversationId": rec.conversation_id, "fileId": rec.file_id,
              "name": rec.name, "reason": reason, "message": message}
-    send_to_users(env.delivery, [rec.uploader_key], frame, origin=rec.uploader_key, now_ms=env.now_ms())
+    events.to_users(env.delivery, [rec.uploader_key], frame, origin=rec.uploader_key, now_ms=env.now_ms())
 
 
 def _delete_object(s3: Any, bucket: str, key: str, version_id: str | None) -> None:

@@ -23,7 +23,7 @@ from ..models import condition_failed, Conversation, Idempotency, Member, Messag
 from ..protocol.errors import Conflict, Forbidden, Internal, NotFound, RateLimited, ValidationFailed
 from . import screening
 from .context import Call
-from .events import member_keys, send_to_users
+from . import events
 
 IDEMPOTENCY_TTL_SECONDS = 7 * 24 * 3600
 REDELIVER_WINDOW_MS = 120_000  # a retried send re-announces its original for this long (see _redeliver)
@@ -86,17 +86,23 @@ def _rate_limit(call: Call) -> None:
                           message=f"At most {call.settings.sends_per_second} messages per second.")
 
 
-def _mentions(conversation_id: str, body: str) -> tuple[list[str], bool]:
-    """Resolve ``<@userId>`` tokens to members (same tenant's user ids or ``tenant:user``)."""
+def _mentions(conv: Conversation, body: str) -> tuple[list[str], bool]:
+    """Resolve ``<@userId>`` tokens to members (a member's user id, or ``tenant:user``).
+
+    Reads only the mentioned memberships (BatchGetItem: a plain user id is looked
+    up in each company of the conversation), never the whole member list.
+    """
     ids = list(dict.fromkeys(MENTION.findall(body)))[:50]
     if not ids:
         return [], MENTION_ALL in body
-    keys = {uid: uid.replace(":", "#", 1) if ":" in uid else None for uid in ids}
-    members = {m.user_id: m for m in Member.of_conversation(conversation_id)}
+    tenants = sorted({conv.tenant_id, *(conv.tenants or ())})
+    candidates = {uid: [uid.replace(":", "#", 1)] if ":" in uid else [f"{t}#{uid}" for t in tenants] for uid in ids}
+    wanted = list(dict.fromkeys((conv.conversation_id, k) for keys in candidates.values() for k in keys))
+    found = {m.user_key: m for m in Member.batch_get(wanted)}
     resolved = []
     for uid in ids:
-        target = members.get(uid.split(":", 1)[-1])
-        if target is None or (keys[uid] and keys[uid] != target.user_key):
+        target = next((found[k] for k in candidates[uid] if k in found), None)
+        if target is None:
             raise ValidationFailed(f"Mentioned user {uid[:64]} is not a member of this conversation.")
         resolved.append(target.user_id)
     return resolved, MENTION_ALL in body
@@ -112,7 +118,7 @@ def send(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     idem_key = Idempotency.key_for(conv_id, me, body["clientMessageId"])
     original = _original(idem_key, conv_id)
     if original is not None:
-        return {"message": _redeliver(call, message_view(original)), "duplicate": True}
+        return {"message": _redeliver(call, conv, message_view(original)), "duplicate": True}
     if conv.archived:
         raise Conflict("The conversation is archived.")
     policy.write_access(p, conv, call.now_ms())
@@ -123,7 +129,7 @@ def send(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         root = Message.find(conv_id, root_seq)
         if root is None or root.thread_root_seq is not None or root.deleted:
             raise ValidationFailed("threadRootSeq must be an existing, undeleted top-level message.")
-    mentions, mention_all = _mentions(conv_id, text)
+    mentions, mention_all = _mentions(conv, text)
     if mention_all and conv.kind == "channel" and member.role not in policy.MANAGER_ROLES \
             and (conv.member_count or 0) > 50:
         raise Forbidden("Only owners and admins may notify a channel of more than 50 members.")
@@ -141,30 +147,28 @@ def send(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     msg, duplicate = _append(conv, member, idem_key, now, build, text, root_seq)
     view = message_view(msg)
     if duplicate:
-        return {"message": _redeliver(call, view), "duplicate": True}
+        return {"message": _redeliver(call, conv, view), "duplicate": True}
     screening.record_flags(call, verdict, conv_id, "message", seq=int(msg.seq), message_id=msg.message_id)
-    mentioned = {f"{k}" for k in mentions}
-    send_to_users(call.delivery, member_keys(conv_id),
-                  lambda key: {"type": "message.created", "message": view,
-                               "mention": mention_all or key.split("#", 1)[1] in mentioned},
-                  exclude_connection=call.connection_id,
-                  origin=policy.key_of(call.principal), now_ms=call.now_ms())
+    _announce(call, conv, view)
     metrics.count("MessagesSent")
     return {"message": view, "duplicate": False}
 
 
-def _redeliver(call: Call, view: dict[str, Any]) -> dict[str, Any]:
+def _redeliver(call: Call, conv: Conversation, view: dict[str, Any]) -> dict[str, Any]:
     """Fan a retried send's original out again if it is recent: the attempt that stored it may
     have died between its commit and its fan-out (then nobody got it live).  Events are at least
     once; clients drop a seq they already have.  Returns ``view``."""
     if call.now_ms() - int(view["createdAt"]) <= REDELIVER_WINDOW_MS and not view["deleted"]:
-        mentioned = set(view["mentions"])
-        send_to_users(call.delivery, member_keys(view["conversationId"]),
-                      lambda key: {"type": "message.created", "message": view,
-                                   "mention": view["mentionAll"] or key.split("#", 1)[1] in mentioned},
-                      exclude_connection=call.connection_id,
-                      origin=policy.key_of(call.principal), now_ms=call.now_ms())
+        _announce(call, conv, view)
     return view
+
+
+def _announce(call: Call, conv: Conversation, view: dict[str, Any]) -> None:
+    """``message.created`` to every member's devices but the sending one, ``mention`` set per recipient."""
+    events.to_conversation(call.delivery, conv, {"type": "message.created", "message": view},
+                           mention={"all": bool(view["mentionAll"]), "users": list(view["mentions"])},
+                           exclude_connection=call.connection_id, origin=policy.key_of(call.principal),
+                           now_ms=call.now_ms())
 
 
 def _original(idem_key: str, conv_id: str) -> Message | None:
@@ -202,9 +206,9 @@ def edit(call: Call, body: dict[str, Any]) -> dict[str, Any]:
                condition=Message.deleted == False)  # noqa: E712
     screening.record_flags(call, verdict, conv.conversation_id, "edit", seq=int(msg.seq), message_id=msg.message_id)
     view = message_view(msg)
-    send_to_users(call.delivery, member_keys(conv.conversation_id), {"type": "message.edited", "message": view},
-                  exclude_connection=call.connection_id,
-                  origin=policy.key_of(call.principal), now_ms=call.now_ms())
+    events.to_conversation(call.delivery, conv, {"type": "message.edited", "message": view},
+                           exclude_connection=call.connection_id, origin=policy.key_of(call.principal),
+                           now_ms=call.now_ms())
     return {"message": view}
 
 
@@ -226,8 +230,8 @@ def delete(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         from .files import message_deleted  # (files imports this module)
         message_deleted(msg.file.as_dict()["fileId"], call.now_ms())
     event = {"type": "message.deleted", "conversationId": conv.conversation_id, "seq": int(msg.seq)}
-    send_to_users(call.delivery, member_keys(conv.conversation_id), event, exclude_connection=call.connection_id,
-                  origin=policy.key_of(call.principal), now_ms=call.now_ms())
+    events.to_conversation(call.delivery, conv, event, exclude_connection=call.connection_id,
+                           origin=policy.key_of(call.principal), now_ms=call.now_ms())
     return {"message": message_view(msg)}
 
 
@@ -251,8 +255,8 @@ def react(call: Call, body: dict[str, Any], add: bool) -> dict[str, Any]:
     event = {"type": "reaction.changed", "conversationId": conv.conversation_id, "seq": int(msg.seq),
              "emoji": emoji, "user": _split(member.user_key), "added": add, "count": counts.get(emoji, 0),
              "reactions": counts}
-    send_to_users(call.delivery, member_keys(conv.conversation_id), event, exclude_connection=call.connection_id,
-                  origin=policy.key_of(call.principal), now_ms=call.now_ms())
+    events.to_conversation(call.delivery, conv, event, exclude_connection=call.connection_id,
+                           origin=policy.key_of(call.principal), now_ms=call.now_ms())
     return {"seq": int(msg.seq), "reactions": counts}
 
 
@@ -339,9 +343,8 @@ def read(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     if moved and conv.receipts:
         event = {"type": "receipt", "conversationId": conv.conversation_id, "user": _split(member.user_key),
                  "seq": last_read}
-        send_to_users(call.delivery, member_keys(conv.conversation_id), event,
-                      exclude_connection=call.connection_id,
-                  origin=policy.key_of(call.principal), now_ms=call.now_ms())
+        events.to_conversation(call.delivery, conv, event, exclude_connection=call.connection_id,
+                               origin=policy.key_of(call.principal), now_ms=call.now_ms())
     return {"conversationId": conv.conversation_id, "lastReadSeq": last_read,
             "unread": max(0, int(conv.last_seq or 0) - last_read)}
 
@@ -353,8 +356,8 @@ def typing(call: Call, body: dict[str, Any], started: bool) -> dict[str, Any]:
     policy.write_access(call.principal, conv, now)
     event = {"type": "typing", "conversationId": conv.conversation_id, "user": _split(member.user_key),
              "typing": started, "expiresAt": now + call.settings.typing_ttl_seconds * 1000 if started else now}
-    others = [k for k in member_keys(conv.conversation_id) if k != member.user_key]
-    send_to_users(call.delivery, others, event, origin=member.user_key, now_ms=now)
+    events.to_conversation(call.delivery, conv, event, skip_keys=[member.user_key], origin=member.user_key,
+                           now_ms=now)
     return {"conversationId": conv.conversation_id, "typing": started}
 
 
@@ -482,9 +485,9 @@ def post_file_notice(delivery: Any, conv: Conversation, member: Member, file: di
     tag_file(msg)
     view = message_view(msg)
     if not duplicate:
-        keys = member_keys(conv_id)
-        send_to_users(delivery, keys, {"type": "message.created", "message": view, "mention": False},
-                      origin=member.user_key, now_ms=now, purpose="files")
-        send_to_users(delivery, keys, {"type": "file.ready", "conversationId": conv_id, "seq": int(msg.seq),
-                                       "file": file}, origin=member.user_key, now_ms=now, purpose="files")
+        events.to_conversation(delivery, conv, {"type": "message.created", "message": view, "mention": False},
+                               origin=member.user_key, now_ms=now, purpose="files")
+        events.to_conversation(delivery, conv, {"type": "file.ready", "conversationId": conv_id,
+                                                "seq": int(msg.seq), "file": file},
+                               origin=member.user_key, now_ms=now, purpose="files")
     return view, duplicate

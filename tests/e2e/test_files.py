@@ -328,9 +328,7 @@ async def test_rest_upload_download_and_delete_removes_the_object(stack, session
     assert _usage("acme") == used - 11
 
 
-class _Recorder:
-    """A stand-in delivery that records what would be posted."""
-
+class _RecordingDelivery:
     def __init__(self) -> None:
         self.frames: list[dict] = []
 
@@ -339,6 +337,20 @@ class _Recorder:
 
         self.frames.append(json.loads(payload))
         return DeliveryReport(delivered=list(connection_ids))
+
+
+def _Recorder():  # noqa: N802 - used like the class it replaces
+    """An outbox whose recipients are resolved against the stack's tables and whose posts are
+    recorded, not sent (``.delivery.frames``; no queue: everything is posted inline)."""
+    from chalicelib.fanout import FanoutLimits, Outbox
+    from chalicelib.services import events
+
+    unbounded = 10 ** 9
+
+    def no_queue(_bodies, _delay=0):
+        raise AssertionError("nothing is queued with unbounded inline limits")
+
+    return Outbox(_RecordingDelivery(), no_queue, FanoutLimits(unbounded, unbounded, unbounded), events.run)
 
 
 async def test_scanner_down_leaves_the_file_pending_and_queues_a_retry(stack, sessions):
@@ -369,7 +381,7 @@ async def test_scanner_down_leaves_the_file_pending_and_queues_a_retry(stack, se
         assert retries[-1][:3] == (settings().files_bucket, key, put.get("VersionId"))
         assert retries[-1][3] == settings().scan_retry_seconds * 2 ** (attempt - 1)  # backoff
     rec = File.find(rec_id, consistent=True)
-    assert rec.status == "pending" and rec.scan_attempts == 2 and delivery.frames == []
+    assert rec.status == "pending" and rec.scan_attempts == 2 and delivery.delivery.frames == []
     with pytest.raises(ActionError) as err:
         await alice.call("file.download.request", fileId=rec_id)
     assert err.value.code == "conflict"
@@ -383,7 +395,7 @@ async def test_scanner_down_leaves_the_file_pending_and_queues_a_retry(stack, se
     # A repeated notification changes nothing: the notice was posted once.
     healthy = scanner.from_settings(settings())
     assert files.on_object_created(env(healthy), settings().files_bucket, key, put.get("VersionId")) == "clean"
-    assert delivery.frames == []
+    assert delivery.delivery.frames == []
     hist = await alice.call("history", conversationId=conv)
     assert [m["seq"] for m in hist["messages"]] == [ready["seq"]]
 
@@ -417,13 +429,13 @@ async def test_a_scan_abandoned_after_the_last_attempt_refuses_the_file_and_free
     env = files.FilesEnv(s3=s3(), delivery=delivery, clock=time.time, settings=cfg,
                          scanner=lambda: dead, retry=lambda *a: retries.append(a))
     assert files.on_object_created(env, cfg.files_bucket, key, put.get("VersionId")) == "pending"
-    assert len(retries) == 1 and delivery.frames == []
+    assert len(retries) == 1 and delivery.delivery.frames == []
     assert files.on_object_created(env, cfg.files_bucket, key, put.get("VersionId")) == "deleted"
     assert len(retries) == 1  # no further retry
     rec = File.find(rec_id, consistent=True)
     assert (rec.status, rec.reason, int(rec.scan_attempts)) == ("deleted", "scan_failed", 2)
     assert int(TenantUsage.find(co.tenant).file_bytes) == before
-    (frame,) = delivery.frames
+    (frame,) = delivery.delivery.frames
     jsonschema.validate(frame, schemas.OUTBOUND["file.rejected"])
     assert (frame["fileId"], frame["reason"]) == (rec_id, "scan_failed")
     with pytest.raises(ClientError):

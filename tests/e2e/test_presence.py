@@ -269,7 +269,7 @@ def test_watchers_are_told_exactly_what_is_recorded_as_published(stack):
         item = Presence.find(target)  # the disconnect's publication read the user offline ...
         Presence.add_connection(target, "race-conn", now)  # ... and a new device connects meanwhile
         assert presence.publish(env, target, item) == 1
-        (event,) = recorder.frames
+        (event,) = recorder.delivery.frames
         jsonschema.validate(event, schemas.OUTBOUND["presence.changed"])
         recorded = Presence.find(target).published
         assert presence._signature(event) == recorded, (event, recorded)

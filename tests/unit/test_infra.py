@@ -152,14 +152,20 @@ def test_app_metric_alarms_watch_series_the_app_emits(rendered):
 
     flushed = set(re.findall(r'metrics\.flushed\("(\w+)"\)', source)) | {file_events.FUNCTION_NAME}
     assert set(render_infra.stage(stage).function_names) == flushed
+    insights = re.compile(r'^SELECT SUM\("(\w+)"\) FROM SCHEMA\("EnterpriseChat", function, stage\) '
+                          r"WHERE stage = '(\w+)'$")
     app = [r["Properties"] for r in template["Resources"].values()
            if r.get("Type") == "AWS::CloudWatch::Alarm"
            and any(m.get("MetricStat", {}).get("Metric", {}).get("Namespace") == "EnterpriseChat"
-                   for m in r["Properties"].get("Metrics", []))]
+                   or insights.match(m.get("Expression", "")) for m in r["Properties"].get("Metrics", []))]
     assert {a["AlarmName"].rsplit(f"-{stage}-", 1)[1] for a in app} == \
         {name for name, *_ in render_infra.APP_ALARMS} | {"gone-ratio"}
     for alarm in app:
         for query in alarm["Metrics"]:
+            summed = insights.match(query.get("Expression", ""))
+            if summed:  # a sum over every function of the stage
+                assert summed.group(1) in counted and summed.group(2) == _stage_env(stage)["CHAT_STAGE"]
+                continue
             if "MetricStat" not in query:
                 continue
             metric = query["MetricStat"]["Metric"]

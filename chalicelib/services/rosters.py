@@ -1,0 +1,112 @@
+"""Online rosters of large conversations: who is online in a channel, without reading its members.
+
+A conversation with more than ``delivery_large_members`` members gets a
+roster: one ``OnlineEntry`` per live connection of each member, written at
+$connect for every conversation named in the user's ``Presence.rooms`` and
+deleted at $disconnect (``services/connections.py``).  Delivery then reads
+the roster (1 Query per ~10,000 online connections) instead of every
+membership plus every member's presence.
+
+Switching a conversation over happens once, on the delivery workers:
+``roster`` goes ``building`` (events still resolve through the member list),
+``build_step`` pages through the members adding the conversation to each
+one's ``rooms`` and writing entries for their live connections, then
+``roster`` goes ``ready``.  No event is lost at the switch: until ``ready``
+the member path is used, and after it every online member has entries
+(a connect during the build sees ``rooms`` already set, or is seen by the
+build's read of the live set, whichever comes second).
+
+The one invariant that matters for confidentiality: a user who is not a
+member never keeps the conversation in ``rooms``.  Membership changes made
+during the build are applied to rooms by the change itself (it re-reads
+``roster`` after its own write), and the build re-checks each page's
+memberships after writing rooms and undoes those that left meanwhile.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable
+
+from ..models import Conversation, Member, OnlineEntry, Presence, condition_failed
+
+log = logging.getLogger("chat.rosters")
+
+BUILD_PAGE = 100  # members per build step (1 Query + 1 UpdateItem each + BatchWrites)
+
+
+def _add_entries(conversation_id: str, by_user: dict[str, set[str]], expires_at: int) -> None:
+    with OnlineEntry.batch_write() as batch:
+        for key, conns in by_user.items():
+            for cid in sorted(conns):
+                batch.save(OnlineEntry(conversation_id=conversation_id, connection_id=cid, user_key=key,
+                                       expires_at=expires_at))
+
+
+def _leave(conversation_id: str, keys: Iterable[str]) -> None:
+    for key in keys:
+        OnlineEntry.remove({conversation_id}, Presence.leave_room(key, conversation_id))
+
+
+def members_changed(out: Any, conv: Conversation, added: list[str], removed: list[str], *,
+                    now_s: int, ttl_seconds: int) -> None:
+    """After a membership change committed: keep the roster current, or start building one.
+
+    Reads ``roster`` again (consistent GetItem) because a build may have begun
+    after the caller read the conversation.
+    """
+    fresh = Conversation.find(conv.conversation_id, consistent=True)
+    if fresh is None:
+        return
+    if fresh.roster:
+        joined = {key: Presence.join_room(key, conv.conversation_id) for key in added}
+        _add_entries(conv.conversation_id, {k: c for k, c in joined.items() if c}, now_s + ttl_seconds)
+        _leave(conv.conversation_id, removed)
+    elif int(fresh.member_count or 0) > out.limits.large_members:
+        start(out, fresh, ttl_seconds)
+
+
+def start(out: Any, conv: Conversation, ttl_seconds: int) -> bool:
+    """Mark the roster ``building`` (once: a conditional UpdateItem) and queue the first build step."""
+    try:
+        conv.update(actions=[Conversation.roster.set("building")], condition=Conversation.roster.does_not_exist())
+    except Exception as exc:  # noqa: BLE001 - only a failed condition is expected
+        if condition_failed(exc):
+            return False
+        raise
+    out.queue([{"v": 1, "kind": "roster.build", "conversationId": conv.conversation_id, "ttl": ttl_seconds}])
+    log.info("roster build started", extra={"conversationId": conv.conversation_id,
+                                            "members": int(conv.member_count or 0)})
+    return True
+
+
+def build_step(out: Any, job: dict[str, Any], now_s: int) -> None:
+    """One page of the build (a delivery-queue job); queues the next page or marks ``ready``."""
+    conv_id = job["conversationId"]
+    query = Member.query(conv_id, limit=BUILD_PAGE, last_evaluated_key=job.get("cursor"),
+                         attributes_to_get=["conversation_id", "user_key"])
+    keys = [m.user_key for m in query]
+    live = {key: Presence.join_room(key, conv_id) for key in keys}
+    _add_entries(conv_id, {k: c for k, c in live.items() if c}, now_s + int(job.get("ttl") or 0))
+    if keys:  # undo rooms for members who left while this page was written (see the module)
+        still = {m.user_key for m in Member.batch_get([(conv_id, k) for k in keys],
+                                                      attributes_to_get=["conversation_id", "user_key"])}
+        _leave(conv_id, [k for k in keys if k not in still])
+    cursor = query.last_evaluated_key
+    if cursor:
+        out.queue([{**job, "cursor": cursor}])
+        return
+    try:
+        Conversation(conversation_id=conv_id).update(actions=[Conversation.roster.set("ready")],
+                                                     condition=Conversation.roster == "building")
+    except Exception as exc:  # noqa: BLE001
+        if not condition_failed(exc):
+            raise
+    log.info("roster ready", extra={"conversationId": conv_id})
+
+
+def online(conversation_id: str) -> dict[str, set[str]]:
+    """The roster: user key -> live connection ids (1 Query per ~1 MB page)."""
+    out: dict[str, set[str]] = {}
+    for entry in OnlineEntry.of_conversation(conversation_id):
+        out.setdefault(entry.user_key, set()).add(entry.connection_id)
+    return out
