@@ -212,3 +212,37 @@ async def test_pathological_pattern_is_linear_and_unsupported_one_refused(stack,
     with pytest.raises(ActionError) as err:
         await sa.call("message.send", conversationId=conv, clientMessageId="p2", body="b" + "a" * 8000)
     assert err.value.error["ruleId"] == "evil"
+
+
+# Evasion forms (tests/unit/test_dlp_evasion.py has them all): sends and edits are screened on the folded text.
+EVASIONS = {  # id -> (the rule that must block it, the form)
+    "card-zero-width": ("cards", "\u200b".join(CARD.replace(" ", ""))),
+    "card-fullwidth-digits": ("cards", "".join(chr(0xFF10 + int(d)) if d != " " else " " for d in CARD)),
+    "card-arabic-indic-digits": ("cards", "".join(chr(0x0660 + int(d)) if d != " " else " " for d in CARD)),
+    "card-dots": ("cards", CARD.replace(" ", ".")),
+    "card-nbsp-newline-en-dash": ("cards", "4111\u00a01111\n1111\u20131111"),
+    "keyword-cyrillic": ("px", "prојеctx"),  # Cyrillic о, е, ј
+    "keyword-soft-hyphen": ("px", "pro\u00adjectx"),
+    "keyword-combining-accent": ("px", "pr\u0301ojectx"),
+}
+EVASION_RULES = [
+    {"id": "cards", "name": "Payment cards", "type": "detector", "detector": "payment_card", "action": "block"},
+    {"id": "px", "name": "Project X", "type": "keyword", "keywords": ["projectx"], "action": "block"},
+]
+
+
+@pytest.mark.parametrize("rule,form", EVASIONS.values(), ids=EVASIONS.keys())
+async def test_evasion_forms_are_blocked_on_send_and_edit(stack, sessions, rule, form):
+    company = make_company(stack, "dlp-evade")
+    set_rules(stack, company, EVASION_RULES)
+    sa, sb, conv = await group_of(sessions, company)
+    with pytest.raises(ActionError) as err:
+        await sa.call("message.send", conversationId=conv, clientMessageId="e1", body=f"see {form} ok")
+    assert (err.value.code, err.value.error["ruleId"]) == ("message_blocked", rule)
+    await sb.no_event("message.created", wait=0.5)
+    sent = await sa.call("message.send", conversationId=conv, clientMessageId="e2", body="nothing to see")
+    with pytest.raises(ActionError) as err:
+        await sa.call("message.edit", conversationId=conv, seq=sent["message"]["seq"], body=f"now {form}")
+    assert (err.value.code, err.value.error["ruleId"]) == ("message_blocked", rule)
+    hist = await sa.call("history", conversationId=conv)
+    assert [(m["body"], m["editedAt"]) for m in hist["messages"]] == [("nothing to see", None)]

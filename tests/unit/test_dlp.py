@@ -28,6 +28,9 @@ def test_payment_card_with_valid_luhn_is_found(card):
     "tracking 41111111111111111111",  # 20 digits in one block: too long
     "call +1 555 123 4567 today",
     "version 4.1.1 build 1111",
+    "on 2024-01-15 at 10:30:00",
+    "2024-01-15 10:30:00 2024-01-15 10:31:00",
+    "order 2024-118 12 4471 ref 55501",
 ])
 def test_payment_card_false_positives_are_ignored(text):
     assert found("payment_card", text) == []
@@ -155,7 +158,9 @@ def test_redact_masks_every_span_and_keeps_the_rest():
 def test_keywords_match_whole_words_case_insensitively_unless_told():
     rs = ruleset("acme", {"id": "k", "type": "keyword", "keywords": ["falcon", "blue sky"], "action": "flag"})
     assert dlp.screen("Project FALCON is go", [rs]).action == "flag"
-    assert dlp.screen("a Blue  Sky day", [rs]).action is None       # two spaces: not the phrase
+    assert dlp.screen("a Blue  Sky day", [rs]).action == "flag"     # any run of whitespace is one space
+    assert dlp.screen("a Blue\n\tSky day", [rs]).action == "flag"
+    assert dlp.screen("a BlueSky day", [rs]).action is None          # no space at all: not the phrase
     assert dlp.screen("falconry club", [rs]).action is None          # not a whole word
     strict = ruleset("acme", {"id": "k", "type": "keyword", "keywords": ["Falcon"], "action": "flag",
                               "caseSensitive": True})
