@@ -28,6 +28,15 @@ Rates are probabilities per request:
 ``connectionsError``
     a ``@connections`` POST is answered ``500 InternalServerError`` and not
     delivered.
+``workerCrash``
+    an invocation of an SQS-triggered function (the delivery workers, the
+    presence, files and compliance consumers) dies: half of the time before
+    its handler ran, half of the time after the handler did its work but
+    before it answered (a crash mid-shard, seen from the data: some or all
+    posts made, no reply). Either way nothing of its batch is deleted and SQS
+    delivers the batch again after the visibility timeout. No process is
+    killed: the local Lambda pool is shared, and killing a worker would fail
+    every invocation in flight on it, not just this one.
 
 Counters of injected faults are returned by every call, so a test can show
 that its faults really happened.
@@ -39,7 +48,8 @@ import threading
 import time
 from typing import Any
 
-RATES = ("dynamodbThrottle", "dynamodbLostReply", "dynamodbCommitThenFail", "connectionsGone", "connectionsError")
+RATES = ("dynamodbThrottle", "dynamodbLostReply", "dynamodbCommitThenFail", "connectionsGone", "connectionsError",
+         "workerCrash")
 WRITE_OPS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
 _STICKY_SECONDS = 30.0
 
@@ -122,6 +132,18 @@ class Faults:
                 return "gone"
             if self._roll("connectionsError"):
                 return "error"
+        return None
+
+
+    # --- SQS-triggered invocations (called by devstack/queues.py for each batch) ---------------
+
+    def worker(self) -> str | None:
+        """None (run normally), ``before`` (die before the handler runs) or ``after`` (run it, then die)."""
+        if not self.active:
+            return None
+        with self._lock:
+            if self._roll("workerCrash"):
+                return "before" if self._rng.random() < 0.5 else "after"
         return None
 
 

@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .faults import FAULTS
 from .lambda_pool import Crash
 
 log = logging.getLogger("devstack.queues")
@@ -203,8 +204,12 @@ class QueuePoller:
         self.stats.batches += 1
         self.stats.in_flight += 1
         self.stats.in_flight_max = max(self.stats.in_flight_max, self.stats.in_flight)
+        crash = FAULTS.worker()  # None unless a test turned faults on
         try:
-            return await self.pool.invoke_event(self.function_name, {"Records": [self._record(m) for m in msgs]})
+            if crash == "before":
+                return Crash("injected fault: died before the handler ran")
+            result = await self.pool.invoke_event(self.function_name, {"Records": [self._record(m) for m in msgs]})
+            return Crash("injected fault: died before answering") if crash == "after" else result
         except Exception:  # noqa: BLE001 - whatever broke the invocation, it is a crash: keep the batch
             log.exception("invoking %s failed", self.function_name)
             return Crash("invoke raised")

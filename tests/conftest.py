@@ -61,7 +61,7 @@ def stack() -> Stack:
     env.update(RETENTION_DAY_SECONDS=str(RETENTION_DAY_SECONDS), EXPORT_PAGES_PER_STEP="1")
     # Small delivery thresholds, so shards, workers and rosters carry most of the suite's events
     # (tests/e2e/test_delivery.py), and queue retries that come back within a test.
-    env.update(DELIVERY_INLINE_MAX="3", DELIVERY_SHARD_SIZE="2", DELIVERY_LARGE_MEMBERS="5",
+    env.update(DELIVERY_INLINE_MAX="4", DELIVERY_SHARD_SIZE="4", DELIVERY_LARGE_MEMBERS="5",
                DEVSTACK_SQS_VISIBILITY_SECONDS="3")
     proc = subprocess.Popen(
         [sys.executable, "-m", "devstack", "--port", "0", "--state-dir", str(state_dir)],

@@ -235,10 +235,13 @@ class ChatClient:
 
         self.high_seq: dict[str, int] = {}  # conversationId -> highest seq seen
         self.complete_seq: dict[str, int] = {}  # conversationId -> every seq up to this one was delivered
-        self.gap_sync_delay = 1.0
+        # Long enough for a late shard or a retried one (delivery workers retry after 2 s) to close
+        # a gap by itself: a shorter wait turns reordering into a sync storm (docs/delivery.md).
+        self.gap_sync_delay = 3.0
         self._gap_syncs: set[str] = set()
         self.user_id: str | None = None  # the token's ``sub``, once connected
         self.connections = 0  # successful handshakes so far
+        self.sync_requests = 0  # `sync` actions sent (reconnects and gaps): how chatty recovery is
         self.close_reason: str | None = None
 
         self._ws: websockets.ClientConnection | None = None
@@ -478,6 +481,7 @@ class ChatClient:
             items = list(pending.items())
             for i in range(0, len(items), SYNC_BATCH):
                 batch = [{"conversationId": cid, "afterSeq": after} for cid, after in items[i:i + SYNC_BATCH]]
+                self.sync_requests += 1
                 reply = await self.request("sync", conversations=batch)
                 if reply.get("type") == "error":
                     raise ChatError.from_frame(reply)

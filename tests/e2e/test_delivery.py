@@ -22,7 +22,7 @@ from .test_emf_metrics import StackLog
 
 pytestmark = pytest.mark.e2e
 
-INLINE_MAX, SHARD_SIZE, LARGE_MEMBERS = 3, 2, 5  # as tests/conftest.py sets them
+INLINE_MAX, SHARD_SIZE, LARGE_MEMBERS = 4, 4, 5  # as tests/conftest.py sets them
 
 
 def _users(n: int) -> list[str]:

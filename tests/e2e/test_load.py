@@ -8,7 +8,10 @@ while the stack injects faults (devstack/faults.py, ``POST /dev/stack/faults``):
 * DynamoDB writes whose reply is lost after they committed (botocore retries a committed write);
 * DynamoDB writes that commit and then fail, retries included, so the handler itself fails after
   a committed write (a crash between two writes) and the client retries the action;
-* ``@connections`` posts answered Gone (the socket is dropped under them) or 500.
+* ``@connections`` posts answered Gone (the socket is dropped under them) or 500;
+* queue-driven invocations (the delivery workers above all: the test stack's small
+  thresholds put every group's events on them) dying before or after their work,
+  so batches and shards are delivered again.
 
 Clients also drop their own sockets at random and re-send some messages with
 the same ``clientMessageId``.  With faults off again, per conversation:
@@ -43,7 +46,9 @@ SENDS = int(os.environ.get("LOAD_SENDS", "2"))
 GROUPS = int(os.environ.get("LOAD_GROUPS", "10"))
 TENANTS = (("acme", "acme.example"), ("globex", "globex.example"))
 FAULTS = {"dynamodbThrottle": 0.004, "dynamodbLostReply": 0.005, "dynamodbCommitThenFail": 0.005,
-          "connectionsGone": 0.002, "connectionsError": 0.01}
+          "connectionsGone": 0.002, "connectionsError": 0.01,
+          # the delivery workers (and the other queue consumers) die before or after their work: batches redelivered
+          "workerCrash": 0.02}
 DROP_SOCKET = 0.3  # chance per client that it drops its own socket once during the run
 RESEND = 0.2  # chance per acked send that the client sends it again (same clientMessageId)
 SEND_DEADLINE = 150.0  # a send not acked by then (after retries) counts as unacked
@@ -216,6 +221,10 @@ async def test_no_loss_no_duplicates_under_faults(stack):
         injected = requests.get(f"{stack.origin}/dev/stack/faults", timeout=10).json()["injected"]
         _faults(stack, {"reset": True})
     run_s = time.monotonic() - t_run
+    # How chatty recovery was while shards, retries and faults reorder and drop events:
+    # sync requests per 1,000 distinct messages the clients received (live or replayed), before the check's syncs.
+    syncs = sum(d.client.sync_requests for d in devices)
+    received = sum(len(seqs) for d in devices for seqs in d.seen.values())
 
     # Faults off: every client reconnects if needed and syncs; then compare with history.
     async def settle(dev: Device) -> None:
@@ -264,6 +273,8 @@ async def test_no_loss_no_duplicates_under_faults(stack):
           f"in {run_s:.0f}s; total {time.monotonic() - started:.0f}s")
     print(f"client side: {dict(stats)}; unacked: {len(unacked)}")
     print(f"faults injected: {injected}")
+    print(f"recovery: {syncs} sync requests for {received} distinct messages received "
+          f"({1000 * syncs / max(1, received):.1f} per 1,000)")
     print(f"{'conversation':<36} {'history':>7} {'acked':>5} {'lost':>4} {'dup':>3} {'contig':>6} "
           f"{'clients':>7} {'differ':>6}")
     for r in rows:
