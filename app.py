@@ -18,6 +18,13 @@ app.websocket_api.session = runtime.ManagementSession()
 logs.setup()
 
 
+# The $connect route's Lambda REQUEST authorizer (infra/ attaches it; devstack/gateway.py runs it
+# locally): its context reaches every later event of the connection in requestContext.authorizer.
+@app.lambda_function(name="ws_authorizer")
+def ws_authorizer(event, context):
+    return ws_api.authorize(event)
+
+
 @app.on_ws_connect()
 def ws_connect(event):
     return ws_api.on_connect(event.to_dict())
@@ -39,9 +46,11 @@ def presence_flush(event):
 
 
 # Delivery workers: shards of large fan-outs (chalicelib/delivery_worker.py, docs/delivery.md).
-# A few shards per invocation; the queue's backlog scales the number of invocations. The reply
-# is a partial batch response (infra/ sets ReportBatchItemFailures on the event source).
-@app.on_sqs_message(queue=runtime.settings().delivery_queue, batch_size=4)
+# A few shards per invocation; the queue's backlog scales the number of invocations, up to 100 at
+# once: 100 x 32 posts in flight is far above the account's @connections rate (10,000/s by
+# default), which is the real bound, and leaves the account's other functions their concurrency.
+# The reply is a partial batch response (infra/ sets ReportBatchItemFailures on the event source).
+@app.on_sqs_message(queue=runtime.settings().delivery_queue, batch_size=4, maximum_concurrency=100)
 def deliver(event):
     return delivery_worker.on_records([record.to_dict() for record in event])
 

@@ -783,6 +783,52 @@ def create_tables(wait: bool = True) -> None:
                 )
 
 
+def batch_get_across(wanted: list[tuple[type[Model], tuple[Any, ...], bool]]) -> list[Any]:
+    """One BatchGetItem over several tables: ``(model, key values, consistent)`` in, items (or None) out.
+
+    pynamodb batches one table at a time; the send path reads a conversation,
+    the caller's membership and the retention rules together (1 request
+    instead of 3).  At most 100 keys; unprocessed keys are asked again.
+    """
+    request: dict[str, dict[str, Any]] = {}
+    seen: set[tuple[str, tuple[Any, ...]]] = set()
+    for model, key, consistent in wanted:
+        table = request.setdefault(model.Meta.table_name, {"Keys": []})
+        if consistent:
+            table["ConsistentRead"] = True
+        if (model.Meta.table_name, tuple(key)) not in seen:  # BatchGetItem refuses duplicate keys
+            seen.add((model.Meta.table_name, tuple(key)))
+            attrs = [model._hash_key_attribute(), model._range_key_attribute()][:len(key)]
+            table["Keys"].append({a.attr_name: {a.attr_type: a.serialize(v)} for a, v in zip(attrs, key)})
+    models = {m.Meta.table_name: m for m, _, _ in wanted}
+    found: dict[tuple[str, tuple[Any, ...]], Any] = {}
+    client = Conversation._get_connection().connection.client
+    pending = request
+    for attempt in range(8):
+        if not pending:
+            break
+        resp = client.batch_get_item(RequestItems=pending)
+        for table, items in resp.get("Responses", {}).items():
+            model = models[table]
+            names = [model._hash_key_attribute().attr_name] + (
+                [model._range_key_attribute().attr_name] if model._range_key_attribute() else [])
+            for raw in items:
+                item = model.from_raw_data(raw)
+                found[(table, tuple(getattr(item, n) for n in names))] = item
+        pending = resp.get("UnprocessedKeys") or {}
+        if pending:
+            time.sleep(min(0.5, 0.02 * 2 ** attempt))
+    if pending:
+        raise RuntimeError("BatchGetItem left keys unprocessed after retries")
+    return [found.get((m.Meta.table_name, tuple(_attr_python(m, key)))) for m, key, _ in wanted]
+
+
+def _attr_python(model: type[Model], key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Key values as the model's attributes hold them (numbers come back as int/float)."""
+    attrs = [model._hash_key_attribute(), model._range_key_attribute()][:len(key)]
+    return tuple(a.deserialize(a.serialize(v)) for a, v in zip(attrs, key))
+
+
 _tx_connection: Any = None
 
 

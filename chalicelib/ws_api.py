@@ -15,7 +15,7 @@ from .auth import Principal, token_from_ws_connect
 from .models import user_key
 from .config import settings
 from .protocol import frames
-from .protocol.errors import ChatError, Internal
+from .protocol.errors import ERROR_CODES, ChatError, Internal
 from .services import connections, conversations, files, messages, presence
 from .services import people
 from .services.context import Call
@@ -97,23 +97,87 @@ def _context(event: dict[str, Any]) -> dict[str, Any]:
     return ctx
 
 
+# --- identity that travels with the connection ------------------------------------------
+# The $connect route has a Lambda REQUEST authorizer (``authorize``): it verifies the token once
+# and API Gateway hands its ``context`` to every later event of that connection as
+# ``requestContext.authorizer``, so a frame needs no read to know who sent it.  The authorizer
+# allows even a refused token, with the refusal in its context: $connect then answers the same
+# structured refusal as ever (API Gateway's own 401/403 would carry no error code).
+
+def _principal_context(principal: Principal) -> dict[str, Any]:
+    # (authorizer context values must be strings, numbers or booleans)
+    return {"tenantId": principal.tenant_id, "userId": principal.user_id, "email": principal.email,
+            "roles": ",".join(principal.roles)}
+
+
+def _principal_from(authorizer: dict[str, Any] | None) -> Principal | None:
+    if not authorizer or not authorizer.get("tenantId") or not authorizer.get("userId"):
+        return None
+    roles = tuple(r for r in str(authorizer.get("roles") or "").split(",") if r)
+    return Principal(tenant_id=str(authorizer["tenantId"]), user_id=str(authorizer["userId"]),
+                     email=str(authorizer.get("email") or ""), roles=roles)
+
+
+@metrics.flushed("ws_authorizer")
+def authorize(event: dict[str, Any]) -> dict[str, Any]:
+    """The $connect REQUEST authorizer: verify the token (1 GetItem of the user), pass who it is on."""
+    ctx = event.get("requestContext") or {}
+    token_ctx = logs.bind(requestId=ctx.get("requestId"), connectionId=ctx.get("connectionId"), route="authorizer")
+    try:
+        token = token_from_ws_connect(event.get("headers") or {}, event.get("queryStringParameters") or {})
+        principal, _user = connections.authenticate(runtime.verifier(), token)
+        principal_id, context = user_key(principal.tenant_id, principal.user_id), _principal_context(principal)
+    except ChatError as err:
+        principal_id, context = "refused", {"refusedCode": err.code, "refusedStatus": err.status,
+                                            "refusedMessage": err.message}
+    except Exception:  # noqa: BLE001 - $connect answers `internal`; never a traceback
+        log.exception("authorizer failed")
+        metrics.count("InternalErrors")
+        principal_id, context = "refused", {"refusedCode": "internal", "refusedStatus": 500,
+                                            "refusedMessage": Internal().message}
+    finally:
+        logs.unbind(token_ctx)
+    return {"principalId": principal_id, "context": context, "policyDocument": {
+        "Version": "2012-10-17",
+        "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": event.get("methodArn", "*")}]}}
+
+
+def _refusal(authorizer: dict[str, Any]) -> ChatError | None:
+    """The authorizer's refusal, as the error $connect answers (its code, status and message)."""
+    code = authorizer.get("refusedCode")
+    if not code:
+        return None
+    if code not in ERROR_CODES:
+        return Internal()
+    err = ChatError(str(authorizer.get("refusedMessage") or "") or None)
+    err.code = str(code)
+    return err
+
+
 @metrics.flushed("websocket_connect")
 def on_connect(event: dict[str, Any]) -> dict[str, Any]:
-    """$connect: verify the token, register the connection, or refuse the handshake."""
+    """$connect: register the connection of the authorizer's principal, or refuse the handshake.
+
+    Without an authorizer in front (``requestContext.authorizer`` absent) the token is verified here.
+    """
     ctx = _context(event)
     cid = ctx.get("connectionId", "")
     token_ctx = logs.bind(requestId=ctx.get("requestId"), connectionId=cid, route="$connect")
     try:
         headers = event.get("headers") or {}
         query = event.get("queryStringParameters") or {}
+        authorizer = ctx.get("authorizer") or {}
+        refused = _refusal(authorizer)
+        if refused is not None:
+            raise refused
         req = connections.ConnectRequest(
             connection_id=cid,
             token=token_from_ws_connect(headers, query),
             source_ip=(ctx.get("identity") or {}).get("sourceIp"),
             device=query.get("device"),
         )
-        principal = connections.connect(runtime.verifier(), runtime.clock,
-                                        settings().connection_ttl_seconds, req)
+        principal = connections.connect(runtime.verifier(), runtime.clock, settings().connection_ttl_seconds,
+                                        req, principal=_principal_from(authorizer))
         log.info("connected", extra={"tenantId": principal.tenant_id, "userId": principal.user_id})
         _publish_presence(user_key(principal.tenant_id, principal.user_id))
         response: dict[str, Any] = {"statusCode": 200}
@@ -163,7 +227,9 @@ def on_message(event: dict[str, Any]) -> dict[str, Any]:
                              max_bytes=settings().max_frame_bytes)
         request_id = frame.request_id
         handler, needs_principal = ACTIONS[frame.action]
-        principal = connections.principal_of(cid) if needs_principal else None
+        principal = None
+        if needs_principal:  # from the $connect authorizer's context; else the connection record (1 GetItem)
+            principal = _principal_from(ctx.get("authorizer")) or connections.principal_of(cid)
         reply = handler(principal, frame, cid, out)
     except frames.FrameError as err:
         log.info("frame rejected", extra={"code": err.error.code, "reason": err.error.message})

@@ -140,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
                       event_functions=[s.function_name for s in sources])
     pool.warm()
     gateway = Gateway(pool, stage=args.stage, api_id="local0api", domain_name=f"127.0.0.1:{port}",
-                      limits=WsLimits.from_env(), idp=idp, meter=metering.meter)
+                      limits=WsLimits.from_env(), idp=idp, meter=metering.meter,
+                      # the $connect authorizer, when the app declares one (infra/ attaches it on AWS)
+                      authorizer=next((f.name for f in chalice_app.pure_lambda_functions
+                                       if f.name == "ws_authorizer"), None))
     (state_dir / "stack.json").write_text(json.dumps({
         "origin": origin, "ws": f"ws://127.0.0.1:{port}/ws", "dynamodb": ddb_url,
         "dynamodb_upstream": ddb_upstream, "s3": s3_url, "s3_upstream": moto_url,

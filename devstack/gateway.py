@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, unquote, urlencode
 from aiohttp import WSMsgType, web
 
 from .faults import FAULTS
-from .lambda_pool import LambdaPool
+from .lambda_pool import Crash, LambdaPool
 from .virtual_connections import MAX_PER_CALL, VIRTUAL_USER_AGENT, Latency, VirtualConn, VirtualConnections
 
 log = logging.getLogger("devstack.gateway")
@@ -110,8 +110,13 @@ def _request_time(ms: int) -> str:
 
 class Gateway:
     def __init__(self, pool: LambdaPool, *, stage: str, api_id: str, domain_name: str,
-                 limits: WsLimits, idp: Any | None = None, meter: Any | None = None) -> None:
+                 limits: WsLimits, idp: Any | None = None, meter: Any | None = None,
+                 authorizer: str | None = None) -> None:
         self.pool = pool
+        # The $connect route's Lambda REQUEST authorizer (a function name), as infra/ attaches it on AWS:
+        # run before $connect, its context travels in requestContext.authorizer of every later event.
+        self.authorizer = authorizer
+        self._authorized: dict[str, dict[str, Any]] = {}  # connection id -> requestContext.authorizer
         self.meter = meter  # devstack.metering.Meter of the DynamoDB proxy, if any
         self.posts = _PostCounter()
         self.stage = stage
@@ -262,6 +267,38 @@ class Gateway:
             "isBase64Encoded": False,
         }
 
+    async def _authorize(self, event: dict[str, Any]) -> web.Response | None:
+        """Run the $connect authorizer as API Gateway does: a refusal is API Gateway's own reply
+        (401/403/500 with a fixed body); an Allow puts the context into the $connect event."""
+        if not self.authorizer:
+            return None
+        ctx = event["requestContext"]
+        started = time.monotonic()
+        result = await self.pool.invoke_event(self.authorizer, {
+            "type": "REQUEST", "methodArn": f"arn:aws:execute-api:us-east-1:000000000000:{self.api_id}/{self.stage}/$connect",
+            "headers": event["headers"], "multiValueHeaders": event["multiValueHeaders"],
+            "queryStringParameters": event["queryStringParameters"],
+            "multiValueQueryStringParameters": event["multiValueQueryStringParameters"],
+            "stageVariables": {}, "requestContext": ctx})
+        if isinstance(result, Crash) or not isinstance(result, dict):
+            return web.json_response({"message": "Internal server error"}, status=500)
+        statements = (result.get("policyDocument") or {}).get("Statement") or []
+        allowed = any(st.get("Effect") == "Allow" for st in statements) and \
+            not any(st.get("Effect") == "Deny" for st in statements)
+        if not allowed or not result.get("principalId"):
+            return web.json_response({"message": "Forbidden"}, status=403)
+        context = {k: v for k, v in (result.get("context") or {}).items() if isinstance(v, (str, int, float, bool))}
+        ctx["authorizer"] = {**context, "principalId": result["principalId"],
+                             "integrationLatency": int((time.monotonic() - started) * 1000)}
+        self._authorized[ctx["connectionId"]] = ctx["authorizer"]
+        return None
+
+    def _with_authorizer(self, event: dict[str, Any]) -> dict[str, Any]:
+        authorizer = self._authorized.get(event["requestContext"]["connectionId"])
+        if authorizer is not None:
+            event["requestContext"]["authorizer"] = authorizer
+        return event
+
     def _disconnect_event(self, conn_id: str, connected_at: int, source_ip: str, user_agent: str,
                           code: int, reason: str) -> dict[str, Any]:
         return {
@@ -289,9 +326,13 @@ class Gateway:
         user_agent = request.headers.get("User-Agent", "")
         event = self._connect_event(conn_id, connected_at, source_ip, user_agent, list(request.headers.items()),
                                     request.query_string, request.scheme)
+        refused = await self._authorize(event)
+        if refused is not None:
+            return refused
         reply = await self.pool.invoke_ws("$connect", event)
         status = int(reply.get("statusCode") or 200)
         if not 200 <= status < 300:
+            self._authorized.pop(conn_id, None)
             body = reply.get("body") or json.dumps({"message": "Forbidden"})
             return web.Response(status=status, body=body, content_type="application/json")
         chosen = None
@@ -314,8 +355,9 @@ class Gateway:
                 except (ConnectionError, RuntimeError):  # the transport is gone: $disconnect runs all the same
                     pass
             code = ws.close_code if ws.close_code is not None else 1006
-            await self.pool.invoke_ws("$disconnect", self._disconnect_event(
-                conn_id, connected_at, source_ip, user_agent, code, conn.close_reason or ""))
+            await self.pool.invoke_ws("$disconnect", self._with_authorizer(self._disconnect_event(
+                conn_id, connected_at, source_ip, user_agent, code, conn.close_reason or "")))
+            self._authorized.pop(conn_id, None)
         return ws
 
     async def _read_loop(self, conn: _Conn) -> None:
@@ -361,7 +403,7 @@ class Gateway:
             "body": body,
             "isBase64Encoded": is_binary,
         }
-        await self.pool.invoke_ws("$default", event)
+        await self.pool.invoke_ws("$default", self._with_authorizer(event))
 
     # --- @connections management API -------------------------------------------
 
@@ -461,8 +503,9 @@ class Gateway:
         the caller may be a handler, and $disconnect may need the very worker it occupies)."""
         self.virtual.conns.pop(conn.connection_id, None)
         if conn.opened:
-            self._spawn(self.pool.invoke_ws("$disconnect", self._disconnect_event(
-                conn.connection_id, conn.connected_at_ms, conn.source_ip, conn.user_agent, code, reason)))
+            self._spawn(self.pool.invoke_ws("$disconnect", self._with_authorizer(self._disconnect_event(
+                conn.connection_id, conn.connected_at_ms, conn.source_ip, conn.user_agent, code, reason))))
+        self._authorized.pop(conn.connection_id, None)
 
     async def _virtual_control(self, request: web.Request, path: str) -> web.Response:
         """``/dev/stack/virtual-connections[/arrivals]``: create, read, remove virtual connections."""
@@ -534,16 +577,20 @@ class Gateway:
                         ("Sec-WebSocket-Key", base64.b64encode(os.urandom(16)).decode())]
         event = self._connect_event(conn_id, connected_at, "127.0.0.1", VIRTUAL_USER_AGENT, header_items,
                                     query_string, "http")
+        if await self._authorize(event) is not None:
+            return None
         reply = await self.pool.invoke_ws("$connect", event)
         if not 200 <= int(reply.get("statusCode") or 200) < 300:
+            self._authorized.pop(conn_id, None)
             return None
         self.virtual.add(conn_id, connected_at, latency, opened=True)
         return conn_id
 
     async def _virtual_disconnect(self, conn: VirtualConn) -> None:
-        await self.pool.invoke_ws("$disconnect", self._disconnect_event(
+        await self.pool.invoke_ws("$disconnect", self._with_authorizer(self._disconnect_event(
             conn.connection_id, conn.connected_at_ms, conn.source_ip, conn.user_agent, 1000,
-            "Virtual connections removed"))
+            "Virtual connections removed")))
+        self._authorized.pop(conn.connection_id, None)
 
     @staticmethod
     async def _virtual_lifecycle(count: int, step: Any) -> None:

@@ -369,6 +369,34 @@ SCIM_FUNCTION = "scim"  # app.py: @app.lambda_function(name="scim")
 SCIM_PATH = "/scim/v2/{proxy+}"
 
 
+AUTHORIZER_FUNCTION = "WsAuthorizer"  # Chalice's logical id of app.py's ``ws_authorizer``
+
+
+def _connect_authorizer(st: Stage) -> dict[str, Any]:
+    """The $connect route's Lambda REQUEST authorizer (``ws_api.authorize``), which Chalice cannot declare.
+
+    No identity source: the authorizer is always called (a token may come as ``?token=`` or as a
+    subprotocol) and answers a refusal through $connect itself; caching is not supported for
+    WebSocket authorizers.  Its context reaches every later route event of the connection in
+    ``requestContext.authorizer``, so frames need no identity read (docs/delivery.md).
+    """
+    if not st.has_websocket_api or AUTHORIZER_FUNCTION not in st.functions:
+        return {}
+    return {
+        "WebsocketConnectAuthorizer": {"Type": "AWS::ApiGatewayV2::Authorizer", "Properties": {
+            "ApiId": {"Ref": "WebsocketAPI"}, "AuthorizerType": "REQUEST", "Name": f"{st.app_name}-{st.name}-connect",
+            "AuthorizerUri": {"Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/"
+                                         "functions/${" + AUTHORIZER_FUNCTION + ".Arn}/invocations"}}},
+        "WebsocketConnectRoute": {"Properties": {"AuthorizationType": "CUSTOM",
+                                                 "AuthorizerId": {"Ref": "WebsocketConnectAuthorizer"}}},
+        f"{AUTHORIZER_FUNCTION}InvokePermission": {"Type": "AWS::Lambda::Permission", "Properties": {
+            "FunctionName": {"Ref": AUTHORIZER_FUNCTION}, "Action": "lambda:InvokeFunction",
+            "Principal": "apigateway.amazonaws.com",
+            "SourceArn": {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+                                     "${WebsocketAPI}/authorizers/${WebsocketConnectAuthorizer}"}}},
+    }
+
+
 def _scim_route(st: Stage) -> dict[str, Any]:
     """``ANY /scim/v2/{proxy+}`` on Chalice's REST API -> the ``scim`` function (docs/scim.md).
 
@@ -562,7 +590,7 @@ def render_resources(stage_name: str) -> dict[str, Any]:
     st, tbls = stage(stage_name), tables(stage_name)
     resources: dict[str, Any] = {t.logical_id: _table_resource(t, st) for t in tbls}
     resources.update(_bucket_resources(st))
-    for part in (_function_overrides(st), _queue_resources(st), _scim_route(st)):
+    for part in (_function_overrides(st), _queue_resources(st), _scim_route(st), _connect_authorizer(st)):
         for lid, res in part.items():
             resources[lid] = _deep_merge(resources.get(lid, {}), res)
     # Unencrypted on purpose: CloudWatch cannot publish to a topic encrypted with

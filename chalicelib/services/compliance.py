@@ -52,9 +52,17 @@ def decision_for(sender_key: str, conversation_id: str) -> retention.Decision:
                             conversation_id, settings().retention_day_seconds)
 
 
-def message_retention(sender_key: str, conversation_id: str, now_ms: int) -> dict[str, Any]:
-    """Attributes a new message gets: ``expires_at`` (unless held), ``retain_s``, ``retained_sender``."""
-    return decision_for(sender_key, conversation_id).attributes(sender_key, now_ms)
+def message_retention(sender_key: str, conversation_id: str, now_ms: int,
+                      rules: dict[str, RetentionRule] | None = None) -> dict[str, Any]:
+    """Attributes a new message gets: ``expires_at`` (unless held), ``retain_s``, ``retained_sender``.
+
+    ``rules`` are the rule items of ``retention.subjects_for`` when the caller
+    already read them (the send path reads them with the conversation).
+    """
+    if rules is None:
+        return decision_for(sender_key, conversation_id).attributes(sender_key, now_ms)
+    return retention.decide(rules, sender_key, conversation_id,
+                            settings().retention_day_seconds).attributes(sender_key, now_ms)
 
 
 def tag_file(msg: Message) -> None:

@@ -54,9 +54,14 @@ def _provision(principal: Principal, tenant: TenantIdentity) -> User:
 
 
 def connect(verifier: TokenVerifier, clock: Callable[[], float], ttl_seconds: int,
-            req: ConnectRequest) -> Principal:
-    """Authenticate a $connect and write its connection record (GetItem + PutItem)."""
-    principal, _user = authenticate(verifier, req.token)
+            req: ConnectRequest, principal: Principal | None = None) -> Principal:
+    """Write the connection record of a $connect (PutItem + the presence UpdateItem [+ rosters]).
+
+    ``principal``: who the $connect authorizer already verified; without it the
+    token is authenticated here (+ GetItem of the user).
+    """
+    if principal is None:
+        principal, _user = authenticate(verifier, req.token)
     now = int(clock())
     Connection(
         connection_id=req.connection_id,

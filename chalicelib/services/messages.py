@@ -14,13 +14,16 @@ import random
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from .. import metrics, policy
-from ..models import condition_failed, Conversation, Idempotency, Member, Message, RateCounter, transaction
-from ..protocol.errors import Conflict, Forbidden, Internal, NotFound, RateLimited, ValidationFailed
+from .. import retention
+from ..models import (batch_get_across, condition_failed, Conversation, Idempotency, Member, Message, RateCounter,
+                      RetentionRule, transaction)
+from ..protocol.errors import ChatError, Conflict, Forbidden, Internal, NotFound, RateLimited, ValidationFailed
 from . import screening
 from .context import Call
 from . import events
@@ -75,15 +78,33 @@ def _check_body(call: Call, body: str) -> str:
     return body
 
 
+@dataclass(frozen=True)
+class RateWindow:
+    """A fixed one-second window per device (per user over REST), shared by all containers: its
+    counter is advanced inside the send's own transaction, under ``count < limit``."""
+
+    key: str
+    expires_at: int
+    limit: int
+    retry_after: float
+
+    def refused(self) -> RateLimited:
+        return RateLimited(retry_after=self.retry_after, message=f"At most {self.limit} messages per second.")
+
+
 def _rate_limit(call: Call) -> None:
-    """Fixed one-second window per device (per user over REST), shared by all containers."""
+    """The same window checked on its own (an upload request counts as a send): 1 UpdateItem."""
+    window = _rate_window(call)
+    if RateCounter.hit(window.key, window.expires_at) > window.limit:
+        raise window.refused()
+
+
+def _rate_window(call: Call) -> RateWindow:
     now = call.clock()
     window = int(now)
     who = call.connection_id or policy.key_of(call.principal)
-    count = RateCounter.hit(f"send#{who}#{window}", window + 60)
-    if count > call.settings.sends_per_second:
-        raise RateLimited(retry_after=max(0.001, window + 1 - now),
-                          message=f"At most {call.settings.sends_per_second} messages per second.")
+    return RateWindow(f"send#{who}#{window}", window + 60, call.settings.sends_per_second,
+                      max(0.001, window + 1 - now))
 
 
 def _mentions(conv: Conversation, body: str) -> tuple[list[str], bool]:
@@ -108,31 +129,48 @@ def _mentions(conv: Conversation, body: str) -> tuple[list[str], bool]:
     return resolved, MENTION_ALL in body
 
 
+def _read_for_send(conversation_id: str, me: str) -> tuple[Conversation, Member, dict[str, Any]]:
+    """The conversation (strongly consistent: its seq counter), the caller's membership and the
+    retention rules of this sender here, in one BatchGetItem; ``not_found`` unless a member."""
+    subjects = retention.subjects_for(me, conversation_id)
+    conv, member, *rules = batch_get_across(
+        [(Conversation, (conversation_id,), True), (Member, (conversation_id, me), True)]
+        + [(RetentionRule, (subject,), False) for subject in subjects])
+    if conv is None or member is None:
+        raise NotFound("No such conversation.")
+    return conv, member, {r.subject: r for r in rules if r is not None}
+
+
 def send(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """1 BatchGetItem + 1 TransactWriteItems (rate limit and idempotency inside it) + the events."""
     p = call.principal
     conv_id = body["conversationId"]
     text = _check_body(call, body["body"])
-    _rate_limit(call)
-    conv, member = policy.access(p, conv_id, consistent=True)
-    me = member.user_key
+    me = policy.key_of(p)
+    conv, member, rules = _read_for_send(conv_id, me)
     idem_key = Idempotency.key_for(conv_id, me, body["clientMessageId"])
-    original = _original(idem_key, conv_id)
-    if original is not None:
+    try:
+        if conv.archived:
+            raise Conflict("The conversation is archived.")
+        policy.write_access(p, conv, call.now_ms())
+        verdict = screening.screen(call, conv, text)  # DLP: raises message_blocked; may redact
+        root_seq = body.get("threadRootSeq")
+        if root_seq is not None:
+            root = Message.find(conv_id, root_seq)
+            if root is None or root.thread_root_seq is not None or root.deleted:
+                raise ValidationFailed("threadRootSeq must be an existing, undeleted top-level message.")
+        mentions, mention_all = _mentions(conv, verdict.text)
+        if mention_all and conv.kind == "channel" and member.role not in policy.MANAGER_ROLES \
+                and (conv.member_count or 0) > 50:
+            raise Forbidden("Only owners and admins may notify a channel of more than 50 members.")
+    except ChatError:
+        # A retry of a send that was stored before (the conversation was archived, a policy or a
+        # rule changed since): the original's ack, as always for a duplicate.  Read only on refusals.
+        original = _original(idem_key, conv_id)
+        if original is None:
+            raise
         return {"message": _redeliver(call, conv, message_view(original)), "duplicate": True}
-    if conv.archived:
-        raise Conflict("The conversation is archived.")
-    policy.write_access(p, conv, call.now_ms())
-    verdict = screening.screen(call, conv, text)  # DLP: raises message_blocked; may redact
     text = verdict.text
-    root_seq = body.get("threadRootSeq")
-    if root_seq is not None:
-        root = Message.find(conv_id, root_seq)
-        if root is None or root.thread_root_seq is not None or root.deleted:
-            raise ValidationFailed("threadRootSeq must be an existing, undeleted top-level message.")
-    mentions, mention_all = _mentions(conv, text)
-    if mention_all and conv.kind == "channel" and member.role not in policy.MANAGER_ROLES \
-            and (conv.member_count or 0) > 50:
-        raise Forbidden("Only owners and admins may notify a channel of more than 50 members.")
     now = call.now_ms()
 
     def build(seq: int) -> Message:
@@ -144,7 +182,9 @@ def send(call: Call, body: dict[str, Any]) -> dict[str, Any]:
             mentions=mentions, mention_all=mention_all, reactions={},
         )
 
-    msg, duplicate = _append(conv, member, idem_key, now, build, text, root_seq)
+    kept = _retention(me, conv_id, now, rules)
+    msg, duplicate = _append(conv, member, idem_key, now, build, text, root_seq, kept=kept,
+                             rate=_rate_window(call))
     view = message_view(msg)
     if duplicate:
         return {"message": _redeliver(call, conv, view), "duplicate": True}
@@ -366,11 +406,12 @@ def typing(call: Call, body: dict[str, Any], started: bool) -> dict[str, Any]:
 RECENT_WRITE_MS = 5000  # a conversation written this recently is read strongly consistent (see _recent)
 
 
-def _retention(sender_key: str, conversation_id: str, now: int) -> dict[str, Any]:
-    """Retention attributes of a new message of ``sender_key``: expiry unless a legal hold covers it."""
+def _retention(sender_key: str, conversation_id: str, now: int, rules: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Retention attributes of a new message of ``sender_key``: expiry unless a legal hold covers it
+    (``rules``: the rule items, when already read)."""
     from .compliance import message_retention  # (compliance imports this module)
 
-    return message_retention(sender_key, conversation_id, now)
+    return message_retention(sender_key, conversation_id, now, rules)
 
 
 def _recent(call: Call, conv: Conversation) -> bool:
@@ -405,19 +446,28 @@ def _with_tombstones(conversation_id: str, page: list[Message], low: int, high: 
 
 # --- the ordered append shared by every message kind ---------------------------------
 
+# Positions of _append's items in the TransactWriteItems request, as cancellation reasons name them:
+# pynamodb sends the puts first, then the updates, each in the order they were added.
+_TX_MESSAGE, _TX_IDEMPOTENCY, _TX_CONVERSATION, _TX_MEMBER, _TX_RATE = range(5)
+
 def _append(conv: Conversation, member: Member, idem_key: str, now: int, build: Callable[[int], Message],
-            preview_text: str, root_seq: int | None = None) -> tuple[Message, bool]:
+            preview_text: str, root_seq: int | None = None, *, kept: dict[str, Any] | None = None,
+            rate: RateWindow | None = None) -> tuple[Message, bool]:
     """Write ``build(seq)`` at the next seq: (message, duplicate).
 
     One TransactWriteItems advances ``last_seq`` under a condition on its
     previous value, writes the message and the idempotency key and moves the
-    author's read marker [and the thread root's reply count]; a lost race
-    reloads the counter and retries.  The idempotency key makes a retried
-    append return the original instead of a second message.
+    author's read marker [, advances the sender's rate window under
+    ``count < limit``] [and the thread root's reply count]; a lost race
+    reloads the counter and retries.  The idempotency key's condition is the
+    duplicate check: a retried append returns the original instead of a
+    second message, with no read before the write.  ``kept``: the retention
+    attributes, when the caller read the rules already.
     """
     conv_id = conv.conversation_id
     me = member.user_key
-    kept = _retention(me, conv_id, now)  # retention / legal hold (docs/compliance.md): 1 BatchGetItem
+    if kept is None:  # retention / legal hold (docs/compliance.md): 1 BatchGetItem
+        kept = _retention(me, conv_id, now)
     for attempt in range(MAX_SEND_ATTEMPTS):
         seq = int(conv.last_seq or 0) + 1
         msg = build(seq)
@@ -433,17 +483,24 @@ def _append(conv: Conversation, member: Member, idem_key: str, now: int, build: 
                 tx.save(Idempotency(key=idem_key, seq=seq, expires_at=int(now / 1000) + IDEMPOTENCY_TTL_SECONDS),
                         condition=Idempotency.key.does_not_exist())
                 tx.update(member, actions=[Member.last_read_seq.set(seq)], condition=Member.user_key.exists())
+                if rate is not None:
+                    tx.update(RateCounter(key=rate.key), actions=[RateCounter.count.add(1),
+                                                                  RateCounter.expires_at.set(rate.expires_at)],
+                              condition=RateCounter.count.does_not_exist() | (RateCounter.count < rate.limit))
                 if root_seq is not None:
                     tx.update(Message(conversation_id=conv_id, seq=root_seq),
                               actions=[Message.reply_count.add(1)], condition=Message.seq.exists())
         except TransactWriteError as exc:
             reasons = [r.code if r else None for r in (exc.cancellation_reasons or [])]
-            if len(reasons) > 2 and reasons[2] == "ConditionalCheckFailed":
-                original = _original(idem_key, conv_id)  # a retry of this send won the race
+            failed = {i for i, code in enumerate(reasons) if code == "ConditionalCheckFailed"}
+            if _TX_IDEMPOTENCY in failed:
+                original = _original(idem_key, conv_id)  # this send was stored before (a retry)
                 if original is not None:
                     return original, True
-            if len(reasons) > 3 and reasons[3] == "ConditionalCheckFailed":
+            if _TX_MEMBER in failed:
                 raise NotFound("No such conversation.") from None
+            if rate is not None and _TX_RATE in failed:
+                raise rate.refused() from None
             # Another send took this seq (or the item was busy): reload and retry.
             time.sleep(random.uniform(0, min(0.2, 0.005 * (2 ** attempt))))
             conv = Conversation.find(conv_id, consistent=True)

@@ -177,3 +177,24 @@ def test_dev_idp_discovery_and_jwks(stack):
     claims = jwt.decode(token, options={"verify_signature": False})
     assert {"iss", "aud", "sub", "exp", "iat", "email", "roles"} <= set(claims)
     assert claims["roles"] == ["admin"]
+
+
+async def test_who_sent_a_frame_travels_with_the_connection_not_read_per_frame(stack):
+    """The $connect authorizer's context reaches every later event (requestContext.authorizer), as on
+    API Gateway: a frame needs no read of the connection record to know its sender."""
+    ws = await connect(stack, token_for(stack, "bob@acme.example"))
+    try:
+        reply = await request(ws, {"action": "conversation.list", "requestId": "before"})
+        assert reply["type"] == "ack"
+        # the record is what a frame was checked against before; without it the sender is still known
+        saved = [Connection.find(c.connection_id) for c in Connection.of_user("acme", _acme_user().user_id)]
+        for conn in saved:
+            Connection.remove(conn.connection_id)
+        try:
+            reply = await request(ws, {"action": "conversation.list", "requestId": "after"})
+            assert reply["type"] == "ack", reply
+        finally:
+            for conn in saved:
+                conn.save()
+    finally:
+        await ws.close()
