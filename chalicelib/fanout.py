@@ -39,7 +39,7 @@ class FanoutLimits:
     large_members: int   # conversations with more members are resolved by a worker, not in the request
 
 
-Runner = Callable[["Outbox", dict[str, Any]], None]
+Runner = Callable[["Outbox", dict[str, Any]], Any]
 
 
 class Outbox:

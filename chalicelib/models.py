@@ -590,7 +590,8 @@ class Message(Model):
     reply_count = NumberAttribute(default=0)
     mentions = ListAttribute(of=UnicodeAttribute, default=list)
     mention_all = BooleanAttribute(default=False)
-    reactions = MapAttribute(default=dict)  # emoji -> string set of user keys
+    # emoji (as ``reaction_key`` stores it) -> string set of user keys; read through ``reaction_sets``
+    reactions = MapAttribute(default=dict)
     file = MapAttribute(null=True)  # kind "file": {fileId, name, size, contentType, uploader}
     expires_at = NumberAttribute(null=True)  # TTL (epoch seconds); absent: kept (no retention, or held)
     retain_s = NumberAttribute(null=True)  # the retention period (seconds) this message was written under
@@ -598,6 +599,31 @@ class Message(Model):
 
     by_thread = MessagesByThread()
     by_retained_sender = MessagesByRetainedSender()
+
+    # A document path cannot name a map key containing "[" or "]" (pynamodb reads "x[0]" as a list
+    # index and refuses "a[b"), so those characters (and the escape itself) are %-encoded in keys.
+    _REACTION_ESCAPES = (("%", "%25"), ("[", "%5B"), ("]", "%5D"))
+
+    @classmethod
+    def reaction_key(cls, emoji: str) -> str:
+        for char, escaped in cls._REACTION_ESCAPES:
+            emoji = emoji.replace(char, escaped)
+        return emoji
+
+    @classmethod
+    def reaction_path(cls, emoji: str) -> Any:
+        """The document path of one emoji's set of user keys (for ADD/DELETE updates)."""
+        return cls.reactions[cls.reaction_key(emoji)]
+
+    def reaction_sets(self) -> dict[str, set[str]]:
+        """emoji -> user keys, keys decoded (a key stored before the encoding reads as itself)."""
+        raw = self.reactions.as_dict() if self.reactions else {}
+        out = {}
+        for key, users in raw.items():
+            for char, escaped in reversed(self._REACTION_ESCAPES):
+                key = key.replace(escaped, char)
+            out[key] = set(users or ())
+        return out
 
     @classmethod
     def find(cls, conversation_id: str, seq: int) -> "Message | None":

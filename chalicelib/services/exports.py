@@ -166,7 +166,7 @@ def _message_line(m: Message, files: dict[str, File]) -> dict[str, Any]:
     revisions = [{"body": r["body"], "at": int(r["at"])}
                  for r in (x.as_dict() if hasattr(x, "as_dict") else x for x in (m.revisions or []))]
     reactions = {emoji: [_split(k) for k in sorted(keys)]
-                 for emoji, keys in sorted((m.reactions.as_dict() if m.reactions else {}).items()) if keys}
+                 for emoji, keys in sorted(m.reaction_sets().items()) if keys}
     line: dict[str, Any] = {
         "type": "message", "conversationId": m.conversation_id, "seq": int(m.seq), "messageId": m.message_id,
         "sender": _split(m.sender_key), "kind": m.kind, "createdAt": int(m.created_at),

@@ -60,7 +60,7 @@ def message_view(msg: Message) -> dict[str, Any]:
 
 
 def _reaction_counts(msg: Message) -> dict[str, int]:
-    raw = msg.reactions.as_dict() if msg.reactions else {}
+    raw = msg.reaction_sets()
     return {emoji: len(users) for emoji, users in sorted(raw.items()) if users}
 
 
@@ -280,10 +280,10 @@ def react(call: Call, body: dict[str, Any], add: bool) -> dict[str, Any]:
     if msg.deleted:
         raise Conflict("The message was deleted.")
     emoji = body["emoji"]
-    current = msg.reactions.as_dict() if msg.reactions else {}
+    current = msg.reaction_sets()
     if add and emoji not in current and len(current) >= MAX_EMOJI_PER_MESSAGE:
         raise ValidationFailed(f"At most {MAX_EMOJI_PER_MESSAGE} different reactions per message.")
-    path = Message.reactions[emoji]
+    path = Message.reaction_path(emoji)
     action = path.add({member.user_key}) if add else path.delete({member.user_key})
     try:
         msg.update(actions=[action])

@@ -134,6 +134,21 @@ async def test_edit_history_delete_tombstone(sessions):
     assert err.value.code == "conflict"
 
 
+@pytest.mark.parametrize("emoji", ["[x]", ":party[0]:", "]", "%5B", "a.b"])
+async def test_a_reaction_may_contain_brackets_dots_and_percent_signs(sessions, emoji):
+    """Reaction keys are document paths: "[", "]" and "x[0]" answered `internal` before (found from outside)."""
+    alice, bob = await sessions("alice@acme.example"), await sessions("bob@acme.example")
+    conv = await _group(alice, "bob@acme.example")
+    seq = (await alice.call("message.send", conversationId=conv, clientMessageId=cmid(), body="react"))["message"]["seq"]
+    assert (await bob.call("reaction.add", conversationId=conv, seq=seq, emoji=emoji))["reactions"] == {emoji: 1}
+    assert (await alice.call("reaction.add", conversationId=conv, seq=seq, emoji="👍"))["reactions"] == {emoji: 1, "👍": 1}
+    hist = await alice.call("history", conversationId=conv, limit=1)
+    assert hist["messages"][0]["reactions"] == {emoji: 1, "👍": 1}
+    assert (await bob.call("reaction.remove", conversationId=conv, seq=seq, emoji=emoji))["reactions"] == {"👍": 1}
+    # removing what nobody added is a no-op, not an error
+    assert (await bob.call("reaction.remove", conversationId=conv, seq=seq, emoji="[y]"))["reactions"] == {"👍": 1}
+
+
 async def test_reactions_threads_mentions(sessions):
     alice, bob, carol = (await sessions("alice@acme.example"), await sessions("bob@acme.example"),
                          await sessions("carol@acme.example"))
