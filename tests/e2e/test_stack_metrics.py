@@ -16,8 +16,10 @@ async def test_metrics_count_dynamodb_requests_capacity_and_posts(stack):
     alice = await Session.open(stack, "alice@acme.example")
     mgmt = boto3.client("apigatewaymanagementapi", endpoint_url=stack.management, region_name="us-east-1")
     try:
+        conv = (await alice.call("conversation.create", kind="group", name="metered", members=[]))["conversation"]
         requests.post(f"{stack.origin}/dev/stack/metrics/reset", timeout=10).raise_for_status()
-        await alice.call("conversation.list")  # reads the connection record, posts the ack
+        # reads her membership and the conversation (GetItem each), posts the ack
+        await alice.call("conversation.get", conversationId=conv["conversationId"])
         with pytest.raises(mgmt.exceptions.GoneException):
             mgmt.post_to_connection(ConnectionId="bm8tc3VjaC1jb25u", Data=b"{}")
         m = requests.get(f"{stack.origin}/dev/stack/metrics", timeout=10).json()
@@ -25,7 +27,7 @@ async def test_metrics_count_dynamodb_requests_capacity_and_posts(stack):
         await alice.close()
     # Other sessions' background work (presence flushes) may add to these: lower bounds only.
     get = m["dynamodb"]["operations"]["GetItem"]
-    assert get["requests"] >= 1 and get["read_capacity_units"] > 0 and get["response_bytes"] > 0
+    assert get["requests"] >= 2 and get["read_capacity_units"] > 0 and get["response_bytes"] > 0
     posts = m["connections_api"]
     assert posts["by_status"]["200"] >= 1 and posts["by_status"]["410"] >= 1
     assert posts["posts"] >= 2 and posts["bytes"] > 0
