@@ -855,17 +855,22 @@ class Verdict:
     def blocking(self) -> Hit | None:
         return next((h for h in self.hits if h.rule.action == "block"), None)
 
-    def flags(self) -> dict[str, list[str]]:
-        """Tenant -> ids of its flag rules that matched (each tenant reviews its own)."""
+    def flags(self, action: str = "flag") -> dict[str, list[str]]:
+        """Tenant -> ids of its rules of ``action`` that matched (each tenant reviews its own).
+
+        ``flags()`` asks for review entries; ``flags("block")`` names the
+        companies whose block rules refused the text (a blocked attempt's record).
+        """
         out: dict[str, list[str]] = {}
         for h in self.hits:
-            if h.rule.action == "flag":
+            if h.rule.action == action:
                 out.setdefault(h.tenant_id, []).append(h.rule.id)
         return out
 
-    def excerpt(self, tenant_id: str | None = None) -> str:
-        """A short piece of the original around the first flagged match, every match in it masked."""
-        flagged = [s for h in self.hits if h.rule.action == "flag" and tenant_id in (None, h.tenant_id)
+    def excerpt(self, tenant_id: str | None = None, action: str = "flag") -> str:
+        """A short piece of the original around the first match of ``tenant_id``'s rules of ``action``
+        (any match if there is none), every match in it masked."""
+        flagged = [s for h in self.hits if h.rule.action == action and tenant_id in (None, h.tenant_id)
                    for s in h.spans] or [s for h in self.hits for s in h.spans]
         if not flagged:
             return ""

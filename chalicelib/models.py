@@ -1054,7 +1054,8 @@ class DlpRules(Model):
 
 
 class DlpFlag(Model):
-    """One screening hit kept for the company's admins to review (a flag rule matched).
+    """One screening hit kept for the company's admins to review: a flag rule matched, or a block
+    rule of this company refused the text (``action`` = ``block``: a blocked attempt, nothing stored).
 
     ``flag_id`` = ``<ms:13>#<uuid hex>``: a Query on the tenant's partition
     pages by time.  ``excerpt`` is a short piece of the text around the match
@@ -1067,14 +1068,14 @@ class DlpFlag(Model):
     tenant_id = UnicodeAttribute(hash_key=True)
     flag_id = UnicodeAttribute(range_key=True)
     at = NumberAttribute()
-    source = UnicodeAttribute()  # message | edit | file
-    conversation_id = UnicodeAttribute()
+    source = UnicodeAttribute()  # message | edit | file | name | topic | reaction | status
+    conversation_id = UnicodeAttribute(null=True)  # None: a custom status, or a refused conversation.create
     seq = NumberAttribute(null=True)
     message_id = UnicodeAttribute(null=True)
     file_id = UnicodeAttribute(null=True)
     sender_key = UnicodeAttribute()  # "<tenant>#<user>" (in an external conversation, maybe the other company's)
     rule_ids = ListAttribute(of=UnicodeAttribute, default=list)
-    action = UnicodeAttribute()  # what happened to the text: flag (delivered as is) | redact
+    action = UnicodeAttribute()  # what happened to the text: flag (delivered as is) | redact | block (refused)
     excerpt = UnicodeAttribute(default="")
 
     @classmethod

@@ -144,11 +144,15 @@ def _screening_paths(errors: dict) -> dict:
         "limits": {"type": "object", "additionalProperties": {"type": "integer"}}}}
     flag = {"type": "object", "required": ["id", "at", "source", "conversationId", "sender", "ruleIds", "action",
                                            "excerpt"], "properties": {
-        "id": {"type": "string"}, "at": {"type": "integer"}, "source": {"enum": ["message", "edit", "file"]},
-        "conversationId": {"type": "string"}, "seq": {"type": ["integer", "null"]},
+        "id": {"type": "string"}, "at": {"type": "integer"},
+        "source": {"enum": ["message", "edit", "file", "name", "topic", "reaction", "status"]},
+        "conversationId": {"type": ["string", "null"], "description": "null for a custom status and for a "
+                           "refused conversation.create"}, "seq": {"type": ["integer", "null"]},
         "messageId": {"type": ["string", "null"]}, "fileId": {"type": ["string", "null"]},
         "sender": {"type": "object"}, "ruleIds": {"type": "array", "items": {"type": "string"}},
-        "action": {"enum": ["flag", "redact"]}, "excerpt": {"type": "string"}}}
+        "action": {"enum": ["flag", "redact", "block"], "description": "what happened to the text: delivered as "
+                   "typed, redacted, or refused (block: a blocked attempt, nothing was stored)"},
+        "excerpt": {"type": "string"}}}
     query = [{"name": n, "in": "query", "schema": s} for n, s in (
         ("from", {"type": "integer", "minimum": 0}), ("to", {"type": "integer", "minimum": 0}),
         ("limit", schemas.LIMIT), ("cursor", {"type": "string", "maxLength": 64}))]
@@ -163,7 +167,8 @@ def _screening_paths(errors: dict) -> dict:
                         "schema": body("admin.dlp.rules.set")}}},
                     "responses": ok(rules)}},
         "/admin/dlp/flags": {
-            "get": {"summary": "Screening hits flagged for review, newest first (admins)",
+            "get": {"summary": "Screening hits for review (flagged, redacted, blocked attempts), newest first "
+                               "(admins)",
                     "operationId": "admin_dlp_flags_list", "security": sec, "parameters": query,
                     "responses": ok({"type": "object", "required": ["flags", "nextCursor"], "properties": {
                         "flags": {"type": "array", "items": flag}, "nextCursor": {"type": ["string", "null"]}}})}},

@@ -11,7 +11,7 @@ from .. import policy
 from ..models import Conversation, Member, User, transaction, user_key
 from ..protocol.errors import Conflict, NotFound, ValidationFailed
 from .context import Call, offset_cursor
-from . import events, rosters
+from . import events, rosters, screening
 
 MAX_INBOX = 1000  # memberships read to build one inbox (documented limit)
 
@@ -51,6 +51,17 @@ def _own_view(call: Call, conv: Conversation, member: Member | None) -> dict[str
 def _member(conv_id: str, user: User, role: str, now: int) -> Member:
     return Member(conversation_id=conv_id, user_key=user_key(user.tenant_id, user.user_id),
                   tenant_id=user.tenant_id, user_id=user.user_id, role=role, joined_at=now)
+
+
+def _screen_texts(call: Call, conv: Conversation, texts: dict[str, str | None],
+                  exists: bool = True) -> dict[str, Any]:
+    """DLP on a name and/or topic (source = the field): raises message_blocked; the verdicts of those given."""
+    return {field: screening.screen(call, conv, text, field, exists=exists) for field, text in texts.items() if text}
+
+
+def _record_flags(call: Call, verdicts: dict[str, Any], conv_id: str) -> None:
+    for field, verdict in verdicts.items():
+        screening.record_flags(call, verdict, conv_id, field)
 
 
 def _direct_id(a: str, b: str) -> str:
@@ -98,6 +109,13 @@ def create(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     members += [_member(conv_id, u, "member", now) for u in users]
     if len(members) > 99:
         raise ValidationFailed("Create with at most 98 initial members; add more with member.add.")
+    # DLP under the rules of every company it would include (a refusal records no conversation id)
+    screened = _screen_texts(call, conv, {"name": name, "topic": conv.topic}, exists=False)
+    if "name" in screened:
+        conv.name = screened["name"].text
+        conv.name_lower = conv.name.lower()
+    if "topic" in screened:
+        conv.topic = screened["topic"].text
     try:
         with transaction() as tx:
             tx.save(conv, condition=Conversation.conversation_id.does_not_exist())
@@ -110,6 +128,7 @@ def create(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         raise
     if len(members) > call.settings.delivery_large_members:  # large from the start: build its online roster
         rosters.start(call.delivery, conv, call.settings.connection_ttl_seconds)
+    _record_flags(call, screened, conv_id)
     view = conversation_view(conv, members[0])
     events.to_users(call.delivery, [m.user_key for m in members],
                     {"type": "conversation.created", "conversation": conversation_view(conv)},
@@ -158,11 +177,13 @@ def update(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     policy.require_manager(member)
     if conv.kind == "direct":
         raise ValidationFailed("Direct conversations cannot be renamed or archived.")
+    screened = _screen_texts(call, conv, {f: body.get(f) for f in ("name", "topic")})  # DLP: may block or redact
     actions = []
     if "name" in body:
-        actions += [Conversation.name.set(body["name"]), Conversation.name_lower.set(body["name"].lower())]
+        name = screened["name"].text if "name" in screened else body["name"]
+        actions += [Conversation.name.set(name), Conversation.name_lower.set(name.lower())]
     if "topic" in body:
-        actions.append(Conversation.topic.set(body["topic"]))
+        actions.append(Conversation.topic.set(screened["topic"].text if "topic" in screened else body["topic"]))
     if "receipts" in body:
         actions.append(Conversation.receipts.set(bool(body["receipts"])))
     if body.get("archived") is not None:
@@ -173,6 +194,7 @@ def update(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     if not actions:
         raise ValidationFailed("Nothing to change.")
     conv.update(actions=actions)
+    _record_flags(call, screened, conv.conversation_id)
     view = conversation_view(conv)
     events.to_conversation(call.delivery, conv, {"type": "conversation.updated", "conversation": view},
                            exclude_connection=call.connection_id, origin=policy.key_of(call.principal),

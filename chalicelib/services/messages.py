@@ -10,6 +10,7 @@ skipped or half-written.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import time
@@ -237,7 +238,8 @@ def edit(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     if msg.kind == "file":
         raise ValidationFailed("A file message cannot be edited; delete it and upload again.")
     text = _check_body(call, body["body"])
-    verdict = screening.screen(call, conv, text, "edit")  # DLP: raises message_blocked; may redact
+    # DLP: raises message_blocked (the attempt is recorded with this seq); may redact
+    verdict = screening.screen(call, conv, text, "edit", seq=int(msg.seq), message_id=msg.message_id)
     text = verdict.text
     now = call.now_ms()
     revision = {"body": msg.body, "at": int(msg.edited_at or msg.created_at)}
@@ -280,6 +282,9 @@ def react(call: Call, body: dict[str, Any], add: bool) -> dict[str, Any]:
     if msg.deleted:
         raise Conflict("The message was deleted.")
     emoji = body["emoji"]
+    verdict = None
+    if add:  # DLP on the emoji key: a block refuses it; a redact does not apply to a key (stored as typed)
+        verdict = screening.screen(call, conv, emoji, "reaction", seq=int(msg.seq), message_id=msg.message_id)
     current = msg.reaction_sets()
     if add and emoji not in current and len(current) >= MAX_EMOJI_PER_MESSAGE:
         raise ValidationFailed(f"At most {MAX_EMOJI_PER_MESSAGE} different reactions per message.")
@@ -291,6 +296,9 @@ def react(call: Call, body: dict[str, Any], add: bool) -> dict[str, Any]:
         # Removing a reaction nobody made (no such emoji set yet) is a no-op.
         if add or not condition_failed(exc) and "document path" not in str(exc):
             raise
+    if verdict is not None:  # the key was stored as typed: its review entries say "flag", even under a redact
+        screening.record_flags(call, dataclasses.replace(verdict, action="flag") if verdict.action else verdict,
+                               conv.conversation_id, "reaction", seq=int(msg.seq), message_id=msg.message_id)
     counts = _reaction_counts(msg)
     event = {"type": "reaction.changed", "conversationId": conv.conversation_id, "seq": int(msg.seq),
              "emoji": emoji, "user": _split(member.user_key), "added": add, "count": counts.get(emoji, 0),

@@ -10,6 +10,7 @@ See docs/presence.md.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from ..config import Settings
 from ..models import Conversation, Member, Presence, Subscription, condition_failed, user_key
 from ..protocol.errors import ValidationFailed
 from ..protocol.frames import dumps
-from .context import offset_cursor
+from . import screening
+from .context import Call, offset_cursor
 
 # Highest first: what the user shows when devices or settings disagree.
 PRECEDENCE = ("do_not_disturb", "in_meeting", "busy", "available", "away", "offline")
@@ -180,6 +182,15 @@ def set_custom(env: PresenceEnv, principal: Principal, body: dict[str, Any]) -> 
     text, emoji, expires = body.get("text"), body.get("emoji"), body.get("expiresAt")
     if expires is not None and expires <= now:
         raise ValidationFailed("expiresAt must be in the future.")
+    # DLP under the user's own company's rules (a status belongs to no conversation): the text may be
+    # blocked, redacted or flagged; the emoji, like a reaction, only blocked (or flagged).
+    call = Call(principal=principal, delivery=env.delivery, clock=env.clock, settings=env.settings)
+    screened: dict[str, Any] = {}
+    if text:
+        screened["text"] = screening.screen_own(call, text, "status")
+        text = screened["text"].text
+    if emoji:
+        screened["emoji"] = screening.screen_own(call, emoji, "status")
     if text or emoji:
         actions = [Presence.custom_text.set(text) if text else Presence.custom_text.remove(),
                    Presence.custom_emoji.set(emoji) if emoji else Presence.custom_emoji.remove(),
@@ -187,6 +198,10 @@ def set_custom(env: PresenceEnv, principal: Principal, body: dict[str, Any]) -> 
     else:
         actions = [Presence.custom_text.remove(), Presence.custom_emoji.remove(), Presence.custom_expires_at.remove()]
     Presence(user_key=key).update(actions=actions + [Presence.updated_at.set(now)])
+    for f, verdict in screened.items():
+        if f == "emoji" and verdict.action:  # stored as typed
+            verdict = dataclasses.replace(verdict, action="flag")
+        screening.record_flags(call, verdict, None, "status")
     publish(env, key)
     return view(key, Presence.find(key), now, env.settings.presence_idle_seconds * 1000)
 

@@ -1,11 +1,14 @@
 """Screening (DLP) on the write path, and its admin side: rule sets and flags for review.
 
-The send, edit and upload-request paths call :func:`screen` after access
-checks and before anything is written: a block raises ``message_blocked``,
-a redact returns the text to store and deliver, a flag is recorded with
-:func:`record_flags` once the write succeeded.  Every company in the
-conversation has its rules applied (the sender's first); the decisions
-themselves are in :mod:`chalicelib.dlp`.
+Every path that stores typed text calls :func:`screen` after access checks
+and before anything is written (message send and edit, file name,
+conversation name and topic, reaction emoji; a custom status calls
+:func:`screen_own`): a block writes a review entry for each company whose
+block rule matched (``action`` ``block``, :func:`record_blocked`) and raises
+``message_blocked``, a redact returns the text to store and deliver, a flag
+is recorded with :func:`record_flags` once the write succeeded.  Every
+company in the conversation has its rules applied (the sender's first); the
+decisions themselves are in :mod:`chalicelib.dlp`.
 
 Rule sets are cached per tenant in the warm container for
 ``dlp_cache_seconds`` (a save invalidates the saving container at once;
@@ -64,24 +67,57 @@ def tenants_of(call: Call, conv: Conversation) -> list[str]:
     return [me] + sorted((set(conv.tenants or ()) | {conv.tenant_id}) - {me})
 
 
-def screen(call: Call, conv: Conversation, text: str, source: str = "message") -> dlp.Verdict:
-    """Screen ``text`` for ``conv`` under every applicable company's rules; raise on block."""
-    sets = rulesets(tenants_of(call, conv), call.clock(), call.settings.dlp_cache_seconds)
+def screen(call: Call, conv: Conversation, text: str, source: str = "message", *, seq: int | None = None,
+           message_id: str | None = None, exists: bool = True) -> dlp.Verdict:
+    """Screen ``text`` for ``conv`` under every applicable company's rules; raise on block.
+
+    ``seq``/``message_id`` name the message an edit or a reaction is about and
+    ``exists=False`` says ``conv`` is not stored yet (``conversation.create``):
+    they only go into a blocked attempt's record, which then names no conversation.
+    """
+    return _screen(call, tenants_of(call, conv), text, source, conv.conversation_id if exists else None,
+                   seq, message_id)
+
+
+def screen_own(call: Call, text: str, source: str) -> dlp.Verdict:
+    """Screen text that belongs to no conversation (a custom status) under the caller's company's rules only."""
+    return _screen(call, [call.principal.tenant_id], text, source, None, None, None)
+
+
+def _screen(call: Call, tenants: list[str], text: str, source: str, conversation_id: str | None,
+            seq: int | None, message_id: str | None) -> dlp.Verdict:
+    sets = rulesets(tenants, call.clock(), call.settings.dlp_cache_seconds)
     if not any(sets):
         return dlp.Verdict(None, text, text)
     verdict = dlp.screen(text, sets)
     if verdict.action is not None:
-        log.info("screening hit", extra={"conversation": conv.conversation_id, "source": source,
+        log.info("screening hit", extra={"conversation": conversation_id, "source": source,
                                          "dlp_action": verdict.action, "matches": verdict.matches,
                                          "rules": [f"{h.tenant_id}/{h.rule.id}" for h in verdict.hits]})
     hit = verdict.blocking
     if hit is not None:
+        record_blocked(call, verdict, conversation_id, source, seq=seq, message_id=message_id)
         raise MessageBlocked(hit.rule.id, hit.rule.name, hit.tenant_id)
     return verdict
 
 
-def record_flags(call: Call, verdict: dlp.Verdict, conversation_id: str, source: str, *, seq: int | None = None,
-                 message_id: str | None = None, file_id: str | None = None) -> None:
+def _entry(call: Call, tenant: str, rule_ids: list[str], action: str, excerpt: str, conversation_id: str | None,
+           source: str, seq: int | None, message_id: str | None, file_id: str | None, what: str) -> None:
+    """Write one review entry (1 conditional PutItem); a failure is logged without content, never raised."""
+    now = call.now_ms()
+    flag = DlpFlag(tenant_id=tenant, flag_id=f"{now:013d}#{uuid.uuid4().hex}", at=now, source=source,
+                   conversation_id=conversation_id, seq=seq, message_id=message_id, file_id=file_id,
+                   sender_key=f"{call.principal.tenant_id}#{call.principal.user_id}", rule_ids=rule_ids,
+                   action=action, excerpt=excerpt)
+    try:
+        flag.save(condition=DlpFlag.flag_id.does_not_exist())
+    except Exception:  # noqa: BLE001 - the caller's outcome (stored or refused) must not change
+        log.exception(f"screening {what} not written", extra={"tenant": tenant, "conversation": conversation_id,
+                                                              "source": source, "seq": seq, "rules": rule_ids})
+
+
+def record_flags(call: Call, verdict: dlp.Verdict, conversation_id: str | None, source: str, *,
+                 seq: int | None = None, message_id: str | None = None, file_id: str | None = None) -> None:
     """One review entry per company whose flag rule matched (1 PutItem each).
 
     Called after the text was stored: a failure here is logged (without
@@ -89,18 +125,23 @@ def record_flags(call: Call, verdict: dlp.Verdict, conversation_id: str, source:
     """
     if verdict.action is None:
         return
-    now = call.now_ms()
-    sender = f"{call.principal.tenant_id}#{call.principal.user_id}"
     for tenant, rule_ids in verdict.flags().items():
-        flag = DlpFlag(tenant_id=tenant, flag_id=f"{now:013d}#{uuid.uuid4().hex}", at=now, source=source,
-                       conversation_id=conversation_id, seq=seq, message_id=message_id, file_id=file_id,
-                       sender_key=sender, rule_ids=rule_ids, action=verdict.action,
-                       excerpt=verdict.excerpt(tenant))
-        try:
-            flag.save(condition=DlpFlag.flag_id.does_not_exist())
-        except Exception:  # noqa: BLE001 - the message is already stored and must still be delivered
-            log.exception("screening flag not written", extra={"tenant": tenant, "conversation": conversation_id,
-                                                               "seq": seq, "rules": rule_ids})
+        _entry(call, tenant, rule_ids, verdict.action, verdict.excerpt(tenant), conversation_id, source,
+               seq, message_id, file_id, "flag")
+
+
+def record_blocked(call: Call, verdict: dlp.Verdict, conversation_id: str | None, source: str, *,
+                   seq: int | None = None, message_id: str | None = None) -> None:
+    """A blocked attempt: one entry (``action`` ``block``) per company whose block rule matched (1 PutItem each).
+
+    Written before ``message_blocked`` is raised; a failure is logged
+    (``screening block not written``, without content) and the refusal stays
+    exactly the same.  A company whose rules only flagged or redacted this
+    text gets nothing: the text was not stored.
+    """
+    for tenant, rule_ids in verdict.flags("block").items():
+        _entry(call, tenant, rule_ids, "block", verdict.excerpt(tenant, "block"), conversation_id, source,
+               seq, message_id, None, "block")
 
 
 # --- admin REST: GET/PUT /admin/dlp/rules, GET /admin/dlp/flags ---------------------

@@ -117,7 +117,11 @@ async def test_block_redact_and_flag_on_send_and_edit(stack, company, sessions):
     ev = await sb.event("message.created", message__seq=sent["message"]["seq"])
     assert ev["message"]["body"] == "Falcon launches Friday"
     listed = flags(stack, company)["flags"]
-    assert len(listed) == 1
+    # the two refused sends left blocked-attempt entries (masked, no message), older than the flag
+    assert [(x["action"], x["source"], x["conversationId"], x["seq"], x["messageId"], x["ruleIds"], x["excerpt"])
+            for x in listed[1:]] == [("block", "message", conv, None, None, ["cards"], f"again {MASK}"),
+                                     ("block", "message", conv, None, None, ["cards"], f"card {MASK} ok?")]
+    assert all(x["sender"]["userId"] == company.user_id(company.member) for x in listed)
     f = listed[0]
     assert (f["source"], f["conversationId"], f["seq"], f["messageId"], f["ruleIds"], f["action"]) == \
         ("message", conv, sent["message"]["seq"], sent["message"]["messageId"], ["falcon"], "flag")
@@ -134,15 +138,18 @@ async def test_block_redact_and_flag_on_send_and_edit(stack, company, sessions):
     assert edited["message"]["body"] == f"falcon: ssn {MASK}"
     ev = await sb.event("message.edited", message__seq=seq)
     assert ev["message"]["body"] == f"falcon: ssn {MASK}"
-    newest = flags(stack, company)["flags"][0]
+    newest, blocked_edit = flags(stack, company)["flags"][:2]
     assert (newest["source"], newest["action"], newest["seq"]) == ("edit", "redact", seq)
     assert SSN not in newest["excerpt"] and newest["excerpt"] == f"{MASK}: ssn {MASK}"
+    # the refused edit is recorded with the message it was about
+    assert (blocked_edit["source"], blocked_edit["action"], blocked_edit["seq"], blocked_edit["messageId"],
+            blocked_edit["excerpt"]) == ("edit", "block", seq, sent["message"]["messageId"], f"pay {MASK}")
     # paging and time filters
     page = flags(stack, company, limit=1)
     assert len(page["flags"]) == 1 and page["nextCursor"]
     rest = flags(stack, company, limit=1, cursor=page["nextCursor"])
-    assert rest["flags"][0]["id"] == f["id"]
-    assert flags(stack, company, to=f["at"] - 1)["flags"] == []
+    assert rest["flags"][0]["id"] == blocked_edit["id"]
+    assert [x["action"] for x in flags(stack, company, to=f["at"] - 1)["flags"]] == ["block", "block"]
     assert [x["id"] for x in flags(stack, company, **{"from": f["at"], "to": f["at"]})["flags"]] == [f["id"]]
 
 
@@ -156,8 +163,10 @@ async def test_file_names_are_screened(stack, company, sessions):
     grant = await sa.call("file.upload.request", name=f"ssn {SSN}.txt", **upload)
     assert grant["file"]["name"] == f"ssn {MASK}.txt" and SSN.replace("-", "") not in grant["upload"]["fields"]["key"]
     grant = await sa.call("file.upload.request", name="falcon-plan.txt", **upload)
-    f = flags(stack, company)["flags"][0]
+    f, *older = flags(stack, company)["flags"]
     assert (f["source"], f["fileId"], f["ruleIds"], f["seq"]) == ("file", grant["file"]["fileId"], ["falcon"], None)
+    assert [(x["source"], x["action"], x["fileId"], x["excerpt"]) for x in older] == \
+        [("file", "block", None, f"{MASK}.txt")]
 
 
 async def test_external_conversation_applies_both_companies_rules_strictest_wins(stack, sessions):
@@ -194,9 +203,13 @@ async def test_external_conversation_applies_both_companies_rules_strictest_wins
     assert ev["message"]["body"] == f"mine: {MASK}"
     newest = flags(stack, a)["flags"][0]
     assert newest["sender"]["tenantId"] == b.tenant and newest["ruleIds"] == ["a-cards"]
+    # both refusals are B's blocked attempts (B's rule matched), whoever sent them; A's rules did not block: none for A
+    blocked = [x for x in flags(stack, b)["flags"] if x["action"] == "block"]
+    assert [(x["sender"]["tenantId"], x["ruleIds"], x["conversationId"], x["excerpt"]) for x in blocked] == \
+        [(b.tenant, ["b-secret"], conv_id, MASK + "?"), (a.tenant, ["b-secret"], conv_id, f"about {MASK}")]
     # neither admin can see the other company's rules or flags
     assert [r["id"] for r in api(stack, a.admin, "GET", "/admin/dlp/rules").json()["rules"]] == ["a-cards"]
-    assert all(f["ruleIds"] == ["a-cards"] for f in flags(stack, a)["flags"])
+    assert all(f["ruleIds"] == ["a-cards"] and f["action"] != "block" for f in flags(stack, a)["flags"])
 
 
 async def test_pathological_pattern_is_linear_and_unsupported_one_refused(stack, company, sessions):
@@ -246,3 +259,100 @@ async def test_evasion_forms_are_blocked_on_send_and_edit(stack, sessions, rule,
     assert (err.value.code, err.value.error["ruleId"]) == ("message_blocked", rule)
     hist = await sa.call("history", conversationId=conv)
     assert [(m["body"], m["editedAt"]) for m in hist["messages"]] == [("nothing to see", None)]
+
+
+async def test_blocked_attempt_is_recorded_for_each_company_whose_block_rule_matched(stack, sessions):
+    a, b, c = make_company(stack, "dlp-east"), make_company(stack, "dlp-west"), make_company(stack, "dlp-third")
+    set_rules(stack, a, [{"id": "a-cards", "type": "detector", "detector": "payment_card", "action": "flag"},
+                         {"id": "a-orion", "name": "Orion", "type": "keyword", "keywords": ["orion"],
+                          "action": "block"}])
+    set_rules(stack, b, [{"id": "b-cards", "name": "Cards", "type": "detector", "detector": "payment_card",
+                          "action": "block"}])
+    connect_companies(stack, a, b)
+    sa, sb = await sessions(a.member), await sessions(b.member)
+    conv_id = (await sa.call("conversation.create", kind="direct", memberEmails=[b.member]))["conversation"][
+        "conversationId"]
+    # only B's rule blocks: B records the attempt, A (whose rule only flags, nothing was stored) records nothing
+    with pytest.raises(ActionError) as err:
+        await sa.call("message.send", conversationId=conv_id, clientMessageId="b1", body=f"pay to {CARD} please")
+    assert (err.value.code, err.value.error["side"]) == ("message_blocked", b.tenant)
+    [rec] = flags(stack, b)["flags"]
+    assert (rec["action"], rec["source"], rec["conversationId"], rec["seq"], rec["ruleIds"]) == \
+        ("block", "message", conv_id, None, ["b-cards"])
+    assert rec["sender"] == {"tenantId": a.tenant, "userId": a.user_id(a.member)}
+    assert rec["excerpt"] == f"pay to {MASK} please" and "1111" not in str(rec)
+    assert flags(stack, a)["flags"] == []
+    # both companies' block rules match: each gets its own record, A's rule is the one named
+    with pytest.raises(ActionError) as err:
+        await sa.call("message.send", conversationId=conv_id, clientMessageId="b2", body=f"Orion card {CARD}")
+    assert (err.value.error["ruleId"], err.value.error["side"]) == ("a-orion", a.tenant)
+    [mine] = flags(stack, a)["flags"]
+    assert (mine["action"], mine["ruleIds"], mine["excerpt"]) == ("block", ["a-orion"], f"{MASK} card {MASK}")
+    theirs = flags(stack, b)["flags"]
+    assert [x["ruleIds"] for x in theirs] == [["b-cards"], ["b-cards"]]
+    assert theirs[0]["excerpt"] == f"{MASK} card {MASK}"
+    await sb.no_event("message.created", wait=0.5)
+    # tenant isolation: a third company's admin sees none of it, B's admin none of A's record
+    assert flags(stack, c)["flags"] == []
+    assert mine["id"] not in {x["id"] for x in theirs}
+
+
+NAME_RULES = EVASION_RULES + [
+    {"id": "ssn", "type": "detector", "detector": "us_ssn", "action": "redact"},
+    {"id": "falcon", "type": "keyword", "keywords": ["falcon"], "action": "flag"},
+]
+LOOKALIKE = EVASIONS["keyword-cyrillic"][1]  # "projectx" with Cyrillic letters
+
+
+async def test_names_topics_statuses_and_reactions_are_screened(stack, company, sessions):
+    set_rules(stack, company, NAME_RULES)
+    sa, sb = await sessions(company.member), await sessions(company.other)
+    other = company.user_id(company.other)
+
+    async def refused(action, rule, **fields):
+        with pytest.raises(ActionError) as err:
+            await sa.call(action, **fields)
+        assert (err.value.code, err.value.error["ruleId"]) == ("message_blocked", rule), (action, fields)
+        assert "1111" not in str(err.value.error)
+
+    # conversation.create: a card or a look-alike keyword in the name or the topic refuses it; nothing is created
+    await refused("conversation.create", "cards", kind="group", name=f"deal {CARD}", members=[other])
+    await refused("conversation.create", "px", kind="group", name=f"team {LOOKALIKE}", members=[other])
+    await refused("conversation.create", "cards", kind="channel", name="plans", topic=f"pay {CARD}")
+    await sb.no_event("conversation.created", wait=0.5)
+    assert (await sa.call("conversation.list"))["conversations"] == []
+    # redact in a topic at create and update; a flag is stored as typed and recorded
+    created = (await sa.call("conversation.create", kind="group", name="falcon team", topic=f"ssn {SSN}",
+                             members=[other]))["conversation"]
+    conv = created["conversationId"]
+    assert (created["name"], created["topic"]) == ("falcon team", f"ssn {MASK}")
+    await sb.event("conversation.created")
+    await refused("conversation.update", "cards", conversationId=conv, topic=f"card {CARD}")
+    await refused("conversation.update", "px", conversationId=conv, name=LOOKALIKE)
+    updated = (await sa.call("conversation.update", conversationId=conv, topic=f"new ssn {SSN}"))["conversation"]
+    assert updated["topic"] == f"new ssn {MASK}"
+    got = (await sb.call("conversation.get", conversationId=conv))["conversation"]
+    assert (got["name"], got["topic"]) == ("falcon team", f"new ssn {MASK}")
+    # custom status: the user's own company's rules
+    await refused("presence.custom", "cards", text=f"card {CARD}")
+    await refused("presence.custom", "px", text=f"on {LOOKALIKE}")
+    status = await sa.call("presence.custom", text=f"ssn {SSN}")
+    assert status["custom"]["text"] == f"ssn {MASK}"
+    # reactions: a card or a look-alike keyword as the emoji key is refused and not stored
+    sent = await sa.call("message.send", conversationId=conv, clientMessageId="r1", body="hello")
+    seq = sent["message"]["seq"]
+    await refused("reaction.add", "cards", conversationId=conv, seq=seq, emoji=CARD.replace(" ", ""))
+    await refused("reaction.add", "px", conversationId=conv, seq=seq, emoji=LOOKALIKE)
+    await sb.no_event("reaction.changed", wait=0.5)
+    assert (await sa.call("reaction.add", conversationId=conv, seq=seq, emoji="👍"))["reactions"] == {"👍": 1}
+    # the review list: every refusal as a blocked attempt by source, masked; the flagged name once
+    listed = flags(stack, company)["flags"]
+    blocked = [(x["source"], x["ruleIds"][0], x["conversationId"]) for x in listed if x["action"] == "block"]
+    assert blocked == [("reaction", "px", conv), ("reaction", "cards", conv), ("status", "px", None),
+                       ("status", "cards", None), ("name", "px", conv), ("topic", "cards", conv),
+                       ("topic", "cards", None), ("name", "px", None), ("name", "cards", None)]
+    assert [x["seq"] for x in listed if x["source"] == "reaction"] == [seq, seq]
+    assert [(x["source"], x["action"], x["conversationId"], x["excerpt"]) for x in listed if x["action"] != "block"] \
+        == [("name", "flag", conv, f"{MASK} team")]
+    for x in listed:
+        assert "1111" not in x["excerpt"] and LOOKALIKE not in x["excerpt"] and SSN not in x["excerpt"]
