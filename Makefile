@@ -67,6 +67,9 @@ bench: install
 	$(PY) bench/action_cost.py
 	$(PY) bench/presence_cost.py
 	$(PY) bench/dlp_cost.py
+	$(PY) bench/delivery_scale.py
+	$(PY) bench/delivery_model.py
+	$(PY) bench/hot_group.py
 	$(PY) bench/cost_model.py --json
 
 # The merged template is the whole stage: the app (Chalice) plus infra/ (tables,
