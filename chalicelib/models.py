@@ -1110,12 +1110,21 @@ class OnlineEntry(Model):
 
     @classmethod
     def add(cls, rooms: set[str], connection_id: str, user_key: str, expires_at: int) -> None:
-        """BatchWriteItem: one entry per room (1 request per 25 rooms)."""
-        if rooms:
+        """One new connection in each of ``rooms`` ($connect): BatchWriteItem, 1 request per 25 rooms."""
+        cls._save_all([(conv, connection_id, user_key) for conv in sorted(rooms)], expires_at)
+
+    @classmethod
+    def add_members(cls, conversation_id: str, by_user: dict[str, set[str]], expires_at: int) -> None:
+        """Members' live connections in one room (a roster build, members added): 1 request per 25."""
+        cls._save_all([(conversation_id, cid, key) for key, conns in by_user.items() for cid in sorted(conns)],
+                      expires_at)
+
+    @classmethod
+    def _save_all(cls, entries: list[tuple[str, str, str]], expires_at: int) -> None:
+        if entries:
             with cls.batch_write() as batch:
-                for conv in sorted(rooms):
-                    batch.save(cls(conversation_id=conv, connection_id=connection_id, user_key=user_key,
-                                   expires_at=expires_at))
+                for conv, cid, key in entries:
+                    batch.save(cls(conversation_id=conv, connection_id=cid, user_key=key, expires_at=expires_at))
 
     @classmethod
     def remove(cls, rooms: set[str], connection_ids: set[str]) -> None:

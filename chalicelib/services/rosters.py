@@ -34,14 +34,6 @@ log = logging.getLogger("chat.rosters")
 BUILD_PAGE = 100  # members per build step (1 Query + 1 UpdateItem each + BatchWrites)
 
 
-def _add_entries(conversation_id: str, by_user: dict[str, set[str]], expires_at: int) -> None:
-    with OnlineEntry.batch_write() as batch:
-        for key, conns in by_user.items():
-            for cid in sorted(conns):
-                batch.save(OnlineEntry(conversation_id=conversation_id, connection_id=cid, user_key=key,
-                                       expires_at=expires_at))
-
-
 def _leave(conversation_id: str, keys: Iterable[str]) -> None:
     for key in keys:
         OnlineEntry.remove({conversation_id}, Presence.leave_room(key, conversation_id))
@@ -59,7 +51,7 @@ def members_changed(out: Any, conv: Conversation, added: list[str], removed: lis
         return
     if fresh.roster:
         joined = {key: Presence.join_room(key, conv.conversation_id) for key in added}
-        _add_entries(conv.conversation_id, {k: c for k, c in joined.items() if c}, now_s + ttl_seconds)
+        OnlineEntry.add_members(conv.conversation_id, joined, now_s + ttl_seconds)
         _leave(conv.conversation_id, removed)
     elif int(fresh.member_count or 0) > out.limits.large_members:
         start(out, fresh, ttl_seconds)
@@ -86,7 +78,7 @@ def build_step(out: Any, job: dict[str, Any], now_s: int) -> None:
                          attributes_to_get=["conversation_id", "user_key"])
     keys = [m.user_key for m in query]
     live = {key: Presence.join_room(key, conv_id) for key in keys}
-    _add_entries(conv_id, {k: c for k, c in live.items() if c}, now_s + int(job.get("ttl") or 0))
+    OnlineEntry.add_members(conv_id, live, now_s + int(job.get("ttl") or 0))
     if keys:  # undo rooms for members who left while this page was written (see the module)
         still = {m.user_key for m in Member.batch_get([(conv_id, k) for k in keys],
                                                       attributes_to_get=["conversation_id", "user_key"])}
