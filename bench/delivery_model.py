@@ -3,11 +3,13 @@
 The path of one event to N online connections of a large conversation
 (chalicelib/fanout.py, services/events.py, delivery_worker.py):
 
-    ack posted -> 1 queue hop -> planning worker: roster Query pages + SendMessageBatch of the shards
+    ack posted -> 1 queue hop -> planning worker: 1 roster Query page (P entries), ranges of the rest queued
+               -> K = ceil((N - P) / G) range workers at once: their Query pages + SendMessageBatch of shards
                -> shards of S connections, C workers at once, F posts in flight each, L per post
 
     T(N) = hop + plan(N) + posts(N)
-    plan(N)  = ceil(N / E) * q + ceil(N / S / 10) * b          (sequential, on the planning worker)
+    plan(N)  = q + [N > P] * (hop + ceil(G' / E) * q + ceil(G' / S / 10) * b),   G' = (N - P) / K
+               (the planner's page, then the ranges read side by side; K <= C, else in waves)
     posts(N) = max(ceil(N / S / C) * (ceil(S / F) * L + o),      (workers' own pace)
                    N / R)                                        (the account's @connections rate)
 
@@ -48,11 +50,19 @@ class Params:
     post_s: float       # L: one @connections post
     overhead_s: float   # o: per shard (invocation, job parsing, metrics)
     rate: float         # R: @connections posts per second the account (or the local gateway) allows
+    page: int = 5000    # P: roster entries the planning worker reads itself (DELIVERY_ROSTER_PAGE)
+    per_range: int = 50000  # G: entries per range worker (DELIVERY_ROSTER_RANGE)
 
 
 def predict(n: int, p: Params) -> dict[str, float]:
     shards = math.ceil(n / p.shard)
-    plan = math.ceil(n / p.entries_per_page) * p.q_s + math.ceil(shards / 10) * p.b_s
+    plan = p.q_s
+    if n > p.page:
+        ranges = math.ceil((n - p.page) / p.per_range)
+        waves = math.ceil(ranges / p.concurrency)
+        each = (n - p.page) / ranges
+        plan += p.hop_s + waves * (math.ceil(each / p.entries_per_page) * p.q_s
+                                   + math.ceil(each / p.shard / 10) * p.b_s)
     pace = math.ceil(shards / p.concurrency) * (math.ceil(p.shard / p.in_flight) * p.post_s + p.overhead_s)
     posts = max(pace, n / p.rate)
     return {"n": n, "plan_s": plan, "posts_s": posts, "rate_bound_s": n / p.rate, "total_s": p.hop_s + plan + posts}
@@ -82,6 +92,7 @@ def fit_local(result: dict) -> tuple[Params, list[dict]]:
     base = Params(hop_s=0.05, q_s=0.05, entries_per_page=9000, b_s=0.01, shard=cfg["shard_size"],
                   concurrency=max(1, min(cfg["event_workers"], cfg["sqs_max_concurrency"])),
                   in_flight=cfg["max_in_flight"], post_s=small["latency"]["median"] / 1000, overhead_s=0.02,
+                  page=cfg.get("roster_page", 5000), per_range=cfg.get("roster_range", 50000),
                   rate=1e12)
     # Fit R: the rate that makes the model meet the smaller run's measured time.
     target = small["last_ms"] / 1000

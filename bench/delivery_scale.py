@@ -112,6 +112,7 @@ def seed_roster(info: dict[str, Any], conv: str, ids: list[str], user_keys: list
     import boto3
 
     from chalicelib.config import settings
+    from chalicelib.models import OnlineEntry
 
     ddb = boto3.client("dynamodb", endpoint_url=info.get("dynamodb_upstream") or info["dynamodb"])
     table = settings().online_table
@@ -119,7 +120,7 @@ def seed_roster(info: dict[str, Any], conv: str, ids: list[str], user_keys: list
     chunks = [ids[i:i + 25] for i in range(0, len(ids), 25)]
 
     def write(chunk_no: int) -> None:
-        items = [{"PutRequest": {"Item": {"conversation_id": {"S": conv}, "connection_id": {"S": cid},
+        items = [{"PutRequest": {"Item": {"conversation_id": {"S": conv}, "connection_id": {"S": OnlineEntry.slot_of(cid)},
                                           "user_key": {"S": user_keys[(chunk_no * 25 + j) % len(user_keys)]},
                                           "expires_at": {"N": expires}}}}
                  for j, cid in enumerate(chunks[chunk_no])]
@@ -228,6 +229,7 @@ def main() -> None:
         "real": rows, "virtual": vrows,
         "config": {"inline_max": s.delivery_inline_max, "shard_size": s.delivery_shard_size,
                    "large_members": s.delivery_large_members, "max_in_flight": s.delivery_max_in_flight,
+                   "roster_page": s.delivery_roster_page, "roster_range": s.delivery_roster_range,
                    "event_workers": int(os.environ.get("DEVSTACK_EVENT_WORKERS", "4")),
                    "sqs_max_concurrency": int(os.environ.get("DEVSTACK_SQS_MAX_CONCURRENCY", "4"))}})
     print("load average after: %.1f %.1f %.1f" % os.getloadavg())

@@ -71,6 +71,8 @@ class Settings:
     delivery_inline_max: int       # connections posted inside the invocation that resolved them
     delivery_shard_size: int       # connections per delivery shard (one queue message)
     delivery_large_members: int    # conversations with more members are resolved on a worker
+    delivery_roster_page: int      # roster entries a worker reads before posting (1 Query)
+    delivery_roster_range: int     # a roster longer than one page is split into ranges of about this many
     online_table: str              # online rosters of large conversations
     # Files (docs/files.md).
     files_table: str
@@ -158,6 +160,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         delivery_inline_max=_int(env, "DELIVERY_INLINE_MAX", 50),
         delivery_shard_size=_int(env, "DELIVERY_SHARD_SIZE", 250),
         delivery_large_members=_int(env, "DELIVERY_LARGE_MEMBERS", 100),
+        delivery_roster_page=_int(env, "DELIVERY_ROSTER_PAGE", 5000),
+        delivery_roster_range=_int(env, "DELIVERY_ROSTER_RANGE", 50000),
         online_table=env.get("ONLINE_TABLE", f"chat-{stage}-online"),
         files_table=env.get("FILES_TABLE", f"chat-{stage}-files"),
         usage_table=env.get("USAGE_TABLE", f"chat-{stage}-usage"),

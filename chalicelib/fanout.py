@@ -37,6 +37,8 @@ class FanoutLimits:
     inline_max: int      # connections posted inside the invocation that found them
     shard_size: int      # connections per delivery shard (one queue message, one worker batch item)
     large_members: int   # conversations with more members are resolved by a worker, not in the request
+    roster_page: int = 5000     # roster entries read (1 Query) before they are posted
+    roster_range: int = 50000   # a longer roster is split into ranges of about this many, one worker each
 
 
 Runner = Callable[["Outbox", dict[str, Any]], Any]

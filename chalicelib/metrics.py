@@ -49,6 +49,7 @@ METRICS: dict[str, str] = {
     # delivery at scale (docs/delivery.md)
     "DeliveryJobsQueued": "events of large conversations handed whole to the delivery workers",
     "DeliveryShardsQueued": "shards of connections queued for the delivery workers",
+    "DeliveryRosterRanges": "ranges of a long online roster queued for other delivery workers to read at once",
     "DeliveryJobsDone": "delivery jobs (shards, conversations to resolve) a worker completed",
     "DeliveryJobFailures": "delivery jobs that raised (a worker's record is then retried by SQS)",
     "DeliveryJobsMalformed": "delivery queue messages that were not a job (dropped)",

@@ -130,7 +130,8 @@ def outbox(*, deferred: bool = False, worker: bool = False) -> Any:
 
     s = settings()
     limits = FanoutLimits(inline_max=s.delivery_inline_max, shard_size=s.delivery_shard_size,
-                          large_members=s.delivery_large_members)
+                          large_members=s.delivery_large_members, roster_page=s.delivery_roster_page,
+                          roster_range=s.delivery_roster_range)
     return Outbox(delivery(), enqueue_delivery, limits, events.run, deferred=deferred, worker=worker)
 
 

@@ -62,6 +62,7 @@ def stack() -> Stack:
     # Small delivery thresholds, so shards, workers and rosters carry most of the suite's events
     # (tests/e2e/test_delivery.py), and queue retries that come back within a test.
     env.update(DELIVERY_INLINE_MAX="4", DELIVERY_SHARD_SIZE="4", DELIVERY_LARGE_MEMBERS="5",
+               DELIVERY_ROSTER_PAGE="6", DELIVERY_ROSTER_RANGE="6",
                DEVSTACK_SQS_VISIBILITY_SECONDS="3")
     proc = subprocess.Popen(
         [sys.executable, "-m", "devstack", "--port", "0", "--state-dir", str(state_dir)],

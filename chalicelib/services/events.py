@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from typing import Any, Iterable
 
-from .. import policy
+from .. import metrics, policy
 from ..models import Member, Presence
 from ..protocol.frames import dumps
 from . import rosters
@@ -82,18 +82,30 @@ def run(out: Any, job: dict[str, Any]) -> dict[str, list[str]]:
     if kind == "roster.build":
         rosters.build_step(out, job, int(time.time()))
         return {}
+    if kind == "roster.range":
+        # One range of a huge roster, planned by another worker (rosters.plan).
+        failed: dict[str, list[str]] = {}
+        for chunk in rosters.in_range(job["conversationId"], job["after"], job["below"], out.limits.roster_page):
+            _merge(failed, _post_live(out, job, _allowed(job, rosters.by_user(chunk))))
+        return failed
     if kind not in ("conversation", "users"):
         raise ValueError(f"unknown delivery job kind {kind!r}")
     skip = set(job.get("skip") or ())
-    now_ms, purpose = int(job["nowMs"]), job.get("purpose") or "message"
     if kind == "conversation" and job.get("roster"):
-        # Large conversation: its online roster, not its members (docs/delivery.md).
-        online = rosters.online(job["conversationId"])
-        for key in job.get("also") or ():
+        # Large conversation: its online roster, not its members (docs/delivery.md).  A roster
+        # longer than one page is cut into ranges that other workers read and post at once.
+        entries, ranges = rosters.plan(job["conversationId"], out.limits.roster_page, out.limits.roster_range)
+        if ranges:
+            base = {k: v for k, v in job.items() if k not in ("also", "roster")}
+            out.queue([{**base, "kind": "roster.range", "after": after, "below": below} for after, below in ranges])
+            metrics.count("DeliveryRosterRanges", len(ranges))
+        online = rosters.by_user(entries)
+        also = list(job.get("also") or ())
+        for key in also:
             online.setdefault(key, set())
-        allowed = set(policy.allowed_recipients(job["origin"], [k for k in online if k not in skip], now_ms, purpose))
+        allowed = _allowed_keys(job, online)
         live = {k: conns for k, conns in online.items() if k in allowed and conns}
-        live.update(Presence.connections_of([k for k in job.get("also") or () if k in allowed]))
+        live.update(Presence.connections_of([k for k in also if k in allowed]))
     else:
         if kind == "conversation":
             keys = member_keys(job["conversationId"]) + list(job.get("also") or ())
@@ -102,7 +114,29 @@ def run(out: Any, job: dict[str, Any]) -> dict[str, list[str]]:
         keys = [k for k in dict.fromkeys(keys) if k not in skip]
         if not keys:
             return {}
-        live = Presence.connections_of(policy.allowed_recipients(job["origin"], keys, now_ms, purpose))
+        live = Presence.connections_of(policy.allowed_recipients(job["origin"], keys, int(job["nowMs"]),
+                                                                 job.get("purpose") or "message"))
+    failed = _post_live(out, job, live)
+    if failed:
+        log.warning("event not delivered to every device",
+                    extra={"failed": sum(len(v) for v in failed.values())})
+    return failed
+
+
+def _allowed_keys(job: dict[str, Any], keys: Iterable[str]) -> set[str]:
+    """``keys`` minus skipped users and those the external-access policies refuse now."""
+    skip = set(job.get("skip") or ())
+    return set(policy.allowed_recipients(job["origin"], [k for k in keys if k not in skip],
+                                         int(job["nowMs"]), job.get("purpose") or "message"))
+
+
+def _allowed(job: dict[str, Any], online: dict[str, set[str]]) -> dict[str, set[str]]:
+    allowed = _allowed_keys(job, online)
+    return {k: conns for k, conns in online.items() if k in allowed and conns}
+
+
+def _post_live(out: Any, job: dict[str, Any], live: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Post the job's frame to ``live`` (user key -> connections), one payload per mention flag."""
     exclude = job.get("exclude")
     mention = job.get("mention")
     by_payload: dict[str, list[str]] = defaultdict(list)
@@ -116,7 +150,9 @@ def run(out: Any, job: dict[str, Any]) -> dict[str, list[str]]:
         failed_posts = out.post(conns, payload)
         if failed_posts:
             failed[payload] = failed_posts
-    if failed:
-        log.warning("event not delivered to every device",
-                    extra={"failed": sum(len(v) for v in failed.values())})
     return failed
+
+
+def _merge(into: dict[str, list[str]], more: dict[str, list[str]]) -> None:
+    for payload, conns in more.items():
+        into.setdefault(payload, []).extend(conns)

@@ -4,8 +4,9 @@ A conversation with more than ``delivery_large_members`` members gets a
 roster: one ``OnlineEntry`` per live connection of each member, written at
 $connect for every conversation named in the user's ``Presence.rooms`` and
 deleted at $disconnect (``services/connections.py``).  Delivery then reads
-the roster (1 Query per ~10,000 online connections) instead of every
-membership plus every member's presence.
+the roster (1 Query per ~9,000 online connections) instead of every
+membership plus every member's presence; a roster longer than one page is
+cut into ranges of slots that several workers read at once (``plan``).
 
 Switching a conversation over happens once, on the delivery workers:
 ``roster`` goes ``building`` (events still resolve through the member list),
@@ -25,7 +26,8 @@ memberships after writing rooms and undoes those that left meanwhile.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+import math
+from typing import Any, Iterable, Iterator
 
 from ..models import Conversation, Member, OnlineEntry, Presence, condition_failed
 
@@ -96,9 +98,44 @@ def build_step(out: Any, job: dict[str, Any], now_s: int) -> None:
     log.info("roster ready", extra={"conversationId": conv_id})
 
 
-def online(conversation_id: str) -> dict[str, set[str]]:
-    """The roster: user key -> live connection ids (1 Query per ~1 MB page)."""
+MAX_RANGES = 256  # ranges one planner may queue for the rest of a roster
+
+
+def by_user(entries: Iterable[OnlineEntry]) -> dict[str, set[str]]:
+    """Roster entries as user key -> live connection ids."""
     out: dict[str, set[str]] = {}
-    for entry in OnlineEntry.of_conversation(conversation_id):
-        out.setdefault(entry.user_key, set()).add(entry.connection_id)
+    for entry in entries:
+        out.setdefault(entry.user_key, set()).add(entry.connection)
     return out
+
+
+def plan(conversation_id: str, page: int, per_range: int) -> tuple[list[OnlineEntry], list[tuple[str, str]]]:
+    """The start of a roster (1 Query of up to ``page`` entries) and, when there is more,
+    the rest of it cut into ranges of about ``per_range`` entries, each for its own worker.
+
+    Entries are spread evenly over the slots (``OnlineEntry.slot_of``), so the
+    share of slots the first page covered estimates the size of the rest.
+    A roster that fits in one page (nearly all) costs exactly one Query.
+    """
+    entries, last = OnlineEntry.first_page(conversation_id, page)
+    if last is None:
+        return entries, []
+    covered = OnlineEntry.slot_position(last) + 1
+    rest = len(entries) * (OnlineEntry.SLOTS - covered) / covered
+    count = max(1, min(MAX_RANGES, math.ceil(rest / max(1, per_range))))
+    cuts = [covered + (OnlineEntry.SLOTS - covered) * i // count for i in range(count + 1)]
+    ranges = [(last if i == 0 else OnlineEntry.slot_bound(cuts[i]), OnlineEntry.slot_bound(cuts[i + 1]))
+              for i in range(count)]
+    return entries, ranges
+
+
+def in_range(conversation_id: str, after: str, below: str, page: int) -> Iterator[list[OnlineEntry]]:
+    """A range of the roster (``plan``), ``page`` entries at a time (1 Query per 1 MB read)."""
+    chunk: list[OnlineEntry] = []
+    for entry in OnlineEntry.in_range(conversation_id, after, below):
+        chunk.append(entry)
+        if len(chunk) >= page:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

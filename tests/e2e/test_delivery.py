@@ -139,7 +139,7 @@ async def test_a_gone_connection_in_a_shard_removes_only_that_connection(session
     sent = await alice.call("message.send", conversationId=conv, clientMessageId=_cmid(), body="who is there")
     await _everyone_hears(devices, conv, sent["message"]["seq"])
     deadline = time.monotonic() + 15
-    while Connection.find(dead) is not None or OnlineEntry.count(conv, OnlineEntry.connection_id == dead):
+    while Connection.find(dead) is not None or OnlineEntry.count(conv, OnlineEntry.connection_id == OnlineEntry.slot_of(dead)):
         assert time.monotonic() < deadline, "the dead connection was not cleaned up"
         await asyncio.sleep(0.2)
     live = Presence.connections_of([victim])[victim]
@@ -185,3 +185,38 @@ async def test_presence_to_many_watchers_goes_through_the_same_shards(stack, ses
     doc = await log.wait_for(lambda d: d.get("DeliveryShardsQueued") and d.get("function") in (
         "websocket_message", "websocket_connect", "presence_flush"))
     assert doc["DeliveryShardsQueued"] >= 2
+
+
+async def test_a_roster_longer_than_a_page_is_read_in_ranges_by_several_workers(stack, sessions):
+    """A roster of more than ``DELIVERY_ROSTER_PAGE`` (6 here) entries: the planning worker posts
+    the first page and queues the rest as ranges of slots; together they reach every device once."""
+    if stack.state_dir is None:
+        pytest.skip("virtual connections are a local-stack aid")
+    log = StackLog(stack)
+    emails = _users(LARGE_MEMBERS + 1)
+    alice = await sessions("alice@acme.example")
+    conv = await _channel(alice, emails)
+    await _roster_ready(conv)
+    base = f"{stack.origin}/dev/stack/virtual-connections"
+    opened: list[str] = []
+    try:
+        for e in emails:  # 5 devices each, opened through the app's own $connect
+            token = requests.post(f"{stack.origin}/dev/idp/token", json={"email": e}, timeout=10).json()["access_token"]
+            res = requests.post(base, json={"count": 5, "token": token, "device": "ranges"}, timeout=60).json()
+            assert res["refused"] == 0
+            opened += res["connectionIds"]
+        assert OnlineEntry.count(conv) >= len(opened)
+        sent = await alice.call("message.send", conversationId=conv, clientMessageId=_cmid(), body="to every range")
+        seq = sent["message"]["seq"]
+        deadline = time.monotonic() + 30
+        while True:
+            got = requests.get(f"{base}/arrivals", params={"type": "message.created", "conversationId": conv,
+                                                          "seq": seq}, timeout=10).json()
+            if got["distinct"] >= len(opened) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert got["distinct"] == len(opened)
+        doc = await log.wait_for(lambda d: d.get("function") == "deliver" and d.get("DeliveryRosterRanges"))
+        assert doc["DeliveryRosterRanges"] >= 2
+    finally:
+        requests.delete(base, timeout=60)
