@@ -271,3 +271,8 @@ def admin_start_export():
 @app.route("/admin/exports/{export_id}", methods=["GET"])
 def admin_get_export(export_id):
     return _rest("admin.exports.get", exports.get_export, {"exportId": export_id})
+
+
+@app.route("/admin/files/{file_id}/download", methods=["GET"])
+def admin_download_file(file_id):
+    return _rest("admin.files.download", compliance.download_file, {"fileId": file_id})

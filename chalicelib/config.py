@@ -100,6 +100,7 @@ class Settings:
     retention_table: str
     holds_table: str
     exports_table: str
+    originals_table: str           # what a legal hold keeps of edited/deleted messages (HeldOriginal)
     compliance_queue: str          # hold sweeps and export steps
     retention_day_seconds: int     # length of one retention "day": 86400 deployed; the test stack uses 1
     export_pages_per_step: int     # message pages (Query) one export step reads before handing on
@@ -186,6 +187,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         retention_table=env.get("RETENTION_TABLE", f"chat-{stage}-retention"),
         holds_table=env.get("HOLDS_TABLE", f"chat-{stage}-holds"),
         exports_table=env.get("EXPORTS_TABLE", f"chat-{stage}-exports"),
+        originals_table=env.get("ORIGINALS_TABLE", f"chat-{stage}-originals"),
         compliance_queue=env.get("COMPLIANCE_QUEUE", f"chat-{stage}-compliance"),
         retention_day_seconds=_int(env, "RETENTION_DAY_SECONDS", 86400),
         export_pages_per_step=_int(env, "EXPORT_PAGES_PER_STEP", 200),

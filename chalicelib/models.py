@@ -597,6 +597,9 @@ class Message(Model):
     expires_at = NumberAttribute(null=True)  # TTL (epoch seconds); absent: kept (no retention, or held)
     retain_s = NumberAttribute(null=True)  # the retention period (seconds) this message was written under
     retained_sender = UnicodeAttribute(null=True)  # = sender_key when retain_s is set (sparse index)
+    # How many HeldOriginal items a legal hold kept of this message (edits/delete while held); absent: none,
+    # so an export Queries the originals table only for pages that have some.
+    held_versions = NumberAttribute(null=True)
 
     by_thread = MessagesByThread()
     by_retained_sender = MessagesByRetainedSender()
@@ -731,6 +734,9 @@ class File(Model):
     created_at = NumberAttribute()
     updated_at = NumberAttribute()
     expires_at = NumberAttribute(null=True)
+    # Its message was deleted while a legal hold covered it: the scanned version is kept (S3 Object Lock
+    # legal hold ON), downloadable by the company's admins only, until the last hold ends (docs/compliance.md).
+    held_at = NumberAttribute(null=True)
 
     @classmethod
     def find(cls, file_id: str, consistent: bool = False) -> "File | None":
@@ -1016,8 +1022,64 @@ class Export(Model):
     finished_at = NumberAttribute(null=True)
 
 
-ALL_MODELS = ALL_MODELS + (RetentionRule, LegalHold, Export)
+class OriginalsBySender(GlobalSecondaryIndex["HeldOriginal"]):
+    """A user hold's sweep finds what it kept of that user's messages, in any conversation."""
+
+    class Meta:
+        index_name = "by_sender"
+        projection = IncludeProjection(["seq", "created_at", "retain_s", "kind", "file_id", "tenant_id"])
+
+    sender_key = UnicodeAttribute(hash_key=True)
+    version = UnicodeAttribute(range_key=True)
+
+
+class HeldOriginal(Model):
+    """One version of a message that a legal hold kept when it was edited or deleted (docs/compliance.md).
+
+    Written in the same TransactWriteItems as the edit or delete, only while a
+    hold of the sender's company covers the message (custodian hold on the
+    sender, or a hold on the conversation).  One item per replaced version, so
+    items stay small (a body <= 8 KB; a ``deleted`` item also snapshots the
+    message's last <= 20 revisions: < 200 KB) however often a held message is
+    edited.  ``expires_at`` (TTL) is absent while a hold covers it; when the
+    last one ends, the sweep gives it the message's expiry (or removes it, for
+    a company without retention).
+    """
+
+    class Meta(_Meta):
+        table_name = _S.originals_table
+
+    conversation_id = UnicodeAttribute(hash_key=True)
+    version = UnicodeAttribute(range_key=True)  # "<seq:012>#<replaced_at:013>#<hex6>": per message, in time order
+    seq = NumberAttribute()
+    message_id = UnicodeAttribute()
+    sender_key = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()  # the sender's company: whose holds keep it
+    kind = UnicodeAttribute()  # edited | deleted: what replaced this version
+    body = UnicodeAttribute(null=True)
+    at = NumberAttribute()  # when this version became current (written or edited)
+    replaced_at = NumberAttribute()  # when the edit or delete replaced it
+    revisions = ListAttribute(of=MapAttribute, null=True)  # deleted: the message's revisions as they were
+    file_id = UnicodeAttribute(null=True)  # deleted file notice: its File record (the kept object version)
+    created_at = NumberAttribute()  # the message's
+    retain_s = NumberAttribute(null=True)  # the message's retention period (null: the company keeps forever)
+    expires_at = NumberAttribute(null=True)
+
+    by_sender = OriginalsBySender()
+
+    @staticmethod
+    def version_of(seq: int, replaced_at: int, nonce: str) -> str:
+        return f"{int(seq):012d}#{int(replaced_at):013d}#{nonce}"
+
+    @classmethod
+    def of_messages(cls, conversation_id: str, low_seq: int, high_seq: int) -> Iterator["HeldOriginal"]:
+        """Query one conversation's originals of seqs ``low..high``: 1 request per 1 MB page."""
+        return cls.query(conversation_id, cls.version.between(f"{int(low_seq):012d}#", f"{int(high_seq):012d}#~"))
+
+
+ALL_MODELS = ALL_MODELS + (RetentionRule, LegalHold, Export, HeldOriginal)
 TTL_ATTRIBUTES[Message] = "expires_at"
+TTL_ATTRIBUTES[HeldOriginal] = "expires_at"
 
 
 # --- compliance: screening (DLP, issue #8; docs/compliance.md "Screening (DLP)") ----------

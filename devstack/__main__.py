@@ -122,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     reaper.start()
     s3 = boto3.client("s3", endpoint_url=moto_url)
     with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
-        s3.create_bucket(Bucket=settings().files_bucket)
+        # Object Lock, as infra/ declares it: a legal hold's file versions cannot be deleted (moto refuses
+        # DeleteObject of a version under legal hold with AccessDenied, as S3 does).
+        s3.create_bucket(Bucket=settings().files_bucket, ObjectLockEnabledForBucket=True)
     # Versioned, as infra/ declares it: downloads are pinned to the scanned version.
     s3.put_bucket_versioning(Bucket=settings().files_bucket, VersioningConfiguration={"Status": "Enabled"})
 

@@ -40,6 +40,10 @@ OBJECT_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:Del
                   "s3:DeleteObjectVersion"]
 # Compliance (docs/compliance.md): retention/hold tags on file objects; exports are multipart uploads.
 OBJECT_ACTIONS += ["s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:AbortMultipartUpload"]
+# Legal hold (docs/compliance.md "What a hold keeps"): a held file's scanned version gets an S3 Object Lock
+# legal hold, ON while a hold covers it, OFF when the last one ends.  No BypassGovernanceRetention: the
+# functions can never delete a version under legal hold.
+OBJECT_ACTIONS += ["s3:PutObjectLegalHold", "s3:GetObjectLegalHold"]
 EXPORT_DAYS = 7  # finished exports (and a failed step's leftovers) are removed after this many days
 # Sending (runtime.py looks the URL up by name) and what a Lambda SQS event source needs.
 QUEUE_ACTIONS = ["sqs:GetQueueUrl", "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage",
@@ -297,6 +301,10 @@ def _bucket_resources(st: Stage) -> dict[str, Any]:
             # Versioning on: an overwrite or delete (a bug, a compromised function)
             # stays recoverable for NONCURRENT_DAYS; see docs/operations.md.
             "VersioningConfiguration": {"Status": "Enabled"},
+            # Object Lock without a default retention: only legal holds (per object version, set by the app
+            # while a legal hold covers the file) lock anything; S3 then refuses to delete that version.
+            "ObjectLockEnabled": True,
+            "ObjectLockConfiguration": {"ObjectLockEnabled": "Enabled"},
             "LifecycleConfiguration": {"Rules": [
                 {"Id": "quarantine-expiry", "Status": "Enabled", "Prefix": "quarantine/",
                  "ExpirationInDays": QUARANTINE_DAYS,

@@ -287,6 +287,8 @@ ADMIN.update({
         "from": EPOCH_MS, "to": EPOCH_MS, "userIds": USER_IDS,
         "conversationIds": {"type": "array", "items": ID, "minItems": 1, "maxItems": 100}}, ["from", "to"]),
     "admin.exports.get": _action("admin.exports.get", {"exportId": EXPORT_ID}, ["exportId"]),
+    # a company member's file, also one deleted while a legal hold covered it (docs/compliance.md)
+    "admin.files.download": _action("admin.files.download", {"fileId": FILE_ID}, ["fileId"]),
 })
 
 _NULL_INT = {"type": ["integer", "null"]}
@@ -325,6 +327,15 @@ COMPLIANCE_RESPONSES: dict[str, dict[str, Any]] = {
     "admin.holds.release": {"type": "object", "required": ["hold"], "properties": {"hold": _HOLD}},
     "admin.exports.start": {"type": "object", "required": ["export"], "properties": {"export": _EXPORT}},
     "admin.exports.get": {"type": "object", "required": ["export"], "properties": {"export": _EXPORT}},
+    "admin.files.download": {"type": "object", "required": ["file", "download"], "properties": {
+        "file": {"type": "object", "required": ["fileId", "name", "size", "contentType", "uploader", "conversationId",
+                                                "status", "versionId", "held", "heldAt"], "properties": {
+            "fileId": {"type": "string"}, "name": {"type": "string"}, "size": {"type": "integer"},
+            "contentType": {"type": "string"}, "uploader": {"type": "object"}, "conversationId": {"type": "string"},
+            "status": {"enum": ["clean", "deleted"]}, "seq": _NULL_INT, "createdAt": {"type": "integer"},
+            "versionId": _NULL_STR, "held": {"type": "boolean"}, "heldAt": _NULL_INT}},
+        "download": {"type": "object", "required": ["url", "expiresAt"], "properties": {
+            "url": {"type": "string"}, "expiresAt": {"type": "integer"}}}}},
 }
 
 

@@ -21,14 +21,15 @@ writes an audit entry (``admin.require_admin``/``admin.audit``).
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import DeleteError, UpdateError
 
 from .. import retention
 from ..config import settings
-from ..models import (Conversation, File, LegalHold, Message, RetentionRule, User, condition_failed)
+from ..models import (Conversation, File, HeldOriginal, LegalHold, Message, RetentionRule, User, condition_failed)
 from ..protocol.errors import Conflict, NotFound, ValidationFailed
 from .admin import audit, key_page, require_admin
 from .context import Call
@@ -65,10 +66,42 @@ def message_retention(sender_key: str, conversation_id: str, now_ms: int,
                             settings().retention_day_seconds).attributes(sender_key, now_ms)
 
 
-def tag_file(msg: Message) -> None:
+def held_now(sender_key: str, conversation_id: str) -> bool:
+    """Does an active hold of the sender's company cover a message of ``sender_key`` here?
+
+    1 BatchGetItem, strongly consistent, of the 2 hold markers (user, conversation): what
+    ``message.edit``/``message.delete`` read before deciding whether to keep the original.
+    """
+    tenant, user = sender_key.split("#", 1)
+    subjects = [retention.user_hold_subject(tenant, user), retention.conversation_hold_subject(tenant, conversation_id)]
+    return any(r.holds for r in RetentionRule.batch_get(subjects, consistent_read=True))
+
+
+def _object(rec: File) -> dict[str, Any]:
+    where: dict[str, Any] = {"Bucket": settings().files_bucket, "Key": rec.object_key}
+    if rec.version_id:
+        where["VersionId"] = rec.version_id
+    return where
+
+
+def legal_hold(rec: File, on: bool) -> None:
+    """S3 Object Lock legal hold ON/OFF on the file's scanned version (1 PutObjectLegalHold).
+
+    While ON, S3 refuses to delete that version (``AccessDenied``), whoever asks,
+    and lifecycle rules skip it.  The bucket has Object Lock enabled (infra/).
+    """
+    from .. import runtime  # the client is built on first use
+
+    runtime.s3().put_object_legal_hold(**_object(rec), LegalHold={"Status": "ON" if on else "OFF"})
+
+
+def tag_file(msg: Message, sweep: bool = False) -> None:
     """Give a file message's object the ``retention`` tag its message's state implies (no-op without one).
 
     The file record gets the message's expiry too, so it goes with the message.
+    A held object also gets an S3 legal hold; a sweep (``sweep``) turns it off
+    again once no hold covers the message (a new notice that is not held needs
+    no request for that).
     """
     if msg.kind != "file" or not msg.file or msg.retain_s is None:
         return
@@ -80,10 +113,9 @@ def tag_file(msg: Message) -> None:
     tag = retention.file_tag(int(msg.retain_s), held, day)
     from .. import runtime  # the client is built on first use
 
-    where: dict[str, Any] = {"Bucket": settings().files_bucket, "Key": rec.object_key}
-    if rec.version_id:
-        where["VersionId"] = rec.version_id
-    runtime.s3().put_object_tagging(**where, Tagging={"TagSet": [{"Key": retention.TAG_KEY, "Value": tag}]})
+    runtime.s3().put_object_tagging(**_object(rec), Tagging={"TagSet": [{"Key": retention.TAG_KEY, "Value": tag}]})
+    if held or sweep:
+        legal_hold(rec, held)
     rec.update(actions=[File.expires_at.remove()] if held else [File.expires_at.set(int(msg.expires_at))])
 
 
@@ -249,6 +281,30 @@ def release_hold(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     return {"hold": _hold_view(hold)}
 
 
+# --- what a hold keeps: the compliance download of a file ------------------------------------
+
+def download_file(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """A presigned GET of a file one of the company's members uploaded: a clean file, or one whose
+    message was deleted while a legal hold covered it (kept for the hold).  1 GetItem; audited."""
+    require_admin(call)
+    rec = File.find(body["fileId"], consistent=True)
+    if rec is None or rec.tenant_id != call.principal.tenant_id \
+            or not (rec.status == "clean" or (rec.status == "deleted" and rec.held_at is not None)):
+        raise NotFound("No such file.")
+    from .. import runtime
+    from .files import _disposition, file_view
+
+    seconds = call.settings.download_url_seconds
+    url = runtime.s3().generate_presigned_url("get_object", ExpiresIn=seconds, Params={
+        **_object(rec), "ResponseContentDisposition": _disposition(rec.name), "ResponseContentType": rec.content_type})
+    held = rec.held_at is not None
+    audit(call, "file.download", rec.file_id, after={"conversationId": rec.conversation_id, "status": rec.status,
+                                                     "held": held})
+    return {"file": {**file_view(rec), "versionId": rec.version_id, "held": held,
+                     "heldAt": int(rec.held_at) if held else None},
+            "download": {"url": url, "expiresAt": call.now_ms() + seconds * 1000}}
+
+
 # --- the sweep (SQS; compliance_events) -----------------------------------------------------------
 
 class _Markers:
@@ -286,8 +342,61 @@ def _reconcile(msg: Message, markers: _Markers) -> bool:
         if condition_failed(exc):
             return False  # retention removed it meanwhile
         raise
-    tag_file(msg)
+    tag_file(msg, sweep=True)
     return True
+
+
+def _reconcile_original(orig: HeldOriginal, markers: _Markers, now_ms: int) -> bool:
+    """Keep or release one kept original as the holds now say.  Held: no expiry (and its deleted file's
+    version under S3 legal hold).  Not held: the message's expiry (``created_at + retain_s``), or - for a
+    company without retention, where nothing would have been kept - removed now, with its file version.
+    True if it still existed."""
+    held = markers.held(orig.sender_key, orig.conversation_id)
+    key = HeldOriginal(conversation_id=orig.conversation_id, version=orig.version)
+    if held:
+        actions = [HeldOriginal.expires_at.remove()]
+    elif orig.retain_s is not None:
+        actions = [HeldOriginal.expires_at.set(retention.expiry(int(orig.created_at), int(orig.retain_s)))]
+    else:
+        actions = []
+    if orig.file_id:
+        _reconcile_held_file(orig, held, now_ms)
+    try:
+        if actions:
+            key.update(actions=actions, condition=HeldOriginal.version.exists())
+        else:
+            key.delete(condition=HeldOriginal.version.exists())
+    except (UpdateError, DeleteError) as exc:
+        if condition_failed(exc):
+            return False  # its TTL removed it meanwhile
+        raise
+    return True
+
+
+def _reconcile_held_file(orig: HeldOriginal, held: bool, now_ms: int) -> None:
+    """The object version of a file message deleted while held: legal hold ON while a hold covers it;
+    after the last one, OFF and then the normal course: the retention tag (lifecycle expires it with
+    its message) or, without retention, deleted as the delete would have done."""
+    rec = File.find(orig.file_id or "", consistent=True)
+    if rec is None or rec.status != "deleted" or rec.held_at is None:
+        return
+    if held:
+        legal_hold(rec, True)
+        rec.update(actions=[File.expires_at.remove()])
+        return
+    from .. import runtime
+    from .files import REJECTED_TTL_SECONDS, _delete_object
+
+    legal_hold(rec, False)
+    if orig.retain_s is not None:
+        day = settings().retention_day_seconds
+        tag = retention.file_tag(int(orig.retain_s), False, day)
+        runtime.s3().put_object_tagging(**_object(rec),
+                                        Tagging={"TagSet": [{"Key": retention.TAG_KEY, "Value": tag}]})
+        rec.update(actions=[File.expires_at.set(retention.expiry(int(orig.created_at), int(orig.retain_s)))])
+    else:
+        _delete_object(runtime.s3(), settings().files_bucket, rec.object_key, rec.version_id)
+        rec.update(actions=[File.held_at.remove(), File.expires_at.set(now_ms // 1000 + REJECTED_TTL_SECONDS)])
 
 
 def sweep_step(job: dict[str, Any], schedule: Any) -> str:
@@ -298,25 +407,40 @@ def sweep_step(job: dict[str, Any], schedule: Any) -> str:
         return "gone"
     tenant = hold.tenant_id
     cursor = job.get("cursor")
+    # Two phases: the messages (their expiry), then the originals a hold kept of edits and deletes.
+    phase = job.get("phase") or "messages"
     markers = _Markers()
     touched = 0
+    now_ms = int(time.time() * 1000)
     for _ in range(SWEEP_PAGES_PER_STEP):
-        if hold.kind == "user":
+        if phase == "messages" and hold.kind == "user":
             # The index holds keys, created_at and retain_s: enough to recompute the expiry.
             page = Message.by_retained_sender.query(f"{tenant}#{hold.target}", limit=SWEEP_PAGE,
                                                     last_evaluated_key=cursor)
-        else:
+        elif phase == "messages":
             page = Message.query(hold.target, filter_condition=Message.retained_sender.startswith(f"{tenant}#"),
                                  limit=SWEEP_PAGE, last_evaluated_key=cursor)
+        elif hold.kind == "user":
+            # by_sender projects what _reconcile_original needs (keys, seq, created_at, retain_s, kind, file_id)
+            page = HeldOriginal.by_sender.query(f"{tenant}#{hold.target}", limit=SWEEP_PAGE,
+                                                last_evaluated_key=cursor)
+        else:
+            page = HeldOriginal.query(hold.target, filter_condition=HeldOriginal.tenant_id == tenant,
+                                      limit=SWEEP_PAGE, last_evaluated_key=cursor)
         items = list(page)
         cursor = page.last_evaluated_key
-        for msg in items:
-            touched += int(_reconcile(msg, markers))
+        for item in items:
+            touched += int(_reconcile(item, markers) if phase == "messages"
+                           else _reconcile_original(item, markers, now_ms))
         if not cursor:
+            if phase == "messages":
+                phase = "originals"
+                continue
             break
-    hold.update(actions=[LegalHold.swept.add(touched)] + ([] if cursor else [LegalHold.sweep.set("done")]))
-    if cursor:
-        schedule({**job, "cursor": cursor})
+    finished = phase == "originals" and not cursor
+    hold.update(actions=[LegalHold.swept.add(touched)] + ([LegalHold.sweep.set("done")] if finished else []))
+    if not finished:
+        schedule({**job, "phase": phase, "cursor": cursor})
         return "continued"
     log.info("hold sweep done", extra={"holdId": hold.hold_id, "state": hold.state, "swept": int(hold.swept or 0)})
     return "done"

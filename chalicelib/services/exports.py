@@ -36,7 +36,7 @@ from pynamodb.exceptions import UpdateError
 from .. import policy
 from ..auth import Principal
 from ..config import Settings
-from ..models import Conversation, Export, File, Member, Message, User, condition_failed, user_key
+from ..models import Conversation, Export, File, HeldOriginal, Member, Message, User, condition_failed, user_key
 from ..protocol.errors import NotFound, ValidationFailed
 from .admin import audit, require_admin
 from .compliance import tenant_conversation
@@ -162,7 +162,32 @@ def _conversation_line(conv: Conversation) -> dict[str, Any]:
             "shared": len(tenants) > 1, "createdAt": int(conv.created_at), "lastSeq": int(conv.last_seq or 0)}
 
 
-def _message_line(m: Message, files: dict[str, File]) -> dict[str, Any]:
+def _originals(m: Message, kept: list[HeldOriginal], files: dict[str, File]) -> list[dict[str, Any]]:
+    """Every version a legal hold kept of ``m`` (HeldOriginal items), oldest first.
+
+    ``replacedBy`` says what ended it (``edit`` or ``delete``), ``replacedAt`` when.
+    A delete's item also snapshots the message's last revisions (some may predate
+    the hold): those not already kept are listed too, ended by the next version.
+    """
+    out: dict[int, dict[str, Any]] = {}
+    for o in kept:
+        out[int(o.at)] = {"body": o.body, "at": int(o.at), "replacedAt": int(o.replaced_at),
+                          "replacedBy": "delete" if o.kind == "deleted" else "edit", "file": None}
+        if o.file_id:
+            rec = files.get(o.file_id)
+            out[int(o.at)]["file"] = {"fileId": o.file_id, "versionId": rec.version_id if rec else None,
+                                      "kept": bool(rec and rec.held_at is not None)}
+        for r in (x.as_dict() if hasattr(x, "as_dict") else x for x in (o.revisions or [])):
+            out.setdefault(int(r["at"]), {"body": r["body"], "at": int(r["at"]), "replacedAt": None,
+                                          "replacedBy": "edit", "file": None})
+    versions = sorted(out.values(), key=lambda v: v["at"])
+    for version, after in zip(versions, versions[1:]):
+        if version["replacedAt"] is None:
+            version["replacedAt"] = after["at"]
+    return versions
+
+
+def _message_line(m: Message, files: dict[str, File], kept: list[HeldOriginal] | None = None) -> dict[str, Any]:
     revisions = [{"body": r["body"], "at": int(r["at"])}
                  for r in (x.as_dict() if hasattr(x, "as_dict") else x for x in (m.revisions or []))]
     reactions = {emoji: [_split(k) for k in sorted(keys)]
@@ -177,6 +202,7 @@ def _message_line(m: Message, files: dict[str, File]) -> dict[str, Any]:
         "threadRootSeq": int(m.thread_root_seq) if m.thread_root_seq else None,
         "mentions": list(m.mentions or []), "mentionAll": bool(m.mention_all),
         "expiresAt": int(m.expires_at) if m.expires_at else None, "file": None,
+        "originals": _originals(m, kept or [], files),
     }
     if m.kind == "file" and m.file:
         meta = m.file.as_dict()
@@ -274,8 +300,15 @@ def export_step(env: ExportEnv, job: dict[str, Any]) -> str:
         cutoff = policy.history_cutoff(principal, conv)
         page = Message.page(conv.conversation_id, before=before, limit=PAGE) if before > 1 else []
         pages += 1
-        files = {f.file_id: f for f in File.batch_get(
-            [m.file.as_dict()["fileId"] for m in page if m.kind == "file" and m.file])}
+        # What legal holds kept of edits and deletes: 1 Query over the seqs of the page that have some.
+        held_seqs = [int(m.seq) for m in page if m.held_versions]
+        kept: dict[int, list[HeldOriginal]] = {}
+        if held_seqs:
+            for o in HeldOriginal.of_messages(conv.conversation_id, min(held_seqs), max(held_seqs)):
+                kept.setdefault(int(o.seq), []).append(o)
+        file_ids = [m.file.as_dict()["fileId"] for m in page if m.kind == "file" and m.file]
+        file_ids += [o.file_id for os_ in kept.values() for o in os_ if o.file_id]
+        files = {f.file_id: f for f in File.batch_get(list(dict.fromkeys(file_ids)))}
         finished = len(page) < PAGE
         expected = before - 1  # the next seq down that should exist
         for m in page:
@@ -293,7 +326,7 @@ def export_step(env: ExportEnv, job: dict[str, Any]) -> str:
                              "reason": "retention"})
                     counts["tombstones"] = counts.get("tombstones", 0) + 1
             if in_range:
-                out.add(_message_line(m, files))
+                out.add(_message_line(m, files, kept.get(seq)))
                 counts["messages"] = counts.get("messages", 0) + 1
                 if m.kind == "file":
                     counts["files"] = counts.get("files", 0) + 1

@@ -229,21 +229,34 @@ def request_download(call: Call, body: dict[str, Any]) -> dict[str, Any]:
             "download": {"url": url, "expiresAt": call.now_ms() + call.settings.download_url_seconds * 1000}}
 
 
-def message_deleted(file_id: str, now: int) -> None:
-    """The file's message became a tombstone: the object goes, the record says so, the quota is freed."""
+def message_deleted(file_id: str, now: int, held: bool = False) -> None:
+    """The file's message became a tombstone: the object goes, the record says so, the quota is freed.
+
+    ``held``: a legal hold covers the message.  The scanned version is kept
+    instead, under an S3 Object Lock legal hold (S3 then refuses to delete it),
+    and the record keeps ``held_at`` and no expiry: the company's admins can
+    still download it (``compliance.download_file``) until the last hold ends.
+    """
     rec = File.find(file_id, consistent=True)
     if rec is None or rec.status != "clean":
         return
+    actions = [File.status.set("deleted"), File.reason.set("message_deleted"), File.updated_at.set(now)]
+    actions += [File.held_at.set(now), File.expires_at.remove()] if held \
+        else [File.expires_at.set(now // 1000 + REJECTED_TTL_SECONDS)]
     try:
-        rec.update(actions=[File.status.set("deleted"), File.reason.set("message_deleted"),
-                            File.updated_at.set(now), File.expires_at.set(now // 1000 + REJECTED_TTL_SECONDS)],
-                   condition=File.status == "clean")
+        rec.update(actions=actions, condition=File.status == "clean")
     except UpdateError as exc:
         if condition_failed(exc):
             return  # a concurrent delete did it
         raise
+    # The user deleted it: the company's quota gets the bytes back even when a hold keeps them.
     TenantUsage.release(rec.tenant_id, int(rec.size))
-    _delete_object(_s3(), _bucket(), rec.object_key, rec.version_id)
+    if held:
+        from .compliance import legal_hold
+
+        legal_hold(rec, True)
+    else:
+        _delete_object(_s3(), _bucket(), rec.object_key, rec.version_id)
 
 
 def _schedule_release(file_id: str, release_at: int, delay_seconds: int) -> None:

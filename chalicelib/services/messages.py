@@ -22,8 +22,8 @@ from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from .. import metrics, policy
 from .. import retention
-from ..models import (batch_get_across, condition_failed, Conversation, Idempotency, Member, Message, RateCounter,
-                      RetentionRule, transaction)
+from ..models import (batch_get_across, condition_failed, Conversation, HeldOriginal, Idempotency, Member, Message,
+                      RateCounter, RetentionRule, transaction)
 from ..protocol.errors import ChatError, Conflict, Forbidden, Internal, NotFound, RateLimited, ValidationFailed
 from . import screening
 from .context import Call
@@ -244,14 +244,58 @@ def edit(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     now = call.now_ms()
     revision = {"body": msg.body, "at": int(msg.edited_at or msg.created_at)}
     revisions = (list(msg.revisions or []) + [revision])[-MAX_REVISIONS:]
-    msg.update(actions=[Message.body.set(text), Message.edited_at.set(now), Message.revisions.set(revisions)],
-               condition=Message.deleted == False)  # noqa: E712
+    _replace(msg, [Message.body.set(text), Message.edited_at.set(now), Message.revisions.set(revisions)],
+             "edited", now)
+    msg.body, msg.edited_at, msg.revisions = text, now, revisions
     screening.record_flags(call, verdict, conv.conversation_id, "edit", seq=int(msg.seq), message_id=msg.message_id)
     view = message_view(msg)
     events.to_conversation(call.delivery, conv, {"type": "message.edited", "message": view},
                            exclude_connection=call.connection_id, origin=policy.key_of(call.principal),
                            now_ms=call.now_ms())
     return {"message": view}
+
+
+def _replace(msg: Message, actions: list[Any], kind: str, now: int) -> bool:
+    """Apply an edit or delete to ``msg`` (under ``deleted = false``); True if a legal hold kept the original.
+
+    Not held (no active hold of the sender's company on the sender or on this
+    conversation): 1 consistent BatchGetItem of the 2 hold markers + the
+    UpdateItem as before.  Held: 1 TransactWriteItems instead of the UpdateItem:
+    the update (+ ``held_versions`` ADD 1) and a HeldOriginal item with the
+    replaced version (docs/compliance.md "What a hold keeps").  ``conflict``
+    if the message was deleted meanwhile.
+    """
+    from .compliance import held_now  # (compliance imports this module)
+
+    not_deleted = Message.deleted == False  # noqa: E712
+    if not held_now(msg.sender_key, msg.conversation_id):
+        try:
+            msg.update(actions=actions, condition=not_deleted)
+        except UpdateError as exc:
+            if condition_failed(exc):
+                raise Conflict("The message was deleted.") from None
+            raise
+        return False
+    file_id = msg.file.as_dict().get("fileId") if kind == "deleted" and msg.kind == "file" and msg.file else None
+    original = HeldOriginal(
+        conversation_id=msg.conversation_id, version=HeldOriginal.version_of(msg.seq, now, uuid.uuid4().hex[:6]),
+        seq=int(msg.seq), message_id=msg.message_id, sender_key=msg.sender_key,
+        tenant_id=msg.sender_key.split("#", 1)[0], kind=kind, body=msg.body,
+        at=int(msg.edited_at or msg.created_at), replaced_at=now,
+        revisions=list(msg.revisions or []) if kind == "deleted" and msg.revisions else None,
+        file_id=file_id, created_at=int(msg.created_at),
+        retain_s=int(msg.retain_s) if msg.retain_s is not None else None)
+    try:
+        with transaction() as tx:
+            tx.update(msg, actions=actions + [Message.held_versions.add(1)], condition=not_deleted)
+            tx.save(original, condition=HeldOriginal.version.does_not_exist())
+    except TransactWriteError as exc:
+        reasons = [r.code if r else None for r in (exc.cancellation_reasons or [])]
+        if "ConditionalCheckFailed" in reasons:  # the original's key is new: it was the message's condition
+            raise Conflict("The message was deleted.") from None
+        raise
+    msg.held_versions = int(msg.held_versions or 0) + 1
+    return True
 
 
 def revisions(call: Call, body: dict[str, Any]) -> dict[str, Any]:
@@ -265,12 +309,19 @@ def delete(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     conv, member, msg = _own_message(call, body)
     if msg.sender_key != member.user_key and member.role not in policy.MANAGER_ROLES:
         raise Forbidden("Only the author or a conversation admin may delete a message.")
+    held = False
     if not msg.deleted:
-        msg.update(actions=[Message.deleted.set(True), Message.body.remove(), Message.revisions.set([]),
-                            Message.edited_at.set(call.now_ms())])
+        now = call.now_ms()
+        try:
+            held = _replace(msg, [Message.deleted.set(True), Message.body.remove(), Message.revisions.set([]),
+                                  Message.edited_at.set(now)], "deleted", now)
+        except Conflict:  # a concurrent delete won: the same outcome
+            msg = Message.get(msg.conversation_id, msg.seq, consistent_read=True)
+        else:
+            msg.deleted, msg.body, msg.revisions, msg.edited_at = True, None, [], now
     if msg.kind == "file" and msg.file:
         from .files import message_deleted  # (files imports this module)
-        message_deleted(msg.file.as_dict()["fileId"], call.now_ms())
+        message_deleted(msg.file.as_dict()["fileId"], call.now_ms(), held=held)
     event = {"type": "message.deleted", "conversationId": conv.conversation_id, "seq": int(msg.seq)}
     events.to_conversation(call.delivery, conv, event, exclude_connection=call.connection_id,
                            origin=policy.key_of(call.principal), now_ms=call.now_ms())

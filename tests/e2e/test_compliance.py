@@ -390,3 +390,154 @@ async def test_compliance_route_isolation(stack, sessions, method, path, body, a
     r = api(stack, a.admin, method, url, json=payload)
     status = {"admin.holds.place": 201, "admin.exports.start": 202}.get(action, 200)
     _ok(r, status, action)
+
+
+# --- a legal hold keeps every original: edits, deletes, a deleted file's object version (issue #22) ----
+
+def _originals(conv: str) -> list:
+    from chalicelib.models import HeldOriginal
+
+    return list(HeldOriginal.query(conv, consistent_read=True))
+
+
+async def test_a_hold_keeps_every_original_until_released(stack, sessions):
+    from botocore.exceptions import ClientError
+
+    a, b = make_company(stack, "keep"), make_company(stack, "snoop")
+    api(stack, a.admin, "PUT", "/admin/retention", json={"days": 1})  # 3 s here: only the hold keeps anything
+    hold = _ok(api(stack, a.admin, "POST", "/admin/holds", json={"kind": "user", "userId": a.user_id(a.member),
+                                                                 "name": "matter 22"}),
+               201, "admin.holds.place")["hold"]
+    sa, so = await sessions(a.member), await sessions(a.other)
+    conv = (await sa.call("conversation.create", kind="group", members=[a.user_id(a.other)]))["conversation"]
+    conv = conv["conversationId"]
+    t0 = int(time.time() * 1000)
+    await _send(sa, conv, "v0")  # seq 1: edited 22 times, past the 20 revisions a message keeps
+    for n in range(1, 23):
+        await sa.call("message.edit", conversationId=conv, seq=1, body=f"v{n}")
+    await _send(sa, conv, "the secret")  # seq 2: deleted
+    await sa.call("message.delete", conversationId=conv, seq=2)
+    deleted = await so.event("message.deleted", timeout=10)  # the other member's screen shows the delete
+    assert deleted["seq"] == 2
+    grant = await sa.call("file.upload.request", conversationId=conv, name="evidence.png", size=len(PNG),
+                          contentType="image/png")
+    assert _post(grant["upload"], PNG).status_code == 204
+    file_id = (await sa.event("file.ready", timeout=30))["file"]["fileId"]  # seq 3
+    await sa.call("message.delete", conversationId=conv, seq=3)
+    t1 = int(time.time() * 1000) + 1000
+
+    # users see what they always saw: the edit, the deletes, 20 revisions at most, no deleted body
+    hist = _history(stack, a.other, conv)
+    assert hist[1]["body"] == "v22" and hist[1]["editedAt"] and not hist[1]["deleted"]
+    assert hist[2]["deleted"] and hist[2]["body"] is None and hist[3]["deleted"] and hist[3]["file"] is None
+    revs = await so.call("message.revisions", conversationId=conv, seq=1)
+    assert [r["body"] for r in revs["revisions"]] == [f"v{n}" for n in range(2, 22)]
+    assert (await so.call("message.revisions", conversationId=conv, seq=2))["revisions"] == []
+    # a download of the deleted file is refused to members
+    with pytest.raises(Exception):
+        await so.call("file.download.request", fileId=file_id)
+
+    # the file's scanned version is kept under an S3 legal hold: S3 refuses to delete it
+    s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
+    rec = File.find(file_id, consistent=True)
+    assert rec.status == "deleted" and rec.held_at and rec.expires_at is None
+    where = {"Bucket": settings().files_bucket, "Key": rec.object_key, "VersionId": rec.version_id}
+    assert s3.get_object_legal_hold(**where)["LegalHold"]["Status"] == "ON"
+    with pytest.raises(ClientError) as refused:
+        s3.delete_object(**where)
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    assert s3.get_object(**where)["Body"].read() == PNG
+
+    # ... and the company's admins can still download it (audited); nobody else can
+    got = _ok(api(stack, a.admin, "GET", f"/admin/files/{file_id}/download"), 200, "admin.files.download")
+    assert got["file"]["held"] and got["file"]["status"] == "deleted" and got["file"]["versionId"] == rec.version_id
+    assert requests.get(got["download"]["url"], timeout=30).content == PNG
+    r = api(stack, a.member, "GET", f"/admin/files/{file_id}/download")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    r = requests.get(f"{stack.origin}/admin/files/{file_id}/download", timeout=15)
+    assert r.status_code == 401
+    r = api(stack, b.admin, "GET", f"/admin/files/{file_id}/download")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = api(stack, a.admin, "GET", "/admin/files/not-a-file-id/download")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "validation_failed"
+    r = api(stack, a.admin, "GET", f"/admin/files/{uuid.uuid4().hex}/download")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    entries = api(stack, a.admin, "GET", "/admin/audit").json()["entries"]
+    assert [e["action"] for e in entries].count("file.download") == 1
+
+    # the export has every original, marked edited/deleted with times
+    _, lines = _export(stack, a.admin, {"from": t0, "to": t1, "conversationIds": [conv]})
+    msgs = {x["seq"]: x for x in lines if x["type"] == "message"}
+    m1, m2, m3 = msgs[1], msgs[2], msgs[3]
+    assert m1["body"] == "v22" and len(m1["revisions"]) == 20
+    assert [o["body"] for o in m1["originals"]] == [f"v{n}" for n in range(22)]
+    assert {o["replacedBy"] for o in m1["originals"]} == {"edit"}
+    assert m1["originals"][0]["at"] == m1["createdAt"]
+    assert all(x["replacedAt"] == y["at"] for x, y in zip(m1["originals"], m1["originals"][1:]))
+    assert m1["originals"][-1]["replacedAt"] == m1["editedAt"]
+    assert m2["deleted"] and m2["body"] is None and m2["deletedAt"]
+    assert m2["originals"] == [{"body": "the secret", "at": m2["createdAt"], "replacedAt": m2["deletedAt"],
+                                "replacedBy": "delete", "file": None}]
+    assert m3["deleted"] and m3["file"]["fileId"] == file_id and m3["file"]["status"] == "deleted"
+    assert m3["originals"] == [{"body": "evidence.png", "at": m3["createdAt"], "replacedAt": m3["deletedAt"],
+                                "replacedBy": "delete",
+                                "file": {"fileId": file_id, "versionId": rec.version_id, "kept": True}}]
+    assert len(_originals(conv)) == 24
+
+    # releasing the hold: normal retention resumes; the originals expire with their messages
+    _ok(api(stack, a.admin, "POST", f"/admin/holds/{hold['holdId']}/release"), 200, "admin.holds.release")
+    _wait(lambda: _hold_swept(stack, a.admin, hold["holdId"]), 60, "the release sweep")
+    assert s3.get_object_legal_hold(**where)["LegalHold"]["Status"] == "OFF"
+    tags = s3.get_object_tagging(**where)["TagSet"]
+    assert tags == [{"Key": "retention", "Value": "1d"}]  # the lifecycle rule expires it with its message
+    _wait(lambda: not _originals(conv), 60, "the originals to expire")
+    _wait(lambda: all(_gone(conv, s) for s in (1, 2, 3)), 60, "the messages to expire")
+    s3.delete_object(**where)  # no legal hold any more: S3 lets it go
+
+
+async def test_a_conversation_hold_without_retention_keeps_then_lets_go(stack, sessions):
+    """A company without retention: held originals exist only for the hold; a release removes them and
+    deletes the file version the delete would have deleted."""
+    from botocore.exceptions import ClientError
+
+    a = make_company(stack, "plain")
+    sa = await sessions(a.member)
+    conv = (await sa.call("conversation.create", kind="group", members=[a.user_id(a.other)]))["conversation"]
+    conv = conv["conversationId"]
+    await _send(sa, conv, "first")  # seq 1, before the hold: its edit and delete keep nothing
+    await sa.call("message.edit", conversationId=conv, seq=1, body="first, edited")
+    hold = _ok(api(stack, a.admin, "POST", "/admin/holds", json={"kind": "conversation", "conversationId": conv}),
+               201, "admin.holds.place")["hold"]
+    await sa.call("message.edit", conversationId=conv, seq=1, body="first, edited twice")
+    await sa.call("message.delete", conversationId=conv, seq=1)
+    grant = await sa.call("file.upload.request", conversationId=conv, name="a.png", size=len(PNG),
+                          contentType="image/png")
+    assert _post(grant["upload"], PNG).status_code == 204
+    file_id = (await sa.event("file.ready", timeout=30))["file"]["fileId"]
+    await sa.call("message.delete", conversationId=conv, seq=2)
+    kept = sorted(_originals(conv), key=lambda o: o.version)
+    assert [(o.seq, o.kind, o.body) for o in kept] == [(1, "edited", "first, edited"),
+                                                       (1, "deleted", "first, edited twice"), (2, "deleted", "a.png")]
+    assert [(r.as_dict() if hasattr(r, "as_dict") else r)["body"] for r in kept[1].revisions] == \
+        ["first", "first, edited"]  # the revisions it had
+    assert all(o.expires_at is None for o in kept)
+    rec = File.find(file_id, consistent=True)
+    s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
+    where = {"Bucket": settings().files_bucket, "Key": rec.object_key, "VersionId": rec.version_id}
+    with pytest.raises(ClientError) as refused:
+        s3.delete_object(**where)
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+
+    api(stack, a.admin, "POST", f"/admin/holds/{hold['holdId']}/release")
+    _wait(lambda: _hold_swept(stack, a.admin, hold["holdId"]), 60, "the release sweep")
+    assert _originals(conv) == []  # nothing would have been kept without the hold
+    with pytest.raises(ClientError):
+        s3.head_object(**where)  # the version the delete would have removed is gone
+    rec = File.find(file_id, consistent=True)
+    assert rec.held_at is None and rec.expires_at
+    r = api(stack, a.admin, "GET", f"/admin/files/{file_id}/download")
+    assert r.status_code == 404
+    # after the release, a delete keeps nothing again
+    await _send(sa, conv, "after")
+    await sa.call("message.delete", conversationId=conv, seq=3)
+    assert _originals(conv) == []

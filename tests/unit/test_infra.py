@@ -237,3 +237,19 @@ def test_queue_visibility_covers_its_consumers_per_function_timeout(stage):
     for fn, imported in st.sqs_consumers:
         lid = render_infra._camel(render_infra._setting(imported, "_queue"))
         assert template["Resources"][lid]["Properties"]["VisibilityTimeout"] >= 6 * st.timeout_of(fn), (fn, lid)
+
+
+def test_files_bucket_has_object_lock_for_legal_holds(rendered):
+    """A legal hold puts an S3 Object Lock legal hold on held file versions (docs/compliance.md): the bucket
+    has Object Lock (no default retention: nothing else is locked), the functions may set and read legal
+    holds, and never bypass a lock."""
+    stage, template = rendered
+    props = template["Resources"]["FilesBucket"]["Properties"]
+    assert props["ObjectLockEnabled"] is True and props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert props["ObjectLockConfiguration"] == {"ObjectLockEnabled": "Enabled"}  # no "Rule": no default lock
+    actions = {a for s in render_infra.render_policy(stage)["Statement"] for a in s["Action"]}
+    assert {"s3:PutObjectLegalHold", "s3:GetObjectLegalHold"} <= actions
+    assert "s3:BypassGovernanceRetention" not in actions and "s3:PutObjectRetention" not in actions
+    originals = template["Resources"]["HeldOriginalTable"]["Properties"]
+    assert originals["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert [ix["IndexName"] for ix in originals["GlobalSecondaryIndexes"]] == ["by_sender"]
