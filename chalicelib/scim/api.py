@@ -3,10 +3,10 @@
 Authentication is the tenant's SCIM token (``Authorization: Bearer scim_...``;
 one GetItem on its SHA-256, chalicelib/services/scim_tokens.py); the tenant
 comes only from that token, and every read and write below is keyed by it.
-Errors are RFC 7644 §3.12 bodies (``schemas``, ``status``, ``scimType``,
-``detail``) which also carry our REST ``error: {code, message}``, so SCIM
-clients and our own tooling both read them.  Every write is audited with
-actor ``scim``.
+Errors are exactly RFC 7644 §3.12 bodies (``schemas``, ``status`` as a
+string, ``scimType`` when there is one, ``detail``): strict clients refuse
+any other member.  A method a SCIM endpoint does not offer answers ``405``
+with an ``Allow`` header.  Every write is audited with actor ``scim``.
 """
 from __future__ import annotations
 
@@ -40,9 +40,6 @@ PREFIX = "/scim/v2"
 CONTENT_TYPE = "application/scim+json"
 MAX_BODY_BYTES = 512 * 1024
 _RETRIES = 3
-# SCIM status -> our REST error code (docs/protocol.md), carried next to the SCIM fields.
-_CODES = {400: "validation_failed", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict",
-          413: "payload_too_large", 429: "rate_limited"}
 
 
 @dataclass
@@ -136,9 +133,8 @@ def _base_url(event: dict[str, Any], headers: dict[str, str]) -> str:
 
 
 def _error_body(status: int, scim_type: str | None, detail: str) -> dict[str, Any]:
-    body = Error(status=status, scim_type=scim_type, detail=detail).model_dump(scim_ctx=Context.DEFAULT)
-    body["error"] = {"code": _CODES.get(status, "internal"), "message": detail}
-    return body
+    """RFC 7644 §3.12, nothing more: ``schemas``, ``status`` (a string), ``scimType`` if any, ``detail``."""
+    return Error(status=status, scim_type=scim_type, detail=detail).model_dump(scim_ctx=Context.DEFAULT)
 
 
 def _error(status: int, scim_type: str | None, detail: str) -> dict[str, Any]:
@@ -171,25 +167,45 @@ def _json(req: Request) -> dict[str, Any]:
 Reply = tuple[int, Any, dict[str, str]]
 
 
+# (resource, number of segments) -> {method: handler}; a path listed here answers 405 for other methods.
+_ROUTES: dict[tuple[str, int], dict[str, Callable[..., Reply]]] = {}
+
+
+def _routes() -> dict[tuple[str, int], dict[str, Callable[..., Reply]]]:
+    if not _ROUTES:
+        _ROUTES.update({
+            ("ServiceProviderConfig", 1): {"GET": _service_provider_config},
+            ("ResourceTypes", 1): {"GET": lambda req: _discovery(req, list(_provider().resource_types),
+                                                                 ResourceType, None)},
+            ("ResourceTypes", 2): {"GET": lambda req, name: _discovery(req, list(_provider().resource_types),
+                                                                       ResourceType, name)},
+            ("Schemas", 1): {"GET": lambda req: _discovery(req, list(_provider().schemas), Schema, None)},
+            ("Schemas", 2): {"GET": lambda req, urn: _discovery(req, list(_provider().schemas), Schema, urn)},
+            ("Users", 1): {"GET": _list_users, "POST": _create_user},
+            ("Users", 2): {"GET": _get_user, "PUT": _replace_user, "PATCH": _patch_user, "DELETE": _delete_user},
+            ("Groups", 1): {"GET": _list_groups, "POST": _create_group},
+            ("Groups", 2): {"GET": _get_group, "PUT": _replace_group, "PATCH": _patch_group,
+                            "DELETE": _delete_group},
+        })
+    return _ROUTES
+
+
 def _route(req: Request) -> Reply:
     seg, m = req.segments, req.method
-    if len(seg) == 1 and m == "GET" and seg[0] == "ServiceProviderConfig":
-        return _service_provider_config(req)
-    if seg[:1] == ["ResourceTypes"] and m == "GET" and len(seg) <= 2:
-        return _discovery(req, list(_provider().resource_types), ResourceType, seg[1] if len(seg) == 2 else None)
-    if seg[:1] == ["Schemas"] and m == "GET" and len(seg) <= 2:
-        return _discovery(req, list(_provider().schemas), Schema, seg[1] if len(seg) == 2 else None)
-    table: dict[tuple[str, int, str], Callable[..., Reply]] = {
-        ("Users", 1, "GET"): _list_users, ("Users", 1, "POST"): _create_user,
-        ("Users", 2, "GET"): _get_user, ("Users", 2, "PUT"): _replace_user,
-        ("Users", 2, "PATCH"): _patch_user, ("Users", 2, "DELETE"): _delete_user,
-        ("Groups", 1, "GET"): _list_groups, ("Groups", 1, "POST"): _create_group,
-        ("Groups", 2, "GET"): _get_group, ("Groups", 2, "PUT"): _replace_group,
-        ("Groups", 2, "PATCH"): _patch_group, ("Groups", 2, "DELETE"): _delete_group,
-    }
-    fn = table.get((seg[0], len(seg), m)) if seg else None
-    if fn is None:
+    if len(seg) == 2 and seg[0] in ("Users", "Groups") and seg[1] == ".search":
+        # RFC 7644 §3.4.3: the query of a GET, as a SearchRequest body.
+        if m != "POST":
+            raise _Reply(405, _error_body(405, None, f"{PREFIX}/{seg[0]}/.search answers POST only."),
+                         {"Allow": "POST"})
+        return (_list_users if seg[0] == "Users" else _list_groups)(req, _search_body(req))
+    methods = _routes().get((seg[0], len(seg))) if seg else None
+    if methods is None:
         raise NotFoundException(detail=f"No SCIM endpoint {m} {PREFIX}/{'/'.join(seg)[:100]}.")
+    fn = methods.get(m)
+    if fn is None:
+        allow = ", ".join(methods)
+        raise _Reply(405, _error_body(405, None, f"{m[:10]} is not supported here; allowed: {allow}."),
+                     {"Allow": allow})
     return fn(req, *seg[1:])
 
 
@@ -202,10 +218,19 @@ def _dump(resource: Any, req: Request, ctx: Context = Context.RESOURCE_QUERY_RES
     return resource.model_dump(scim_ctx=ctx, response_parameters=_response_parameters(req))
 
 
-def _search(req: Request, model: Any) -> Any:
-    params = {k: req.query[k] for k in ("filter", "startIndex", "count", "attributes", "excludedAttributes")
-              if req.query.get(k) not in (None, "")}
-    return SearchRequest[model].model_validate(params, scim_ctx=Context.RESOURCE_QUERY_REQUEST)
+def _search(req: Request, model: Any, body: dict[str, Any] | None = None) -> Any:
+    """The SearchRequest of a list: the query string's parameters, or a ``/.search`` POST's body."""
+    if body is None:
+        body = {k: req.query[k] for k in ("filter", "startIndex", "count", "attributes", "excludedAttributes")
+                if req.query.get(k) not in (None, "")}
+    return SearchRequest[model].model_validate(body, scim_ctx=Context.RESOURCE_QUERY_REQUEST)
+
+
+def _search_body(req: Request) -> dict[str, Any]:
+    body = _json(req)
+    if body.get("sortBy") or body.get("sortOrder"):
+        raise InvalidValueException(detail="Sorting is not supported (ServiceProviderConfig sort.supported).")
+    return body
 
 
 def _page(req: Request, search: Any, model: Any, resources: Iterable[Any]) -> Reply:
@@ -299,8 +324,8 @@ def _users_for(tenant_id: str, plan: tuple[filters.Lookup, ...] | None) -> Itera
                 yield user
 
 
-def _list_users(req: Request) -> Reply:
-    search = _search(req, UserResource)
+def _list_users(req: Request, body: dict[str, Any] | None = None) -> Reply:
+    search = _search(req, UserResource, body)
     plan = filters.plan(search.filter.ast if search.filter else None, "User")
     return _page(req, search, UserResource, (user_resource(user, req.base_url)
                                              for user in _users_for(req.tenant_id, plan) if not user.scim_deleted_at))
@@ -424,8 +449,8 @@ def _check_group(req: Request, fields: dict[str, Any], group_id: str | None, old
         raise InvalidValueException(detail=f"members are not users of this directory: {sorted(missing)[:5]}")
 
 
-def _list_groups(req: Request) -> Reply:
-    search = _search(req, Group)
+def _list_groups(req: Request, body: dict[str, Any] | None = None) -> Reply:
+    search = _search(req, Group, body)
     plan = filters.plan(search.filter.ast if search.filter else None, "Group")
     if plan is None:
         candidates: list[DirectoryGroup | None] = list(DirectoryGroup.of_tenant(req.tenant_id))

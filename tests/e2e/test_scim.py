@@ -84,7 +84,8 @@ def _scim_error(resp, status, scim_type=None):
     assert body["schemas"] == [ERROR] and body["status"] == str(status)
     if scim_type:
         assert body["scimType"] == scim_type, body
-    assert body["error"]["code"] and body["error"]["message"]  # our REST error shape rides along
+    # Exactly RFC 7644 §3.12: strict clients (scim2-models) refuse any other member.
+    assert set(body) <= {"schemas", "status", "scimType", "detail"} and body["detail"], body
     return body
 
 
@@ -113,6 +114,37 @@ def test_discovery_documents(acme):
     assert acme("GET", f"/Schemas/{USER}", status=200).json()["name"] == "User"
     _scim_error(acme("GET", "/Schemas/urn:nope"), 404)
     _scim_error(acme("GET", "/Bulk"), 404)
+
+
+def test_unsupported_methods_answer_405_with_allow(acme, globex):
+    """RFC 7644 §3.2: a method an endpoint does not offer is 405, with the methods it does offer in Allow."""
+    for path, allowed in (("/ServiceProviderConfig", "GET"), ("/ResourceTypes", "GET"), ("/ResourceTypes/User", "GET"),
+                          ("/Schemas", "GET"), (f"/Schemas/{USER}", "GET"), ("/Users", "GET, POST"),
+                          ("/Groups", "GET, POST"), ("/Users/.search", "POST"), ("/Groups/.search", "POST")):
+        for method in ("POST", "PUT", "PATCH", "DELETE", "GET"):
+            if method in allowed:
+                continue
+            resp = acme(method, path, {"schemas": [USER]})
+            _scim_error(resp, 405)
+            assert resp.headers["Allow"] == allowed, (method, path)
+    resp = globex("POST", "/Users/some-id", {"schemas": [USER]})  # any tenant's token: the same answer
+    _scim_error(resp, 405)
+    assert resp.headers["Allow"] == "GET, PUT, PATCH, DELETE"
+    _scim_error(acme("POST", "/ServiceProviderConfig", {}, token="nonsense"), 401)  # 401 before 405
+
+
+def test_search_over_post(acme, globex):
+    email = f"{_uniq('sam')}@acme.example"
+    uid = _create(acme, email)["id"]
+    search = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+              "filter": f'userName eq "{email}"', "attributes": ["userName"], "startIndex": 1, "count": 10}
+    page = acme("POST", "/Users/.search", search, status=200).json()
+    assert page["totalResults"] == 1 and page["Resources"][0]["id"] == uid and "name" not in page["Resources"][0]
+    assert globex("POST", "/Users/.search", search, status=200).json()["totalResults"] == 0  # the other tenant
+    assert acme("POST", "/Groups/.search", {"schemas": search["schemas"], "count": 1},
+                status=200).json()["itemsPerPage"] <= 1
+    _scim_error(acme("POST", "/Users/.search", {**search, "sortBy": "userName"}), 400, "invalidValue")
+    _scim_error(acme("POST", "/Users/.search", {**search, "filter": "userName eq"}), 400, "invalidFilter")
 
 
 # --- users: create, filter, patch, deactivate -------------------------------------------
@@ -282,8 +314,7 @@ def test_a_tenants_token_never_reaches_another_tenant(acme, globex):
 
 def test_missing_wrong_rotated_and_revoked_tokens_get_401(stack, acme, tokens):
     for tok in ("", "nonsense", "scim_" + "x" * 43, tokens["globex"] + "x"):
-        body = _scim_error(acme("GET", "/Users", token=tok), 401)
-        assert body["error"]["code"] == "unauthorized"
+        _scim_error(acme("GET", "/Users", token=tok), 401)
     assert acme("GET", "/ServiceProviderConfig", token="").status_code == 401
     old = tokens["acme"]
     tokens["acme"] = new = _new_token(stack, "alice@acme.example")  # rotate
