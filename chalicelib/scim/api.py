@@ -25,7 +25,7 @@ from scim2_models import (Context, Error, Group, InvalidSyntaxException, Invalid
 
 from .. import logs, metrics
 from ..auth import token_from_authorization
-from ..models import DirectoryGroup, Tenant, User, condition_failed
+from ..models import DirectoryGroup, Tenant, User, condition_failed, user_name_key
 from ..protocol.errors import ChatError, Conflict
 from ..services import directory, scim_tokens
 from ..services.admin import audit
@@ -266,13 +266,52 @@ def _discovery(req: Request, items: list[Any], model: Any, wanted: str | None) -
 # --- users ----------------------------------------------------------------------
 
 def _audit_view(user: User) -> dict[str, Any]:
-    view = {"email": user.email, "displayName": user.display_name, "roles": list(user.roles or []),
+    view = {"userName": user.user_name, "email": user.email, "displayName": user.display_name, "roles": list(user.roles or []),
             "status": user.status, "externalId": user.external_id}
     return {k: v for k, v in view.items() if v is not None}
 
 
-def _tenant_domains(tenant_id: str) -> tuple[str, ...]:
-    return tuple(d.lower() for d in (Tenant.get(tenant_id).domains or []))
+def _tenant_settings(tenant_id: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The tenant's email domains and its role map (1 GetItem)."""
+    tenant = Tenant.get(tenant_id)
+    role_map = tenant.scim_role_map.as_dict() if tenant.scim_role_map is not None else {}
+    return (tuple(d.lower() for d in (tenant.domains or [])),
+            {str(k).strip().lower(): str(v) for k, v in role_map.items()})
+
+
+def _fields(req: Request, resource: Any) -> dict[str, Any]:
+    domains, role_map = _tenant_settings(req.tenant_id)
+    return user_fields(resource, domains, role_map)
+
+
+def _with_user_name(tenant_id: str, user_name: str) -> list[User]:
+    """Users of the tenant whose userName is ``user_name`` in any case (2 Queries: by_user_name, by_email)."""
+    wanted = user_name.strip().lower()
+    if not _key_ok(user_name_key(tenant_id, wanted)):
+        return []
+    found = {u.user_id: u for u in User.with_user_name(tenant_id, wanted)}
+    for u in User.by_email.query(wanted, limit=10):
+        if u.tenant_id == tenant_id:
+            found.setdefault(u.user_id, u)
+    return [u for u in found.values() if (u.user_name or u.email).strip().lower() == wanted]
+
+
+def _check_unique(req: Request, fields: dict[str, Any], user: User | None) -> User | None:
+    """userName unique in the tenant (case-insensitive) and email unique, among users other than ``user``.
+
+    Returns the SCIM-deleted user of this tenant that holds the email (a create brings it back), if any.
+    Reads the by_user_name and by_email indexes (eventually consistent; docs/scim.md, Known limits).
+    """
+    me = (user.tenant_id, user.user_id) if user is not None else None
+    for other in _with_user_name(req.tenant_id, fields["user_name"]):
+        if (other.tenant_id, other.user_id) != me and not other.scim_deleted_at:
+            raise UniquenessException(detail="A user with this userName already exists.")
+    holder = User.find_by_email(fields["email"])
+    if holder is None or (holder.tenant_id, holder.user_id) == me:
+        return None
+    if holder.tenant_id == req.tenant_id and holder.scim_deleted_at and user is None:
+        return holder
+    raise UniquenessException(detail="Another user already has this email address.")
 
 
 def _key_ok(value: str) -> bool:
@@ -317,7 +356,7 @@ def _users_for(tenant_id: str, plan: tuple[filters.Lookup, ...] | None) -> Itera
         if lookup.kind == "id":
             found = [User.find(tenant_id, lookup.value)]
         else:
-            found = [u for u in User.by_email.query(lookup.value, limit=10) if u.tenant_id == tenant_id]
+            found = _with_user_name(tenant_id, lookup.value)
         for user in found:
             if user is not None and user.user_id not in seen:
                 seen.add(user.user_id)
@@ -337,12 +376,10 @@ def _get_user(req: Request, user_id: str) -> Reply:
 
 def _create_user(req: Request) -> Reply:
     resource = UserResource.model_validate(_json(req), scim_ctx=Context.RESOURCE_CREATION_REQUEST)
-    fields = user_fields(resource, _tenant_domains(req.tenant_id))
+    fields = _fields(req, resource)
     now = req.call.now_ms()
-    existing = User.find_by_email(fields["email"])
+    existing = _check_unique(req, fields, None)
     if existing is not None:
-        if existing.tenant_id != req.tenant_id or not existing.scim_deleted_at:
-            raise UniquenessException(detail="A user with this userName already exists.")
         # A user DELETEd over SCIM comes back under its old id (messages still refer to it).
         before = _audit_view(existing)
         existing.update(actions=[User.scim_deleted_at.remove(), User.groups.set([])])
@@ -350,7 +387,8 @@ def _create_user(req: Request) -> Reply:
         audit(req.call, "scim.user.create", user.user_id, before=before, after=_audit_view(user))
     else:
         user = User(tenant_id=req.tenant_id, user_id=_new_user_id(req.tenant_id, fields["external_id"]),
-                    email=fields["email"],
+                    email=fields["email"], user_name=fields["user_name"],
+                    user_name_key=user_name_key(req.tenant_id, fields["user_name"]),
                     display_name=fields["display_name"], roles=fields["roles"] or ["member"],
                     status="active" if fields["active"] else "deactivated", external_id=fields["external_id"],
                     scim_attributes=fields["scim_attributes"], updated_at=now)
@@ -366,12 +404,13 @@ def _create_user(req: Request) -> Reply:
 
 
 def _write_user(req: Request, user: User, fields: dict[str, Any], now: int) -> User:
-    """Write the mapped columns, then the status (deactivation closes sockets). Returns the user."""
-    if fields["email"] != user.email:
-        other = User.find_by_email(fields["email"])
-        if other is not None and (other.tenant_id, other.user_id) != (user.tenant_id, user.user_id):
-            raise UniquenessException(detail="A user with this userName already exists.")
+    """Write the mapped columns, then the status (deactivation closes sockets). Returns the user.
+
+    The caller has checked userName and email uniqueness (``_check_unique``).
+    """
     actions = [User.email.set(fields["email"]), User.display_name.set(fields["display_name"]),
+               User.user_name.set(fields["user_name"]),
+               User.user_name_key.set(user_name_key(user.tenant_id, fields["user_name"])),
                User.updated_at.set(now)]
     if fields["roles"] is not None:
         actions.append(User.roles.set(fields["roles"]))
@@ -383,7 +422,8 @@ def _write_user(req: Request, user: User, fields: dict[str, Any], now: int) -> U
 
 
 def _update_user(req: Request, user: User, resource: Any) -> Reply:
-    fields = user_fields(resource, _tenant_domains(req.tenant_id))
+    fields = _fields(req, resource)
+    _check_unique(req, fields, user)
     before = _audit_view(user)
     was_active = user.status == "active"
     user = _write_user(req, user, fields, req.call.now_ms())
@@ -470,7 +510,7 @@ def _create_group(req: Request) -> Reply:
     now = req.call.now_ms()
     group = DirectoryGroup(tenant_id=req.tenant_id, group_id=uuid.uuid4().hex, display_name=fields["display_name"],
                            external_id=fields["external_id"], members=set(fields["members"]),
-                           created_at=now, updated_at=now)
+                           member_display=fields["member_display"], created_at=now, updated_at=now)
     group.save(condition=DirectoryGroup.group_id.does_not_exist())
     directory.sync_group(req.tenant_id, None, group.display_name, set(), set(fields["members"]))
     audit(req.call, "scim.group.create", group.group_id, after=_group_view(group))
@@ -490,7 +530,9 @@ def _update_group(req: Request, group_id: str, new_state: Callable[[DirectoryGro
                    DirectoryGroup.members.set(fields["members"]) if fields["members"]
                    else DirectoryGroup.members.remove(),
                    DirectoryGroup.external_id.set(fields["external_id"]) if fields["external_id"]
-                   else DirectoryGroup.external_id.remove()]
+                   else DirectoryGroup.external_id.remove(),
+                   DirectoryGroup.member_display.set(fields["member_display"]) if fields["member_display"]
+                   else DirectoryGroup.member_display.remove()]
         try:
             group.update(actions=actions, condition=DirectoryGroup.updated_at == group.updated_at)
         except UpdateError as exc:
