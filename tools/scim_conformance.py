@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -53,6 +54,9 @@ def local_stack() -> Iterator[str]:
                 break
         if origin is None:
             raise SystemExit("local stack did not start: see " + str(state_dir / "stack.log"))
+        # Keep draining the stack's stdout (handler logs) into its log, or it blocks once the pipe is full.
+        threading.Thread(target=lambda: [log.write(chunk) for chunk in iter(proc.stdout.readline, b"")],
+                         daemon=True).start()
         yield origin
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

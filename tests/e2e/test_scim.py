@@ -504,3 +504,35 @@ def test_bad_requests_get_structured_errors(acme):
     assert acme("GET", "/Groups", params={"filter": f'id eq "{"g" * 300}"'}, status=200).json()["totalResults"] == 0
     _scim_error(acme("POST", "/Groups", {"schemas": [GROUP], "displayName": _uniq("g"),
                                          "members": [{"value": "u" * 300}]}), 400, "invalidValue")
+
+
+# --- JIT (auto-provision on sign-in) never duplicates a person ---------------------------------
+
+async def test_auto_provision_refuses_a_second_subject_with_a_held_email(stack):
+    """A new ``sub`` whose email the directory already holds is refused (409 conflict), never a second user."""
+    from chalicelib.models import Tenant
+
+    tenant = Tenant.get("acme")
+    tenant.update(actions=[Tenant.auto_provision.set(True)])
+    try:
+        fresh = f"{_uniq('jit')}@acme.example"
+        fresh_sub = _uniq("jit-sub")
+        # The tenant cache (TENANT_CACHE_SECONDS, 30 s) picks the setting up: then the unknown user is created.
+        deadline = asyncio.get_running_loop().time() + 45
+        while (status := await handshake_status(stack, craft(stack, "acme", sub=fresh_sub, email=fresh))) != 101:
+            assert status == 403 and asyncio.get_running_loop().time() < deadline, status
+            await asyncio.sleep(1)
+        assert User.find("acme", fresh_sub).email == fresh
+        # Bob's address under another subject: refused on the socket and on REST, with a structured error.
+        for email in ("bob@acme.example", fresh.upper()):
+            other = craft(stack, "acme", sub=_uniq("dup-sub"), email=email)
+            assert await handshake_status(stack, other) == 409
+            rest = await asyncio.to_thread(requests.get, f"{stack.origin}/conversations", timeout=10,
+                                           headers={"Authorization": f"Bearer {other}"})
+            assert rest.status_code == 409 and rest.json()["error"]["code"] == "conflict", rest.text
+            assert [u.user_id for u in User.by_email.query(email.lower())] != []
+            assert len(list(User.by_email.query(email.lower()))) == 1  # still one person with that email
+        # The holder itself still signs in.
+        assert await handshake_status(stack, craft(stack, "acme", sub=fresh_sub, email=fresh)) == 101
+    finally:
+        tenant.update(actions=[Tenant.auto_provision.set(False)])
