@@ -3,6 +3,14 @@
     .venv/bin/python tools/scim_conformance.py                  # starts a local stack, runs, stops it
     .venv/bin/python tools/scim_conformance.py --stack-file .devstack/stack.json   # a running `make run`
     .venv/bin/python tools/scim_conformance.py --verbose        # every check, not only the failures
+    .venv/bin/python tools/scim_conformance.py --tenant-addresses   # the checker's users get acme addresses
+
+The product requires each user's email to be an address of the tenant's
+domains (docs/scim.md); scim2-tester makes users with random addresses at
+random domains, or none. ``--tenant-addresses`` gives the users it
+generates a userName that is an address at ``--domain`` and no ``emails``
+(so the userName is the address), so the checks behind user creation
+measure everything else.
 
 A SCIM token for the demo tenant ``acme`` is created over the admin API with
 a dev-IdP token of its admin (alice@acme.example), as an admin would. Prints
@@ -76,6 +84,29 @@ def scim_token(origin: str, admin: str) -> str:
     return resp.json()["token"]
 
 
+def use_tenant_addresses(domain: str) -> None:
+    """Make every User that scim2-tester generates an address of ``domain`` as userName, without emails.
+
+    (Its models are built from our /Schemas at discovery, so they are matched by their fields.)
+    """
+    import uuid
+
+    import scim2_tester.checkers.resource_put as resource_put
+    import scim2_tester.filling as filling
+
+    original = filling.fill_with_random_values
+
+    def fill(context, obj, *args, **kwargs):  # type: ignore[no-untyped-def]
+        obj = original(context, obj, *args, **kwargs)
+        if "user_name" in type(obj).model_fields and "emails" in type(obj).model_fields:
+            obj.user_name = f"{uuid.uuid4().hex[:12]}@{domain}"
+            obj.emails = None
+        return obj
+
+    filling.fill_with_random_values = fill
+    resource_put.fill_with_random_values = fill
+
+
 def run(origin: str, admin: str, verbose: bool) -> Counter[str]:
     from httpx2 import Client
     from scim2_client.engines.httpx2 import SyncSCIMClient
@@ -100,7 +131,12 @@ def main() -> None:
     ap.add_argument("--stack-file", help="stack.json of a running local stack (else one is started)")
     ap.add_argument("--admin", default="alice@acme.example", help="an admin of the tenant to test")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--tenant-addresses", action="store_true",
+                    help="give the checker's generated users an address at --domain (see above)")
+    ap.add_argument("--domain", default="acme.example")
     args = ap.parse_args()
+    if args.tenant_addresses:
+        use_tenant_addresses(args.domain)
     if args.stack_file:
         counts = run(json.loads(Path(args.stack_file).read_text())["origin"], args.admin, args.verbose)
     else:
