@@ -75,6 +75,9 @@ class Tenant(Model):
     #  "timezone": "Europe/Berlin", "windows": [{"days": [0..6], "start": "HH:MM", "end": "HH:MM"}],
     #  "windowMode": "inside"|"outside"}
     external = MapAttribute(null=True)
+    # Directory sync (docs/scim.md): the IdP's role values (lower-cased) -> admin | member | guest;
+    # a role neither in it nor one of ours maps to member.  Set with tools/tenantctl.py scim-roles.
+    scim_role_map = MapAttribute(null=True)
     created_at = NumberAttribute(default=lambda: int(time.time()))
 
     by_issuer = TenantsByIssuer()
@@ -171,6 +174,16 @@ class UsersByEmail(GlobalSecondaryIndex["User"]):
     email = UnicodeAttribute(hash_key=True)
 
 
+class UsersByUserName(GlobalSecondaryIndex["User"]):
+    """User by ``<tenant_id>#<lower-cased SCIM userName>`` (sparse: users provisioned over SCIM only)."""
+
+    class Meta:
+        index_name = "by_user_name"
+        projection = AllProjection()
+
+    user_name_key = UnicodeAttribute(hash_key=True)
+
+
 class User(Model):
     """A member of a tenant's directory. ``user_id`` is the IdP's ``sub``."""
 
@@ -192,8 +205,13 @@ class User(Model):
     scim_attributes = UnicodeAttribute(null=True)
     scim_deleted_at = NumberAttribute(null=True)
     updated_at = NumberAttribute(null=True)
+    # The SCIM userName as the IdP sent it (free-form; absent: the email is the userName), and its
+    # lookup key ``<tenant_id>#<lower-cased userName>`` for ``userName eq`` and its uniqueness.
+    user_name = UnicodeAttribute(null=True)
+    user_name_key = UnicodeAttribute(null=True)
 
     by_email = UsersByEmail()
+    by_user_name = UsersByUserName()
 
     @classmethod
     def find(cls, tenant_id: str, user_id: str) -> "User | None":
@@ -210,9 +228,18 @@ class User(Model):
             return user
         return None
 
+    @classmethod
+    def with_user_name(cls, tenant_id: str, user_name: str) -> list["User"]:
+        """Query by_user_name: 1 request (case-insensitive, this tenant only)."""
+        return list(cls.by_user_name.query(user_name_key(tenant_id, user_name), limit=10))
+
     @property
     def active(self) -> bool:
         return self.status == "active"
+
+
+def user_name_key(tenant_id: str, user_name: str) -> str:
+    return f"{tenant_id}#{user_name.strip().lower()}"
 
 
 # --- connections -------------------------------------------------------------
@@ -892,6 +919,8 @@ class DirectoryGroup(Model):
     display_name = UnicodeAttribute()
     external_id = UnicodeAttribute(null=True)
     members = UnicodeSetAttribute(default=set)
+    # The IdP's members[].display, JSON {user id: display} (only members it was sent for).
+    member_display = UnicodeAttribute(null=True)
     created_at = NumberAttribute()
     updated_at = NumberAttribute()
 

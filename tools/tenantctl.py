@@ -8,6 +8,8 @@ the local stack and against AWS alike::
         --audience enterprise-chat
     python -m tools.tenantctl add-user --tenant acme --sub 00u1 \\
         --email alice@acme.example --name "Alice" --role admin
+    python -m tools.tenantctl scim-roles --tenant acme \\
+        --map "Global Administrator=admin" --map "External=guest"
     python -m tools.tenantctl show --tenant acme
     python -m tools.tenantctl create-tables
 """
@@ -45,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--role", action="append", default=None, help="admin, member or guest (repeatable)")
     add.add_argument("--deactivated", action="store_true")
 
+    roles = sub.add_parser("scim-roles", help="set the tenant's SCIM role map (IdP role -> admin|member|guest)")
+    roles.add_argument("--tenant", required=True)
+    roles.add_argument("--map", action="append", default=[], metavar="IDP_ROLE=ROLE",
+                       help="repeatable; matched case-insensitively; unmapped roles become member; none: clear")
+
     show = sub.add_parser("show", help="print a tenant's configuration")
     show.add_argument("--tenant", required=True)
 
@@ -52,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     from chalicelib import models
-    from chalicelib.protocol.errors import ChatError
+    from chalicelib.protocol.errors import ChatError, ValidationFailed
     from chalicelib.services import tenants
 
     try:
@@ -67,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
             u = tenants.upsert_user(args.tenant, args.sub, args.email, args.name, args.role,
                                     "deactivated" if args.deactivated else "active")
             print(json.dumps({"user": u.user_id, "tenant": u.tenant_id, "email": u.email}))
+        elif args.cmd == "scim-roles":
+            pairs = [m.rpartition("=") for m in args.map]
+            if any(not sep for _, sep, _ in pairs):
+                raise ValidationFailed("--map takes IDP_ROLE=ROLE")
+            t = tenants.set_scim_role_map(args.tenant, {k: v for k, _, v in pairs})
+            print(json.dumps({"tenant": t.tenant_id, "scimRoleMap": t.scim_role_map.as_dict()
+                              if t.scim_role_map is not None else {}}))
         elif args.cmd == "show":
             t = models.Tenant.get(args.tenant)
             print(json.dumps(t.to_simple_dict(), indent=2, default=str))

@@ -3,10 +3,10 @@
 Authentication is the tenant's SCIM token (``Authorization: Bearer scim_...``;
 one GetItem on its SHA-256, chalicelib/services/scim_tokens.py); the tenant
 comes only from that token, and every read and write below is keyed by it.
-Errors are RFC 7644 §3.12 bodies (``schemas``, ``status``, ``scimType``,
-``detail``) which also carry our REST ``error: {code, message}``, so SCIM
-clients and our own tooling both read them.  Every write is audited with
-actor ``scim``.
+Errors are exactly RFC 7644 §3.12 bodies (``schemas``, ``status`` as a
+string, ``scimType`` when there is one, ``detail``): strict clients refuse
+any other member.  A method a SCIM endpoint does not offer answers ``405``
+with an ``Allow`` header.  Every write is audited with actor ``scim``.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from scim2_models import (Context, Error, Group, InvalidSyntaxException, Invalid
 
 from .. import logs, metrics
 from ..auth import token_from_authorization
-from ..models import DirectoryGroup, Tenant, User, condition_failed
+from ..models import DirectoryGroup, Tenant, User, condition_failed, user_name_key
 from ..protocol.errors import ChatError, Conflict
 from ..services import directory, scim_tokens
 from ..services.admin import audit
@@ -40,9 +40,6 @@ PREFIX = "/scim/v2"
 CONTENT_TYPE = "application/scim+json"
 MAX_BODY_BYTES = 512 * 1024
 _RETRIES = 3
-# SCIM status -> our REST error code (docs/protocol.md), carried next to the SCIM fields.
-_CODES = {400: "validation_failed", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict",
-          413: "payload_too_large", 429: "rate_limited"}
 
 
 @dataclass
@@ -136,9 +133,8 @@ def _base_url(event: dict[str, Any], headers: dict[str, str]) -> str:
 
 
 def _error_body(status: int, scim_type: str | None, detail: str) -> dict[str, Any]:
-    body = Error(status=status, scim_type=scim_type, detail=detail).model_dump(scim_ctx=Context.DEFAULT)
-    body["error"] = {"code": _CODES.get(status, "internal"), "message": detail}
-    return body
+    """RFC 7644 §3.12, nothing more: ``schemas``, ``status`` (a string), ``scimType`` if any, ``detail``."""
+    return Error(status=status, scim_type=scim_type, detail=detail).model_dump(scim_ctx=Context.DEFAULT)
 
 
 def _error(status: int, scim_type: str | None, detail: str) -> dict[str, Any]:
@@ -171,25 +167,45 @@ def _json(req: Request) -> dict[str, Any]:
 Reply = tuple[int, Any, dict[str, str]]
 
 
+# (resource, number of segments) -> {method: handler}; a path listed here answers 405 for other methods.
+_ROUTES: dict[tuple[str, int], dict[str, Callable[..., Reply]]] = {}
+
+
+def _routes() -> dict[tuple[str, int], dict[str, Callable[..., Reply]]]:
+    if not _ROUTES:
+        _ROUTES.update({
+            ("ServiceProviderConfig", 1): {"GET": _service_provider_config},
+            ("ResourceTypes", 1): {"GET": lambda req: _discovery(req, list(_provider().resource_types),
+                                                                 ResourceType, None)},
+            ("ResourceTypes", 2): {"GET": lambda req, name: _discovery(req, list(_provider().resource_types),
+                                                                       ResourceType, name)},
+            ("Schemas", 1): {"GET": lambda req: _discovery(req, list(_provider().schemas), Schema, None)},
+            ("Schemas", 2): {"GET": lambda req, urn: _discovery(req, list(_provider().schemas), Schema, urn)},
+            ("Users", 1): {"GET": _list_users, "POST": _create_user},
+            ("Users", 2): {"GET": _get_user, "PUT": _replace_user, "PATCH": _patch_user, "DELETE": _delete_user},
+            ("Groups", 1): {"GET": _list_groups, "POST": _create_group},
+            ("Groups", 2): {"GET": _get_group, "PUT": _replace_group, "PATCH": _patch_group,
+                            "DELETE": _delete_group},
+        })
+    return _ROUTES
+
+
 def _route(req: Request) -> Reply:
     seg, m = req.segments, req.method
-    if len(seg) == 1 and m == "GET" and seg[0] == "ServiceProviderConfig":
-        return _service_provider_config(req)
-    if seg[:1] == ["ResourceTypes"] and m == "GET" and len(seg) <= 2:
-        return _discovery(req, list(_provider().resource_types), ResourceType, seg[1] if len(seg) == 2 else None)
-    if seg[:1] == ["Schemas"] and m == "GET" and len(seg) <= 2:
-        return _discovery(req, list(_provider().schemas), Schema, seg[1] if len(seg) == 2 else None)
-    table: dict[tuple[str, int, str], Callable[..., Reply]] = {
-        ("Users", 1, "GET"): _list_users, ("Users", 1, "POST"): _create_user,
-        ("Users", 2, "GET"): _get_user, ("Users", 2, "PUT"): _replace_user,
-        ("Users", 2, "PATCH"): _patch_user, ("Users", 2, "DELETE"): _delete_user,
-        ("Groups", 1, "GET"): _list_groups, ("Groups", 1, "POST"): _create_group,
-        ("Groups", 2, "GET"): _get_group, ("Groups", 2, "PUT"): _replace_group,
-        ("Groups", 2, "PATCH"): _patch_group, ("Groups", 2, "DELETE"): _delete_group,
-    }
-    fn = table.get((seg[0], len(seg), m)) if seg else None
-    if fn is None:
+    if len(seg) == 2 and seg[0] in ("Users", "Groups") and seg[1] == ".search":
+        # RFC 7644 §3.4.3: the query of a GET, as a SearchRequest body.
+        if m != "POST":
+            raise _Reply(405, _error_body(405, None, f"{PREFIX}/{seg[0]}/.search answers POST only."),
+                         {"Allow": "POST"})
+        return (_list_users if seg[0] == "Users" else _list_groups)(req, _search_body(req))
+    methods = _routes().get((seg[0], len(seg))) if seg else None
+    if methods is None:
         raise NotFoundException(detail=f"No SCIM endpoint {m} {PREFIX}/{'/'.join(seg)[:100]}.")
+    fn = methods.get(m)
+    if fn is None:
+        allow = ", ".join(methods)
+        raise _Reply(405, _error_body(405, None, f"{m[:10]} is not supported here; allowed: {allow}."),
+                     {"Allow": allow})
     return fn(req, *seg[1:])
 
 
@@ -202,10 +218,19 @@ def _dump(resource: Any, req: Request, ctx: Context = Context.RESOURCE_QUERY_RES
     return resource.model_dump(scim_ctx=ctx, response_parameters=_response_parameters(req))
 
 
-def _search(req: Request, model: Any) -> Any:
-    params = {k: req.query[k] for k in ("filter", "startIndex", "count", "attributes", "excludedAttributes")
-              if req.query.get(k) not in (None, "")}
-    return SearchRequest[model].model_validate(params, scim_ctx=Context.RESOURCE_QUERY_REQUEST)
+def _search(req: Request, model: Any, body: dict[str, Any] | None = None) -> Any:
+    """The SearchRequest of a list: the query string's parameters, or a ``/.search`` POST's body."""
+    if body is None:
+        body = {k: req.query[k] for k in ("filter", "startIndex", "count", "attributes", "excludedAttributes")
+                if req.query.get(k) not in (None, "")}
+    return SearchRequest[model].model_validate(body, scim_ctx=Context.RESOURCE_QUERY_REQUEST)
+
+
+def _search_body(req: Request) -> dict[str, Any]:
+    body = _json(req)
+    if body.get("sortBy") or body.get("sortOrder"):
+        raise InvalidValueException(detail="Sorting is not supported (ServiceProviderConfig sort.supported).")
+    return body
 
 
 def _page(req: Request, search: Any, model: Any, resources: Iterable[Any]) -> Reply:
@@ -241,13 +266,52 @@ def _discovery(req: Request, items: list[Any], model: Any, wanted: str | None) -
 # --- users ----------------------------------------------------------------------
 
 def _audit_view(user: User) -> dict[str, Any]:
-    view = {"email": user.email, "displayName": user.display_name, "roles": list(user.roles or []),
+    view = {"userName": user.user_name, "email": user.email, "displayName": user.display_name, "roles": list(user.roles or []),
             "status": user.status, "externalId": user.external_id}
     return {k: v for k, v in view.items() if v is not None}
 
 
-def _tenant_domains(tenant_id: str) -> tuple[str, ...]:
-    return tuple(d.lower() for d in (Tenant.get(tenant_id).domains or []))
+def _tenant_settings(tenant_id: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The tenant's email domains and its role map (1 GetItem)."""
+    tenant = Tenant.get(tenant_id)
+    role_map = tenant.scim_role_map.as_dict() if tenant.scim_role_map is not None else {}
+    return (tuple(d.lower() for d in (tenant.domains or [])),
+            {str(k).strip().lower(): str(v) for k, v in role_map.items()})
+
+
+def _fields(req: Request, resource: Any) -> dict[str, Any]:
+    domains, role_map = _tenant_settings(req.tenant_id)
+    return user_fields(resource, domains, role_map)
+
+
+def _with_user_name(tenant_id: str, user_name: str) -> list[User]:
+    """Users of the tenant whose userName is ``user_name`` in any case (2 Queries: by_user_name, by_email)."""
+    wanted = user_name.strip().lower()
+    if not _key_ok(user_name_key(tenant_id, wanted)):
+        return []
+    found = {u.user_id: u for u in User.with_user_name(tenant_id, wanted)}
+    for u in User.by_email.query(wanted, limit=10):
+        if u.tenant_id == tenant_id:
+            found.setdefault(u.user_id, u)
+    return [u for u in found.values() if (u.user_name or u.email).strip().lower() == wanted]
+
+
+def _check_unique(req: Request, fields: dict[str, Any], user: User | None) -> User | None:
+    """userName unique in the tenant (case-insensitive) and email unique, among users other than ``user``.
+
+    Returns the SCIM-deleted user of this tenant that holds the email (a create brings it back), if any.
+    Reads the by_user_name and by_email indexes (eventually consistent; docs/scim.md, Known limits).
+    """
+    me = (user.tenant_id, user.user_id) if user is not None else None
+    for other in _with_user_name(req.tenant_id, fields["user_name"]):
+        if (other.tenant_id, other.user_id) != me and not other.scim_deleted_at:
+            raise UniquenessException(detail="A user with this userName already exists.")
+    holder = User.find_by_email(fields["email"])
+    if holder is None or (holder.tenant_id, holder.user_id) == me:
+        return None
+    if holder.tenant_id == req.tenant_id and holder.scim_deleted_at and user is None:
+        return holder
+    raise UniquenessException(detail="Another user already has this email address.")
 
 
 def _key_ok(value: str) -> bool:
@@ -292,15 +356,15 @@ def _users_for(tenant_id: str, plan: tuple[filters.Lookup, ...] | None) -> Itera
         if lookup.kind == "id":
             found = [User.find(tenant_id, lookup.value)]
         else:
-            found = [u for u in User.by_email.query(lookup.value, limit=10) if u.tenant_id == tenant_id]
+            found = _with_user_name(tenant_id, lookup.value)
         for user in found:
             if user is not None and user.user_id not in seen:
                 seen.add(user.user_id)
                 yield user
 
 
-def _list_users(req: Request) -> Reply:
-    search = _search(req, UserResource)
+def _list_users(req: Request, body: dict[str, Any] | None = None) -> Reply:
+    search = _search(req, UserResource, body)
     plan = filters.plan(search.filter.ast if search.filter else None, "User")
     return _page(req, search, UserResource, (user_resource(user, req.base_url)
                                              for user in _users_for(req.tenant_id, plan) if not user.scim_deleted_at))
@@ -312,12 +376,10 @@ def _get_user(req: Request, user_id: str) -> Reply:
 
 def _create_user(req: Request) -> Reply:
     resource = UserResource.model_validate(_json(req), scim_ctx=Context.RESOURCE_CREATION_REQUEST)
-    fields = user_fields(resource, _tenant_domains(req.tenant_id))
+    fields = _fields(req, resource)
     now = req.call.now_ms()
-    existing = User.find_by_email(fields["email"])
+    existing = _check_unique(req, fields, None)
     if existing is not None:
-        if existing.tenant_id != req.tenant_id or not existing.scim_deleted_at:
-            raise UniquenessException(detail="A user with this userName already exists.")
         # A user DELETEd over SCIM comes back under its old id (messages still refer to it).
         before = _audit_view(existing)
         existing.update(actions=[User.scim_deleted_at.remove(), User.groups.set([])])
@@ -325,7 +387,8 @@ def _create_user(req: Request) -> Reply:
         audit(req.call, "scim.user.create", user.user_id, before=before, after=_audit_view(user))
     else:
         user = User(tenant_id=req.tenant_id, user_id=_new_user_id(req.tenant_id, fields["external_id"]),
-                    email=fields["email"],
+                    email=fields["email"], user_name=fields["user_name"],
+                    user_name_key=user_name_key(req.tenant_id, fields["user_name"]),
                     display_name=fields["display_name"], roles=fields["roles"] or ["member"],
                     status="active" if fields["active"] else "deactivated", external_id=fields["external_id"],
                     scim_attributes=fields["scim_attributes"], updated_at=now)
@@ -341,12 +404,13 @@ def _create_user(req: Request) -> Reply:
 
 
 def _write_user(req: Request, user: User, fields: dict[str, Any], now: int) -> User:
-    """Write the mapped columns, then the status (deactivation closes sockets). Returns the user."""
-    if fields["email"] != user.email:
-        other = User.find_by_email(fields["email"])
-        if other is not None and (other.tenant_id, other.user_id) != (user.tenant_id, user.user_id):
-            raise UniquenessException(detail="A user with this userName already exists.")
+    """Write the mapped columns, then the status (deactivation closes sockets). Returns the user.
+
+    The caller has checked userName and email uniqueness (``_check_unique``).
+    """
     actions = [User.email.set(fields["email"]), User.display_name.set(fields["display_name"]),
+               User.user_name.set(fields["user_name"]),
+               User.user_name_key.set(user_name_key(user.tenant_id, fields["user_name"])),
                User.updated_at.set(now)]
     if fields["roles"] is not None:
         actions.append(User.roles.set(fields["roles"]))
@@ -358,7 +422,8 @@ def _write_user(req: Request, user: User, fields: dict[str, Any], now: int) -> U
 
 
 def _update_user(req: Request, user: User, resource: Any) -> Reply:
-    fields = user_fields(resource, _tenant_domains(req.tenant_id))
+    fields = _fields(req, resource)
+    _check_unique(req, fields, user)
     before = _audit_view(user)
     was_active = user.status == "active"
     user = _write_user(req, user, fields, req.call.now_ms())
@@ -424,8 +489,8 @@ def _check_group(req: Request, fields: dict[str, Any], group_id: str | None, old
         raise InvalidValueException(detail=f"members are not users of this directory: {sorted(missing)[:5]}")
 
 
-def _list_groups(req: Request) -> Reply:
-    search = _search(req, Group)
+def _list_groups(req: Request, body: dict[str, Any] | None = None) -> Reply:
+    search = _search(req, Group, body)
     plan = filters.plan(search.filter.ast if search.filter else None, "Group")
     if plan is None:
         candidates: list[DirectoryGroup | None] = list(DirectoryGroup.of_tenant(req.tenant_id))
@@ -445,7 +510,7 @@ def _create_group(req: Request) -> Reply:
     now = req.call.now_ms()
     group = DirectoryGroup(tenant_id=req.tenant_id, group_id=uuid.uuid4().hex, display_name=fields["display_name"],
                            external_id=fields["external_id"], members=set(fields["members"]),
-                           created_at=now, updated_at=now)
+                           member_display=fields["member_display"], created_at=now, updated_at=now)
     group.save(condition=DirectoryGroup.group_id.does_not_exist())
     directory.sync_group(req.tenant_id, None, group.display_name, set(), set(fields["members"]))
     audit(req.call, "scim.group.create", group.group_id, after=_group_view(group))
@@ -465,7 +530,9 @@ def _update_group(req: Request, group_id: str, new_state: Callable[[DirectoryGro
                    DirectoryGroup.members.set(fields["members"]) if fields["members"]
                    else DirectoryGroup.members.remove(),
                    DirectoryGroup.external_id.set(fields["external_id"]) if fields["external_id"]
-                   else DirectoryGroup.external_id.remove()]
+                   else DirectoryGroup.external_id.remove(),
+                   DirectoryGroup.member_display.set(fields["member_display"]) if fields["member_display"]
+                   else DirectoryGroup.member_display.remove()]
         try:
             group.update(actions=actions, condition=DirectoryGroup.updated_at == group.updated_at)
         except UpdateError as exc:

@@ -4,7 +4,8 @@ scim2-models parses and validates the filter; :class:`KeyPlanner` walks its
 syntax tree and says which keys a matching resource must have:
 
 * ``id eq "x"``                 -> GetItem (tenant, x)
-* ``userName eq "a@b"`` (Users) -> Query ``users.by_email`` (then keep only this tenant's hit)
+* ``userName eq "x"`` (Users)   -> Query ``users.by_user_name`` (tenant#x) + Query ``users.by_email``
+                                   (a user never given a userName shows its email; this tenant's hits only)
 * ``A and B``                   -> the plan of the first term that pins a key
 * ``A or B``                    -> the union of both plans, if both pin keys
 * anything else (``ne``, ``co``, ``sw``, ``ew``, ``gt``..., ``pr``, ``not``,
@@ -27,7 +28,7 @@ CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:group"
 
 @dataclass(frozen=True)
 class Lookup:
-    """One key lookup: ``kind`` is ``id`` (GetItem) or ``email`` (Query by_email)."""
+    """One key lookup: ``kind`` is ``id`` (GetItem) or ``user_name`` (Query by_user_name + by_email)."""
 
     kind: str
     value: str
@@ -50,7 +51,7 @@ class KeyPlanner(FilterVisitor["tuple[Lookup, ...] | None"]):
         if attr == "id":
             return (Lookup("id", node.value),)
         if attr == "username" and self.resource == "User":
-            return (Lookup("email", node.value.strip().lower()),)
+            return (Lookup("user_name", node.value.strip().lower()),)
         return None
 
     def visit_logical_expr(self, node: LogicalExpr) -> tuple[Lookup, ...] | None:

@@ -9,7 +9,7 @@ from pynamodb.exceptions import PutError
 
 from ..auth import Principal, TenantIdentity, TokenVerifier
 from ..models import Connection, OnlineEntry, Presence, Subscription, User, condition_failed, user_key
-from ..protocol.errors import Forbidden
+from ..protocol.errors import Conflict, Forbidden
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,18 @@ def authenticate(verifier: TokenVerifier, token: str | None) -> tuple[Principal,
 
 
 def _provision(principal: Principal, tenant: TenantIdentity) -> User:
+    """Create the member record of a first sign-in (auto-provisioning tenants only).
+
+    Emails are unique (docs/data-model.md): a subject whose email another user
+    already holds is refused with ``conflict`` instead of becoming a second
+    person with that address (Query by_email, as tenantctl and SCIM check it).
+    """
     if not tenant.auto_provision:
         raise Forbidden("User is not in the tenant's directory.")
+    holder = User.find_by_email(principal.email)
+    if holder is not None and (holder.tenant_id, holder.user_id) != (principal.tenant_id, principal.user_id):
+        raise Conflict("Another user of the directory already has this email address; sign in as that user, "
+                       "or have an admin change or remove it.")
     user = User(tenant_id=principal.tenant_id, user_id=principal.user_id, email=principal.email,
                 display_name=principal.email.split("@", 1)[0], roles=["member"])
     # Never overwrite a record a concurrent sign-in or directory sync just wrote.

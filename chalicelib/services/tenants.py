@@ -95,3 +95,27 @@ def upsert_user(tenant_id: str, user_id: str, email: str, display_name: str,
                 roles=roles, status=status)
     user.save()
     return user
+
+
+def set_scim_role_map(tenant_id: str, mapping: dict[str, str]) -> Tenant:
+    """Replace the tenant's SCIM role map: the IdP's role values -> admin | member | guest (docs/scim.md).
+
+    Keys are matched case-insensitively; a role the IdP sends that is neither in the map nor one of
+    ours maps to member. An empty mapping removes the map.
+    """
+    clean: dict[str, str] = {}
+    for key, value in mapping.items():
+        k, v = str(key).strip().lower(), str(value).strip().lower()
+        if not k or len(k) > 256:
+            raise ValidationFailed("role map keys are the IdP's role values (1-256 characters)")
+        if v not in ROLES:
+            raise ValidationFailed(f"role map values must be among {sorted(ROLES)}, not {v[:32]!r}")
+        clean[k] = v
+    if len(clean) > 100:
+        raise ValidationFailed("a role map has at most 100 entries")
+    try:
+        tenant = Tenant.get(tenant_id)
+    except Tenant.DoesNotExist:
+        raise ValidationFailed(f"unknown tenant {tenant_id!r}") from None
+    tenant.update(actions=[Tenant.scim_role_map.set(clean) if clean else Tenant.scim_role_map.remove()])
+    return tenant

@@ -84,7 +84,8 @@ def _scim_error(resp, status, scim_type=None):
     assert body["schemas"] == [ERROR] and body["status"] == str(status)
     if scim_type:
         assert body["scimType"] == scim_type, body
-    assert body["error"]["code"] and body["error"]["message"]  # our REST error shape rides along
+    # Exactly RFC 7644 §3.12: strict clients (scim2-models) refuse any other member.
+    assert set(body) <= {"schemas", "status", "scimType", "detail"} and body["detail"], body
     return body
 
 
@@ -113,6 +114,37 @@ def test_discovery_documents(acme):
     assert acme("GET", f"/Schemas/{USER}", status=200).json()["name"] == "User"
     _scim_error(acme("GET", "/Schemas/urn:nope"), 404)
     _scim_error(acme("GET", "/Bulk"), 404)
+
+
+def test_unsupported_methods_answer_405_with_allow(acme, globex):
+    """RFC 7644 §3.2: a method an endpoint does not offer is 405, with the methods it does offer in Allow."""
+    for path, allowed in (("/ServiceProviderConfig", "GET"), ("/ResourceTypes", "GET"), ("/ResourceTypes/User", "GET"),
+                          ("/Schemas", "GET"), (f"/Schemas/{USER}", "GET"), ("/Users", "GET, POST"),
+                          ("/Groups", "GET, POST"), ("/Users/.search", "POST"), ("/Groups/.search", "POST")):
+        for method in ("POST", "PUT", "PATCH", "DELETE", "GET"):
+            if method in allowed:
+                continue
+            resp = acme(method, path, {"schemas": [USER]})
+            _scim_error(resp, 405)
+            assert resp.headers["Allow"] == allowed, (method, path)
+    resp = globex("POST", "/Users/some-id", {"schemas": [USER]})  # any tenant's token: the same answer
+    _scim_error(resp, 405)
+    assert resp.headers["Allow"] == "GET, PUT, PATCH, DELETE"
+    _scim_error(acme("POST", "/ServiceProviderConfig", {}, token="nonsense"), 401)  # 401 before 405
+
+
+def test_search_over_post(acme, globex):
+    email = f"{_uniq('sam')}@acme.example"
+    uid = _create(acme, email)["id"]
+    search = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+              "filter": f'userName eq "{email}"', "attributes": ["userName"], "startIndex": 1, "count": 10}
+    page = acme("POST", "/Users/.search", search, status=200).json()
+    assert page["totalResults"] == 1 and page["Resources"][0]["id"] == uid and "name" not in page["Resources"][0]
+    assert globex("POST", "/Users/.search", search, status=200).json()["totalResults"] == 0  # the other tenant
+    assert acme("POST", "/Groups/.search", {"schemas": search["schemas"], "count": 1},
+                status=200).json()["itemsPerPage"] <= 1
+    _scim_error(acme("POST", "/Users/.search", {**search, "sortBy": "userName"}), 400, "invalidValue")
+    _scim_error(acme("POST", "/Users/.search", {**search, "filter": "userName eq"}), 400, "invalidFilter")
 
 
 # --- users: create, filter, patch, deactivate -------------------------------------------
@@ -253,6 +285,144 @@ def test_groups_keep_user_groups_in_sync(acme):
     _scim_error(acme("GET", f"/Groups/{gid}"), 404)
 
 
+# --- userName, emails, roles: what Entra ID and Okta send ------------------------------------
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+def test_user_name_is_free_form_and_the_email_comes_from_emails(stack, acme, globex):
+    user_name = _uniq("EMP")  # an employee number, not an address
+    email = f"{_uniq('gus')}@acme.example"
+    body = {"schemas": [USER], "userName": user_name, "emails": [
+        {"value": f"{_uniq('gus')}@home.example", "type": "home"}, {"value": email, "type": "work"}]}
+    created = acme("POST", "/Users", body, status=201).json()
+    uid = created["id"]
+    assert created["userName"] == user_name and created["emails"] == body["emails"]  # as sent, none invented
+    assert User.find("acme", uid).email == email  # the work entry (no primary entry)
+    # userName eq is case-insensitive (RFC 7643 caseExact false) and one index Query; unique in the tenant.
+    found = acme("GET", "/Users", params={"filter": f'userName eq "{user_name.lower()}"'}, status=200).json()
+    assert [r["id"] for r in found["Resources"]] == [uid]
+    _scim_error(acme("POST", "/Users", {**body, "userName": user_name.lower(),
+                                        "emails": [{"value": f"{_uniq('o')}@acme.example"}]}), 409, "uniqueness")
+    # The email is unique too, whatever the userName.
+    _scim_error(acme("POST", "/Users", {**body, "userName": _uniq("EMP")}), 409, "uniqueness")
+    # Another tenant may use the same userName (its own address in its own domains).
+    theirs = globex("POST", "/Users", {"schemas": [USER], "userName": user_name,
+                                       "emails": [{"value": f"{_uniq('g')}@globex.example", "primary": True}]},
+                    status=201).json()
+    assert theirs["userName"] == user_name and theirs["id"] != uid
+    assert acme("GET", "/Users", params={"filter": f'userName eq "{user_name}"'}, status=200).json()[
+        "totalResults"] == 1
+    # The primary entry wins; it must be in the tenant's domains.
+    _scim_error(acme("POST", "/Users", {"schemas": [USER], "userName": _uniq("EMP"),
+                                        "emails": [{"value": f"{_uniq('x')}@globex.example", "primary": True}]}),
+                400, "invalidValue")
+    # A userName that is an address of the tenant's domains stands in for missing emails; nothing is invented.
+    plain = f"{_uniq('hal')}@acme.example"
+    only = acme("POST", "/Users", {"schemas": [USER], "userName": plain}, status=201).json()
+    assert only["userName"] == plain and "emails" not in only and User.find("acme", only["id"]).email == plain
+    # She signs in with that email: the dev IdP finds her by it.
+    assert token_for(stack, email)
+    # Changing the emails over PATCH moves the address we hold, still checked.
+    new_email = f"{_uniq('gustav')}@acme.example"
+    acme("PATCH", f"/Users/{uid}", _patch({"op": "replace", "path": "emails",
+                                           "value": [{"value": new_email, "primary": True}]}), status=200)
+    assert User.find("acme", uid).email == new_email
+    _scim_error(acme("PATCH", f"/Users/{uid}", _patch({"op": "replace", "path": "emails",
+                                                       "value": [{"value": plain, "primary": True}]})),
+                409, "uniqueness")
+
+
+def test_entra_id_request_shapes(acme):
+    """The requests Entra ID's provisioning service documents: string booleans, Replace, no path, value arrays."""
+    email = f"{_uniq('Test_User')}@acme.example"
+    external = str(uuid.uuid4())
+    created = acme("POST", "/Users", {
+        "schemas": [USER, ENTERPRISE], "externalId": external, "userName": email, "active": True,
+        "displayName": "Test User", "emails": [{"primary": True, "type": "work", "value": email}],
+        "meta": {"resourceType": "User"}, "name": {"formatted": "givenName familyName", "familyName": "familyName",
+                                                   "givenName": "givenName"}, "roles": [],
+        ENTERPRISE: {"department": "Sales"}}, status=201).json()
+    uid = created["id"]
+    assert uid == external and created[ENTERPRISE]["department"] == "Sales"
+    found = acme("GET", "/Users", params={"filter": f'userName eq "{email}"'}, status=200).json()
+    assert found["Resources"][0]["id"] == uid
+    ops = [{"op": "Replace", "path": "displayName", "value": "Tess User"},
+           {"op": "Add", "path": 'emails[type eq "work"].value', "value": email.lower()},
+           {"op": "Replace", "path": "externalId", "value": "new-external"},
+           {"op": "Replace", "path": "active", "value": "False"}]
+    patched = acme("PATCH", f"/Users/{uid}", _patch(*ops), status=200).json()
+    assert patched["displayName"] == "Tess User" and patched["active"] is False
+    assert patched["externalId"] == "new-external" and patched["id"] == uid  # externalId never moves the id
+    assert User.find("acme", uid).status == "deactivated"
+    back = acme("PATCH", f"/Users/{uid}", _patch({"op": "Replace", "value": {"active": "True"}}), status=200).json()
+    assert back["active"] is True
+    assert acme("GET", "/Users", params={"filter": 'externalId eq "new-external"'}, status=200).json()[
+        "Resources"][0]["id"] == uid
+    # Groups: Entra adds and removes members with value arrays, op in any case.
+    gid = acme("POST", "/Groups", {"schemas": [GROUP], "displayName": _uniq("entra-g"), "externalId": str(uuid.uuid4()),
+                                   "members": []}, status=201).json()["id"]
+    acme("PATCH", f"/Groups/{gid}", _patch({"op": "Add", "path": "members", "value": [{"value": uid}]}), status=200)
+    acme("PATCH", f"/Groups/{gid}", _patch({"op": "Remove", "path": "members", "value": [{"value": uid}]}),
+         status=200)
+    assert acme("GET", f"/Groups/{gid}", status=200).json().get("members", []) == []
+    acme("DELETE", f"/Groups/{gid}", status=204)
+
+
+def test_okta_request_shapes_and_member_display(acme):
+    """Okta: PATCH without a path, PUT of the whole user, group members with display."""
+    email = f"{_uniq('okta')}@acme.example"
+    body = {"schemas": [USER], "userName": email, "name": {"givenName": "Oka", "familyName": "Ta"},
+            "emails": [{"primary": True, "value": email, "type": "work"}], "displayName": "Oka Ta",
+            "locale": "en-US", "externalId": f"00u{uuid.uuid4().hex[:17]}", "groups": [], "active": True}
+    user = acme("POST", "/Users", body, status=201).json()
+    uid = user["id"]
+    off = acme("PATCH", f"/Users/{uid}", _patch({"op": "replace", "value": {"active": False}}), status=200).json()
+    assert off["active"] is False
+    on = acme("PUT", f"/Users/{uid}", {**body, "id": uid, "active": True}, status=200).json()
+    assert on["active"] is True and on["userName"] == email
+    name = _uniq("okta-g")
+    group = acme("POST", "/Groups", {"schemas": [GROUP], "displayName": name,
+                                     "members": [{"value": uid, "display": email}]}, status=201).json()
+    assert group["members"][0]["display"] == email
+    gid = group["id"]
+    bob = User.find_by_email("bob@acme.example").user_id
+    acme("PATCH", f"/Groups/{gid}", _patch({"op": "add", "path": "members",
+                                            "value": [{"value": bob, "display": "bob@acme.example"}]}), status=200)
+    got = acme("GET", f"/Groups/{gid}", status=200).json()
+    assert {m["value"]: m.get("display") for m in got["members"]} == {uid: email, bob: "bob@acme.example"}
+    renamed = acme("PATCH", f"/Groups/{gid}", _patch({"op": "replace", "value": {"id": gid, "displayName": name + "-x"}}),
+                   status=200).json()
+    assert {m.get("display") for m in renamed["members"]} == {email, "bob@acme.example"}  # kept through a patch
+    acme("DELETE", f"/Groups/{gid}", status=204)
+
+
+def test_roles_go_through_the_tenants_role_map(acme, globex):
+    from tools import tenantctl
+
+    assert tenantctl.main(["scim-roles", "--tenant", "acme", "--map", "Global Administrator=admin",
+                           "--map", "External=guest"]) == 0
+    assert tenantctl.main(["scim-roles", "--tenant", "acme", "--map", "x=root"]) == 2  # refused, map unchanged
+    try:
+        email = f"{_uniq('rita')}@acme.example"
+        sent = [{"value": "Global Administrator", "primary": True}, {"value": "Sales"}]
+        created = _create(acme, email, roles=sent)
+        assert created["roles"] == sent  # returned as the IdP sent them
+        assert User.find("acme", created["id"]).roles == ["admin", "member"]
+        acme("PATCH", f"/Users/{created['id']}", _patch({"op": "replace", "path": "roles",
+                                                         "value": [{"value": "EXTERNAL"}]}), status=200)
+        assert User.find("acme", created["id"]).roles == ["guest"]
+        # Unknown roles are members, not refusals; our own names pass as they are.
+        other = _create(acme, f"{_uniq('rolf')}@acme.example", roles=[{"value": "root"}, {"value": "Guest"}])
+        assert User.find("acme", other["id"]).roles == ["guest", "member"]
+        # Another tenant's map is its own: globex has none, so "Global Administrator" is a member there.
+        theirs = globex("POST", "/Users", {"schemas": [USER], "userName": f"{_uniq('gil')}@globex.example",
+                                           "roles": [{"value": "Global Administrator"}]}, status=201).json()
+        assert User.find("globex", theirs["id"]).roles == ["member"]
+    finally:
+        assert tenantctl.main(["scim-roles", "--tenant", "acme"]) == 0  # cleared
+
+
 # --- tenant isolation, tokens, roles --------------------------------------------------------
 
 def test_a_tenants_token_never_reaches_another_tenant(acme, globex):
@@ -282,8 +452,7 @@ def test_a_tenants_token_never_reaches_another_tenant(acme, globex):
 
 def test_missing_wrong_rotated_and_revoked_tokens_get_401(stack, acme, tokens):
     for tok in ("", "nonsense", "scim_" + "x" * 43, tokens["globex"] + "x"):
-        body = _scim_error(acme("GET", "/Users", token=tok), 401)
-        assert body["error"]["code"] == "unauthorized"
+        _scim_error(acme("GET", "/Users", token=tok), 401)
     assert acme("GET", "/ServiceProviderConfig", token="").status_code == 401
     old = tokens["acme"]
     tokens["acme"] = new = _new_token(stack, "alice@acme.example")  # rotate
@@ -324,8 +493,9 @@ def test_bad_requests_get_structured_errors(acme):
     _scim_error(resp, 400, "invalidSyntax")
     _scim_error(acme("POST", "/Users", {"schemas": [USER]}), 400)
     _scim_error(acme("POST", "/Users", _user_body("not-an-email")), 400, "invalidValue")
-    _scim_error(acme("POST", "/Users", _user_body(f"{_uniq('r')}@acme.example", roles=[{"value": "root"}])),
-                400, "invalidValue")
+    _scim_error(acme("POST", "/Users", {"schemas": [USER], "userName": _uniq("no-mail")}), 400, "invalidValue")
+    _scim_error(acme("POST", "/Users", {"schemas": [USER], "userName": "x" * 300,
+                                        "emails": [{"value": f"{_uniq('long')}@acme.example"}]}), 400, "invalidValue")
     _scim_error(acme("PATCH", "/Users/nope", {"Operations": "x"}), 404)
     _scim_error(acme("GET", "/Nope"), 404)
     _scim_error(acme("GET", "/Users/a/b"), 404)
@@ -334,3 +504,35 @@ def test_bad_requests_get_structured_errors(acme):
     assert acme("GET", "/Groups", params={"filter": f'id eq "{"g" * 300}"'}, status=200).json()["totalResults"] == 0
     _scim_error(acme("POST", "/Groups", {"schemas": [GROUP], "displayName": _uniq("g"),
                                          "members": [{"value": "u" * 300}]}), 400, "invalidValue")
+
+
+# --- JIT (auto-provision on sign-in) never duplicates a person ---------------------------------
+
+async def test_auto_provision_refuses_a_second_subject_with_a_held_email(stack):
+    """A new ``sub`` whose email the directory already holds is refused (409 conflict), never a second user."""
+    from chalicelib.models import Tenant
+
+    tenant = Tenant.get("acme")
+    tenant.update(actions=[Tenant.auto_provision.set(True)])
+    try:
+        fresh = f"{_uniq('jit')}@acme.example"
+        fresh_sub = _uniq("jit-sub")
+        # The tenant cache (TENANT_CACHE_SECONDS, 30 s) picks the setting up: then the unknown user is created.
+        deadline = asyncio.get_running_loop().time() + 45
+        while (status := await handshake_status(stack, craft(stack, "acme", sub=fresh_sub, email=fresh))) != 101:
+            assert status == 403 and asyncio.get_running_loop().time() < deadline, status
+            await asyncio.sleep(1)
+        assert User.find("acme", fresh_sub).email == fresh
+        # Bob's address under another subject: refused on the socket and on REST, with a structured error.
+        for email in ("bob@acme.example", fresh.upper()):
+            other = craft(stack, "acme", sub=_uniq("dup-sub"), email=email)
+            assert await handshake_status(stack, other) == 409
+            rest = await asyncio.to_thread(requests.get, f"{stack.origin}/conversations", timeout=10,
+                                           headers={"Authorization": f"Bearer {other}"})
+            assert rest.status_code == 409 and rest.json()["error"]["code"] == "conflict", rest.text
+            assert [u.user_id for u in User.by_email.query(email.lower())] != []
+            assert len(list(User.by_email.query(email.lower()))) == 1  # still one person with that email
+        # The holder itself still signs in.
+        assert await handshake_status(stack, craft(stack, "acme", sub=fresh_sub, email=fresh)) == 101
+    finally:
+        tenant.update(actions=[Tenant.auto_provision.set(False)])
