@@ -21,10 +21,11 @@ import os
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,15 +52,35 @@ class _Context:
 def _init_worker() -> None:
     global _app_module
     sys.path.insert(0, str(ROOT))
+    from devstack import iam  # noqa: PLC0415 - each function's role, checked on its calls (iam.py)
+
+    iam.install()
     import app as app_module  # noqa: PLC0415 - imported in the worker, as Lambda does
 
     _app_module = app_module
 
 
+# Chalice's Lambda function names for the WebSocket routes (each its own function and role).
+_WS_FUNCTIONS = {"$connect": "websocket_connect", "$default": "websocket_message", "$disconnect": "websocket_disconnect"}
+
+
+@contextmanager
+def _as_function(name: str) -> Iterator[None]:
+    """AWS calls made meanwhile are checked against ``name``'s role (devstack/iam.py)."""
+    from devstack import iam  # noqa: PLC0415
+
+    iam.set_current(name)
+    try:
+        yield
+    finally:
+        iam.set_current(None)
+
+
 def _invoke_ws(route_key: str, event: dict[str, Any]) -> dict[str, Any]:
     config = _app_module.app.websocket_handlers[route_key]
     handler = getattr(_app_module, config.name)
-    return handler(event, _Context(f"enterprise-chat-{config.name}", 30, 512))
+    with _as_function(_WS_FUNCTIONS.get(route_key, config.name)):
+        return handler(event, _Context(f"enterprise-chat-{config.name}", 30, 512))
 
 
 def _invoke_event(function_name: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +90,8 @@ def _invoke_event(function_name: str, event: dict[str, Any]) -> dict[str, Any]:
     ``batchItemFailures``) is answered with it.
     """
     handler = getattr(_app_module, function_name)
-    result = handler(event, _Context(f"enterprise-chat-{function_name}", 60, 512))
+    with _as_function(function_name):
+        result = handler(event, _Context(f"enterprise-chat-{function_name}", 60, 512))
     return result if isinstance(result, dict) else {"statusCode": 200}
 
 
@@ -80,7 +102,8 @@ def _invoke_rest(method: str, path: str, headers: dict[str, str], body: bytes | 
     gateway = LocalGateway(_app_module.app, Config.create(chalice_stage=os.environ.get("CHAT_STAGE", "dev"),
                                                           lambda_timeout=30))
     try:
-        return gateway.handle_request(method=method, path=path, headers=headers, body=body)
+        with _as_function("api_handler"):
+            return gateway.handle_request(method=method, path=path, headers=headers, body=body)
     except ForbiddenError as exc:  # API Gateway's answer to an unknown route
         return {"statusCode": 403, "headers": dict(exc.headers), "body": exc.body.decode()}
 

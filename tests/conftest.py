@@ -110,3 +110,8 @@ def stack() -> Stack:
         artifacts = ROOT / "test-artifacts"
         artifacts.mkdir(exist_ok=True)
         (artifacts / "stack.log").write_bytes(log_path.read_bytes())
+    # Every AWS call of a function is checked against that function's own role (devstack/iam.py):
+    # a refusal anywhere in the run fails it, even where the caller swallowed the error.
+    denied = [line for line in log_path.read_text(errors="replace").splitlines() if "iam denied" in line]
+    assert not denied, ("calls a function's role does not allow (add them to FUNCTION_ACCESS in "
+                        "tools/render_infra.py, then `make infra`):\n" + "\n".join(denied[:20]))

@@ -26,28 +26,11 @@ from typing import Any, Iterator
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("dev", "prod")
 
-# Everything the functions do to DynamoDB.  TransactWriteItems and
-# TransactGetItems are not IAM actions: a transaction is authorised item by
-# item with these.  No Scan, no DescribeTable (pynamodb 6 builds its table
-# metadata from the models), no table administration.
-TABLE_ACTIONS = [
-    "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
-    "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem",
-]
-# *Version: downloads are pinned to the scanned version; a rejected or superseded upload is
-# removed version by version (no delete marker, nothing left for noncurrent expiry to find).
-OBJECT_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject",
-                  "s3:DeleteObjectVersion"]
-# Compliance (docs/compliance.md): retention/hold tags on file objects; exports are multipart uploads.
-OBJECT_ACTIONS += ["s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:AbortMultipartUpload"]
-# Legal hold (docs/compliance.md "What a hold keeps"): a held file's scanned version gets an S3 Object Lock
-# legal hold, ON while a hold covers it, OFF when the last one ends.  No BypassGovernanceRetention: the
-# functions can never delete a version under legal hold.
-OBJECT_ACTIONS += ["s3:PutObjectLegalHold", "s3:GetObjectLegalHold"]
+# What the functions may do is per function: FUNCTION_ACCESS (below).  No Scan, no DescribeTable
+# (pynamodb 6 builds its table metadata from the models), no table administration; a transaction
+# is authorised item by item (TransactWriteItems is not an IAM action); no BypassGovernanceRetention,
+# so no function can delete a file version under an S3 Object Lock legal hold.
 EXPORT_DAYS = 7  # finished exports (and a failed step's leftovers) are removed after this many days
-# Sending (runtime.py looks the URL up by name) and what a Lambda SQS event source needs.
-QUEUE_ACTIONS = ["sqs:GetQueueUrl", "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage",
-                 "sqs:GetQueueAttributes"]
 WS_METHODS = ["POST", "GET", "DELETE"]  # post_to_connection, get_connection, delete_connection
 
 # Alarm thresholds over one 5-minute period (Sum; Maximum for queue gauges). An ops knob.
@@ -614,29 +597,266 @@ def render_resources(stage_name: str) -> dict[str, Any]:
     return {"Resources": resources, "Outputs": outputs}
 
 
-# --- IAM ---------------------------------------------------------------------
+# --- IAM: one role per function ----------------------------------------------------
+
+# What each function calls, by resource: tables by their setting (``conversations``
+# is CONVERSATIONS_TABLE; ``<table>/index`` its indexes), ``queue:<setting>``,
+# ``bucket:files`` (the files bucket's objects), ``@connections`` (posting to sockets).
+# First derived from the local stack recording every call of every function over
+# the whole suite (``DEVSTACK_IAM=record``, ``tools/iam_usage.py``), then reviewed.
+# The local stack enforces each function's policy on every call (devstack/iam.py),
+# so a new call missing here fails the tests that make it.  Consuming its event
+# source's queue is added to each SQS consumer (``_event_source_statements``).
+FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
+    "api_handler": {
+        "audit": ["PutItem", "Query"],
+        "bucket:files": ["GetObject", "GetObjectVersion", "PutObject"],
+        "conversations": ["BatchGetItem", "GetItem", "UpdateItem"],
+        "dlp_flags": ["PutItem", "Query"],
+        "dlp_rules": ["BatchGetItem", "GetItem", "PutItem"],
+        "domains": ["GetItem"],
+        "exports": ["GetItem", "PutItem"],
+        "files": ["GetItem", "PutItem"],
+        "holds": ["GetItem", "PutItem", "Query", "UpdateItem"],
+        "idempotency": ["GetItem", "PutItem"],
+        "links": ["BatchGetItem", "PutItem", "Query", "UpdateItem"],
+        "members": ["BatchGetItem", "GetItem", "Query", "UpdateItem"],
+        "members/index": ["Query"],
+        "messages": ["GetItem", "PutItem", "Query"],
+        "presence": ["BatchGetItem"],
+        "queue:compliance": ["GetQueueUrl", "SendMessage"],
+        "queue:files": ["GetQueueUrl", "SendMessage"],
+        "ratelimits": ["UpdateItem"],
+        "retention": ["BatchGetItem", "DeleteItem", "GetItem", "PutItem", "UpdateItem"],
+        "scim_tokens": ["DeleteItem", "GetItem", "PutItem"],
+        "tenants": ["BatchGetItem", "GetItem", "UpdateItem"],
+        "tenants/index": ["Query"],
+        "usage": ["GetItem", "UpdateItem"],
+        "users": ["BatchGetItem", "GetItem", "Query", "UpdateItem"],
+    },
+    "compliance_job": {
+        "bucket:files": ["DeleteObject", "DeleteObjectVersion", "GetObject", "PutObject", "PutObjectLegalHold", "PutObjectVersionTagging"],
+        "conversations": ["GetItem"],
+        "exports": ["GetItem", "UpdateItem"],
+        "files": ["BatchGetItem", "GetItem", "UpdateItem"],
+        "holds": ["GetItem", "UpdateItem"],
+        "links": ["BatchGetItem"],
+        "members/index": ["Query"],
+        "messages": ["Query", "UpdateItem"],
+        "messages/index": ["Query"],
+        "originals": ["DeleteItem", "Query", "UpdateItem"],
+        "originals/index": ["Query"],
+        "queue:compliance": ["GetQueueUrl", "SendMessage"],
+        "retention": ["BatchGetItem"],
+        "users": ["Query"],
+    },
+    "deliver": {
+        "@connections": ["ManageConnections"],
+        "connections": ["DeleteItem", "GetItem"],
+        "conversations": ["UpdateItem"],
+        "members": ["BatchGetItem", "Query"],
+        "online": ["BatchWriteItem", "Query"],
+        "presence": ["BatchGetItem", "UpdateItem"],
+        "queue:delivery": ["GetQueueUrl", "SendMessageBatch"],
+        "queue:presence": ["GetQueueUrl", "SendMessage"],
+        "subscriptions/index": ["Query"],
+    },
+    "file_scan_retry": {
+        "@connections": ["ManageConnections"],
+        "bucket:files": ["GetObject", "GetObjectVersion"],
+        "conversations": ["GetItem", "UpdateItem"],
+        "files": ["GetItem", "UpdateItem"],
+        "idempotency": ["GetItem", "PutItem"],
+        "members": ["GetItem", "Query", "UpdateItem"],
+        "messages": ["PutItem"],
+        "presence": ["BatchGetItem"],
+        "retention": ["BatchGetItem"],
+        "usage": ["UpdateItem"],
+    },
+    "file_uploaded": {
+        "@connections": ["ManageConnections"],
+        "bucket:files": ["DeleteObjectVersion", "GetObject", "GetObjectVersion", "PutObject", "PutObjectLegalHold", "PutObjectVersionTagging"],
+        "connections": ["GetItem"],
+        "conversations": ["GetItem", "UpdateItem"],
+        "files": ["GetItem", "UpdateItem"],
+        "idempotency": ["GetItem", "PutItem"],
+        "links": ["BatchGetItem"],
+        "members": ["GetItem", "Query", "UpdateItem"],
+        "messages": ["PutItem"],
+        "presence": ["BatchGetItem"],
+        "retention": ["BatchGetItem"],
+        "tenants": ["BatchGetItem"],
+        "usage": ["UpdateItem"],
+        "users": ["GetItem"],
+    },
+    "presence_flush": {
+        "@connections": ["ManageConnections"],
+        "connections": ["GetItem"],
+        "links": ["BatchGetItem"],
+        "presence": ["GetItem", "UpdateItem"],
+        "queue:delivery": ["GetQueueUrl", "SendMessageBatch"],
+        "queue:presence": ["GetQueueUrl", "SendMessage"],
+        "subscriptions": ["Query"],
+        "tenants": ["BatchGetItem"],
+    },
+    "scim": {
+        "@connections": ["ManageConnections"],
+        "audit": ["PutItem"],
+        "connections/index": ["Query"],
+        "groups": ["DeleteItem", "GetItem", "PutItem", "Query", "UpdateItem"],
+        "scim_tokens": ["GetItem"],
+        "tenants": ["GetItem"],
+        "users": ["BatchGetItem", "GetItem", "PutItem", "Query", "UpdateItem"],
+        "users/index": ["Query"],
+    },
+    "websocket_connect": {
+        "@connections": ["ManageConnections"],
+        "connections": ["PutItem"],
+        "online": ["BatchWriteItem"],
+        "presence": ["GetItem", "UpdateItem"],
+        "queue:delivery": ["GetQueueUrl", "SendMessageBatch"],
+        "queue:presence": ["GetQueueUrl", "SendMessage"],
+        "subscriptions": ["Query"],
+    },
+    "websocket_disconnect": {
+        "@connections": ["ManageConnections"],
+        "connections": ["DeleteItem", "GetItem"],
+        "online": ["BatchWriteItem"],
+        "presence": ["GetItem", "UpdateItem"],
+        "queue:presence": ["GetQueueUrl", "SendMessage"],
+        "subscriptions": ["BatchWriteItem", "Query"],
+        "subscriptions/index": ["Query"],
+    },
+    "websocket_message": {
+        "@connections": ["ManageConnections"],
+        "bucket:files": ["DeleteObjectVersion", "GetObjectVersion", "PutObject", "PutObjectLegalHold"],
+        "connections": ["DeleteItem", "GetItem"],
+        "conversations": ["BatchGetItem", "GetItem", "PutItem", "UpdateItem"],
+        "conversations/index": ["Query"],
+        "dlp_flags": ["PutItem"],
+        "dlp_rules": ["BatchGetItem"],
+        "files": ["GetItem", "PutItem", "UpdateItem"],
+        "idempotency": ["GetItem", "PutItem"],
+        "links": ["BatchGetItem"],
+        "members": ["BatchGetItem", "DeleteItem", "GetItem", "PutItem", "Query", "UpdateItem"],
+        "members/index": ["Query"],
+        "messages": ["GetItem", "PutItem", "Query", "UpdateItem"],
+        "messages/index": ["Query"],
+        "online": ["BatchWriteItem"],
+        "originals": ["PutItem"],
+        "presence": ["BatchGetItem", "GetItem", "UpdateItem"],
+        "queue:delivery": ["GetQueueUrl", "SendMessageBatch"],
+        "queue:files": ["GetQueueUrl", "SendMessage"],
+        "queue:presence": ["GetQueueUrl", "SendMessage"],
+        "ratelimits": ["UpdateItem"],
+        "retention": ["BatchGetItem"],
+        "subscriptions": ["BatchWriteItem", "Query"],
+        "subscriptions/index": ["Query"],
+        "tenants": ["BatchGetItem"],
+        "usage": ["GetItem", "UpdateItem"],
+        "users": ["BatchGetItem", "GetItem"],
+        "users/index": ["Query"],
+    },
+    "ws_authorizer": {
+        "tenants/index": ["Query"],
+        "users": ["GetItem", "PutItem"],
+        "users/index": ["Query"],
+    },
+}
+# file_scan_retry re-runs file_uploaded's decision (chalicelib/file_events.py): the same needs.
+FUNCTION_ACCESS["file_scan_retry"] = {**FUNCTION_ACCESS["file_uploaded"],
+                                      **{k: sorted(set(v) | set(FUNCTION_ACCESS["file_uploaded"].get(k, [])))
+                                         for k, v in FUNCTION_ACCESS["file_scan_retry"].items()}}
+# An export step that fails aborts its multipart upload (not reached by the suite).
+FUNCTION_ACCESS["compliance_job"]["bucket:files"] = sorted({*FUNCTION_ACCESS["compliance_job"]["bucket:files"],
+                                                            "AbortMultipartUpload"})
+
+# The audit log is append-only: whoever writes it may only PutItem (test_infra checks it).
+AUDIT_TABLE = "audit"
+_ACCESS_PREFIX = {"queue": "sqs", "bucket": "s3"}
+_OBJECT_PAIRS = {f"s3:{a}": f"s3:{b}" for a, b in (
+    ("GetObject", "GetObjectVersion"), ("DeleteObject", "DeleteObjectVersion"),
+    ("PutObjectTagging", "PutObjectVersionTagging"))}
+_OBJECT_PAIRS.update({b: a for a, b in list(_OBJECT_PAIRS.items())})
+
+
+def function_policy_file(stage_name: str, function: str) -> str:
+    return f"policy-{stage_name}-{function}.json"
+
+
+def logical_id(function: str) -> str:
+    """CloudFormation logical id of a Chalice function (chalice/package.py's naming)."""
+    from chalice.utils import to_cfn_resource_name
+
+    return "APIHandler" if function == "api_handler" else to_cfn_resource_name(function)
+
+
+def _logs_statement(st: Stage, function: str | None) -> dict[str, Any]:
+    # CloudFormation names functions <stack>-<LogicalId>-<suffix>; `make deploy` uses the
+    # stack <app>-<stage>, so this covers exactly this function's log group.
+    name = f"{st.app_name}-{st.name}-{logical_id(function)}-*" if function else f"{st.app_name}-{st.name}-*"
+    group = f"arn:aws:logs:*:*:log-group:/aws/lambda/{name}"
+    return {"Sid": "Logs", "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [group, f"{group}:log-stream:*"]}
+
+
+def _resource_statement(stage_name: str, key: str, actions: list[str]) -> dict[str, Any]:
+    st, target = stage(stage_name), _stage_settings(stage_name)
+    kind, _, name = key.partition(":") if ":" in key else ("table", "", key)
+    prefix = _ACCESS_PREFIX.get(kind, "dynamodb")
+    acts = sorted(f"{prefix}:{a}" for a in actions)
+    if kind == "queue":
+        resources: list[str] | str = [f"arn:aws:sqs:*:*:{getattr(target, name + '_queue')}"]
+        sid = f"{_camel(name)}Queue"
+    elif kind == "bucket":
+        # The code addresses a version when it knows it and the object otherwise: grant both forms.
+        acts = sorted(set(acts) | {_OBJECT_PAIRS[a] for a in acts if a in _OBJECT_PAIRS})
+        bucket = getattr(target, name + "_bucket")
+        bucket_level = {"s3:ListBucket", "s3:ListBucketVersions", "s3:ListBucketMultipartUploads"}
+        resources = sorted({f"arn:aws:s3:::{bucket}" if a in bucket_level else f"arn:aws:s3:::{bucket}/*"
+                            for a in acts})
+        sid = f"{_camel(name)}Bucket"
+    elif key == "@connections":
+        acts = ["execute-api:ManageConnections"]
+        resources = [f"arn:aws:execute-api:*:*:*/{st.api_stage}/{m}/@connections/*" for m in WS_METHODS]
+        sid = "ManageConnections"
+    else:
+        table, _, index = name.partition("/")
+        arn = f"arn:aws:dynamodb:*:*:table/{getattr(target, table + '_table')}"
+        resources = [f"{arn}/index/*" if index else arn]
+        sid = f"{_camel(table)}Table{'Indexes' if index else ''}"
+    return {"Sid": sid, "Effect": "Allow", "Action": acts, "Resource": resources}
+
+
+def _event_source_statements(stage_name: str, function: str) -> list[dict[str, Any]]:
+    """What Lambda's pollers need, under the consumer's role, to read its queue."""
+    st = stage(stage_name)
+    target = _stage_settings(stage_name)
+    out = []
+    for lid, imported in st.sqs_consumers:
+        if lid == logical_id(function):
+            name = getattr(target, _setting(imported, "_queue"))
+            out.append({"Sid": "EventSource", "Effect": "Allow",
+                        "Action": ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"],
+                        "Resource": [f"arn:aws:sqs:*:*:{name}"]})
+    return out
+
+
+def render_function_policy(stage_name: str, function: str) -> dict[str, Any]:
+    """One function's role: exactly what ``FUNCTION_ACCESS`` lists for it."""
+    st = stage(stage_name)
+    statements = [_logs_statement(st, function)]
+    for key, actions in sorted(FUNCTION_ACCESS.get(function, {}).items()):
+        statements.append(_resource_statement(stage_name, key, actions))
+    statements += _event_source_statements(stage_name, function)
+    return {"Version": "2012-10-17", "Statement": statements}
+
 
 def render_policy(stage_name: str) -> dict[str, Any]:
-    """The functions' least-privilege policy (``autogen_policy`` is false; see docs/operations.md)."""
-    st = stage(stage_name)
-    table_arns = []
-    for t in tables(stage_name):
-        table_arns += [f"arn:aws:dynamodb:*:*:table/{t.name}", f"arn:aws:dynamodb:*:*:table/{t.name}/index/*"]
-    # CloudFormation names functions <stack>-<LogicalId>-<suffix>; `make deploy`
-    # uses the stack <app>-<stage>, so this prefix covers exactly this stage's functions.
-    log_group = f"arn:aws:logs:*:*:log-group:/aws/lambda/{st.app_name}-{st.name}-*"
-    queue_arns = [f"arn:aws:sqs:*:*:{name}" for name in queues(stage_name).values()]
-    return {"Version": "2012-10-17", "Statement": [
-        {"Sid": "Logs", "Effect": "Allow",
-         "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-         "Resource": [log_group, f"{log_group}:log-stream:*"]},
-        {"Sid": "Tables", "Effect": "Allow", "Action": TABLE_ACTIONS, "Resource": table_arns},
-        {"Sid": "ManageConnections", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
-         "Resource": [f"arn:aws:execute-api:*:*:*/{st.api_stage}/{m}/@connections/*" for m in WS_METHODS]},
-        {"Sid": "FilesObjects", "Effect": "Allow", "Action": OBJECT_ACTIONS,
-         "Resource": f"arn:aws:s3:::{files_bucket(stage_name)}/*"},
-    ] + ([{"Sid": "Queues", "Effect": "Allow", "Action": QUEUE_ACTIONS, "Resource": queue_arns}]
-         if queue_arns else [])}
+    """The stage's default policy: logs only.  Every function has its own (``render_function_policy``),
+    so a function added without one can do nothing but log (test_infra fails on it first)."""
+    return {"Version": "2012-10-17", "Statement": [_logs_statement(stage(stage_name), None)]}
 
 
 # --- files -------------------------------------------------------------------
@@ -650,6 +870,8 @@ def outputs(stage_name: str) -> dict[Path, str]:
     return {
         ROOT / "infra" / f"resources-{stage_name}.json": dumps(render_resources(stage_name)),
         ROOT / ".chalice" / stage(stage_name).policy_file: dumps(render_policy(stage_name)),
+        **{ROOT / ".chalice" / function_policy_file(stage_name, fn): dumps(render_function_policy(stage_name, fn))
+           for fn in stage(stage_name).function_names},
     }
 
 

@@ -176,24 +176,74 @@ def test_app_metric_alarms_watch_series_the_app_emits(rendered):
         assert len(alarm["Metrics"]) <= 10 and sum(bool(q["ReturnData"]) for q in alarm["Metrics"]) == 1
 
 
+def _function_policies(stage: str) -> dict[str, dict]:
+    return {fn: render_infra.render_function_policy(stage, fn) for fn in render_infra.stage(stage).function_names}
+
+
+def _granted(policy: dict) -> set[tuple[str, str]]:
+    return {(a, r) for s in policy["Statement"] for a in s["Action"]
+            for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])}
+
+
 @pytest.mark.parametrize("stage", STAGES)
-def test_policy_is_least_privilege(stage):
-    policy = render_infra.render_policy(stage)
+def test_every_function_has_a_role_of_its_own(stage):
+    """Chalice gives each function with its own ``iam_policy_file`` its own role; the stage default is logs only."""
+    st = render_infra.stage(stage)
+    configured = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][stage]["lambda_functions"]
+    for fn in st.function_names:
+        assert configured.get(fn, {}).get("iam_policy_file") == render_infra.function_policy_file(stage, fn), fn
+    assert set(render_infra.FUNCTION_ACCESS) <= set(st.function_names), "FUNCTION_ACCESS names a function app.py lacks"
+    default = render_infra.render_policy(stage)
+    assert {a for s in default["Statement"] for a in s["Action"]} == {
+        "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_function_policies_are_least_privilege(stage):
+    st = render_infra.stage(stage)
     env = _stage_env(stage)
-    by_sid = {s["Sid"]: s for s in policy["Statement"]}
-    assert all(s["Effect"] == "Allow" for s in policy["Statement"])
-    tables = by_sid["Tables"]
-    assert "dynamodb:Scan" not in tables["Action"] and "dynamodb:TransactWriteItems" not in tables["Action"]
-    assert all(a.startswith("dynamodb:") and "*" not in a for a in tables["Action"])
-    expected = {arn for name in _tables(render_infra.render_resources(stage))
-                for arn in (f"arn:aws:dynamodb:*:*:table/{name}", f"arn:aws:dynamodb:*:*:table/{name}/index/*")}
-    assert set(tables["Resource"]) == expected
-    api_stage = render_infra.stage(stage).api_stage
-    assert sorted(by_sid["ManageConnections"]["Resource"]) == sorted(
-        f"arn:aws:execute-api:*:*:*/{api_stage}/{m}/@connections/*" for m in ("POST", "GET", "DELETE"))
-    assert by_sid["FilesObjects"]["Resource"] == f"arn:aws:s3:::{env['FILES_BUCKET']}/*"
-    queue_arns = {f"arn:aws:sqs:*:*:{name}" for name in render_infra.queues(stage).values()}
-    assert set(by_sid.get("Queues", {}).get("Resource", [])) == queue_arns
+    for fn, policy in _function_policies(stage).items():
+        assert all(s["Effect"] == "Allow" for s in policy["Statement"]), fn
+        for action, resource in _granted(policy):
+            assert "*" not in action and action != "dynamodb:Scan", (fn, action)
+            assert not action.startswith("dynamodb:") or "TransactWriteItems" not in action, (fn, action)
+            assert resource != "*" and not resource.endswith(":*:*:*"), (fn, resource)
+            if action.startswith("logs:"):
+                assert f"/aws/lambda/{st.app_name}-{st.name}-{render_infra.logical_id(fn)}-*" in resource, (fn, resource)
+            if action == "execute-api:ManageConnections":
+                assert f"/{st.api_stage}/" in resource
+            if action.startswith("s3:"):
+                assert resource.startswith(f"arn:aws:s3:::{env['FILES_BUCKET']}"), (fn, resource)
+    # who may do what, in broad strokes: the front functions never touch compliance exports, and
+    # only the functions that post to sockets may manage connections
+    grants = {fn: _granted(p) for fn, p in _function_policies(stage).items()}
+    exports = f":table/{env['EXPORTS_TABLE']}"
+    for fn in ("websocket_connect", "websocket_disconnect", "ws_authorizer", "deliver", "presence_flush"):
+        assert not any(exports in r for _, r in grants[fn]), fn
+    assert not any(a == "execute-api:ManageConnections" for a, _ in grants["ws_authorizer"])
+    assert not any(a.startswith("s3:") for a, _ in grants["ws_authorizer"] | grants["deliver"])
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_no_function_may_rewrite_the_audit_log(stage):
+    """The audit log is append-only: PutItem for those who write it, reads for those who show it, nothing else."""
+    audit = f"arn:aws:dynamodb:*:*:table/{_stage_env(stage)['AUDIT_TABLE']}"
+    for fn, policy in _function_policies(stage).items():
+        on_audit = {a for a, r in _granted(policy) if r == audit or r.startswith(audit + "/")}
+        assert on_audit <= {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem"}, (
+            fn, sorted(on_audit))
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_sqs_consumers_may_read_their_own_queue_only(stage):
+    st = render_infra.stage(stage)
+    queues = render_infra.queues(stage)
+    for fn, policy in _function_policies(stage).items():
+        receive = {r for a, r in _granted(policy) if a == "sqs:ReceiveMessage"}
+        consumed = {f"arn:aws:sqs:*:*:{render_infra._stage_settings(stage).__dict__[render_infra._setting(q, '_queue')]}"
+                    for lid, q in st.sqs_consumers if lid == render_infra.logical_id(fn)}
+        assert receive == consumed, fn
+        assert all(r.split(":")[-1] in queues.values() for a, r in _granted(policy) if a.startswith("sqs:"))
 
 
 def test_stages_cannot_reach_each_others_connections():
@@ -247,8 +297,8 @@ def test_files_bucket_has_object_lock_for_legal_holds(rendered):
     props = template["Resources"]["FilesBucket"]["Properties"]
     assert props["ObjectLockEnabled"] is True and props["VersioningConfiguration"] == {"Status": "Enabled"}
     assert props["ObjectLockConfiguration"] == {"ObjectLockEnabled": "Enabled"}  # no "Rule": no default lock
-    actions = {a for s in render_infra.render_policy(stage)["Statement"] for a in s["Action"]}
-    assert {"s3:PutObjectLegalHold", "s3:GetObjectLegalHold"} <= actions
+    actions = {a for p in _function_policies(stage).values() for a, _ in _granted(p)}
+    assert "s3:PutObjectLegalHold" in actions
     assert "s3:BypassGovernanceRetention" not in actions and "s3:PutObjectRetention" not in actions
     originals = template["Resources"]["HeldOriginalTable"]["Properties"]
     assert originals["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}

@@ -172,7 +172,7 @@ def test_rendered_bucket_carries_the_retention_and_export_rules():
     assert msgs["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     index = {ix["IndexName"]: ix for ix in msgs["GlobalSecondaryIndexes"]}["by_retained_sender"]
     assert index["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["retain_s"]}
-    policy = render_infra.render_policy("dev")
-    actions = {a for st in policy["Statement"] for a in st["Action"]}
+    actions = {a for fn in render_infra.stage("dev").function_names
+               for st in render_infra.render_function_policy("dev", fn)["Statement"] for a in st["Action"]}
     assert {"s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:AbortMultipartUpload"} <= actions
     assert "dynamodb:Scan" not in actions
