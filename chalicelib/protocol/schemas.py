@@ -346,3 +346,99 @@ RESULTS: dict[str, dict[str, Any]] = {
                       "users": {"type": "array", "items": PERSON, "maxItems": 100},
                       "notFound": {"type": "array", "items": {"type": "string"}, "maxItems": 100}}},
 }
+
+
+# --- REST replies (docs/openapi.json) ------------------------------------------------------
+# The body of a 2xx reply of every REST route, by the action its handler validates as.
+# tools/export_schemas.py builds docs/openapi.json from app.py's routes, these and the request
+# schemas above; tests/e2e/test_fuzz.py checks real replies against them (schemathesis).
+_OBJ = {"type": "object"}
+_PAGE_CURSOR = {"type": ["string", "null"], "description": "pass as `cursor` for the next page; null on the last"}
+LINK = {"type": "object", "additionalProperties": False,
+        "required": ["peerTenantId", "state", "presence", "files", "whoMayStart", "updatedAt", "revokedAt"],
+        "properties": {
+            "peerTenantId": {"type": "string"},
+            "state": {"enum": ["invited", "pending", "active", "declined", "revoked"],
+                      "description": "our side: invited = we asked, pending = they asked us"},
+            "presence": {"type": "boolean"}, "files": {"type": "boolean"},
+            "whoMayStart": {"enum": ["everyone", "admins"]}, "updatedAt": {"type": "integer"},
+            "revokedAt": _NULL_INT}}
+_CONNECTION = {"type": "object", "required": ["connection"], "properties": {"connection": LINK}}
+_POLICY = {"type": "object", "required": ["policy"], "properties": {"policy": {
+    "type": "object", "required": ["mode"],
+    "properties": {k: v for k, v in ADMIN["admin.policy.set"]["properties"].items() if k not in ("action", "requestId")}}}}
+_SCIM_TOKEN = {"type": "object", "additionalProperties": False, "required": ["configured", "createdAt", "createdBy"],
+               "properties": {"configured": {"type": "boolean"}, "createdAt": _NULL_INT, "createdBy": _NULL_STR}}
+_DLP_RULES = {"type": "object", "required": ["rules", "version", "detectors", "limits"], "properties": {
+    "rules": {"type": "array", "items": DLP_RULE}, "version": {"type": "integer"},
+    "detectors": {"type": "array", "items": {"enum": DLP_DETECTORS}},
+    "limits": {"type": "object", "additionalProperties": {"type": "integer"}}}}
+_DLP_FLAG = {"type": "object", "required": ["id", "at", "source", "conversationId", "sender", "ruleIds", "action",
+                                            "excerpt"], "properties": {
+    "id": {"type": "string"}, "at": {"type": "integer"},
+    "source": {"enum": ["message", "edit", "file", "name", "topic", "reaction", "status"]},
+    "conversationId": {"type": ["string", "null"], "description": "null for a custom status and for a "
+                       "refused conversation.create"}, "seq": _NULL_INT,
+    "messageId": _NULL_STR, "fileId": _NULL_STR,
+    "sender": {"type": "object"}, "ruleIds": {"type": "array", "items": {"type": "string"}},
+    "action": {"enum": ["flag", "redact", "block"], "description": "what happened to the text: delivered as "
+               "typed, redacted, or refused (block: a blocked attempt, nothing was stored)"},
+    "excerpt": {"type": "string"}}}
+RESPONSES: dict[str, dict[str, Any]] = {
+    # conversations, messages, files (the WebSocket ack's result, the same object)
+    "conversation.list": {"type": "object", "required": ["conversations", "nextCursor"], "properties": {
+        "conversations": {"type": "array", "items": _OBJ}, "nextCursor": _PAGE_CURSOR}},
+    "conversation.get": {"type": "object", "required": ["conversation"], "properties": {"conversation": _OBJ}},
+    "history": {"type": "object", "required": ["messages", "nextBeforeSeq"], "properties": {
+        "messages": {"type": "array", "items": _OBJ}, "nextBeforeSeq": _NULL_INT}},
+    "message.send": {"type": "object", "required": ["message", "duplicate"], "properties": {
+        "message": _OBJ, "duplicate": {"type": "boolean"}}},
+    "read": {"type": "object", "required": ["conversationId", "lastReadSeq", "unread"], "properties": {
+        "conversationId": {"type": "string"}, "lastReadSeq": {"type": "integer"}, "unread": {"type": "integer"}}},
+    "file.upload.request": {"type": "object", "required": ["file", "upload"], "properties": {
+        "file": _OBJ, "upload": {"type": "object", "required": ["method", "url", "fields", "expiresAt"],
+                                 "properties": {"method": {"const": "POST"}, "url": {"type": "string"},
+                                                "fields": {"type": "object"}, "expiresAt": {"type": "integer"}}}}},
+    "file.download.request": {"type": "object", "required": ["file", "download"], "properties": {
+        "file": _OBJ, "download": {"type": "object", "required": ["url", "expiresAt"], "properties": {
+            "url": {"type": "string"}, "expiresAt": {"type": "integer"}}}}},
+    # tenant admins: connections, policy, users, audit (docs/federation.md)
+    "admin.connections.list": {"type": "object", "required": ["connections"], "properties": {
+        "connections": {"type": "array", "items": LINK}}},
+    "admin.connections.invite": _CONNECTION, "admin.connections.accept": _CONNECTION,
+    "admin.connections.decline": _CONNECTION, "admin.connections.revoke": _CONNECTION,
+    "admin.connections.settings": _CONNECTION,
+    "admin.policy.get": _POLICY, "admin.policy.set": _POLICY,
+    "admin.users.list": {"type": "object", "required": ["users", "nextCursor"], "properties": {
+        "users": {"type": "array", "items": {
+            "type": "object", "required": ["userId", "email", "displayName", "roles", "status", "groups"],
+            "properties": {"userId": {"type": "string"}, "email": {"type": "string"},
+                           "displayName": {"type": "string"},
+                           "roles": {"type": "array", "items": {"type": "string"}},
+                           "status": {"type": "string", "description": "active | deactivated"},
+                           "groups": {"type": "array", "items": {"type": "string"}}}}},
+        "nextCursor": _PAGE_CURSOR}},
+    "admin.users.roles": {"type": "object", "required": ["userId", "roles"], "properties": {
+        "userId": {"type": "string"}, "roles": {"type": "array", "items": {"enum": ["admin", "member", "guest"]}}}},
+    "admin.audit.list": {"type": "object", "required": ["entries", "nextCursor"], "properties": {
+        "entries": {"type": "array", "items": {
+            "type": "object",
+            "required": ["id", "at", "actor", "action", "target", "before", "after", "sourceIp", "requestId"],
+            "properties": {"id": {"type": "string"}, "at": {"type": "integer"}, "actor": {"type": "string"},
+                           "action": {"type": "string"}, "target": _NULL_STR,
+                           "before": {"type": ["object", "null"]}, "after": {"type": ["object", "null"]},
+                           "sourceIp": _NULL_STR, "requestId": _NULL_STR}}},
+        "nextCursor": _PAGE_CURSOR}},
+    # screening (DLP)
+    "admin.dlp.rules.get": _DLP_RULES, "admin.dlp.rules.set": _DLP_RULES,
+    "admin.dlp.flags.list": {"type": "object", "required": ["flags", "nextCursor"], "properties": {
+        "flags": {"type": "array", "items": _DLP_FLAG}, "nextCursor": _PAGE_CURSOR}},
+    # directory sync: the SCIM token (docs/scim.md); the secret only in the reply that creates it
+    "admin.scim.token.get": {"type": "object", "required": ["scimToken"], "properties": {"scimToken": _SCIM_TOKEN}},
+    "admin.scim.token.create": {"type": "object", "required": ["token", "scimToken"], "properties": {
+        "token": {"type": "string", "pattern": "^scim_", "description": "shown once; only its hash is stored"},
+        "scimToken": _SCIM_TOKEN}},
+    "admin.scim.token.revoke": {"type": "object", "required": ["scimToken"], "properties": {
+        "scimToken": _SCIM_TOKEN}},
+    **COMPLIANCE_RESPONSES,
+}
