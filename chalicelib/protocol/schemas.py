@@ -193,11 +193,15 @@ OUTBOUND: dict[str, dict[str, Any]] = {
 
 
 PEER = {"peerTenantId": ID}
+# Local time of day of a policy window; the service also checks start < end (not expressible here).
+HHMM = {"type": "string", "pattern": "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"}
 # REST-only operations of tenant admins (validated like frames; not WebSocket actions).
 ADMIN: dict[str, dict[str, Any]] = {
     "admin.connections.list": _action("admin.connections.list"),
-    "admin.connections.invite": _action("admin.connections.invite", {
+    "admin.connections.invite": {**_action("admin.connections.invite", {
         "tenantId": ID, "domain": {"type": "string", "minLength": 3, "maxLength": 253}}),
+        "description": "The company to invite: its tenantId, or a domain it owns.",
+        "anyOf": [{"required": ["tenantId"]}, {"required": ["domain"]}]},
     "admin.connections.accept": _action("admin.connections.accept", PEER, ["peerTenantId"]),
     "admin.connections.decline": _action("admin.connections.decline", PEER, ["peerTenantId"]),
     "admin.connections.revoke": _action("admin.connections.revoke", PEER, ["peerTenantId"]),
@@ -210,13 +214,15 @@ ADMIN: dict[str, dict[str, Any]] = {
         "partners": {"type": "array", "items": ID, "maxItems": 500},
         "users": {"type": "array", "items": ID, "maxItems": 1000},
         "groups": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 128}, "maxItems": 100},
-        "timezone": {"type": "string", "minLength": 1, "maxLength": 64},
+        "timezone": {"type": "string", "minLength": 1, "maxLength": 64,
+                     "description": "an IANA time zone name (checked on save); default UTC"},
         "windowMode": {"enum": ["inside", "outside"]},
         "windows": {"type": "array", "maxItems": 14, "items": {
-            "type": "object", "required": ["start", "end"], "additionalProperties": False, "properties": {
+            "type": "object", "required": ["start", "end"], "additionalProperties": False,
+            "description": "local HH:MM, start < end (checked on save), end exclusive; days 0 = Monday, all when "
+                           "omitted", "properties": {
                 "days": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 6}, "maxItems": 7},
-                "start": {"type": "string", "pattern": "^[0-9]{2}:[0-9]{2}$"},
-                "end": {"type": "string", "pattern": "^[0-9]{2}:[0-9]{2}$"}}}},
+                "start": HHMM, "end": HHMM}}},
     }, ["mode"]),
     "admin.users.list": _action("admin.users.list", {"limit": LIMIT, "cursor": CURSOR}),
     "admin.users.roles": _action("admin.users.roles", {
@@ -276,11 +282,16 @@ EXPORT_ID = HOLD_ID
 ADMIN.update({
     "admin.retention.get": _action("admin.retention.get"),
     "admin.retention.set": _action("admin.retention.set", {"days": RETENTION_DAYS}, ["days"]),
-    "admin.retention.conversation": _action("admin.retention.conversation", {
+    "admin.retention.conversation": {**_action("admin.retention.conversation", {
         **CONV, "days": RETENTION_DAYS, "inherit": {"type": "boolean"}}, ["conversationId"]),
-    "admin.holds.place": _action("admin.holds.place", {
+        "description": "days sets the override; inherit: true removes it.",
+        "anyOf": [{"required": ["days"]}, {"required": ["inherit"], "properties": {"inherit": {"const": True}}}]},
+    "admin.holds.place": {**_action("admin.holds.place", {
         "kind": {"enum": ["user", "conversation"]}, "userId": ID, "conversationId": ID,
         "name": {"type": "string", "minLength": 1, "maxLength": 200}}, ["kind"]),
+        "description": "A user hold names userId, a conversation hold conversationId.",
+        "allOf": [{"if": {"properties": {"kind": {"const": k}}}, "then": {"required": [f]}}
+                  for k, f in (("user", "userId"), ("conversation", "conversationId"))]},
     "admin.holds.list": _action("admin.holds.list", {"limit": LIMIT, "cursor": {"type": "string", "maxLength": 64}}),
     "admin.holds.release": _action("admin.holds.release", {"holdId": HOLD_ID}, ["holdId"]),
     "admin.exports.start": _action("admin.exports.start", {

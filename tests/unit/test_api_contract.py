@@ -93,3 +93,46 @@ def _sample(action: str, field: str) -> str:
 
     pattern = (schemas.ADMIN | schemas.INBOUND)[action]["properties"][field].get("pattern")
     return {"^[0-9a-f]{32}$": "0" * 32, "^[0-9]{13}-[0-9a-f]{12}$": "1700000000000-0123456789ab"}.get(pattern, "x-1")
+
+
+# --- validation lives in the schemas (so docs/openapi.json states it) ----------------------------
+
+@pytest.mark.parametrize("action, body, ok", [
+    ("admin.connections.invite", {}, False),
+    ("admin.connections.invite", {"domain": "globex.example"}, True),
+    ("admin.holds.place", {"kind": "user"}, False),
+    ("admin.holds.place", {"kind": "user", "conversationId": "c1"}, False),
+    ("admin.holds.place", {"kind": "conversation", "conversationId": "c1"}, True),
+    ("admin.retention.conversation", {"conversationId": "c1"}, False),
+    ("admin.retention.conversation", {"conversationId": "c1", "inherit": False}, False),
+    ("admin.retention.conversation", {"conversationId": "c1", "inherit": True}, True),
+    ("admin.retention.conversation", {"conversationId": "c1", "days": None}, True),
+    ("admin.policy.set", {"mode": "all", "windows": [{"start": "08:00", "end": "24:00"}]}, True),
+    ("admin.policy.set", {"mode": "all", "windows": [{"start": "08:60", "end": "18:00"}]}, False),
+    ("admin.policy.set", {"mode": "all", "windows": [{"start": "08:00", "end": "25:00"}]}, False),
+])
+def test_rest_bodies_are_refused_by_the_schema(action, body, ok):
+    from chalicelib.protocol import frames, schemas
+
+    frame = {**body, "action": action, "requestId": "r1"}
+    if ok:
+        frames.validate(frame, schemas.ADMIN)
+    else:
+        with pytest.raises(frames.FrameError) as err:
+            frames.validate(frame, schemas.ADMIN)
+        assert err.value.error.code == "validation_failed"
+
+
+def test_query_parameters_are_typed_by_the_actions_schema():
+    from chalicelib import rest_api
+    from chalicelib.protocol import schemas
+    from chalicelib.protocol.errors import ValidationFailed
+
+    got = rest_api._query_params({"limit": "5", "cursor": "7", "actor": "u1", "from": "0"},
+                                 ("from", "to", "actor", "actionName", "limit", "cursor"),
+                                 schemas.ADMIN["admin.audit.list"])
+    assert got == {"limit": 5, "cursor": "7", "actor": "u1", "from": 0}
+    with pytest.raises(ValidationFailed):
+        rest_api._query_params({"beforeSeq": "x"}, ("beforeSeq", "limit"), schemas.INBOUND["history"])
+    with pytest.raises(ValidationFailed):
+        rest_api._query_params({"other": "1"}, ("limit",), schemas.INBOUND["history"])
