@@ -241,8 +241,17 @@ def _operation(route: RestRoute, errors: dict) -> dict:
     return op
 
 
+# Reply component names published before the generator walked app.py (clients generated from the
+# document know these types); the others are derived from the action.
+COMPONENT_NAMES = {"conversation.list": "Inbox", "conversation.get": "ConversationResult", "history": "History",
+                   "message.send": "Sent", "read": "ReadMarker", "file.upload.request": "UploadGrant",
+                   "file.download.request": "DownloadGrant"}
+
+
 def _component(action: str) -> str:
     """A reply schema's component name: ``admin.connections.list`` -> ``AdminConnectionsListReply``."""
+    if action in COMPONENT_NAMES:
+        return COMPONENT_NAMES[action]
     return "".join(part[:1].upper() + part[1:] for part in action.split(".")) + "Reply"
 
 
@@ -263,7 +272,7 @@ def openapi() -> dict:
             paths.setdefault(route.path, {})[route.method.lower()] = {
                 "operationId": "health", "summary": "Liveness", "tags": ["health"], "security": [],
                 "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}}}}}}
+                    "$ref": "#/components/schemas/Health"}}}}}}
             continue
         replies[_component(route.action)] = schemas.RESPONSES[route.action]
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, errors)
@@ -294,7 +303,8 @@ def openapi() -> dict:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                                            "description": "the OIDC access token of the company's identity "
                                                           "provider (the same as on the WebSocket's $connect)"}},
-            "schemas": {"Error": error, **replies},
+            "schemas": {"Error": error, "Health": {"type": "object", "required": ["status"], "properties": {
+                "status": {"const": "ok"}}}, **replies},
             "responses": {f"Error{k}": v for k, v in errors.items()},
         },
         "paths": paths,
