@@ -239,7 +239,10 @@ ADMIN: dict[str, dict[str, Any]] = {
 # Shapes only; chalicelib/dlp.py checks the rest at save time (unique ids, limits, patterns
 # compiled by re2) and names the offending rule in its validation_failed message.
 DLP_DETECTORS = ["payment_card", "iban", "us_ssn", "aws_access_key", "private_key"]  # = dlp.DETECTORS
-DLP_RULE = {"type": "object", "required": ["id", "type", "action"], "additionalProperties": False, "properties": {
+DLP_RULE = {"type": "object", "required": ["id", "type", "action"], "additionalProperties": False,
+            "description": "A detector rule takes `detector`, a keyword rule `keywords`, a regex rule `pattern` (RE2); "
+                           "ids are unique. Checked on save; a refusal names the rule in `error.ruleId`.",
+            "properties": {
     "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
     "name": {"type": "string", "minLength": 1, "maxLength": 80},
     "type": {"enum": ["detector", "keyword", "regex"]},
