@@ -75,6 +75,8 @@ SUMMARIES: dict[str, str] = {
     "admin.holds.release": "Release a legal hold (admins; audited)",
     "admin.exports.start": "Start an eDiscovery export (JSON Lines, asynchronous; admins; audited)",
     "admin.exports.get": "An export's state and progress; a presigned download when done (admins; audited)",
+    "admin.files.download": "A presigned download of a file of the company's members, clean or kept by a legal "
+                            "hold after its deletion (admins; audited)",
 }
 
 # Request examples (media-type examples; schemathesis sends them too).
