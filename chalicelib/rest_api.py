@@ -11,7 +11,7 @@ import logging
 from typing import Any, Callable
 
 from . import logs, metrics, runtime
-from .auth import token_from_authorization
+from .identity import token_from_authorization
 from .config import settings
 from .protocol import frames, schemas
 from .protocol.errors import ChatError, Internal, ValidationFailed
