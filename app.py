@@ -1,20 +1,25 @@
-"""Routes only: each handler hands its event to chalicelib and returns the reply."""
+"""Routes only: each handler hands its event to chalicelib and returns the reply.
+
+Every function imports only what it runs: a handler imports its chalicelib
+module inside its body, once per container, on its first event.  So the
+authorizer never loads the message path, the delivery workers never load
+REST or SCIM, and a REST route loads its own service only
+(``bench/cold_start.py`` measures each function; ``tests/unit/test_imports.py``
+keeps the boundaries).
+"""
+import importlib
+
 from chalice import Chalice, Response
 
-from chalicelib import delivery_worker, logs, rest_api, runtime, ws_api
-from chalicelib.services import admin, conversations, messages
-from chalicelib import file_events
-from chalicelib.services import files
-from chalicelib.services import scim_tokens
-from chalicelib.services import screening
-from chalicelib import compliance_events
-from chalicelib.services import compliance, exports
+from chalicelib import logs
+from chalicelib.config import settings
+from chalicelib.management import ManagementSession
 
 app = Chalice(app_name="enterprise-chat")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 # Chalice's own websocket_api.send goes through this session to the configured
 # management endpoint (see chalicelib/runtime.py).
-app.websocket_api.session = runtime.ManagementSession()
+app.websocket_api.session = ManagementSession()
 logs.setup()
 
 
@@ -22,27 +27,37 @@ logs.setup()
 # locally): its context reaches every later event of the connection in requestContext.authorizer.
 @app.lambda_function(name="ws_authorizer")
 def ws_authorizer(event, context):
-    return ws_api.authorize(event)
+    from chalicelib import ws_connect
+
+    return ws_connect.authorize(event)
 
 
 @app.on_ws_connect()
 def ws_connect(event):
-    return ws_api.on_connect(event.to_dict())
+    from chalicelib import ws_connect
+
+    return ws_connect.on_connect(event.to_dict())
 
 
 @app.on_ws_message()
 def ws_message(event):
+    from chalicelib import ws_api
+
     return ws_api.on_message(event.to_dict())
 
 
 @app.on_ws_disconnect()
 def ws_disconnect(event):
-    return ws_api.on_disconnect(event.to_dict())
+    from chalicelib import ws_connect
+
+    return ws_connect.on_disconnect(event.to_dict())
 
 
-@app.on_sqs_message(queue=runtime.settings().presence_queue, batch_size=10)
+@app.on_sqs_message(queue=settings().presence_queue, batch_size=10)
 def presence_flush(event):
-    ws_api.on_presence_flush([record.to_dict() for record in event])
+    from chalicelib import presence_events
+
+    presence_events.on_records([record.to_dict() for record in event])
 
 
 # Delivery workers: shards of large fan-outs (chalicelib/delivery_worker.py, docs/delivery.md).
@@ -50,20 +65,26 @@ def presence_flush(event):
 # once: 100 x 32 posts in flight is far above the account's @connections rate (10,000/s by
 # default), which is the real bound, and leaves the account's other functions their concurrency.
 # The reply is a partial batch response (infra/ sets ReportBatchItemFailures on the event source).
-@app.on_sqs_message(queue=runtime.settings().delivery_queue, batch_size=4, maximum_concurrency=100)
+@app.on_sqs_message(queue=settings().delivery_queue, batch_size=4, maximum_concurrency=100)
 def deliver(event):
+    from chalicelib import delivery_worker
+
     return delivery_worker.on_records([record.to_dict() for record in event])
 
 
-@app.on_sqs_message(queue=runtime.settings().files_queue, batch_size=10)
+@app.on_sqs_message(queue=settings().files_queue, batch_size=10)
 def file_scan_retry(event):
+    from chalicelib import file_events
+
     file_events.on_scan_retry([record.to_dict() for record in event])
 
 
 # S3 ObjectCreated in the files bucket. A plain function, not @app.on_s3_event (which
 # `chalice package` refuses): the notification is declared with the bucket, see chalicelib/file_events.py.
-@app.lambda_function(name=file_events.FUNCTION_NAME)
+@app.lambda_function(name="file_uploaded")  # file_events.FUNCTION_NAME
 def file_uploaded(event, context):
+    from chalicelib import file_events
+
     file_events.on_s3_event(event)
 
 
@@ -72,7 +93,13 @@ def health():
     return {"status": "ok"}
 
 
-def _rest(action, fn, path_fields=None, query_names=(), status=200):
+def _rest(action, service, path_fields=None, query_names=(), status=200):
+    """Hand the request to ``chalicelib.rest_api`` for ``service`` ("module.function" under
+    ``chalicelib.services``), that module imported on the route's first request."""
+    from chalicelib import rest_api
+
+    module, _, name = service.rpartition(".")
+    fn = getattr(importlib.import_module(f"chalicelib.services.{module}"), name)
     req = app.current_request
     context = dict(req.context or {})
     context.setdefault("requestId", getattr(app.lambda_context, "aws_request_id", None))
@@ -83,95 +110,95 @@ def _rest(action, fn, path_fields=None, query_names=(), status=200):
 
 @app.route("/conversations", methods=["GET"])
 def list_conversations():
-    return _rest("conversation.list", conversations.inbox, query_names=("limit", "cursor"))
+    return _rest("conversation.list", "conversations.inbox", query_names=("limit", "cursor"))
 
 
 @app.route("/conversations/{conversation_id}", methods=["GET"])
 def get_conversation(conversation_id):
-    return _rest("conversation.get", conversations.get, {"conversationId": conversation_id})
+    return _rest("conversation.get", "conversations.get", {"conversationId": conversation_id})
 
 
 @app.route("/conversations/{conversation_id}/messages", methods=["GET"])
 def list_messages(conversation_id):
-    return _rest("history", messages.history, {"conversationId": conversation_id},
+    return _rest("history", "messages.history", {"conversationId": conversation_id},
                  query_names=("beforeSeq", "limit"))
 
 
 @app.route("/conversations/{conversation_id}/messages", methods=["POST"], content_types=["application/json"])
 def post_message(conversation_id):
-    return _rest("message.send", messages.send, {"conversationId": conversation_id}, status=201)
+    return _rest("message.send", "messages.send", {"conversationId": conversation_id}, status=201)
 
 
 @app.route("/conversations/{conversation_id}/read", methods=["POST"], content_types=["application/json"])
 def mark_read(conversation_id):
-    return _rest("read", messages.read, {"conversationId": conversation_id})
+    return _rest("read", "messages.read", {"conversationId": conversation_id})
 
 
 @app.route("/conversations/{conversation_id}/files", methods=["POST"], content_types=["application/json"])
 def request_file_upload(conversation_id):
-    return _rest("file.upload.request", files.request_upload, {"conversationId": conversation_id}, status=201)
+    return _rest("file.upload.request", "files.request_upload", {"conversationId": conversation_id}, status=201)
 
 
 @app.route("/files/{file_id}/download", methods=["GET"])
 def request_file_download(file_id):
-    return _rest("file.download.request", files.request_download, {"fileId": file_id})
+    return _rest("file.download.request", "files.request_download", {"fileId": file_id})
 
 
 # --- tenant admins ---------------------------------------------------------------
 
 @app.route("/admin/connections", methods=["GET"])
 def admin_list_connections():
-    return _rest("admin.connections.list", admin.list_connections)
+    return _rest("admin.connections.list", "admin.list_connections")
 
 
 @app.route("/admin/connections", methods=["POST"])
 def admin_invite():
-    return _rest("admin.connections.invite", admin.invite, status=201)
+    return _rest("admin.connections.invite", "admin.invite", status=201)
 
 
 @app.route("/admin/connections/{peer}", methods=["PUT"])
 def admin_connection_settings(peer):
-    return _rest("admin.connections.settings", admin.connection_settings, {"peerTenantId": peer})
+    return _rest("admin.connections.settings", "admin.connection_settings", {"peerTenantId": peer})
 
 
 @app.route("/admin/connections/{peer}/accept", methods=["POST"])
 def admin_accept(peer):
-    return _rest("admin.connections.accept", admin.accept, {"peerTenantId": peer})
+    return _rest("admin.connections.accept", "admin.accept", {"peerTenantId": peer})
 
 
 @app.route("/admin/connections/{peer}/decline", methods=["POST"])
 def admin_decline(peer):
-    return _rest("admin.connections.decline", admin.decline, {"peerTenantId": peer})
+    return _rest("admin.connections.decline", "admin.decline", {"peerTenantId": peer})
 
 
 @app.route("/admin/connections/{peer}/revoke", methods=["POST"])
 def admin_revoke(peer):
-    return _rest("admin.connections.revoke", admin.revoke, {"peerTenantId": peer})
+    return _rest("admin.connections.revoke", "admin.revoke", {"peerTenantId": peer})
 
 
 @app.route("/admin/policy", methods=["GET"])
 def admin_get_policy():
-    return _rest("admin.policy.get", admin.get_policy)
+    return _rest("admin.policy.get", "admin.get_policy")
 
 
 @app.route("/admin/policy", methods=["PUT"])
 def admin_set_policy():
-    return _rest("admin.policy.set", admin.set_policy)
+    return _rest("admin.policy.set", "admin.set_policy")
 
 
 @app.route("/admin/users", methods=["GET"])
 def admin_list_users():
-    return _rest("admin.users.list", admin.list_users, query_names=("limit", "cursor"))
+    return _rest("admin.users.list", "admin.list_users", query_names=("limit", "cursor"))
 
 
 @app.route("/admin/users/{user_id}/roles", methods=["PUT"])
 def admin_set_roles(user_id):
-    return _rest("admin.users.roles", admin.set_roles, {"userId": user_id})
+    return _rest("admin.users.roles", "admin.set_roles", {"userId": user_id})
 
 
 @app.route("/admin/audit", methods=["GET"])
 def admin_audit():
-    return _rest("admin.audit.list", admin.read_audit,
+    return _rest("admin.audit.list", "admin.read_audit",
                  query_names=("from", "to", "actor", "actionName", "limit", "cursor"))
 
 
@@ -181,17 +208,17 @@ def admin_audit():
 
 @app.route("/admin/dlp/rules", methods=["GET"])
 def admin_get_dlp_rules():
-    return _rest("admin.dlp.rules.get", screening.get_rules)
+    return _rest("admin.dlp.rules.get", "screening.get_rules")
 
 
 @app.route("/admin/dlp/rules", methods=["PUT"])
 def admin_set_dlp_rules():
-    return _rest("admin.dlp.rules.set", screening.set_rules)
+    return _rest("admin.dlp.rules.set", "screening.set_rules")
 
 
 @app.route("/admin/dlp/flags", methods=["GET"])
 def admin_list_dlp_flags():
-    return _rest("admin.dlp.flags.list", screening.list_flags, query_names=("from", "to", "limit", "cursor"))
+    return _rest("admin.dlp.flags.list", "screening.list_flags", query_names=("from", "to", "limit", "cursor"))
 
 
 # --- directory sync (SCIM 2.0, docs/scim.md) -------------------------------------------
@@ -199,17 +226,17 @@ def admin_list_dlp_flags():
 
 @app.route("/admin/scim/token", methods=["GET"])
 def admin_scim_token_status():
-    return _rest("admin.scim.token.get", scim_tokens.status)
+    return _rest("admin.scim.token.get", "scim_tokens.status")
 
 
 @app.route("/admin/scim/token", methods=["POST"])
 def admin_scim_token_create():
-    return _rest("admin.scim.token.create", scim_tokens.create, status=201)
+    return _rest("admin.scim.token.create", "scim_tokens.create", status=201)
 
 
 @app.route("/admin/scim/token", methods=["DELETE"])
 def admin_scim_token_revoke():
-    return _rest("admin.scim.token.revoke", scim_tokens.revoke)
+    return _rest("admin.scim.token.revoke", "scim_tokens.revoke")
 
 
 # The SCIM endpoints: a function of their own, because scim2-models + pydantic cost ~0.6-0.75 s
@@ -227,52 +254,54 @@ def scim(event, context):
 # (docs/compliance.md "Retention and legal hold", "Export"; chalicelib/services/compliance.py, exports.py)
 
 
-@app.on_sqs_message(queue=runtime.settings().compliance_queue, batch_size=1)
+@app.on_sqs_message(queue=settings().compliance_queue, batch_size=1)
 def compliance_job(event):
+    from chalicelib import compliance_events
+
     compliance_events.on_records([record.to_dict() for record in event])
 
 
 @app.route("/admin/retention", methods=["GET"])
 def admin_get_retention():
-    return _rest("admin.retention.get", compliance.get_retention)
+    return _rest("admin.retention.get", "compliance.get_retention")
 
 
 @app.route("/admin/retention", methods=["PUT"])
 def admin_set_retention():
-    return _rest("admin.retention.set", compliance.set_retention)
+    return _rest("admin.retention.set", "compliance.set_retention")
 
 
 @app.route("/admin/conversations/{conversation_id}/retention", methods=["PUT"])
 def admin_set_conversation_retention(conversation_id):
-    return _rest("admin.retention.conversation", compliance.set_conversation_retention,
+    return _rest("admin.retention.conversation", "compliance.set_conversation_retention",
                  {"conversationId": conversation_id})
 
 
 @app.route("/admin/holds", methods=["POST"])
 def admin_place_hold():
-    return _rest("admin.holds.place", compliance.place_hold, status=201)
+    return _rest("admin.holds.place", "compliance.place_hold", status=201)
 
 
 @app.route("/admin/holds", methods=["GET"])
 def admin_list_holds():
-    return _rest("admin.holds.list", compliance.list_holds, query_names=("limit", "cursor"))
+    return _rest("admin.holds.list", "compliance.list_holds", query_names=("limit", "cursor"))
 
 
 @app.route("/admin/holds/{hold_id}/release", methods=["POST"])
 def admin_release_hold(hold_id):
-    return _rest("admin.holds.release", compliance.release_hold, {"holdId": hold_id})
+    return _rest("admin.holds.release", "compliance.release_hold", {"holdId": hold_id})
 
 
 @app.route("/admin/exports", methods=["POST"])
 def admin_start_export():
-    return _rest("admin.exports.start", exports.start_export, status=202)
+    return _rest("admin.exports.start", "exports.start_export", status=202)
 
 
 @app.route("/admin/exports/{export_id}", methods=["GET"])
 def admin_get_export(export_id):
-    return _rest("admin.exports.get", exports.get_export, {"exportId": export_id})
+    return _rest("admin.exports.get", "exports.get_export", {"exportId": export_id})
 
 
 @app.route("/admin/files/{file_id}/download", methods=["GET"])
 def admin_download_file(file_id):
-    return _rest("admin.files.download", compliance.download_file, {"fileId": file_id})
+    return _rest("admin.files.download", "compliance.download_file", {"fileId": file_id})

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .auth import Principal
+from .identity import Principal
 from .models import Conversation, Member, Tenant, TenantLink, User, user_key
 from .protocol.errors import ChatError, Forbidden, NotFound
 

@@ -11,7 +11,7 @@ import logging
 from typing import Any, Callable
 
 from . import logs, metrics, runtime
-from .auth import token_from_authorization
+from .identity import token_from_authorization
 from .config import settings
 from .protocol import frames, schemas
 from .protocol.errors import ChatError, Internal, ValidationFailed
@@ -21,7 +21,6 @@ from .services.context import Call
 log = logging.getLogger("chat.rest")
 
 Reply = tuple[int, dict[str, Any], dict[str, str]]
-STRING_PARAMS = frozenset({"cursor", "actor", "actionName"})  # other query parameters are integers
 
 
 def _error(err: ChatError) -> Reply:
@@ -33,12 +32,15 @@ def _error(err: ChatError) -> Reply:
     return err.status, {"error": err.to_body()}, headers
 
 
-def _int_params(query: dict[str, str] | None, names: tuple[str, ...]) -> dict[str, Any]:
+def _query_params(query: dict[str, str] | None, names: tuple[str, ...], schema: dict[str, Any]) -> dict[str, Any]:
+    """The route's query parameters, typed as the action's schema types them (integer or string)."""
     out: dict[str, Any] = {}
+    props = schema.get("properties", {})
     for name, value in (query or {}).items():
         if name not in names:
             raise ValidationFailed(f"Unknown query parameter {name[:32]!r}.")
-        if name in STRING_PARAMS:
+        kind = props.get(name, {}).get("type")
+        if kind != "integer" and "integer" not in (kind if isinstance(kind, list) else ()):
             out[name] = value
             continue
         try:
@@ -62,9 +64,9 @@ def handle(headers: dict[str, str] | None, raw_body: bytes | str | None, query: 
             body = frames.loads(raw_body)
             if not isinstance(body, dict):
                 raise ValidationFailed("Request body must be a JSON object.")
-        fields = {**body, **_int_params(query, query_names), **path_fields}
+        registry = schemas.ADMIN if action.startswith("admin.") else schemas.INBOUND
+        fields = {**body, **_query_params(query, query_names, registry.get(action, {})), **path_fields}
         try:
-            registry = schemas.ADMIN if action.startswith("admin.") else None
             frame = frames.validate({**fields, "action": action, "requestId": request_id[:64]}, registry)
         except frames.FrameError as err:
             raise err.error from None

@@ -9,7 +9,6 @@ import threading
 import time
 from typing import Any
 
-from .auth import JwksCache, TenantDirectory, TenantIdentity, TokenVerifier
 from .config import settings
 
 _lock = threading.RLock()
@@ -28,7 +27,8 @@ def _once(name: str, build: Any) -> Any:
     return obj
 
 
-def _lookup_tenant(issuer: str) -> TenantIdentity | None:
+def _lookup_tenant(issuer: str) -> Any:
+    from .identity import TenantIdentity
     from .models import Tenant
 
     tenant = Tenant.for_issuer(issuer)
@@ -43,7 +43,10 @@ def _lookup_tenant(issuer: str) -> TenantIdentity | None:
     )
 
 
-def verifier() -> TokenVerifier:
+def verifier() -> Any:
+    """The token verifier (``auth.TokenVerifier``; pyjwt is loaded only by the functions that verify)."""
+    from .auth import JwksCache, TenantDirectory, TokenVerifier
+
     s = settings()
     return _once("verifier", lambda: TokenVerifier(
         TenantDirectory(_lookup_tenant, s.tenant_cache_seconds),
@@ -164,19 +167,6 @@ def presence_env() -> Any:
 
     return _once("presence_env", lambda: PresenceEnv(
         delivery=outbox(), clock=clock, settings=settings(), schedule=schedule_presence))
-
-
-class ManagementSession:
-    """Assigned to ``app.websocket_api.session`` so Chalice's own ``send``
-    reaches the configured management endpoint (Chalice otherwise builds an
-    ``execute-api.amazonaws.com`` URL and ignores endpoint settings)."""
-
-    region_name = property(lambda self: settings().region)
-
-    def client(self, service_name: str, **_kwargs: Any) -> Any:
-        if service_name != "apigatewaymanagementapi":
-            raise ValueError(f"ManagementSession only builds apigatewaymanagementapi, not {service_name}")
-        return management_client()
 
 
 def clock() -> float:

@@ -1,9 +1,13 @@
-"""Write the protocol's JSON Schemas to docs/schemas/ (``make schemas``); a test checks they are current."""
+"""Write the protocol's JSON Schemas to docs/schemas/, and docs/openapi.json (REST) and docs/asyncapi.json
+(WebSocket) built from them (``make schemas``); tests/unit/test_docs_current.py checks they are current."""
 from __future__ import annotations
 
 import json
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "schemas"
@@ -19,222 +23,396 @@ def rendered() -> dict[str, str]:
     files.update({f"result/{name}.json": s for name, s in schemas.RESULTS.items()})  # ack results (pinned)
     files["error-codes.json"] = {code: {"status": st, "meaning": m} for code, (st, m) in ERROR_CODES.items()}
     files["../openapi.json"] = openapi()
+    files["../asyncapi.json"] = asyncapi()
     return {name: json.dumps(body, indent=2, sort_keys=True) + "\n" for name, body in files.items()}
 
 
-def _body_of(action: str) -> dict:
-    """An action's schema as a REST body: no envelope fields, no path fields."""
+# --- REST: docs/openapi.json ---------------------------------------------------------------
+# Built from app.py's routes (each handler names the action it validates as, with its path
+# fields, query parameters and success status), the request schemas the handler validates with
+# (schemas.INBOUND / schemas.ADMIN) and the reply schemas (schemas.RESPONSES). Nothing about an
+# operation is written twice, so the document cannot drift from the code.
+
+# app.py routes deliberately left out of docs/openapi.json, with the reason (tests/unit/test_api_contract.py).
+# None today: /dev/... (the local stack's IdP and controls) are served by devstack/gateway.py, not app.py,
+# and /scim/v2/... is the SCIM function's RFC 7644 protocol (docs/scim.md), also outside app.routes.
+UNDOCUMENTED: dict[str, str] = {}
+
+SUMMARIES: dict[str, str] = {
+    "conversation.list": "My conversations by last activity, with unread counts",
+    "conversation.get": "One conversation",
+    "history": "History, newest first",
+    "message.send": "Send a message (idempotent by clientMessageId)",
+    "read": "Move my read marker forward",
+    "file.upload.request": "Ask to upload a file: a presigned POST for exactly this file (docs/files.md)",
+    "file.download.request": "A short-lived download URL of a clean file",
+    "admin.connections.list": "Our side of every company connection (admins)",
+    "admin.connections.invite": "Invite a company to connect, by tenantId or a domain it owns; approves if it "
+                                "already invited us (admins; audited)",
+    "admin.connections.settings": "What we share with a connected company: presence, files, who may start "
+                                  "(admins; audited)",
+    "admin.connections.accept": "Accept a company's invitation: both sides become active (admins; audited)",
+    "admin.connections.decline": "Decline a company's invitation (admins; audited)",
+    "admin.connections.revoke": "Revoke a connection, effective on the next event (admins; audited)",
+    "admin.policy.get": "The company's external-access policy (admins)",
+    "admin.policy.set": "Replace the company's external-access policy (admins; audited)",
+    "admin.users.list": "The company's users and their roles, by user id (admins)",
+    "admin.users.roles": "Set a user's roles; admins cannot drop their own admin role (admins; audited)",
+    "admin.audit.list": "The company's audit log, newest first, by time window (admins)",
+    "admin.dlp.rules.get": "The company's screening (DLP) rules (admins)",
+    "admin.dlp.rules.set": "Replace the company's screening rules: validated, versioned, audited (admins)",
+    "admin.dlp.flags.list": "Screening hits for review (flagged, redacted, blocked attempts), newest first (admins)",
+    "admin.scim.token.get": "Whether the company has a SCIM token, and who made it when (admins)",
+    "admin.scim.token.create": "Create or rotate the company's SCIM token; shown once, the old one stops at once "
+                               "(admins; audited)",
+    "admin.scim.token.revoke": "Revoke the company's SCIM token: provisioning stops (admins; audited)",
+    "admin.retention.get": "The company's default retention and the allowed periods (admins)",
+    "admin.retention.set": "Set the company's default retention: new messages and files of its members (admins)",
+    "admin.retention.conversation": "Override the company's retention in one conversation, for its own members' "
+                                    "messages (admins)",
+    "admin.holds.place": "Place a legal hold on a user or a conversation (admins; audited)",
+    "admin.holds.list": "The company's legal holds (admins)",
+    "admin.holds.release": "Release a legal hold (admins; audited)",
+    "admin.exports.start": "Start an eDiscovery export (JSON Lines, asynchronous; admins; audited)",
+    "admin.exports.get": "An export's state and progress; a presigned download when done (admins; audited)",
+    "admin.files.download": "A presigned download of a file of the company's members, clean or kept by a legal "
+                            "hold after its deletion (admins; audited)",
+}
+
+# Request examples (media-type examples; schemathesis sends them too).
+EXAMPLES: dict[str, dict] = {
+    "message.send": {"clientMessageId": "c-7f3a", "body": "Hello @bob"},
+    "read": {"seq": 42},
+    "file.upload.request": {"name": "plan.pdf", "size": 52311, "contentType": "application/pdf"},
+    "admin.connections.invite": {"domain": "globex.example"},
+    "admin.connections.settings": {"presence": True, "files": False, "whoMayStart": "admins"},
+    "admin.policy.set": {"mode": "users", "users": ["u-123"], "groups": ["sales"], "partners": [],
+                         "timezone": "Europe/Berlin", "windowMode": "inside",
+                         "windows": [{"days": [0, 1, 2, 3, 4], "start": "08:00", "end": "18:00"}]},
+    "admin.users.roles": {"roles": ["admin", "member"]},
+    "admin.dlp.rules.set": {"version": 0, "rules": [
+        {"id": "cards", "name": "Payment cards", "type": "detector", "detector": "payment_card",
+         "action": "block"}]},
+    "admin.retention.set": {"days": 365},
+    "admin.retention.conversation": {"inherit": True},
+    "admin.holds.place": {"kind": "user", "userId": "u-123", "name": "Case 2024-17"},
+    "admin.exports.start": {"from": 1704067200000, "to": 1735689599999, "userIds": ["u-123"]},
+}
+
+ERROR_EXAMPLES = {"validation_failed": "roles must contain at least 1 items", "unauthorized": "Token expired.",
+                  "forbidden": "Only the tenant's admins may do this.", "not_found": "No such conversation.",
+                  "conflict": "The connection is active.", "rate_limited": "Too many requests."}
+
+
+@dataclass(frozen=True)
+class RestRoute:
+    """One (path, method) of app.py and what its handler hands to chalicelib.rest_api.handle."""
+    path: str
+    method: str
+    view: str
+    action: str | None  # None: not a rest_api route (/health)
+    fn: Any = None
+    path_fields: tuple[tuple[str, str], ...] = ()  # (path parameter, field of the action's schema)
+    query: tuple[str, ...] = ()
+    status: int = 200
+
+
+def rest_routes() -> list[RestRoute]:
+    """Every route of app.py, by calling its handler with ``rest_api.handle`` replaced by a recorder."""
+    import app as app_module
+    from chalicelib import rest_api
+
+    app = app_module.app
+    seen: list[dict] = []
+
+    def record(headers, raw_body, query, action, fn, path_fields, query_names=(), status=200, context=None):
+        seen.append({"action": action, "fn": fn, "path_fields": path_fields, "query": tuple(query_names),
+                     "status": status})
+        return status, {}, {}
+
+    class _Request:
+        headers: dict = {}
+        raw_body = b""
+        query_params = None
+        context: dict = {}
+
+    real = rest_api.handle
+    rest_api.handle, app.current_request, app.lambda_context = record, _Request(), None
+    out = []
+    try:
+        for path, methods in app.routes.items():
+            for method, entry in methods.items():
+                seen.clear()
+                entry.view_function(**{name: f"{{{name}}}" for name in entry.view_args})
+                if not seen:
+                    out.append(RestRoute(path, method, entry.view_name, None))
+                    continue
+                got = seen[0]
+                by_value = {v: k for k, v in got["path_fields"].items()}
+                out.append(RestRoute(path, method, entry.view_name, got["action"], got["fn"],
+                                     tuple((name, by_value[f"{{{name}}}"]) for name in entry.view_args),
+                                     got["query"], got["status"]))
+    finally:
+        rest_api.handle = real
+        del app.current_request, app.lambda_context
+    return out
+
+
+def _plain(schema: dict) -> dict:
+    return {k: v for k, v in schema.items() if k not in ("$schema", "title")}
+
+
+def _query_schema(schema: dict) -> dict:
+    """A query parameter is a string on the wire: no null (an absent parameter is the null)."""
+    out = dict(schema)
+    if isinstance(out.get("type"), list):
+        kinds = [t for t in out["type"] if t != "null"]
+        out["type"] = kinds[0] if len(kinds) == 1 else kinds
+    return out
+
+
+def _error_responses() -> dict:
+    """One response per error status; its schema names the codes that use that status."""
+    from chalicelib.protocol.errors import ERROR_CODES
+
+    by_status: dict[int, list[str]] = {}
+    for code, (status, _) in ERROR_CODES.items():
+        by_status.setdefault(status, []).append(code)
+    out = {}
+    for status, codes in sorted(by_status.items()):
+        first = next((c for c in codes if c in ERROR_EXAMPLES), codes[0])
+        example = {"code": first, "message": ERROR_EXAMPLES.get(first, ERROR_CODES[first][1])}
+        if first == "rate_limited":
+            example["retryAfter"] = 0.8
+        resp = {"description": "; ".join(f"`{c}`: {ERROR_CODES[c][1].rstrip('.')}" for c in codes),
+                "content": {"application/json": {
+                    "schema": {"allOf": [{"$ref": "#/components/schemas/Error"}, {"properties": {"error": {
+                        "properties": {"code": {"enum": codes}}}}}]},
+                    "example": {"error": example}}}}
+        if status == 401:
+            resp["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"},
+                                                    "description": 'Bearer error="invalid_token"'}}
+        if status == 429:
+            resp["headers"] = {"Retry-After": {"schema": {"type": "integer", "minimum": 1},
+                                               "description": "seconds"}}
+        out[str(status)] = resp
+    return out
+
+
+def _operation(route: RestRoute, errors: dict) -> dict:
     from chalicelib.protocol import schemas
 
-    src = schemas.INBOUND[action]
-    drop = {"action", "requestId", "conversationId"}
-    return {"type": "object", "additionalProperties": False,
-            "required": [r for r in src["required"] if r not in drop],
-            "properties": {k: v for k, v in src["properties"].items() if k not in drop}}
+    action = route.action
+    src = (schemas.ADMIN if action.startswith("admin.") else schemas.INBOUND)[action]
+    props = src["properties"]
+    fields = dict(route.path_fields)
+    params = [{"name": name, "in": "path", "required": True, "schema": props[field],
+               **({"description": f"the `{field}`"} if field != name else {})}
+              for name, field in route.path_fields]
+    params += [{"name": name, "in": "query", "required": False, "schema": _query_schema(props[name])}
+               for name in route.query]
+    doc = (route.fn.__doc__ or "").strip().split("\n\n")[0]
+    desc = " ".join(line.strip() for line in doc.splitlines())
+    if action in schemas.INBOUND:
+        desc = (desc + "\n\n" if desc else "") + f"Same as the WebSocket action `{action}` (docs/protocol.md)."
+    if action.startswith("admin."):
+        desc = (desc + "\n\n" if desc else "") + ("Only the company's admins (per the directory) may call this; "
+                                                  "anyone else gets `forbidden`.")
+    segs = route.path.strip("/").split("/")
+    tag = f"admin: {segs[1]}" if segs[0] == "admin" else segs[0]
+    op = {"operationId": action.replace(".", "_"), "summary": SUMMARIES[action], "description": desc,
+          "tags": [tag], "parameters": params,
+          "responses": {str(route.status): {"description": "OK", "content": {"application/json": {
+              "schema": {"$ref": f"#/components/schemas/{_component(action)}"}}}},
+              **{k: {"$ref": f"#/components/responses/Error{k}"} for k in errors}}}
+    skip = {"action", "requestId", *fields.values(), *route.query}
+    body_props = {k: v for k, v in props.items() if k not in skip}
+    if route.method in ("POST", "PUT", "PATCH") and body_props:
+        body = {"type": "object", "additionalProperties": False, "properties": body_props}
+        required = [r for r in src["required"] if r not in skip]
+        if required:
+            body["required"] = required
+        for key in ("anyOf", "allOf", "oneOf", "description"):
+            if key in src:
+                body[key] = src[key]
+        media = {"schema": body}
+        if action in EXAMPLES:
+            media["example"] = EXAMPLES[action]
+        op["requestBody"] = {"required": bool(required or "anyOf" in body or "oneOf" in body),
+                             "content": {"application/json": media}}
+    return op
+
+
+# Reply component names published before the generator walked app.py (clients generated from the
+# document know these types); the others are derived from the action.
+COMPONENT_NAMES = {"conversation.list": "Inbox", "conversation.get": "ConversationResult", "history": "History",
+                   "message.send": "Sent", "read": "ReadMarker", "file.upload.request": "UploadGrant",
+                   "file.download.request": "DownloadGrant"}
+
+
+def _component(action: str) -> str:
+    """A reply schema's component name: ``admin.connections.list`` -> ``AdminConnectionsListReply``."""
+    if action in COMPONENT_NAMES:
+        return COMPONENT_NAMES[action]
+    return "".join(part[:1].upper() + part[1:] for part in action.split(".")) + "Reply"
 
 
 def openapi() -> dict:
-    """The REST API description (OpenAPI 3.1), built from the same schemas as the socket."""
+    """The REST API description (OpenAPI 3.1), built from app.py's routes and the protocol's schemas."""
     from chalicelib.protocol import schemas
     from chalicelib.protocol.errors import ERROR_CODES
 
-    err = {"$ref": "#/components/schemas/Error"}
-    errors = {}
-    for code, (st, meaning) in ERROR_CODES.items():
-        entry = errors.setdefault(str(st), {"description": "", "content": {"application/json": {"schema": err}}})
-        entry["description"] = (entry["description"] + "; " if entry["description"] else "") + f"`{code}`"
-
-    def op(summary: str, action: str, ok: str, result: str, params=(), body: bool = False) -> dict:
-        o = {"summary": summary, "operationId": action.replace(".", "_"),
-             "description": f"Same as the WebSocket action `{action}` (docs/protocol.md).",
-             "security": [{"bearer": []}], "parameters": list(params),
-             "responses": {ok: {"description": "OK", "content": {"application/json": {
-                 "schema": {"$ref": f"#/components/schemas/{result}"}}}},
-                           **{k: v for k, v in errors.items() if k != "200"}}}
-        if body:
-            o["requestBody"] = {"required": True, "content": {"application/json": {"schema": _body_of(action)}}}
-        return o
-
-    conv_id = {"name": "conversation_id", "in": "path", "required": True, "schema": schemas.ID}
-    limit = {"name": "limit", "in": "query", "schema": schemas.LIMIT}
-    obj = {"type": "object"}
-    doc = {
+    errors = _error_responses()
+    paths: dict[str, dict] = {}
+    replies = {}
+    for route in rest_routes():
+        if f"{route.method} {route.path}" in UNDOCUMENTED:
+            continue
+        if route.action is None:
+            if route.path != "/health":
+                raise ValueError(f"{route.method} {route.path} does not go through rest_api.handle: document it")
+            paths.setdefault(route.path, {})[route.method.lower()] = {
+                "operationId": "health", "summary": "Liveness", "tags": ["health"], "security": [],
+                "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
+                    "$ref": "#/components/schemas/Health"}}}}}}
+            continue
+        replies[_component(route.action)] = schemas.RESPONSES[route.action]
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, errors)
+    error = {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["code", "message"],
+        "description": "Further fields may be added; clients must ignore unknown ones.",
+        "properties": {
+            "code": {"enum": sorted(ERROR_CODES)}, "message": {"type": "string"},
+            "retryAfter": {"type": "number", "minimum": 0, "description": "seconds (rate_limited)"},
+            "limit": {"type": "integer", "description": "the size limit exceeded (payload_too_large)"},
+            "side": {"type": "string", "description": "the tenant whose connection, policy or rule refused"},
+            "reason": {"type": "string", "description": "why (external_access_revoked, forbidden)"},
+            "ruleId": {"type": "string"}, "ruleName": {"type": "string"},
+            "version": {"type": "integer", "description": "the current version (conflict on DLP rules)"},
+            "allowedDays": {"type": "array", "items": {"type": "integer"}},
+            "userId": {"type": "string"}}}}}
+    return {
         "openapi": "3.1.0",
         "info": {"title": "Enterprise chat REST API", "version": "1.0.0",
                  "description": "For offline and mobile clients and tenant admins. Authenticate with the same "
-                                "OIDC token as the WebSocket: `Authorization: Bearer <jwt>`."},
+                                "OIDC token as the WebSocket: `Authorization: Bearer <jwt>`. Every error is "
+                                "`{\"error\": {\"code\", \"message\", ...}}` with the code's HTTP status "
+                                "(docs/protocol.md, Error codes). Generated by `make schemas` from app.py and "
+                                "chalicelib/protocol/schemas.py; do not edit."},
         "servers": [{"url": "http://127.0.0.1:8000", "description": "local stack"}],
+        "security": [{"bearer": []}],
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-            "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-                    "type": "object", "required": ["code", "message"], "properties": {
-                        "code": {"enum": sorted(ERROR_CODES)}, "message": {"type": "string"},
-                        "retryAfter": {"type": "number"}}}}},
-                "Inbox": {"type": "object", "required": ["conversations", "nextCursor"], "properties": {
-                    "conversations": {"type": "array", "items": obj}, "nextCursor": {"type": ["string", "null"]}}},
-                "ConversationResult": {"type": "object", "required": ["conversation"],
-                                       "properties": {"conversation": obj}},
-                "History": {"type": "object", "required": ["messages", "nextBeforeSeq"], "properties": {
-                    "messages": {"type": "array", "items": obj},
-                    "nextBeforeSeq": {"type": ["integer", "null"]}}},
-                "Sent": {"type": "object", "required": ["message", "duplicate"], "properties": {
-                    "message": obj, "duplicate": {"type": "boolean"}}},
-                "ReadMarker": {"type": "object", "required": ["conversationId", "lastReadSeq", "unread"],
-                               "properties": {"conversationId": {"type": "string"},
-                                              "lastReadSeq": {"type": "integer"}, "unread": {"type": "integer"}}},
-                "Health": {"type": "object", "properties": {"status": {"const": "ok"}}},
-                "UploadGrant": {"type": "object", "required": ["file", "upload"], "properties": {
-                    "file": obj, "upload": {"type": "object", "required": ["method", "url", "fields", "expiresAt"],
-                                            "properties": {"method": {"const": "POST"}, "url": {"type": "string"},
-                                                           "fields": {"type": "object"},
-                                                           "expiresAt": {"type": "integer"}}}}},
-                "DownloadGrant": {"type": "object", "required": ["file", "download"], "properties": {
-                    "file": obj, "download": {"type": "object", "required": ["url", "expiresAt"], "properties": {
-                        "url": {"type": "string"}, "expiresAt": {"type": "integer"}}}}},
-            },
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                                           "description": "the OIDC access token of the company's identity "
+                                                          "provider (the same as on the WebSocket's $connect)"}},
+            "schemas": {"Error": error, "Health": {"type": "object", "required": ["status"], "properties": {
+                "status": {"const": "ok"}}}, **replies},
+            "responses": {f"Error{k}": v for k, v in errors.items()},
         },
-        "paths": {
-            "/health": {"get": {"summary": "Liveness", "operationId": "health", "responses": {
-                "200": {"description": "OK", "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/Health"}}}}}}},
-            "/conversations": {"get": op(
-                "My conversations by last activity, with unread counts", "conversation.list", "200", "Inbox",
-                [limit, {"name": "cursor", "in": "query", "schema": {"type": "string"}}])},
-            "/conversations/{conversation_id}": {"get": op(
-                "One conversation", "conversation.get", "200", "ConversationResult", [conv_id])},
-            "/conversations/{conversation_id}/messages": {
-                "get": op("History, newest first", "history", "200", "History",
-                          [conv_id, limit, {"name": "beforeSeq", "in": "query", "schema": schemas.SEQ}]),
-                "post": op("Send a message (idempotent by clientMessageId)", "message.send", "201", "Sent",
-                           [conv_id], body=True)},
-            "/conversations/{conversation_id}/read": {"post": op(
-                "Move my read marker forward", "read", "200", "ReadMarker", [conv_id], body=True)},
-            "/conversations/{conversation_id}/files": {"post": op(
-                "Ask to upload a file: a presigned POST for exactly this file (docs/files.md)",
-                "file.upload.request", "201", "UploadGrant", [conv_id], body=True)},
-            "/files/{file_id}/download": {"get": op(
-                "A short-lived download URL of a clean file", "file.download.request", "200", "DownloadGrant",
-                [{"name": "file_id", "in": "path", "required": True, "schema": schemas.FILE_ID}])},
-        },
-    }
-    doc["paths"].update(_screening_paths({k: v for k, v in errors.items() if k != "200"}))
-    doc["paths"].update(_compliance_paths({k: v for k, v in errors.items() if k != "200"}))
-    return doc
-
-
-# --- compliance: screening (DLP) admin routes (docs/compliance.md) -------------------------
-
-def _screening_paths(errors: dict) -> dict:
-    """GET/PUT /admin/dlp/rules and GET /admin/dlp/flags, bodies from ``schemas.ADMIN``."""
-    from chalicelib.protocol import schemas
-
-    def body(action: str) -> dict:
-        src = schemas.ADMIN[action]
-        return {"type": "object", "additionalProperties": False,
-                "required": [r for r in src["required"] if r not in ("action", "requestId")],
-                "properties": {k: v for k, v in src["properties"].items() if k not in ("action", "requestId")}}
-
-    def ok(schema: dict) -> dict:
-        return {"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}, **errors}
-
-    rules = {"type": "object", "required": ["rules", "version", "detectors", "limits"], "properties": {
-        "rules": {"type": "array", "items": schemas.DLP_RULE}, "version": {"type": "integer"},
-        "detectors": {"type": "array", "items": {"enum": schemas.DLP_DETECTORS}},
-        "limits": {"type": "object", "additionalProperties": {"type": "integer"}}}}
-    flag = {"type": "object", "required": ["id", "at", "source", "conversationId", "sender", "ruleIds", "action",
-                                           "excerpt"], "properties": {
-        "id": {"type": "string"}, "at": {"type": "integer"},
-        "source": {"enum": ["message", "edit", "file", "name", "topic", "reaction", "status"]},
-        "conversationId": {"type": ["string", "null"], "description": "null for a custom status and for a "
-                           "refused conversation.create"}, "seq": {"type": ["integer", "null"]},
-        "messageId": {"type": ["string", "null"]}, "fileId": {"type": ["string", "null"]},
-        "sender": {"type": "object"}, "ruleIds": {"type": "array", "items": {"type": "string"}},
-        "action": {"enum": ["flag", "redact", "block"], "description": "what happened to the text: delivered as "
-                   "typed, redacted, or refused (block: a blocked attempt, nothing was stored)"},
-        "excerpt": {"type": "string"}}}
-    query = [{"name": n, "in": "query", "schema": s} for n, s in (
-        ("from", {"type": "integer", "minimum": 0}), ("to", {"type": "integer", "minimum": 0}),
-        ("limit", schemas.LIMIT), ("cursor", {"type": "string", "maxLength": 64}))]
-    sec = [{"bearer": []}]
-    return {
-        "/admin/dlp/rules": {
-            "get": {"summary": "The company's screening (DLP) rules (admins)", "operationId": "admin_dlp_rules_get",
-                    "security": sec, "responses": ok(rules)},
-            "put": {"summary": "Replace the company's screening rules: validated, versioned, audited (admins)",
-                    "operationId": "admin_dlp_rules_set", "security": sec,
-                    "requestBody": {"required": True, "content": {"application/json": {
-                        "schema": body("admin.dlp.rules.set")}}},
-                    "responses": ok(rules)}},
-        "/admin/dlp/flags": {
-            "get": {"summary": "Screening hits for review (flagged, redacted, blocked attempts), newest first "
-                               "(admins)",
-                    "operationId": "admin_dlp_flags_list", "security": sec, "parameters": query,
-                    "responses": ok({"type": "object", "required": ["flags", "nextCursor"], "properties": {
-                        "flags": {"type": "array", "items": flag}, "nextCursor": {"type": ["string", "null"]}}})}},
+        "paths": paths,
     }
 
 
+# --- WebSocket: docs/asyncapi.json ----------------------------------------------------------
+# AsyncAPI 3.0 from the same schemas the socket validates with (INBOUND) and its outbound frames
+# (OUTBOUND); an ack's result is pinned where RESULTS or the REST reply schemas know it.
+DRAFT07 = "application/schema+json;version=draft-07"
 
-# --- compliance: retention, legal holds, export (docs/compliance.md) --------------------------
 
-def _compliance_paths(errors: dict) -> dict:
-    """The retention, hold and export admin routes; bodies from ``schemas.ADMIN``, replies from
-    ``schemas.COMPLIANCE_RESPONSES``."""
+def _msg_key(name: str) -> str:
+    return name.replace(".", "_")
+
+
+def asyncapi() -> dict:
+    """The WebSocket protocol as an AsyncAPI 3.0 document, from the view of the server."""
     from chalicelib.protocol import schemas
+    from chalicelib.protocol.errors import ERROR_CODES
 
-    sec = [{"bearer": []}]
+    messages: dict[str, dict] = {}
 
-    def op(summary: str, action: str, status: str = "200", params=(), drop=(), body: bool = False) -> dict:
-        o = {"summary": summary, "operationId": action.replace(".", "_"), "security": sec,
-             "parameters": list(params),
-             "responses": {status: {"description": "OK", "content": {"application/json": {
-                 "schema": schemas.COMPLIANCE_RESPONSES[action]}}}, **errors}}
-        if body:
-            src = schemas.ADMIN[action]
-            skip = {"action", "requestId", *drop}
-            o["requestBody"] = {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "additionalProperties": False,
-                "required": [r for r in src["required"] if r not in skip],
-                "properties": {k: v for k, v in src["properties"].items() if k not in skip}}}}}
-        return o
+    def message(key: str, title: str, summary: str, schema: dict) -> dict:
+        messages[key] = {"name": key, "title": title, "summary": summary,
+                         "payload": {"schemaFormat": DRAFT07, "schema": _plain(schema)}}
+        return {"$ref": f"#/channels/socket/messages/{key}"}
 
-    def path(name: str, schema: dict) -> dict:
-        return {"name": name, "in": "path", "required": True, "schema": schema}
-
+    operations: dict[str, dict] = {}
+    error_ref = message("error", "error", "A refused frame: the code's meaning is in docs/protocol.md, Error codes "
+                        "(" + ", ".join(f"`{c}`" for c in sorted(ERROR_CODES)) + ").", schemas.OUTBOUND["error"])
+    generic_ack = message("ack", "ack", "The reply to an accepted action; `result` is the action's result.",
+                          schemas.OUTBOUND["ack"])
+    for action, schema in schemas.INBOUND.items():
+        key = _msg_key(action)
+        ref = message(f"in_{key}", action, f"Client → server: the `{action}` action.", schema)
+        if action == "ping":
+            replies = [message("pong", "pong", "The reply to `ping`.", schemas.OUTBOUND["pong"])]
+        else:
+            result = schemas.RESULTS.get(action) or schemas.RESPONSES.get(action)
+            if result is not None:
+                ack = {**schemas.OUTBOUND["ack"], "title": f"ack of {action}"}
+                ack["properties"] = {**ack["properties"], "action": {"const": action}, "result": _plain(result)}
+                replies = [message(f"ack_{key}", f"ack of {action}", f"The reply to an accepted `{action}`.", ack)]
+            else:
+                replies = [generic_ack]
+        operations[f"receive_{key}"] = {
+            "action": "receive", "channel": {"$ref": "#/channels/socket"}, "title": action,
+            "summary": f"The client sends `{action}`; the server replies with the same requestId.",
+            "messages": [ref],
+            "reply": {"channel": {"$ref": "#/channels/socket"}, "messages": replies + [error_ref]}}
+    for kind, schema in schemas.OUTBOUND.items():
+        if kind in ("ack", "pong", "error"):
+            continue
+        ref = message(f"out_{_msg_key(kind)}", kind, f"Server → client: the `{kind}` event.", schema)
+        operations[f"send_{_msg_key(kind)}"] = {
+            "action": "send", "channel": {"$ref": "#/channels/socket"}, "title": kind,
+            "summary": f"The server pushes `{kind}` events (docs/protocol.md).", "messages": [ref]}
     return {
-        "/admin/retention": {
-            "get": op("The company's default retention and the allowed periods (admins)", "admin.retention.get"),
-            "put": op("Set the company's default retention: new messages and files of its members (admins)",
-                      "admin.retention.set", body=True)},
-        "/admin/conversations/{conversation_id}/retention": {
-            "put": op("Override the company's retention in one conversation, for its own members' messages "
-                      "(admins)", "admin.retention.conversation", params=[path("conversation_id", schemas.ID)],
-                      drop=("conversationId",), body=True)},
-        "/admin/holds": {
-            "post": op("Place a legal hold on a user or a conversation (admins; audited)", "admin.holds.place",
-                       "201", body=True),
-            "get": op("The company's legal holds (admins)", "admin.holds.list", params=[
-                {"name": "limit", "in": "query", "schema": schemas.LIMIT},
-                {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": 64}}])},
-        "/admin/holds/{hold_id}/release": {
-            "post": op("Release a legal hold (admins; audited)", "admin.holds.release",
-                       params=[path("hold_id", schemas.HOLD_ID)])},
-        "/admin/exports": {
-            "post": op("Start an eDiscovery export (JSON Lines, asynchronous; admins; audited)",
-                       "admin.exports.start", "202", body=True)},
-        "/admin/exports/{export_id}": {
-            "get": op("An export's state and progress; a presigned download when done (admins; audited)",
-                      "admin.exports.get", params=[path("export_id", schemas.EXPORT_ID)])},
+        "asyncapi": "3.0.0",
+        "info": {"title": "Enterprise chat WebSocket protocol", "version": "1.0.0",
+                 "description": "One socket per device; JSON text frames. The client sends actions "
+                                "(`{action, requestId, ...}`) and the server answers each with `ack`, `pong` or "
+                                "`error` carrying the same requestId, and pushes events. Operations are from the "
+                                "server's view: `receive` = a client action, `send` = an event. Prose, limits and "
+                                "the handshake's refusals: docs/protocol.md. Generated by `make schemas` from "
+                                "chalicelib/protocol/schemas.py; do not edit."},
+        "defaultContentType": "application/json",
+        "servers": {
+            "local": {"host": "127.0.0.1:8000", "pathname": "/ws", "protocol": "ws",
+                      "description": "the local stack (`make run`)",
+                      "security": [{"$ref": "#/components/securitySchemes/queryToken"},
+                                   {"$ref": "#/components/securitySchemes/subprotocolToken"}]},
+            "aws": {"host": "{apiId}.execute-api.{region}.amazonaws.com", "pathname": "/{stage}", "protocol": "wss",
+                    "variables": {"apiId": {"description": "the API Gateway WebSocket API's id"},
+                                  "region": {"description": "the AWS region"},
+                                  "stage": {"default": "dev", "description": "the Chalice stage"}},
+                    "security": [{"$ref": "#/components/securitySchemes/queryToken"},
+                                 {"$ref": "#/components/securitySchemes/subprotocolToken"}]}},
+        "channels": {"socket": {
+            "address": "/", "title": "The connection",
+            "description": "Every frame in both directions travels on the one socket.",
+            "messages": messages,
+            "bindings": {"ws": {"query": {"type": "object", "properties": {
+                "token": {"type": "string", "description": "the OIDC token (or offer the subprotocols "
+                                                           "`chat.v1` and `bearer.<jwt>`)"},
+                "device": {"type": "string", "description": "names the device in the connection record"}}}}}}},
+        "operations": operations,
+        "components": {
+            "securitySchemes": {
+                "queryToken": {"type": "httpApiKey", "name": "token", "in": "query",
+                               "description": "an OIDC access or ID token of the company's identity provider"},
+                "subprotocolToken": {"type": "httpApiKey", "name": "Sec-WebSocket-Protocol", "in": "header",
+                                     "description": "browsers: offer `chat.v1` and `bearer.<jwt>`; the server "
+                                                    "selects `chat.v1`"}}},
     }
 
 
 def main() -> int:
-    for name, text in rendered().items():
+    os.environ.setdefault("AWS_REGION", "us-east-1")  # importing app.py needs a region, never a request
+    files = rendered()
+    for name, text in files.items():
         path = OUT / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    print(f"wrote {len(rendered())} files under docs/")
+    print(f"wrote {len(files)} files under docs/")
     return 0
 
 

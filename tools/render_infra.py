@@ -364,7 +364,7 @@ AUTHORIZER_FUNCTION = "WsAuthorizer"  # Chalice's logical id of app.py's ``ws_au
 
 
 def _connect_authorizer(st: Stage) -> dict[str, Any]:
-    """The $connect route's Lambda REQUEST authorizer (``ws_api.authorize``), which Chalice cannot declare.
+    """The $connect route's Lambda REQUEST authorizer (``ws_connect.authorize``), which Chalice cannot declare.
 
     No identity source: the authorizer is always called (a token may come as ``?token=`` or as a
     subprotocol) and answers a refusal through $connect itself; caching is not supported for

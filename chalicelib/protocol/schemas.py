@@ -193,11 +193,15 @@ OUTBOUND: dict[str, dict[str, Any]] = {
 
 
 PEER = {"peerTenantId": ID}
+# Local time of day of a policy window; the service also checks start < end (not expressible here).
+HHMM = {"type": "string", "pattern": "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"}
 # REST-only operations of tenant admins (validated like frames; not WebSocket actions).
 ADMIN: dict[str, dict[str, Any]] = {
     "admin.connections.list": _action("admin.connections.list"),
-    "admin.connections.invite": _action("admin.connections.invite", {
+    "admin.connections.invite": {**_action("admin.connections.invite", {
         "tenantId": ID, "domain": {"type": "string", "minLength": 3, "maxLength": 253}}),
+        "description": "The company to invite: its tenantId, or a domain it owns.",
+        "anyOf": [{"required": ["tenantId"]}, {"required": ["domain"]}]},
     "admin.connections.accept": _action("admin.connections.accept", PEER, ["peerTenantId"]),
     "admin.connections.decline": _action("admin.connections.decline", PEER, ["peerTenantId"]),
     "admin.connections.revoke": _action("admin.connections.revoke", PEER, ["peerTenantId"]),
@@ -210,13 +214,15 @@ ADMIN: dict[str, dict[str, Any]] = {
         "partners": {"type": "array", "items": ID, "maxItems": 500},
         "users": {"type": "array", "items": ID, "maxItems": 1000},
         "groups": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 128}, "maxItems": 100},
-        "timezone": {"type": "string", "minLength": 1, "maxLength": 64},
+        "timezone": {"type": "string", "minLength": 1, "maxLength": 64,
+                     "description": "an IANA time zone name (checked on save); default UTC"},
         "windowMode": {"enum": ["inside", "outside"]},
         "windows": {"type": "array", "maxItems": 14, "items": {
-            "type": "object", "required": ["start", "end"], "additionalProperties": False, "properties": {
+            "type": "object", "required": ["start", "end"], "additionalProperties": False,
+            "description": "local HH:MM, start < end (checked on save), end exclusive; days 0 = Monday, all when "
+                           "omitted", "properties": {
                 "days": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 6}, "maxItems": 7},
-                "start": {"type": "string", "pattern": "^[0-9]{2}:[0-9]{2}$"},
-                "end": {"type": "string", "pattern": "^[0-9]{2}:[0-9]{2}$"}}}},
+                "start": HHMM, "end": HHMM}}},
     }, ["mode"]),
     "admin.users.list": _action("admin.users.list", {"limit": LIMIT, "cursor": CURSOR}),
     "admin.users.roles": _action("admin.users.roles", {
@@ -233,7 +239,10 @@ ADMIN: dict[str, dict[str, Any]] = {
 # Shapes only; chalicelib/dlp.py checks the rest at save time (unique ids, limits, patterns
 # compiled by re2) and names the offending rule in its validation_failed message.
 DLP_DETECTORS = ["payment_card", "iban", "us_ssn", "aws_access_key", "private_key"]  # = dlp.DETECTORS
-DLP_RULE = {"type": "object", "required": ["id", "type", "action"], "additionalProperties": False, "properties": {
+DLP_RULE = {"type": "object", "required": ["id", "type", "action"], "additionalProperties": False,
+            "description": "A detector rule takes `detector`, a keyword rule `keywords`, a regex rule `pattern` (RE2); "
+                           "ids are unique. Checked on save; a refusal names the rule in `error.ruleId`.",
+            "properties": {
     "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
     "name": {"type": "string", "minLength": 1, "maxLength": 80},
     "type": {"enum": ["detector", "keyword", "regex"]},
@@ -276,11 +285,16 @@ EXPORT_ID = HOLD_ID
 ADMIN.update({
     "admin.retention.get": _action("admin.retention.get"),
     "admin.retention.set": _action("admin.retention.set", {"days": RETENTION_DAYS}, ["days"]),
-    "admin.retention.conversation": _action("admin.retention.conversation", {
+    "admin.retention.conversation": {**_action("admin.retention.conversation", {
         **CONV, "days": RETENTION_DAYS, "inherit": {"type": "boolean"}}, ["conversationId"]),
-    "admin.holds.place": _action("admin.holds.place", {
+        "description": "days sets the override; inherit: true removes it.",
+        "anyOf": [{"required": ["days"]}, {"required": ["inherit"], "properties": {"inherit": {"const": True}}}]},
+    "admin.holds.place": {**_action("admin.holds.place", {
         "kind": {"enum": ["user", "conversation"]}, "userId": ID, "conversationId": ID,
         "name": {"type": "string", "minLength": 1, "maxLength": 200}}, ["kind"]),
+        "description": "A user hold names userId, a conversation hold conversationId.",
+        "allOf": [{"if": {"properties": {"kind": {"const": k}}}, "then": {"required": [f]}}
+                  for k, f in (("user", "userId"), ("conversation", "conversationId"))]},
     "admin.holds.list": _action("admin.holds.list", {"limit": LIMIT, "cursor": {"type": "string", "maxLength": 64}}),
     "admin.holds.release": _action("admin.holds.release", {"holdId": HOLD_ID}, ["holdId"]),
     "admin.exports.start": _action("admin.exports.start", {
@@ -356,4 +370,100 @@ RESULTS: dict[str, dict[str, Any]] = {
                   "required": ["users", "notFound"], "properties": {
                       "users": {"type": "array", "items": PERSON, "maxItems": 100},
                       "notFound": {"type": "array", "items": {"type": "string"}, "maxItems": 100}}},
+}
+
+
+# --- REST replies (docs/openapi.json) ------------------------------------------------------
+# The body of a 2xx reply of every REST route, by the action its handler validates as.
+# tools/export_schemas.py builds docs/openapi.json from app.py's routes, these and the request
+# schemas above; tests/e2e/test_fuzz.py checks real replies against them (schemathesis).
+_OBJ = {"type": "object"}
+_PAGE_CURSOR = {"type": ["string", "null"], "description": "pass as `cursor` for the next page; null on the last"}
+LINK = {"type": "object", "additionalProperties": False,
+        "required": ["peerTenantId", "state", "presence", "files", "whoMayStart", "updatedAt", "revokedAt"],
+        "properties": {
+            "peerTenantId": {"type": "string"},
+            "state": {"enum": ["invited", "pending", "active", "declined", "revoked"],
+                      "description": "our side: invited = we asked, pending = they asked us"},
+            "presence": {"type": "boolean"}, "files": {"type": "boolean"},
+            "whoMayStart": {"enum": ["everyone", "admins"]}, "updatedAt": {"type": "integer"},
+            "revokedAt": _NULL_INT}}
+_CONNECTION = {"type": "object", "required": ["connection"], "properties": {"connection": LINK}}
+_POLICY = {"type": "object", "required": ["policy"], "properties": {"policy": {
+    "type": "object", "required": ["mode"],
+    "properties": {k: v for k, v in ADMIN["admin.policy.set"]["properties"].items() if k not in ("action", "requestId")}}}}
+_SCIM_TOKEN = {"type": "object", "additionalProperties": False, "required": ["configured", "createdAt", "createdBy"],
+               "properties": {"configured": {"type": "boolean"}, "createdAt": _NULL_INT, "createdBy": _NULL_STR}}
+_DLP_RULES = {"type": "object", "required": ["rules", "version", "detectors", "limits"], "properties": {
+    "rules": {"type": "array", "items": DLP_RULE}, "version": {"type": "integer"},
+    "detectors": {"type": "array", "items": {"enum": DLP_DETECTORS}},
+    "limits": {"type": "object", "additionalProperties": {"type": "integer"}}}}
+_DLP_FLAG = {"type": "object", "required": ["id", "at", "source", "conversationId", "sender", "ruleIds", "action",
+                                            "excerpt"], "properties": {
+    "id": {"type": "string"}, "at": {"type": "integer"},
+    "source": {"enum": ["message", "edit", "file", "name", "topic", "reaction", "status"]},
+    "conversationId": {"type": ["string", "null"], "description": "null for a custom status and for a "
+                       "refused conversation.create"}, "seq": _NULL_INT,
+    "messageId": _NULL_STR, "fileId": _NULL_STR,
+    "sender": {"type": "object"}, "ruleIds": {"type": "array", "items": {"type": "string"}},
+    "action": {"enum": ["flag", "redact", "block"], "description": "what happened to the text: delivered as "
+               "typed, redacted, or refused (block: a blocked attempt, nothing was stored)"},
+    "excerpt": {"type": "string"}}}
+RESPONSES: dict[str, dict[str, Any]] = {
+    # conversations, messages, files (the WebSocket ack's result, the same object)
+    "conversation.list": {"type": "object", "required": ["conversations", "nextCursor"], "properties": {
+        "conversations": {"type": "array", "items": _OBJ}, "nextCursor": _PAGE_CURSOR}},
+    "conversation.get": {"type": "object", "required": ["conversation"], "properties": {"conversation": _OBJ}},
+    "history": {"type": "object", "required": ["messages", "nextBeforeSeq"], "properties": {
+        "messages": {"type": "array", "items": _OBJ}, "nextBeforeSeq": _NULL_INT}},
+    "message.send": {"type": "object", "required": ["message", "duplicate"], "properties": {
+        "message": _OBJ, "duplicate": {"type": "boolean"}}},
+    "read": {"type": "object", "required": ["conversationId", "lastReadSeq", "unread"], "properties": {
+        "conversationId": {"type": "string"}, "lastReadSeq": {"type": "integer"}, "unread": {"type": "integer"}}},
+    "file.upload.request": {"type": "object", "required": ["file", "upload"], "properties": {
+        "file": _OBJ, "upload": {"type": "object", "required": ["method", "url", "fields", "expiresAt"],
+                                 "properties": {"method": {"const": "POST"}, "url": {"type": "string"},
+                                                "fields": {"type": "object"}, "expiresAt": {"type": "integer"}}}}},
+    "file.download.request": {"type": "object", "required": ["file", "download"], "properties": {
+        "file": _OBJ, "download": {"type": "object", "required": ["url", "expiresAt"], "properties": {
+            "url": {"type": "string"}, "expiresAt": {"type": "integer"}}}}},
+    # tenant admins: connections, policy, users, audit (docs/federation.md)
+    "admin.connections.list": {"type": "object", "required": ["connections"], "properties": {
+        "connections": {"type": "array", "items": LINK}}},
+    "admin.connections.invite": _CONNECTION, "admin.connections.accept": _CONNECTION,
+    "admin.connections.decline": _CONNECTION, "admin.connections.revoke": _CONNECTION,
+    "admin.connections.settings": _CONNECTION,
+    "admin.policy.get": _POLICY, "admin.policy.set": _POLICY,
+    "admin.users.list": {"type": "object", "required": ["users", "nextCursor"], "properties": {
+        "users": {"type": "array", "items": {
+            "type": "object", "required": ["userId", "email", "displayName", "roles", "status", "groups"],
+            "properties": {"userId": {"type": "string"}, "email": {"type": "string"},
+                           "displayName": {"type": "string"},
+                           "roles": {"type": "array", "items": {"type": "string"}},
+                           "status": {"type": "string", "description": "active | deactivated"},
+                           "groups": {"type": "array", "items": {"type": "string"}}}}},
+        "nextCursor": _PAGE_CURSOR}},
+    "admin.users.roles": {"type": "object", "required": ["userId", "roles"], "properties": {
+        "userId": {"type": "string"}, "roles": {"type": "array", "items": {"enum": ["admin", "member", "guest"]}}}},
+    "admin.audit.list": {"type": "object", "required": ["entries", "nextCursor"], "properties": {
+        "entries": {"type": "array", "items": {
+            "type": "object",
+            "required": ["id", "at", "actor", "action", "target", "before", "after", "sourceIp", "requestId"],
+            "properties": {"id": {"type": "string"}, "at": {"type": "integer"}, "actor": {"type": "string"},
+                           "action": {"type": "string"}, "target": _NULL_STR,
+                           "before": {"type": ["object", "null"]}, "after": {"type": ["object", "null"]},
+                           "sourceIp": _NULL_STR, "requestId": _NULL_STR}}},
+        "nextCursor": _PAGE_CURSOR}},
+    # screening (DLP)
+    "admin.dlp.rules.get": _DLP_RULES, "admin.dlp.rules.set": _DLP_RULES,
+    "admin.dlp.flags.list": {"type": "object", "required": ["flags", "nextCursor"], "properties": {
+        "flags": {"type": "array", "items": _DLP_FLAG}, "nextCursor": _PAGE_CURSOR}},
+    # directory sync: the SCIM token (docs/scim.md); the secret only in the reply that creates it
+    "admin.scim.token.get": {"type": "object", "required": ["scimToken"], "properties": {"scimToken": _SCIM_TOKEN}},
+    "admin.scim.token.create": {"type": "object", "required": ["token", "scimToken"], "properties": {
+        "token": {"type": "string", "pattern": "^scim_", "description": "shown once; only its hash is stored"},
+        "scimToken": _SCIM_TOKEN}},
+    "admin.scim.token.revoke": {"type": "object", "required": ["scimToken"], "properties": {
+        "scimToken": _SCIM_TOKEN}},
+    **COMPLIANCE_RESPONSES,
 }

@@ -24,7 +24,7 @@ from scim2_models import (Context, Error, Group, InvalidSyntaxException, Invalid
                           SearchRequest, UnauthorizedException, UniquenessException)
 
 from .. import logs, metrics
-from ..auth import token_from_authorization
+from ..identity import token_from_authorization
 from ..models import DirectoryGroup, Tenant, User, condition_failed, user_name_key
 from ..protocol.errors import ChatError, Conflict
 from ..services import directory, scim_tokens

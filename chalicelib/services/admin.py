@@ -8,7 +8,6 @@ written in the same transaction as ours, with a condition on its state.
 """
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,7 +18,6 @@ from ..models import AuditEntry, DomainClaim, Tenant, TenantLink, User, transact
 from ..protocol.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from .context import Call
 
-HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 MODES = ("off", "all", "partners", "users")
 ROLES = ("admin", "member", "guest")
 
@@ -182,8 +180,8 @@ def set_policy(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         ZoneInfo(policy.get("timezone") or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
         raise ValidationFailed(f"Unknown time zone {str(policy.get('timezone'))[:64]!r}.") from None
-    for w in policy.get("windows") or []:
-        if not (HHMM.match(w["start"]) and HHMM.match(w["end"])) or w["start"] >= w["end"]:
+    for w in policy.get("windows") or []:  # HH:MM is the schema's; the order is not expressible there
+        if w["start"] >= w["end"]:
             raise ValidationFailed("Each window needs start < end as HH:MM (local time).")
     tenant = Tenant.get(call.principal.tenant_id)
     before = tenant.external.as_dict() if tenant.external else {"mode": "all"}

@@ -185,9 +185,7 @@ def set_conversation_retention(call: Call, body: dict[str, Any]) -> dict[str, An
         if old is not None:
             old.delete()
         after: dict[str, Any] = {"override": False, "days": None}
-    else:
-        if "days" not in body:
-            raise ValidationFailed("days (or inherit: true) is required.")
+    else:  # the schema requires days unless inherit is true
         days = _days(body)
         RetentionRule(subject=subject, days=days, updated_at=call.now_ms(),
                       updated_by=call.principal.user_id).save()
@@ -224,16 +222,12 @@ def place_hold(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     require_admin(call)
     tenant = call.principal.tenant_id
     kind = body["kind"]
-    if kind == "user":
-        if not body.get("userId"):
-            raise ValidationFailed("userId is required for a user hold.")
+    if kind == "user":  # the schema requires userId or conversationId by kind
         user = User.find(tenant, body["userId"])
         if user is None:
             raise NotFound("No such user.")
         target = user.user_id
     else:
-        if not body.get("conversationId"):
-            raise ValidationFailed("conversationId is required for a conversation hold.")
         target = tenant_conversation(call, body["conversationId"]).conversation_id
     now = call.now_ms()
     hold = LegalHold(tenant_id=tenant, hold_id=f"{now:013d}-{uuid.uuid4().hex[:12]}", kind=kind, target=target,

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from pynamodb.exceptions import PutError
 
-from ..auth import Principal, TenantIdentity, TokenVerifier
+from ..identity import Principal, TenantIdentity
 from ..models import Connection, OnlineEntry, Presence, Subscription, User, condition_failed, user_key
 from ..protocol.errors import Conflict, Forbidden
+
+if TYPE_CHECKING:
+    from ..auth import TokenVerifier
 
 
 @dataclass(frozen=True)
@@ -20,7 +23,7 @@ class ConnectRequest:
     device: str | None
 
 
-def authenticate(verifier: TokenVerifier, token: str | None) -> tuple[Principal, User]:
+def authenticate(verifier: "TokenVerifier", token: str | None) -> tuple[Principal, User]:
     """Verify the token and load the directory entry of its holder (1 GetItem).
 
     An unknown user is refused unless the tenant auto-provisions members;
@@ -63,15 +66,16 @@ def _provision(principal: Principal, tenant: TenantIdentity) -> User:
     return user
 
 
-def connect(verifier: TokenVerifier, clock: Callable[[], float], ttl_seconds: int,
+def connect(verifier: "Callable[[], TokenVerifier]", clock: Callable[[], float], ttl_seconds: int,
             req: ConnectRequest, principal: Principal | None = None) -> Principal:
     """Write the connection record of a $connect (PutItem + the presence UpdateItem [+ rosters]).
 
     ``principal``: who the $connect authorizer already verified; without it the
-    token is authenticated here (+ GetItem of the user).
+    token is authenticated here (+ GetItem of the user) by ``verifier()``, built
+    only then (with the authorizer in front, $connect never loads pyjwt).
     """
     if principal is None:
-        principal, _user = authenticate(verifier, req.token)
+        principal, _user = authenticate(verifier(), req.token)
     now = int(clock())
     Connection(
         connection_id=req.connection_id,

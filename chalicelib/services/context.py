@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..auth import Principal
+from ..identity import Principal
 from ..config import Settings
 
 

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from pynamodb.exceptions import UpdateError
 
 from .. import runtime
-from ..auth import Principal
+from ..identity import Principal
 from ..models import Connection, User, condition_failed, user_key
 from .connections import disconnect
 from .context import Call

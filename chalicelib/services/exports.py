@@ -34,7 +34,7 @@ from botocore.exceptions import ClientError
 from pynamodb.exceptions import UpdateError
 
 from .. import policy
-from ..auth import Principal
+from ..identity import Principal
 from ..config import Settings
 from ..models import Conversation, Export, File, HeldOriginal, Member, Message, User, condition_failed, user_key
 from ..protocol.errors import NotFound, ValidationFailed

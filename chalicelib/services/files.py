@@ -40,7 +40,7 @@ from pynamodb.exceptions import UpdateError
 
 from .. import metrics, policy
 from .. import scanner as scanning
-from ..auth import Principal
+from ..identity import Principal
 from ..config import Settings
 from ..models import File, TenantUsage, condition_failed
 from ..protocol.errors import ChatError, Conflict, Forbidden, NotFound, PayloadTooLarge, ValidationFailed

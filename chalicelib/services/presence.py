@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import policy
-from ..auth import Principal
+from ..identity import Principal
 from ..config import Settings
 from ..models import Conversation, Member, Presence, Subscription, condition_failed, user_key
 from ..protocol.errors import ValidationFailed
 from ..protocol.frames import dumps
-from . import screening
 from .context import Call, offset_cursor
 
 # Highest first: what the user shows when devices or settings disagree.
@@ -183,7 +182,10 @@ def set_custom(env: PresenceEnv, principal: Principal, body: dict[str, Any]) -> 
     if expires is not None and expires <= now:
         raise ValidationFailed("expiresAt must be in the future.")
     # DLP under the user's own company's rules (a status belongs to no conversation): the text may be
-    # blocked, redacted or flagged; the emoji, like a reaction, only blocked (or flagged).
+    # blocked, redacted or flagged; the emoji, like a reaction, only blocked (or flagged).  Imported
+    # here: the connect, disconnect and presence functions publish presence but never screen.
+    from . import screening
+
     call = Call(principal=principal, delivery=env.delivery, clock=env.clock, settings=env.settings)
     screened: dict[str, Any] = {}
     if text:

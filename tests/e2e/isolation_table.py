@@ -193,4 +193,6 @@ REST: list[Entry] = [
     Entry("PUT /admin/users/{user_id}/roles", {**_x(NF, NF, NF), **ADMIN_ROLE}, {"roles": ["admin"]},
           params={"user_id": "victim_uid"}),
     Entry("GET /admin/audit", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}, hidden=("victim_uid",)),
+    # compliance: a file of the company's members (kept by a hold after its deletion, or clean)
+    Entry("GET /admin/files/{file_id}/download", {**_x(NF, NF, NF), **ADMIN_ROLE}, params={"file_id": "file"}),
 ]

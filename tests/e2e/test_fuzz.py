@@ -9,8 +9,11 @@ structured ``error`` per the OUTBOUND schemas (never ``internal``), every
 event in between must match its schema, and the socket must stay usable.
 
 REST: schemathesis sends generated requests (valid and invalid) for every
-operation of docs/openapi.json with a valid bearer token: no 5xx, and every
-response matches the documented status codes, content types and schemas.
+operation of docs/openapi.json (every route of app.py, tenant-admin routes
+included: tests/unit/test_api_contract.py) with a valid bearer token, the
+admin's (so admin operations really run) and the member's (forbidden on
+them): no 5xx, and every response matches the documented status codes,
+content types and schemas.
 
 Both run as the admin and a member of a tenant registered for the fuzzer
 alone, so what they create or configure touches no other test's data.

@@ -1,0 +1,66 @@
+"""Who is calling: the principal, a tenant's identity settings, where a request carries its token.
+
+Plain data and parsing, no pyjwt: every function needs a ``Principal``, only
+the ones that verify tokens (``auth.py``) load the JWT and crypto libraries.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class TenantIdentity:
+    """What auth needs to know about a tenant's identity provider."""
+
+    tenant_id: str
+    issuer: str
+    audience: str
+    domains: tuple[str, ...]
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    email_claim: str = "email"
+    roles_claim: str = "roles"
+    # The claim that names the user (``sub`` unless the IdP's SCIM ids follow another one, e.g. Entra's ``oid``).
+    subject_claim: str = "sub"
+    jwks_uri: str | None = None
+    auto_provision: bool = False
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: str
+    user_id: str
+    email: str
+    roles: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+def token_from_ws_connect(headers: Mapping[str, str] | None,
+                          query: Mapping[str, str] | None) -> str | None:
+    """The token of a WebSocket handshake: ``?token=`` or a ``bearer.<jwt>`` subprotocol.
+
+    Browsers cannot set ``Authorization`` on a WebSocket, so the token may
+    travel as one of the offered subprotocols (see docs/protocol.md).
+    """
+    if query and query.get("token"):
+        return query["token"]
+    for name, value in (headers or {}).items():
+        if name.lower() == "sec-websocket-protocol":
+            for proto in value.split(","):
+                proto = proto.strip()
+                if proto.startswith("bearer."):
+                    return proto[len("bearer."):]
+    return None
+
+
+def token_from_authorization(headers: Mapping[str, str] | None) -> str | None:
+    for name, value in (headers or {}).items():
+        if name.lower() == "authorization":
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
