@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
+DOCS_OPERATIONS = ROOT / "docs" / "operations.md"
 STAGES = ("dev", "prod")
 
 # What the functions may do is per function: FUNCTION_ACCESS (below).  No Scan, no DescribeTable
@@ -853,6 +854,35 @@ def render_function_policy(stage_name: str, function: str) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+ROLES_BEGIN, ROLES_END = "<!-- roles:begin (tools/render_infra.py) -->", "<!-- roles:end -->"
+
+
+def roles_table() -> str:
+    """docs/operations.md's table of what each function's role allows (from FUNCTION_ACCESS)."""
+    st = stage("dev")
+    consumers = {lid: imported for lid, imported in st.sqs_consumers}
+    rows = ["| function | DynamoDB (table: actions) | SQS | files bucket | @connections |", "|---|---|---|---|---|"]
+    for fn in st.function_names:
+        access = FUNCTION_ACCESS.get(fn, {})
+        tables = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(access.items())
+                           if ":" not in k and not k.startswith("@"))
+        queues = [f"{k.split(':', 1)[1]}: {', '.join(v)}" for k, v in sorted(access.items()) if k.startswith("queue:")]
+        consumed = consumers.get(logical_id(fn))
+        if consumed:
+            queues.append(f"{_setting(consumed, '_queue')[:-len('_queue')]}: receive, delete (event source)")
+        files = ", ".join(access.get("bucket:files", [])) or "—"
+        posts = "yes" if "@connections" in access else "—"
+        rows.append(f"| `{fn}` | {tables or '—'} | {'; '.join(queues) or '—'} | {files} | {posts} |")
+    return "\n".join(rows) + "\n"
+
+
+def operations_doc(text: str) -> str:
+    """docs/operations.md with the roles table between its markers replaced."""
+    head, _, rest = text.partition(ROLES_BEGIN)
+    _, _, tail = rest.partition(ROLES_END)
+    return f"{head}{ROLES_BEGIN}\n{roles_table()}{ROLES_END}{tail}"
+
+
 def render_policy(stage_name: str) -> dict[str, Any]:
     """The stage's default policy: logs only.  Every function has its own (``render_function_policy``),
     so a function added without one can do nothing but log (test_infra fails on it first)."""
@@ -872,6 +902,7 @@ def outputs(stage_name: str) -> dict[Path, str]:
         ROOT / ".chalice" / stage(stage_name).policy_file: dumps(render_policy(stage_name)),
         **{ROOT / ".chalice" / function_policy_file(stage_name, fn): dumps(render_function_policy(stage_name, fn))
            for fn in stage(stage_name).function_names},
+        **({DOCS_OPERATIONS: operations_doc(DOCS_OPERATIONS.read_text())} if stage_name == "dev" else {}),
     }
 
 
