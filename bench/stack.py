@@ -10,19 +10,17 @@ import contextlib
 import json
 import os
 import resource
-import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import requests
 
+from devstack import launcher
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-STARTUP_TIMEOUT = 180
 # For stacks that hold many sockets: presence schedules a delayed "turn idle"
 # flush per connected user; pushed past the run, those flushes cannot land
 # inside a measurement.
@@ -40,48 +38,11 @@ def raise_open_files(wanted: int = 8192) -> int:
 
 @contextlib.contextmanager
 def local_stack(name: str, env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
-    """Run ``python -m devstack`` on a free loopback port; yields its ``stack.json``.
-
-    The stack's output goes to ``.devstack/<name>/stack.log`` and is drained
-    continuously: a full pipe would block the stack's logging.
-    """
-    external = os.environ.get("CHAT_STACK_FILE")
-    if external:
-        yield json.loads(Path(external).read_text())
-        return
+    """A stack of this benchmark's own (``devstack/launcher.py``, as the tests start theirs);
+    its output goes to ``.devstack/<name>/stack.log``."""
     raise_open_files()
-    state_dir = ROOT / ".devstack" / name
-    state_dir.mkdir(parents=True, exist_ok=True)
-    log = (state_dir / "stack.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "devstack", "--port", "0", "--state-dir", str(state_dir)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})))
-    assert proc.stdout is not None
-    try:
-        deadline, ready = time.monotonic() + STARTUP_TIMEOUT, False
-        for line in iter(proc.stdout.readline, b""):
-            log.write(line)
-            ready = line.startswith(b"READY ")
-            if ready or time.monotonic() > deadline:
-                break
-        if not ready:
-            raise RuntimeError(f"stack did not start; see {state_dir / 'stack.log'}")
-
-        def drain() -> None:
-            with contextlib.suppress(ValueError):  # the log closed at shutdown
-                for chunk in proc.stdout:
-                    log.write(chunk)
-
-        threading.Thread(target=drain, daemon=True).start()
-        yield json.loads((state_dir / "stack.json").read_text())
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+    with launcher.running(ROOT / ".devstack" / name, env) as info:
+        yield info
 
 
 def use_stack_env(info: dict[str, Any]) -> None:
@@ -89,13 +50,7 @@ def use_stack_env(info: dict[str, Any]) -> None:
 
     Call before importing ``chalicelib``: its settings are read once.
     """
-    cfg = json.loads((ROOT / ".chalice" / "config.json").read_text())
-    os.environ.update(cfg["stages"][info.get("stage", "dev")]["environment_variables"])
-    os.environ.update({
-        "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_DYNAMODB": info["dynamodb"],
-        "AWS_ENDPOINT_URL_S3": info["s3"], "WS_MANAGEMENT_ENDPOINT": info["management"],
-    })
+    os.environ.update(launcher.app_env(info))
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
         os.environ.pop(name, None)
     if str(ROOT) not in sys.path:

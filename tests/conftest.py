@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from devstack import launcher
 
 ROOT = Path(__file__).resolve().parent.parent
 # Seconds per retention "day" on the test stack (long enough to read an item back before it may go).
@@ -53,9 +51,8 @@ def stack() -> Stack:
         return
     state_dir = Path(tempfile.mkdtemp(prefix="devstack-test-"))
     log_path = state_dir / "stack.log"
-    log = log_path.open("wb")
     # Short presence timers so idle and coalescing are observable within a test.
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PRESENCE_IDLE_SECONDS="5", PRESENCE_COALESCE_SECONDS="1")
+    env = {"PRESENCE_IDLE_SECONDS": "5", "PRESENCE_COALESCE_SECONDS": "1"}
     # Retention "days" of a few seconds, so messages really expire within a test, and export
     # steps of 1 page, so a small export runs in several steps (docs/compliance.md).
     env.update(RETENTION_DAY_SECONDS=str(RETENTION_DAY_SECONDS), EXPORT_PAGES_PER_STEP="1")
@@ -64,52 +61,17 @@ def stack() -> Stack:
     env.update(DELIVERY_INLINE_MAX="4", DELIVERY_SHARD_SIZE="4", DELIVERY_LARGE_MEMBERS="5",
                DELIVERY_ROSTER_PAGE="6", DELIVERY_ROSTER_RANGE="6",
                DEVSTACK_SQS_VISIBILITY_SECONDS="3")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devstack", "--port", "0", "--state-dir", str(state_dir)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True,
-    )
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    origin = None
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline().decode()
-        if not line:
-            break
-        if line.startswith("READY "):
-            origin = line.split()[1]
-            break
-    if origin is None:
-        proc.kill()
-        raise RuntimeError("local stack did not start:\n" + log_path.read_text()[-4000:])
-    # Keep draining the stack's stdout (handler logs) into the log file.
-    import threading
-
-    def drain() -> None:
-        for chunk in iter(lambda: proc.stdout.readline(), b""):
-            log.write(chunk)
-            log.flush()
-
-    threading.Thread(target=drain, daemon=True).start()
-    info = json.loads((state_dir / "stack.json").read_text())
-    # This test process talks to the same DynamoDB/S3 over HTTP, like the app.
-    os.environ.update(_stage_env())
-    os.environ.update({
-        "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_DYNAMODB": info["dynamodb"],
-        "AWS_ENDPOINT_URL_S3": info["s3"], "WS_MANAGEMENT_ENDPOINT": info["management"],
-    })
     try:
-        yield Stack(origin, info["ws"], info["management"], state_dir, info)
+        with launcher.running(state_dir, env, timeout=STARTUP_TIMEOUT) as info:
+            # This test process talks to the same DynamoDB/S3 over HTTP, like the app.
+            os.environ.update(_stage_env())
+            os.environ.update(launcher.app_env(info))
+            yield Stack(info["origin"], info["ws"], info["management"], state_dir, info)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
         artifacts = ROOT / "test-artifacts"
         artifacts.mkdir(exist_ok=True)
-        (artifacts / "stack.log").write_bytes(log_path.read_bytes())
+        if log_path.exists():
+            (artifacts / "stack.log").write_bytes(log_path.read_bytes())
     # Every AWS call of a function is checked against that function's own role (devstack/iam.py):
     # a refusal anywhere in the run fails it, even where the caller swallowed the error.
     denied = [line for line in log_path.read_text(errors="replace").splitlines() if "iam denied" in line]
