@@ -12,8 +12,7 @@ import json
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 from urllib.parse import urlparse
 
 import jwt

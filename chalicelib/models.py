@@ -245,7 +245,25 @@ def user_name_key(tenant_id: str, user_name: str) -> str:
 # --- connections -------------------------------------------------------------
 
 def user_key(tenant_id: str, user_id: str) -> str:
+    """The key naming a user of a tenant everywhere a model stores one: ``<tenant>#<user>``."""
     return f"{tenant_id}#{user_id}"
+
+
+def split_user_key(key: str) -> tuple[str, str]:
+    """``user_key``'s inverse: (tenant id, user id)."""
+    tenant, _, user = key.partition("#")
+    return tenant, user
+
+
+def tenant_of(key: str) -> str:
+    """The tenant id of a user key."""
+    return key.partition("#")[0]
+
+
+def user_ref(key: str) -> dict[str, str]:
+    """A user key as views and events show it: ``{"tenantId", "userId"}``."""
+    tenant, user = split_user_key(key)
+    return {"tenantId": tenant, "userId": user}
 
 
 class ConnectionsByUser(GlobalSecondaryIndex["Connection"]):

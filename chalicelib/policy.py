@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .identity import Principal
-from .models import Conversation, Member, Tenant, TenantLink, User, user_key
+from .models import Conversation, Member, Tenant, TenantLink, User, split_user_key, tenant_of, user_key
 from .protocol.errors import ChatError, Forbidden, NotFound
 
 MANAGER_ROLES = frozenset({"owner", "admin"})
@@ -142,16 +142,16 @@ def allowed_recipients(origin_key: str, keys: list[str], now_ms: int, purpose: s
     tenant: one crossing check; if that tenant lists users/groups, one
     BatchGetItem of those recipients' directory entries.
     """
-    origin_tenant = origin_key.split("#", 1)[0]
+    origin_tenant = tenant_of(origin_key)
     by_tenant: dict[str, list[str]] = {}
     for k in keys:
-        by_tenant.setdefault(k.split("#", 1)[0], []).append(k)
+        by_tenant.setdefault(tenant_of(k), []).append(k)
     out = list(by_tenant.pop(origin_tenant, []))
     if not by_tenant:
         return out
     tenants = {t.tenant_id: t for t in Tenant.batch_get([origin_tenant, *by_tenant])}
     origin = tenants.get(origin_tenant)
-    origin_user = User.find(origin_tenant, origin_key.split("#", 1)[1]) \
+    origin_user = User.find(*split_user_key(origin_key)) \
         if origin is not None and _mode(origin) == "users" else None
     for tenant_id, tkeys in by_tenant.items():
         try:
@@ -160,7 +160,7 @@ def allowed_recipients(origin_key: str, keys: list[str], now_ms: int, purpose: s
             continue
         tenant = tenants[tenant_id]
         if _mode(tenant) == "users":
-            users = User.batch_get([(tenant_id, k.split("#", 1)[1]) for k in tkeys])
+            users = User.batch_get([split_user_key(k) for k in tkeys])
             out += [user_key(u.tenant_id, u.user_id) for u in users
                     if u.active and not _tenant_refusal(tenant, origin_tenant, u, now_ms)]
         else:
@@ -277,7 +277,7 @@ def may_download(principal: Principal, file: Any, now_ms: int) -> tuple[Conversa
     except NotFound:
         raise NotFound("No such file.") from None
     if file.tenant_id != principal.tenant_id:  # the uploader is the file's sender: both users must be allowed
-        tenant, user_id = file.uploader_key.split("#", 1)
+        tenant, user_id = split_user_key(file.uploader_key)
         uploader = User.find(tenant, user_id)  # a departed uploader's files stay (as its messages do)
         _files_cross(principal, {file.tenant_id}, now_ms,
                      peer_user=uploader if uploader is not None and uploader.active else None)
@@ -305,7 +305,7 @@ def visible_people(principal: Principal, keys: list[str], now_ms: int) -> tuple[
     per *connected* company asked about.  No scans, no Query.
     """
     wanted = list(dict.fromkeys(keys))
-    pairs = [tuple(k.split("#", 1)) for k in wanted]
+    pairs = [split_user_key(k) for k in wanted]
     mine = key_of(principal)
     foreign = any(t != principal.tenant_id for t, _ in pairs)
     ask = list(pairs) + ([(principal.tenant_id, principal.user_id)] if foreign and mine not in wanted else [])

@@ -29,7 +29,8 @@ from pynamodb.exceptions import DeleteError, UpdateError
 
 from .. import retention
 from ..config import settings
-from ..models import (Conversation, File, HeldOriginal, LegalHold, Message, RetentionRule, User, condition_failed)
+from ..models import (Conversation, File, HeldOriginal, LegalHold, Message, RetentionRule, User, condition_failed,
+                      split_user_key)
 from ..protocol.errors import Conflict, NotFound, ValidationFailed
 from .admin import audit, key_page, require_admin
 from .context import Call
@@ -72,7 +73,7 @@ def held_now(sender_key: str, conversation_id: str) -> bool:
     1 BatchGetItem, strongly consistent, of the 2 hold markers (user, conversation): what
     ``message.edit``/``message.delete`` read before deciding whether to keep the original.
     """
-    tenant, user = sender_key.split("#", 1)
+    tenant, user = split_user_key(sender_key)
     subjects = [retention.user_hold_subject(tenant, user), retention.conversation_hold_subject(tenant, conversation_id)]
     return any(r.holds for r in RetentionRule.batch_get(subjects, consistent_read=True))
 
@@ -314,7 +315,7 @@ class _Markers:
             self._held[s] = bool(found.get(s) is not None and found[s].holds)
 
     def held(self, sender_key: str, conversation_id: str) -> bool:
-        tenant, user = sender_key.split("#", 1)
+        tenant, user = split_user_key(sender_key)
         subjects = [retention.user_hold_subject(tenant, user),
                     retention.conversation_hold_subject(tenant, conversation_id)]
         self.load(subjects)

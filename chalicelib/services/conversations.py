@@ -8,7 +8,7 @@ from typing import Any
 from pynamodb.exceptions import TransactWriteError
 
 from .. import policy
-from ..models import Conversation, Member, User, transaction, user_key
+from ..models import Conversation, Member, User, transaction, user_key, user_ref
 from ..protocol.errors import Conflict, NotFound, ValidationFailed
 from .context import Call, offset_cursor
 from . import events, rosters, screening
@@ -223,7 +223,7 @@ def _change_members(call: Call, conv: Conversation, add: list[Member], remove: l
             tx.update(conv, actions=actions)
     changed = [m.user_key for m in add] + remove
     event = {"type": "members.changed", "conversationId": conv.conversation_id, "change": kind,
-             "users": [{"tenantId": k.split("#", 1)[0], "userId": k.split("#", 1)[1]} for k in changed]}
+             "users": [user_ref(k) for k in changed]}
     # The members now, and those just removed (they hear that they left); the count as of this change
     # decides whether a worker resolves them.
     conv.member_count = int(conv.member_count or 0) + len(add) - len(remove)

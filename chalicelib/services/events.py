@@ -22,7 +22,7 @@ from collections import defaultdict
 from typing import Any, Iterable
 
 from .. import metrics, policy
-from ..models import Member, Presence
+from ..models import Member, Presence, split_user_key
 from ..protocol.frames import dumps
 from . import rosters
 
@@ -143,7 +143,7 @@ def _post_live(out: Any, job: dict[str, Any], live: dict[str, set[str]]) -> dict
     for key, conns in live.items():
         frame = job["frame"]
         if mention is not None:
-            frame = {**frame, "mention": bool(mention.get("all")) or key.split("#", 1)[1] in (mention.get("users") or ())}
+            frame = {**frame, "mention": bool(mention.get("all")) or split_user_key(key)[1] in (mention.get("users") or ())}
         by_payload[dumps(frame)].extend(c for c in conns if c != exclude)
     failed: dict[str, list[str]] = {}
     for payload, conns in by_payload.items():

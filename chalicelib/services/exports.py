@@ -36,7 +36,8 @@ from pynamodb.exceptions import UpdateError
 from .. import policy
 from ..identity import Principal
 from ..config import Settings
-from ..models import Conversation, Export, File, HeldOriginal, Member, Message, User, condition_failed, user_key
+from ..models import (Conversation, Export, File, HeldOriginal, Member, Message, User, condition_failed, user_key,
+                      user_ref)
 from ..protocol.errors import NotFound, ValidationFailed
 from .admin import audit, require_admin
 from .compliance import tenant_conversation
@@ -64,9 +65,6 @@ class ExportEnv:
         return int(self.clock() * 1000)
 
 
-def _split(key: str) -> dict[str, str]:
-    tenant, user = key.split("#", 1)
-    return {"tenantId": tenant, "userId": user}
 
 
 # --- REST ------------------------------------------------------------------------------------
@@ -190,11 +188,11 @@ def _originals(m: Message, kept: list[HeldOriginal], files: dict[str, File]) -> 
 def _message_line(m: Message, files: dict[str, File], kept: list[HeldOriginal] | None = None) -> dict[str, Any]:
     revisions = [{"body": r["body"], "at": int(r["at"])}
                  for r in (x.as_dict() if hasattr(x, "as_dict") else x for x in (m.revisions or []))]
-    reactions = {emoji: [_split(k) for k in sorted(keys)]
+    reactions = {emoji: [user_ref(k) for k in sorted(keys)]
                  for emoji, keys in sorted(m.reaction_sets().items()) if keys}
     line: dict[str, Any] = {
         "type": "message", "conversationId": m.conversation_id, "seq": int(m.seq), "messageId": m.message_id,
-        "sender": _split(m.sender_key), "kind": m.kind, "createdAt": int(m.created_at),
+        "sender": user_ref(m.sender_key), "kind": m.kind, "createdAt": int(m.created_at),
         "body": None if m.deleted else m.body, "edited": bool(m.edited_at) and not m.deleted,
         "editedAt": int(m.edited_at) if m.edited_at and not m.deleted else None,
         "deleted": bool(m.deleted), "deletedAt": int(m.edited_at) if m.deleted and m.edited_at else None,

@@ -42,7 +42,7 @@ from .. import metrics, policy
 from .. import scanner as scanning
 from ..identity import Principal
 from ..config import Settings
-from ..models import File, TenantUsage, condition_failed
+from ..models import File, TenantUsage, condition_failed, user_ref
 from ..protocol.errors import ChatError, Conflict, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
 from . import messages, screening
 from .context import Call
@@ -84,15 +84,12 @@ def _s3() -> Any:
     return runtime.s3()
 
 
-def _split(key: str) -> dict[str, str]:
-    tenant, user = key.split("#", 1)
-    return {"tenantId": tenant, "userId": user}
 
 
 def notice(rec: File) -> dict[str, Any]:
     """The ``file`` attribute of a file message and of ``file.ready``."""
     return {"fileId": rec.file_id, "name": rec.name, "size": int(rec.size), "contentType": rec.content_type,
-            "uploader": _split(rec.uploader_key)}
+            "uploader": user_ref(rec.uploader_key)}
 
 
 def file_view(rec: File) -> dict[str, Any]:
@@ -427,7 +424,7 @@ def _decide(env: FilesEnv, rec: File, actions: list[Any]) -> bool:
 
 
 def _accept(env: FilesEnv, rec: File, version_id: str | None) -> str:
-    uploader = _split(rec.uploader_key)
+    uploader = user_ref(rec.uploader_key)
     try:
         conv, _member = policy.may_share_files(
             Principal(tenant_id=uploader["tenantId"], user_id=uploader["userId"], email=""), rec.conversation_id,

@@ -23,7 +23,7 @@ from pynamodb.exceptions import TransactWriteError, UpdateError
 from .. import metrics, policy
 from .. import retention
 from ..models import (batch_get_across, condition_failed, Conversation, HeldOriginal, Idempotency, Member, Message,
-                      RateCounter, RetentionRule, transaction)
+                      RateCounter, RetentionRule, tenant_of, transaction, user_ref)
 from ..protocol.errors import ChatError, Conflict, Forbidden, Internal, NotFound, RateLimited, ValidationFailed
 from . import screening
 from .context import Call
@@ -39,15 +39,12 @@ MENTION = re.compile(r"<@([A-Za-z0-9._:-]{1,128})>")
 MENTION_ALL = "<!channel>"
 
 
-def _split(key: str) -> dict[str, str]:
-    tenant, user = key.split("#", 1)
-    return {"tenantId": tenant, "userId": user}
 
 
 def message_view(msg: Message) -> dict[str, Any]:
     view: dict[str, Any] = {
         "conversationId": msg.conversation_id, "seq": int(msg.seq), "messageId": msg.message_id,
-        "clientMessageId": msg.client_message_id, "sender": _split(msg.sender_key), "kind": msg.kind,
+        "clientMessageId": msg.client_message_id, "sender": user_ref(msg.sender_key), "kind": msg.kind,
         "body": None if msg.deleted else msg.body, "createdAt": int(msg.created_at),
         "editedAt": int(msg.edited_at) if msg.edited_at else None, "deleted": bool(msg.deleted),
         "threadRootSeq": int(msg.thread_root_seq) if msg.thread_root_seq else None,
@@ -280,7 +277,7 @@ def _replace(msg: Message, actions: list[Any], kind: str, now: int) -> bool:
     original = HeldOriginal(
         conversation_id=msg.conversation_id, version=HeldOriginal.version_of(msg.seq, now, uuid.uuid4().hex[:6]),
         seq=int(msg.seq), message_id=msg.message_id, sender_key=msg.sender_key,
-        tenant_id=msg.sender_key.split("#", 1)[0], kind=kind, body=msg.body,
+        tenant_id=tenant_of(msg.sender_key), kind=kind, body=msg.body,
         at=int(msg.edited_at or msg.created_at), replaced_at=now,
         revisions=list(msg.revisions or []) if kind == "deleted" and msg.revisions else None,
         file_id=file_id, created_at=int(msg.created_at),
@@ -352,7 +349,7 @@ def react(call: Call, body: dict[str, Any], add: bool) -> dict[str, Any]:
                                conv.conversation_id, "reaction", seq=int(msg.seq), message_id=msg.message_id)
     counts = _reaction_counts(msg)
     event = {"type": "reaction.changed", "conversationId": conv.conversation_id, "seq": int(msg.seq),
-             "emoji": emoji, "user": _split(member.user_key), "added": add, "count": counts.get(emoji, 0),
+             "emoji": emoji, "user": user_ref(member.user_key), "added": add, "count": counts.get(emoji, 0),
              "reactions": counts}
     events.to_conversation(call.delivery, conv, event, exclude_connection=call.connection_id,
                            origin=policy.key_of(call.principal), now_ms=call.now_ms())
@@ -440,7 +437,7 @@ def read(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         member.refresh(consistent_read=True)
     last_read = int(member.last_read_seq or 0)
     if moved and conv.receipts:
-        event = {"type": "receipt", "conversationId": conv.conversation_id, "user": _split(member.user_key),
+        event = {"type": "receipt", "conversationId": conv.conversation_id, "user": user_ref(member.user_key),
                  "seq": last_read}
         events.to_conversation(call.delivery, conv, event, exclude_connection=call.connection_id,
                                origin=policy.key_of(call.principal), now_ms=call.now_ms())
@@ -453,7 +450,7 @@ def typing(call: Call, body: dict[str, Any], started: bool) -> dict[str, Any]:
     conv, member = policy.access(call.principal, body["conversationId"])
     now = call.now_ms()
     policy.write_access(call.principal, conv, now)
-    event = {"type": "typing", "conversationId": conv.conversation_id, "user": _split(member.user_key),
+    event = {"type": "typing", "conversationId": conv.conversation_id, "user": user_ref(member.user_key),
              "typing": started, "expiresAt": now + call.settings.typing_ttl_seconds * 1000 if started else now}
     events.to_conversation(call.delivery, conv, event, skip_keys=[member.user_key], origin=member.user_key,
                            now_ms=now)

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from .. import policy
 from ..identity import Principal
 from ..config import Settings
-from ..models import Conversation, Member, Presence, Subscription, condition_failed, user_key
+from ..models import Conversation, Member, Presence, Subscription, condition_failed, user_key, user_ref
 from ..protocol.errors import ValidationFailed
 from ..protocol.frames import dumps
 from .context import Call, offset_cursor
@@ -43,9 +43,6 @@ class PresenceEnv:
         return int(self.clock() * 1000)
 
 
-def _split(key: str) -> dict[str, str]:
-    tenant, user = key.split("#", 1)
-    return {"tenantId": tenant, "userId": user}
 
 
 def state(item: Presence | None, now: int, idle_ms: int) -> dict[str, Any]:
@@ -69,7 +66,7 @@ def state(item: Presence | None, now: int, idle_ms: int) -> dict[str, Any]:
 
 
 def view(key: str, item: Presence | None, now: int, idle_ms: int) -> dict[str, Any]:
-    return {"user": _split(key), **state(item, now, idle_ms)}
+    return {"user": user_ref(key), **state(item, now, idle_ms)}
 
 
 def _signature(st: dict[str, Any]) -> str:
@@ -144,7 +141,7 @@ def publish(env: PresenceEnv, key: str, item: Presence | None = None) -> int:
     # from ``published`` (its own publication would then see no change, and watchers would
     # keep the wrong state).  updatedAt orders publications (posts of two invocations may
     # arrive out of order): clients keep, per user, the event with the greatest updatedAt.
-    env.delivery.fan_out(watchers, dumps({"type": "presence.changed", "user": _split(key), **st,
+    env.delivery.fan_out(watchers, dumps({"type": "presence.changed", "user": user_ref(key), **st,
                                           "updatedAt": now}))
     return len(watchers)
 

@@ -25,7 +25,7 @@ from typing import Any
 from pynamodb.exceptions import PutError
 
 from .. import dlp
-from ..models import Conversation, DlpFlag, DlpRules, condition_failed
+from ..models import Conversation, DlpFlag, DlpRules, condition_failed, split_user_key
 from ..protocol.errors import Conflict, MessageBlocked, ValidationFailed
 from .admin import audit, next_cursor, require_admin, time_window
 from .context import Call
@@ -188,7 +188,7 @@ def set_rules(call: Call, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _flag_view(f: DlpFlag) -> dict[str, Any]:
-    tenant, user = f.sender_key.split("#", 1)
+    tenant, user = split_user_key(f.sender_key)
     return {"id": f.flag_id, "at": int(f.at), "source": f.source, "conversationId": f.conversation_id,
             "seq": int(f.seq) if f.seq is not None else None, "messageId": f.message_id, "fileId": f.file_id,
             "sender": {"tenantId": tenant, "userId": user}, "ruleIds": list(f.rule_ids or []),
