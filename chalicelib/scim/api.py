@@ -28,7 +28,7 @@ from ..identity import token_from_authorization
 from ..models import DirectoryGroup, Tenant, User, condition_failed, user_name_key
 from ..protocol.errors import ChatError, Conflict
 from ..services import directory, scim_tokens
-from ..services.admin import audit
+from ..services.audit import audit
 from ..services.context import Call
 from . import filters
 from .resources import (DEFAULT_COUNT, MAX_RESULTS, UserResource, group_fields, group_resource, provider,

@@ -8,36 +8,18 @@ written in the same transaction as ours, with a condition on its state.
 """
 from __future__ import annotations
 
-import uuid
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pynamodb.exceptions import TransactWriteError
 
 from ..models import AuditEntry, DomainClaim, Tenant, TenantLink, User, transaction
-from ..protocol.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from ..protocol.errors import Conflict, NotFound, ValidationFailed
+from .audit import audit, key_page, next_cursor, require_admin, time_window  # noqa: F401 - also used by others
 from .context import Call
 
 MODES = ("off", "all", "partners", "users")
 ROLES = ("admin", "member", "guest")
-
-
-def require_admin(call: Call) -> User:
-    user = User.find(call.principal.tenant_id, call.principal.user_id)
-    if user is None or not user.active or "admin" not in (user.roles or []):
-        raise Forbidden("Only the tenant's admins may do this.")
-    return user
-
-
-def audit(call: Call, action: str, target: str | None, before: Any = None, after: Any = None) -> None:
-    """Append one entry (conditional put: an entry is never overwritten)."""
-    now = call.now_ms()
-    entry = AuditEntry(tenant_id=call.principal.tenant_id, entry_id=f"{now:013d}#{uuid.uuid4().hex}", at=now,
-                       actor=call.principal.user_id, action=action, target=target,
-                       before=before if isinstance(before, dict) else ({"value": before} if before is not None else None),
-                       after=after if isinstance(after, dict) else ({"value": after} if after is not None else None),
-                       source_ip=call.source_ip, request_id=call.request_id)
-    entry.save(condition=AuditEntry.entry_id.does_not_exist())
 
 
 def _link_view(link: TenantLink) -> dict[str, Any]:
@@ -192,18 +174,6 @@ def set_policy(call: Call, body: dict[str, Any]) -> dict[str, Any]:
 
 # --- users and roles ------------------------------------------------------------
 
-def key_page(model: Any, tenant_id: str, range_attr: Any, body: dict[str, Any],
-             default_limit: int) -> tuple[list[Any], str | None]:
-    """One page of a tenant's partition in range-key order after ``body["cursor"]``: 1 Query.
-
-    Returns the items and the next cursor (the last range key of a full page, else None).
-    """
-    limit = int(body.get("limit") or default_limit)
-    cond = range_attr > body["cursor"] if body.get("cursor") else None
-    items = list(model.query(tenant_id, range_key_condition=cond, limit=limit))
-    return items, getattr(items[-1], range_attr.attr_name) if len(items) == limit else None
-
-
 def list_users(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     """Query the tenant's own partition of the directory: 1 request per page."""
     require_admin(call)
@@ -229,26 +199,6 @@ def set_roles(call: Call, body: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- audit log --------------------------------------------------------------------
-
-def time_window(body: dict[str, Any]) -> tuple[str, str]:
-    """Sort-key bounds ``(lower, upper)`` of a newest-first page of ``"<ms, 13 digits>#..."`` ids.
-
-    ``from``/``to`` are epoch ms, ``cursor`` the previous page's ``nextCursor``.
-    DynamoDB refuses a BETWEEN whose bounds are reversed, so an empty window
-    is the caller's mistake: ``validation_failed``, not a server error.
-    """
-    start = int(body.get("from") or 0)
-    end = int(body.get("to") or 9_999_999_999_999)
-    lower, upper = f"{start:013d}#", body.get("cursor") or f"{end:013d}#~"
-    if start > end or upper < lower:
-        raise ValidationFailed("The window is empty: from must not be after to, nor the cursor before from.")
-    return lower, upper
-
-
-def next_cursor(last_id: str | None) -> str | None:
-    """The cursor after a full page: just below its last (oldest) id."""
-    return last_id[:-1] + chr(ord(last_id[-1]) - 1) if last_id else None
-
 
 def read_audit(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     """Query by time on the tenant's partition, newest first; actor/action filter the page."""

@@ -16,7 +16,7 @@ sweeps that apply a hold to what was already written.  See docs/compliance.md.
   ``hold``) that the bucket's lifecycle rules act on.
 
 Every admin function requires an admin of the caller's own tenant and
-writes an audit entry (``admin.require_admin``/``admin.audit``).
+writes an audit entry (``audit.require_admin``/``audit.audit``).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from ..config import settings
 from ..models import (Conversation, File, HeldOriginal, LegalHold, Message, RetentionRule, User, condition_failed,
                       split_user_key)
 from ..protocol.errors import Conflict, NotFound, ValidationFailed
-from .admin import audit, key_page, require_admin
+from .audit import audit, key_page, require_admin
 from .context import Call
 
 log = logging.getLogger("chat.compliance")

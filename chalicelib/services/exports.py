@@ -39,7 +39,7 @@ from ..config import Settings
 from ..models import (Conversation, Export, File, HeldOriginal, Member, Message, User, condition_failed, user_key,
                       user_ref)
 from ..protocol.errors import NotFound, ValidationFailed
-from .admin import audit, require_admin
+from .audit import audit, require_admin
 from .compliance import tenant_conversation
 from .context import Call
 

@@ -18,7 +18,7 @@ from pynamodb.exceptions import TransactWriteError
 
 from ..models import ScimCredential, transaction
 from ..protocol.errors import Conflict, NotFound
-from .admin import audit, require_admin
+from .audit import audit, require_admin
 from .context import Call
 
 PREFIX = "scim_"  # recognisable in logs and secret scanners; 256 bits of randomness follow

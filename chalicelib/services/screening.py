@@ -27,7 +27,7 @@ from pynamodb.exceptions import PutError
 from .. import dlp
 from ..models import Conversation, DlpFlag, DlpRules, condition_failed, split_user_key
 from ..protocol.errors import Conflict, MessageBlocked, ValidationFailed
-from .admin import audit, next_cursor, require_admin, time_window
+from .audit import audit, next_cursor, require_admin, time_window
 from .context import Call
 
 log = logging.getLogger("chat.screening")
