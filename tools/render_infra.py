@@ -633,7 +633,8 @@ FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
         "tenants": ["BatchGetItem", "GetItem", "UpdateItem"],
         "tenants/index": ["Query"],
         "usage": ["GetItem", "UpdateItem"],
-        "users": ["BatchGetItem", "GetItem", "Query", "UpdateItem"],
+        "users": ["BatchGetItem", "GetItem", "PutItem", "Query", "UpdateItem"],  # PutItem: auto-provisioning
+        "users/index": ["Query"],  # by_email: auto-provisioning refuses a held email
     },
     "compliance_job": {
         "bucket:files": ["DeleteObject", "DeleteObjectVersion", "GetObject", "PutObject", "PutObjectLegalHold", "PutObjectVersionTagging"],
