@@ -29,7 +29,7 @@ def handle(job: dict[str, Any]) -> str:
     if kind == "hold.sweep":
         from .services import compliance
 
-        return compliance.sweep_step(job, lambda nxt: runtime.schedule_compliance(nxt, 0))
+        return compliance.sweep_step(job, lambda nxt, delay=0: runtime.schedule_compliance(nxt, delay))
     if kind == "export":
         from .services import exports
 

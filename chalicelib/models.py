@@ -1032,6 +1032,11 @@ class LegalHold(Model):
     released_by = UnicodeAttribute(null=True)
     sweep = UnicodeAttribute(default="pending")
     swept = NumberAttribute(default=0)
+    # The current sweep (a new one starts on place and on release; an older one stops) and the lease
+    # that keeps two steps of this hold's sweeps from running at once (services/compliance.py).
+    sweep_gen = UnicodeAttribute(null=True)
+    lease = UnicodeAttribute(null=True)
+    lease_until = NumberAttribute(null=True)
 
 
 class Export(Model):

@@ -765,6 +765,18 @@ FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
         "users/index": ["Query"],
     },
 }
+# $disconnect publishes presence like $connect (to watchers of other companies too).
+for _key, _acts in {"tenants": ["BatchGetItem"], "links": ["BatchGetItem"],
+                    "queue:delivery": ["GetQueueUrl", "SendMessageBatch"],
+                    "queue:presence": ["GetQueueUrl", "SendMessage"]}.items():
+    FUNCTION_ACCESS["websocket_disconnect"][_key] = sorted({*FUNCTION_ACCESS["websocket_disconnect"].get(_key, []),
+                                                           *_acts})
+# A post that answers Gone removes that connection as $disconnect does (services/connections.disconnect,
+# then the presence publish): every function that posts to sockets may do what websocket_disconnect does.
+for _fn, _access in FUNCTION_ACCESS.items():
+    if "@connections" in _access and _fn != "websocket_disconnect":
+        for _key, _acts in FUNCTION_ACCESS["websocket_disconnect"].items():
+            _access[_key] = sorted({*_access.get(_key, []), *_acts})
 # file_scan_retry re-runs file_uploaded's decision (chalicelib/file_events.py): the same needs.
 FUNCTION_ACCESS["file_scan_retry"] = {**FUNCTION_ACCESS["file_uploaded"],
                                       **{k: sorted(set(v) | set(FUNCTION_ACCESS["file_uploaded"].get(k, [])))

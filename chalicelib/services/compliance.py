@@ -39,6 +39,8 @@ log = logging.getLogger("chat.compliance")
 
 SWEEP_DELAY_SECONDS = 5   # lets sends that read the markers just before the change finish (and GSIs catch up)
 SWEEP_PAGE = 100          # items per Query page of a sweep
+SWEEP_LEASE_SECONDS = 120  # longer than a step can run (the function's timeout): a dead step's lease lapses
+SWEEP_BUSY_DELAY_SECONDS = 2  # a step that finds another step of this hold running comes back after this
 SWEEP_PAGES_PER_STEP = 20  # then the step hands on to the next SQS message (Lambda time limit)
 
 
@@ -212,10 +214,11 @@ def _marker(h: LegalHold) -> str:
     return retention.conversation_hold_subject(h.tenant_id, h.target)
 
 
-def _schedule_sweep(h: LegalHold, delay: int = SWEEP_DELAY_SECONDS) -> None:
+def _schedule_sweep(h: LegalHold, gen: str, delay: int = SWEEP_DELAY_SECONDS) -> None:
     from .. import runtime
 
-    runtime.schedule_compliance({"job": "hold.sweep", "tenantId": h.tenant_id, "holdId": h.hold_id}, delay)
+    runtime.schedule_compliance({"job": "hold.sweep", "tenantId": h.tenant_id, "holdId": h.hold_id, "gen": gen},
+                                delay)
 
 
 def place_hold(call: Call, body: dict[str, Any]) -> dict[str, Any]:
@@ -233,13 +236,13 @@ def place_hold(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     now = call.now_ms()
     hold = LegalHold(tenant_id=tenant, hold_id=f"{now:013d}-{uuid.uuid4().hex[:12]}", kind=kind, target=target,
                      name=body.get("name"), state="active", created_at=now, created_by=call.principal.user_id,
-                     sweep="pending", swept=0)
+                     sweep="pending", swept=0, sweep_gen=uuid.uuid4().hex[:12])
     hold.save(condition=LegalHold.hold_id.does_not_exist())
     # From here on, new messages it covers are written without expiry.
     RetentionRule(subject=_marker(hold)).update(actions=[RetentionRule.holds.add({hold.hold_id}),
                                                          RetentionRule.updated_at.set(now)])
     audit(call, "hold.place", hold.hold_id, after={"kind": kind, "target": target, "name": hold.name})
-    _schedule_sweep(hold)
+    _schedule_sweep(hold, hold.sweep_gen)
     return {"hold": _hold_view(hold)}
 
 
@@ -260,10 +263,11 @@ def release_hold(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     if hold.state != "active":
         raise Conflict("The hold was already released.")
     now = call.now_ms()
+    gen = uuid.uuid4().hex[:12]
     try:
         hold.update(actions=[LegalHold.state.set("released"), LegalHold.released_at.set(now),
                              LegalHold.released_by.set(call.principal.user_id), LegalHold.sweep.set("pending"),
-                             LegalHold.swept.set(0)],
+                             LegalHold.swept.set(0), LegalHold.sweep_gen.set(gen)],
                     condition=LegalHold.state == "active")
     except UpdateError as exc:
         if condition_failed(exc):
@@ -272,7 +276,7 @@ def release_hold(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     RetentionRule(subject=_marker(hold)).update(actions=[RetentionRule.holds.delete({hold.hold_id}),
                                                          RetentionRule.updated_at.set(now)])
     audit(call, "hold.release", hold.hold_id, before={"state": "active"}, after={"state": "released"})
-    _schedule_sweep(hold)
+    _schedule_sweep(hold, gen)
     return {"hold": _hold_view(hold)}
 
 
@@ -394,12 +398,55 @@ def _reconcile_held_file(orig: HeldOriginal, held: bool, now_ms: int) -> None:
         rec.update(actions=[File.held_at.remove(), File.expires_at.set(now_ms // 1000 + REJECTED_TTL_SECONDS)])
 
 
+def _take_lease(hold: LegalHold, token: str, now_s: int) -> bool:
+    """The hold's sweep lease (conditional UpdateItem): at most one step of its sweeps runs at a time."""
+    try:
+        hold.update(actions=[LegalHold.lease.set(token), LegalHold.lease_until.set(now_s + SWEEP_LEASE_SECONDS)],
+                    condition=LegalHold.lease_until.does_not_exist() | (LegalHold.lease_until < now_s)
+                    | (LegalHold.lease == token))
+    except UpdateError as exc:
+        if condition_failed(exc):
+            return False
+        raise
+    return True
+
+
+def _drop_lease(hold: LegalHold, token: str) -> None:
+    try:
+        hold.update(actions=[LegalHold.lease.remove(), LegalHold.lease_until.remove()],
+                    condition=LegalHold.lease == token)
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise
+
+
 def sweep_step(job: dict[str, Any], schedule: Any) -> str:
-    """One step of a hold's sweep: up to SWEEP_PAGES_PER_STEP pages, then hand on (``schedule(job)``)."""
+    """One step of a hold's sweep: up to SWEEP_PAGES_PER_STEP pages, then hand on (``schedule(job)``).
+
+    Placing and releasing a hold each start a sweep (``gen``).  The sweeps of one
+    hold must not interleave (a late step of the placing sweep would turn a
+    released file's legal hold back ON): a step of an older sweep stops, and a
+    step runs only under the hold's lease, else it comes back a little later.
+    """
     try:
         hold = LegalHold.get(job["tenantId"], job["holdId"], consistent_read=True)
     except LegalHold.DoesNotExist:
         return "gone"
+    gen = job.get("gen") or hold.sweep_gen or "legacy"
+    if hold.sweep_gen and gen != hold.sweep_gen:
+        return "superseded"
+    if not _take_lease(hold, gen, int(time.time())):
+        schedule(job, SWEEP_BUSY_DELAY_SECONDS)
+        return "busy"
+    try:
+        if hold.sweep_gen and gen != hold.sweep_gen:  # a new sweep began while we took the lease
+            return "superseded"
+        return _sweep_pages(hold, job, schedule)
+    finally:
+        _drop_lease(hold, gen)
+
+
+def _sweep_pages(hold: LegalHold, job: dict[str, Any], schedule: Any) -> str:
     tenant = hold.tenant_id
     cursor = job.get("cursor")
     # Two phases: the messages (their expiry), then the originals a hold kept of edits and deletes.
