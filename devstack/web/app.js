@@ -9,6 +9,7 @@ const BACKOFF_INITIAL_MS = Number(params.get("backoff")) || 500; // ?backoff=ms 
 const BACKOFF_MAX_MS = 15000;
 const REQUEST_TIMEOUT_MS = 15000;
 const HEARTBEAT_MS = 60000;
+const GAP_SYNC_MS = 3000; // as the SDK's gap_sync_delay
 
 const $ = (id) => document.getElementById(id);
 
@@ -46,7 +47,7 @@ export class ChatClient extends EventTarget {
     this.n = 0;
     this.attempt = 0;
     this.closed = false;
-    this.stats = { connects: 0, reconnects: 0, replayed: 0, syncs: 0 };
+    this.stats = { connects: 0, reconnects: 0, replayed: 0, syncs: 0, gapSyncs: 0 };
     this.ws = null;
     this.timers = [];
   }
@@ -164,14 +165,41 @@ export class ChatClient extends EventTarget {
     if (!this.highSeq.has(conversationId)) this.highSeq.set(conversationId, lastSeq);
   }
 
-  // Record a message as delivered; false if it already was.
+  // Record a message as delivered; false if it already was.  Events may arrive out of order or
+  // twice (docs/protocol.md "Delivery order"): one past a gap schedules a sync of that conversation
+  // in GAP_SYNC_MS, in case the missing one is only late (a shorter wait turns reordering into syncs).
   delivered(m) {
     let s = this.seen.get(m.conversationId);
     if (!s) this.seen.set(m.conversationId, (s = new Set()));
     if (s.has(m.seq)) return false;
     s.add(m.seq);
-    if (m.seq > (this.highSeq.get(m.conversationId) || 0)) this.highSeq.set(m.conversationId, m.seq);
+    const high = this.highSeq.get(m.conversationId) || 0;
+    if (m.seq > high) {
+      this.highSeq.set(m.conversationId, m.seq);
+      if (high > 0 && m.seq > high + 1) this.fillGapLater(m.conversationId, high, m.seq);
+    }
     return true;
+  }
+
+  fillGapLater(conversationId, after, upTo) {
+    setTimeout(async () => {
+      const s = this.seen.get(conversationId) || new Set();
+      let missing = false;
+      for (let q = after + 1; q < upTo; q += 1) if (!s.has(q)) { missing = true; break; }
+      if (!missing || !this.connected) return;
+      try {
+        const res = await this.call("sync", { conversations: [{ conversationId, afterSeq: after }] });
+        this.stats.gapSyncs += 1;
+        for (const entry of res.conversations || []) {
+          for (const m of (entry.messages || []).sort((a, b) => a.seq - b.seq)) {
+            if (this.delivered(m)) {
+              this.stats.replayed += 1;
+              this.emit("event", { type: "message.created", message: m, mention: false, replayed: true });
+            }
+          }
+        }
+      } catch (err) { /* a reconnect syncs everything anyway */ }
+    }, GAP_SYNC_MS);
   }
 
   onFrame(frame) {
