@@ -14,18 +14,28 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pynamodb.exceptions import TransactWriteError
 
+from ..identity import ROLES as ROLE_NAMES
 from ..models import AuditEntry, DomainClaim, Tenant, TenantLink, User, transaction
 from ..protocol.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from .context import Call
 
 MODES = ("off", "all", "partners", "users")
-ROLES = ("admin", "member", "guest")
+ROLES = ROLE_NAMES  # chalicelib/identity.py: admin, member, guest, reviewer
 
 
 def require_admin(call: Call) -> User:
     user = User.find(call.principal.tenant_id, call.principal.user_id)
     if user is None or not user.active or "admin" not in (user.roles or []):
         raise Forbidden("Only the tenant's admins may do this.")
+    return user
+
+
+def require_reviewer(call: Call) -> User:
+    """The caller holds ``reviewer`` in its company's directory now (admin alone is not enough:
+    admins manage the screening rules, reviewers read what they caught; docs/compliance.md)."""
+    user = User.find(call.principal.tenant_id, call.principal.user_id)
+    if user is None or not user.active or "reviewer" not in (user.roles or []):
+        raise Forbidden("Only the company's reviewers (compliance officers) may do this.")
     return user
 
 
@@ -222,6 +232,9 @@ def set_roles(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     roles = sorted(set(body["roles"]))
     if user.user_id == admin.user_id and "admin" not in roles:
         raise Conflict("Admins cannot remove their own admin role; ask another admin.")
+    if user.user_id == admin.user_id and "reviewer" in roles and "reviewer" not in (user.roles or []):
+        # separation of duties: who writes the rules does not also read what they catch unchecked
+        raise Forbidden("Admins cannot grant themselves the reviewer role; ask another admin.")
     before = list(user.roles or [])
     user.update(actions=[User.roles.set(roles)])
     audit(call, "user.roles", user.user_id, before={"roles": before}, after={"roles": roles})
