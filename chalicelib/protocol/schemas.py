@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..identity import ROLES as COMPANY_ROLES
 from .errors import ERROR_CODES
 
 DRAFT = "http://json-schema.org/draft-07/schema#"
@@ -226,8 +227,8 @@ ADMIN: dict[str, dict[str, Any]] = {
     }, ["mode"]),
     "admin.users.list": _action("admin.users.list", {"limit": LIMIT, "cursor": CURSOR}),
     "admin.users.roles": _action("admin.users.roles", {
-        "userId": ID, "roles": {"type": "array", "items": {"enum": ["admin", "member", "guest", "reviewer"]},
-                                "minItems": 1, "maxItems": 4}}, ["userId", "roles"]),
+        "userId": ID, "roles": {"type": "array", "items": {"enum": list(COMPANY_ROLES)},
+                                "minItems": 1, "maxItems": len(COMPANY_ROLES)}}, ["userId", "roles"]),
     "admin.audit.list": _action("admin.audit.list", {
         "from": {"type": "integer", "minimum": 0}, "to": {"type": "integer", "minimum": 0},
         "actor": ID, "actionName": {"type": "string", "maxLength": 64}, "limit": LIMIT,
@@ -515,8 +516,7 @@ RESPONSES: dict[str, dict[str, Any]] = {
                            "groups": {"type": "array", "items": {"type": "string"}}}}},
         "nextCursor": _PAGE_CURSOR}},
     "admin.users.roles": {"type": "object", "required": ["userId", "roles"], "properties": {
-        "userId": {"type": "string"}, "roles": {"type": "array", "items": {
-            "enum": ["admin", "member", "guest", "reviewer"]}}}},
+        "userId": {"type": "string"}, "roles": {"type": "array", "items": {"enum": list(COMPANY_ROLES)}}}},
     "admin.audit.list": {"type": "object", "required": ["entries", "nextCursor"], "properties": {
         "entries": {"type": "array", "items": {
             "type": "object",
