@@ -203,7 +203,8 @@ def admin_audit():
 
 
 # --- compliance: screening -----------------------------------------------------------
-# (DLP rules and flags for review; docs/compliance.md "Screening (DLP)")
+# (DLP rules, managed by admins; the entries they caught, read by reviewers; docs/compliance.md
+# "Screening (DLP)")
 
 
 @app.route("/admin/dlp/rules", methods=["GET"])
@@ -219,6 +220,49 @@ def admin_set_dlp_rules():
 @app.route("/admin/dlp/flags", methods=["GET"])
 def admin_list_dlp_flags():
     return _rest("admin.dlp.flags.list", "screening.list_flags", query_names=("from", "to", "limit", "cursor"))
+
+
+# --- compliance: the review queue (reviewers only; docs/compliance.md "Review queue") -------
+# Every route requires the reviewer role and is audited, reads included (chalicelib/services/review.py).
+
+_REVIEW_FILTERS = ("state", "kind", "conversationId", "userId", "userTenantId", "from", "to", "limit", "cursor")
+
+
+@app.route("/admin/review/items", methods=["GET"])
+def admin_review_list():
+    return _rest("admin.review.list", "review.list_items", query_names=_REVIEW_FILTERS)
+
+
+@app.route("/admin/review/items/{item_id}", methods=["GET"])
+def admin_review_get(item_id):
+    return _rest("admin.review.get", "review.get_item", {"itemId": item_id})
+
+
+@app.route("/admin/review/items/{item_id}/claim", methods=["POST"])
+def admin_review_claim(item_id):
+    return _rest("admin.review.claim", "review.claim", {"itemId": item_id})
+
+
+@app.route("/admin/review/items/{item_id}/release", methods=["POST"])
+def admin_review_release(item_id):
+    return _rest("admin.review.release", "review.release", {"itemId": item_id})
+
+
+@app.route("/admin/review/items/{item_id}/resolve", methods=["POST"])
+def admin_review_resolve(item_id):
+    return _rest("admin.review.resolve", "review.resolve", {"itemId": item_id})
+
+
+@app.route("/admin/review/items/{item_id}/case", methods=["GET"])
+def admin_review_case(item_id):
+    return _rest("admin.review.case", "review.export_case", {"itemId": item_id}, query_names=("context",))
+
+
+@app.route("/admin/review/cases", methods=["GET"])
+def admin_review_cases():
+    return _rest("admin.review.cases", "review.export_cases",
+                 query_names=("conversationId", "userId", "userTenantId", "state", "kind", "from", "to", "limit",
+                              "cursor", "context"))
 
 
 # --- directory sync (SCIM 2.0, docs/scim.md) -------------------------------------------

@@ -9,6 +9,13 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 
+# The company roles a directory user can hold (docs/compliance.md "Review queue" for ``reviewer``):
+# ``admin`` manages the company (connections, policy, roles, rules); ``reviewer`` (a compliance
+# officer) reads and works the screening review queue, which admins without it may not read;
+# ``guest`` alone restricts; ``member`` is everyone else.  One list for REST, SCIM and tenantctl.
+ROLES = ("admin", "member", "guest", "reviewer")
+
+
 @dataclass(frozen=True)
 class TenantIdentity:
     """What auth needs to know about a tenant's identity provider."""

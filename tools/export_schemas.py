@@ -57,11 +57,13 @@ SUMMARIES: dict[str, str] = {
     "admin.policy.get": "The company's external-access policy (admins)",
     "admin.policy.set": "Replace the company's external-access policy (admins; audited)",
     "admin.users.list": "The company's users and their roles, by user id (admins)",
-    "admin.users.roles": "Set a user's roles; admins cannot drop their own admin role (admins; audited)",
+    "admin.users.roles": "Set a user's roles; admins cannot drop their own admin role nor grant themselves "
+                         "reviewer (admins; audited)",
     "admin.audit.list": "The company's audit log, newest first, by time window (admins)",
     "admin.dlp.rules.get": "The company's screening (DLP) rules (admins)",
     "admin.dlp.rules.set": "Replace the company's screening rules: validated, versioned, audited (admins)",
-    "admin.dlp.flags.list": "Screening hits for review (flagged, redacted, blocked attempts), newest first (admins)",
+    "admin.dlp.flags.list": "Screening hits (flagged, redacted, blocked attempts), newest first (reviewers; "
+                            "audited)",
     "admin.scim.token.get": "Whether the company has a SCIM token, and who made it when (admins)",
     "admin.scim.token.create": "Create or rotate the company's SCIM token; shown once, the old one stops at once "
                                "(admins; audited)",
@@ -77,6 +79,18 @@ SUMMARIES: dict[str, str] = {
     "admin.exports.get": "An export's state and progress; a presigned download when done (admins; audited)",
     "admin.files.download": "A presigned download of a file of the company's members, clean or kept by a legal "
                             "hold after its deletion (admins; audited)",
+    "admin.review.list": "The review queue: screening entries by state, kind, conversation, sender and time, "
+                         "newest first (reviewers; audited)",
+    "admin.review.get": "One review item with its history (reviewers; audited)",
+    "admin.review.claim": "Claim an open item; of concurrent claims exactly one wins (reviewers; audited)",
+    "admin.review.release": "Put a claimed item back in the queue: its claimant, or anyone after a day "
+                            "(reviewers; audited)",
+    "admin.review.resolve": "Resolve a claimed item as dismissed, confirmed or escalated, with a note; the "
+                            "claimant only (reviewers; audited)",
+    "admin.review.case": "Export one item as a case: the item, its history and the messages around it "
+                         "(reviewers; audited)",
+    "admin.review.cases": "Export the items about one conversation or one sender as cases, paged "
+                          "(reviewers; audited)",
 }
 
 # Request examples (media-type examples; schemathesis sends them too).
@@ -89,7 +103,8 @@ EXAMPLES: dict[str, dict] = {
     "admin.policy.set": {"mode": "users", "users": ["u-123"], "groups": ["sales"], "partners": [],
                          "timezone": "Europe/Berlin", "windowMode": "inside",
                          "windows": [{"days": [0, 1, 2, 3, 4], "start": "08:00", "end": "18:00"}]},
-    "admin.users.roles": {"roles": ["admin", "member"]},
+    "admin.users.roles": {"roles": ["member", "reviewer"]},
+    "admin.review.resolve": {"resolution": "dismissed", "note": "Test data, not a real card."},
     "admin.dlp.rules.set": {"version": 0, "rules": [
         {"id": "cards", "name": "Payment cards", "type": "detector", "detector": "payment_card",
          "action": "block"}]},
@@ -215,7 +230,11 @@ def _operation(route: RestRoute, errors: dict) -> dict:
     desc = " ".join(line.strip() for line in doc.splitlines())
     if action in schemas.INBOUND:
         desc = (desc + "\n\n" if desc else "") + f"Same as the WebSocket action `{action}` (docs/protocol.md)."
-    if action.startswith("admin."):
+    if action.startswith("admin.review.") or action == "admin.dlp.flags.list":
+        desc = (desc + "\n\n" if desc else "") + ("Only the company's reviewers (role `reviewer`, per the "
+                                                  "directory) may call this; anyone else, admins included, gets "
+                                                  "`forbidden`. Every call is audited.")
+    elif action.startswith("admin."):
         desc = (desc + "\n\n" if desc else "") + ("Only the company's admins (per the directory) may call this; "
                                                   "anyone else gets `forbidden`.")
     segs = route.path.strip("/").split("/")

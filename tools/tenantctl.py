@@ -44,10 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--sub", required=True, help="the user's subject (sub) at the tenant's IdP")
     add.add_argument("--email", required=True)
     add.add_argument("--name", required=True)
-    add.add_argument("--role", action="append", default=None, help="admin, member or guest (repeatable)")
+    add.add_argument("--role", action="append", default=None, help="admin, member, guest or reviewer (repeatable)")
     add.add_argument("--deactivated", action="store_true")
 
-    roles = sub.add_parser("scim-roles", help="set the tenant's SCIM role map (IdP role -> admin|member|guest)")
+    roles = sub.add_parser("scim-roles",
+                           help="set the tenant's SCIM role map (IdP role -> admin|member|guest|reviewer)")
     roles.add_argument("--tenant", required=True)
     roles.add_argument("--map", action="append", default=[], metavar="IDP_ROLE=ROLE",
                        help="repeatable; matched case-insensitively; unmapped roles become member; none: clear")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..identity import ROLES as COMPANY_ROLES
 from .errors import ERROR_CODES
 
 DRAFT = "http://json-schema.org/draft-07/schema#"
@@ -226,8 +227,8 @@ ADMIN: dict[str, dict[str, Any]] = {
     }, ["mode"]),
     "admin.users.list": _action("admin.users.list", {"limit": LIMIT, "cursor": CURSOR}),
     "admin.users.roles": _action("admin.users.roles", {
-        "userId": ID, "roles": {"type": "array", "items": {"enum": ["admin", "member", "guest"]}, "minItems": 1,
-                                "maxItems": 3}}, ["userId", "roles"]),
+        "userId": ID, "roles": {"type": "array", "items": {"enum": list(COMPANY_ROLES)},
+                                "minItems": 1, "maxItems": len(COMPANY_ROLES)}}, ["userId", "roles"]),
     "admin.audit.list": _action("admin.audit.list", {
         "from": {"type": "integer", "minimum": 0}, "to": {"type": "integer", "minimum": 0},
         "actor": ID, "actionName": {"type": "string", "maxLength": 64}, "limit": LIMIT,
@@ -261,6 +262,36 @@ ADMIN.update({
     "admin.dlp.flags.list": _action("admin.dlp.flags.list", {
         "from": {"type": "integer", "minimum": 0}, "to": {"type": "integer", "minimum": 0}, "limit": LIMIT,
         "cursor": {"type": "string", "maxLength": 64}}),
+})
+
+
+# --- compliance: the review queue (docs/compliance.md "Review queue") ---------------------
+REVIEW_ITEM_ID = {"type": "string", "pattern": "^[0-9]{13}-[0-9a-f]{32}$"}
+REVIEW_STATE = {"enum": ["open", "claimed", "resolved"]}
+REVIEW_KIND = {"enum": ["flag", "block"], "description": "block: a blocked attempt; flag: stored text (flagged, "
+               "maybe redacted)"}
+_REVIEW_WINDOW = {"from": {"type": "integer", "minimum": 0}, "to": {"type": "integer", "minimum": 0},
+                  "cursor": {"type": "string", "maxLength": 64}}
+_REVIEW_WHO = {"conversationId": ID, "userId": ID,
+               "userTenantId": {**ID, "description": "the sender's company (default: the caller's)"}}
+REVIEW_CONTEXT = {"type": "integer", "minimum": 0, "maximum": 20,
+                  "description": "messages either side of the flagged one (default 5)"}
+ADMIN.update({
+    "admin.review.list": _action("admin.review.list", {
+        "state": REVIEW_STATE, "kind": REVIEW_KIND, **_REVIEW_WHO, **_REVIEW_WINDOW, "limit": LIMIT}),
+    "admin.review.get": _action("admin.review.get", {"itemId": REVIEW_ITEM_ID}, ["itemId"]),
+    "admin.review.claim": _action("admin.review.claim", {"itemId": REVIEW_ITEM_ID}, ["itemId"]),
+    "admin.review.release": _action("admin.review.release", {"itemId": REVIEW_ITEM_ID}, ["itemId"]),
+    "admin.review.resolve": _action("admin.review.resolve", {
+        "itemId": REVIEW_ITEM_ID, "resolution": {"enum": ["dismissed", "confirmed", "escalated"]},
+        "note": {"type": "string", "minLength": 1, "maxLength": 2000}}, ["itemId", "resolution", "note"]),
+    "admin.review.case": _action("admin.review.case", {"itemId": REVIEW_ITEM_ID, "context": REVIEW_CONTEXT},
+                                 ["itemId"]),
+    "admin.review.cases": {**_action("admin.review.cases", {
+        **_REVIEW_WHO, "state": REVIEW_STATE, "kind": REVIEW_KIND, **_REVIEW_WINDOW,
+        "limit": {"type": "integer", "minimum": 1, "maximum": 20}, "context": REVIEW_CONTEXT}),
+        "description": "Name a conversationId or a userId.",
+        "anyOf": [{"required": ["conversationId"]}, {"required": ["userId"]}]},
 })
 
 
@@ -409,6 +440,47 @@ _DLP_FLAG = {"type": "object", "required": ["id", "at", "source", "conversationI
     "action": {"enum": ["flag", "redact", "block"], "description": "what happened to the text: delivered as "
                "typed, redacted, or refused (block: a blocked attempt, nothing was stored)"},
     "excerpt": {"type": "string"}}}
+_REVIEW_ITEM = {"type": "object", "required": [*_DLP_FLAG["required"], "itemId", "kind", "state", "claimedBy",
+                                                "claimedAt", "resolution", "note", "resolvedBy", "resolvedAt"],
+                "properties": {
+    **_DLP_FLAG["properties"], "itemId": {"type": "string"}, "kind": REVIEW_KIND, "state": REVIEW_STATE,
+    "claimedBy": _NULL_STR, "claimedAt": _NULL_INT,
+    "resolution": {"enum": ["dismissed", "confirmed", "escalated", None]}, "note": _NULL_STR,
+    "resolvedBy": _NULL_STR, "resolvedAt": _NULL_INT,
+    "history": {"type": "array", "description": "every transition, oldest first", "items": {
+        "type": "object", "required": ["at", "by", "event"], "properties": {
+            "at": {"type": "integer"}, "by": {"type": "string"}, "event": {"enum": ["claim", "release", "resolve"]},
+            "resolution": {"type": "string"}, "note": {"type": "string"},
+            "claimedBy": {"type": "string", "description": "release: whose claim ended"}}}}}}
+_REVIEW_ONE = {"type": "object", "required": ["item"], "properties": {"item": _REVIEW_ITEM}}
+_CASE = {"type": "object", "required": ["item", "context"], "properties": {
+    "item": _REVIEW_ITEM,
+    "context": {"type": "object", "required": ["conversationId", "anchorSeq", "messages", "gone", "reason"],
+                "properties": {
+        "conversationId": _NULL_STR, "anchorSeq": _NULL_INT,
+        "messages": {"type": "array", "items": {"type": "object", "required": [
+            "seq", "messageId", "sender", "kind", "createdAt", "body", "deleted", "flagged"], "properties": {
+            "seq": {"type": "integer"}, "messageId": {"type": "string"}, "sender": {"type": "object"},
+            "kind": {"type": "string"}, "createdAt": {"type": "integer"}, "body": _NULL_STR,
+            "editedAt": _NULL_INT, "deleted": {"type": "boolean"}, "revisions": {"type": "array"},
+            "threadRootSeq": _NULL_INT, "file": {"type": ["object", "null"]},
+            "flagged": {"type": "boolean", "description": "the message the entry is about"}}}},
+        "gone": {"type": "array", "items": {"type": "integer"},
+                 "description": "seqs in the window no longer kept (retention) or past a revocation"},
+        "reason": {"enum": ["no_conversation", "conversation_gone", "no_anchor", None],
+                   "description": "why there is no context"}}}}}
+REVIEW_RESPONSES: dict[str, dict[str, Any]] = {
+    "admin.review.list": {"type": "object", "required": ["items", "nextCursor"], "properties": {
+        "items": {"type": "array", "items": _REVIEW_ITEM}, "nextCursor": _PAGE_CURSOR}},
+    "admin.review.get": _REVIEW_ONE, "admin.review.claim": _REVIEW_ONE, "admin.review.release": _REVIEW_ONE,
+    "admin.review.resolve": _REVIEW_ONE,
+    "admin.review.case": {"type": "object", "required": ["case", "exportedAt", "exportedBy"], "properties": {
+        "case": _CASE, "exportedAt": {"type": "integer"}, "exportedBy": {"type": "string"}}},
+    "admin.review.cases": {"type": "object", "required": ["cases", "exportedAt", "exportedBy", "nextCursor"],
+                           "properties": {"cases": {"type": "array", "items": _CASE},
+                                          "exportedAt": {"type": "integer"}, "exportedBy": {"type": "string"},
+                                          "nextCursor": _PAGE_CURSOR}},
+}
 RESPONSES: dict[str, dict[str, Any]] = {
     # conversations, messages, files (the WebSocket ack's result, the same object)
     "conversation.list": {"type": "object", "required": ["conversations", "nextCursor"], "properties": {
@@ -444,7 +516,7 @@ RESPONSES: dict[str, dict[str, Any]] = {
                            "groups": {"type": "array", "items": {"type": "string"}}}}},
         "nextCursor": _PAGE_CURSOR}},
     "admin.users.roles": {"type": "object", "required": ["userId", "roles"], "properties": {
-        "userId": {"type": "string"}, "roles": {"type": "array", "items": {"enum": ["admin", "member", "guest"]}}}},
+        "userId": {"type": "string"}, "roles": {"type": "array", "items": {"enum": list(COMPANY_ROLES)}}}},
     "admin.audit.list": {"type": "object", "required": ["entries", "nextCursor"], "properties": {
         "entries": {"type": "array", "items": {
             "type": "object",
@@ -466,4 +538,5 @@ RESPONSES: dict[str, dict[str, Any]] = {
     "admin.scim.token.revoke": {"type": "object", "required": ["scimToken"], "properties": {
         "scimToken": _SCIM_TOKEN}},
     **COMPLIANCE_RESPONSES,
+    **REVIEW_RESPONSES,
 }

@@ -13,13 +13,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pynamodb.exceptions import TransactWriteError
 
+from ..identity import ROLES as ROLE_NAMES
 from ..models import AuditEntry, DomainClaim, Tenant, TenantLink, User, transaction
-from ..protocol.errors import Conflict, NotFound, ValidationFailed
-from .audit import audit, key_page, next_cursor, require_admin, time_window  # noqa: F401 - also used by others
+from ..protocol.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from .audit import audit, key_page, next_cursor, require_admin, require_reviewer, time_window  # noqa: F401 - also used by others
 from .context import Call
 
 MODES = ("off", "all", "partners", "users")
-ROLES = ("admin", "member", "guest")
+ROLES = ROLE_NAMES  # chalicelib/identity.py: admin, member, guest, reviewer
 
 
 def _link_view(link: TenantLink) -> dict[str, Any]:
@@ -192,6 +193,9 @@ def set_roles(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     roles = sorted(set(body["roles"]))
     if user.user_id == admin.user_id and "admin" not in roles:
         raise Conflict("Admins cannot remove their own admin role; ask another admin.")
+    if user.user_id == admin.user_id and "reviewer" in roles and "reviewer" not in (user.roles or []):
+        # separation of duties: who writes the rules does not also read what they catch unchecked
+        raise Forbidden("Admins cannot grant themselves the reviewer role; ask another admin.")
     before = list(user.roles or [])
     user.update(actions=[User.roles.set(roles)])
     audit(call, "user.roles", user.user_id, before={"roles": before}, after={"roles": roles})

@@ -22,6 +22,15 @@ def require_admin(call: Call) -> User:
     return user
 
 
+def require_reviewer(call: Call) -> User:
+    """The caller holds ``reviewer`` in its company's directory now (admin alone is not enough:
+    admins manage the screening rules, reviewers read what they caught; docs/compliance.md)."""
+    user = User.find(call.principal.tenant_id, call.principal.user_id)
+    if user is None or not user.active or "reviewer" not in (user.roles or []):
+        raise Forbidden("Only the company's reviewers (compliance officers) may do this.")
+    return user
+
+
 def audit(call: Call, action: str, target: str | None, before: Any = None, after: Any = None) -> None:
     """Append one entry (conditional put: an entry is never overwritten)."""
     now = call.now_ms()

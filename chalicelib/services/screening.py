@@ -1,4 +1,4 @@
-"""Screening (DLP) on the write path, and its admin side: rule sets and flags for review.
+"""Screening (DLP) on the write path, and its admin side: rule sets, and the entries reviewers read.
 
 Every path that stores typed text calls :func:`screen` after access checks
 and before anything is written (message send and edit, file name,
@@ -27,7 +27,7 @@ from pynamodb.exceptions import PutError
 from .. import dlp
 from ..models import Conversation, DlpFlag, DlpRules, condition_failed, split_user_key
 from ..protocol.errors import Conflict, MessageBlocked, ValidationFailed
-from .audit import audit, next_cursor, require_admin, time_window
+from .audit import audit, next_cursor, require_admin, require_reviewer, time_window
 from .context import Call
 
 log = logging.getLogger("chat.screening")
@@ -76,7 +76,7 @@ def screen(call: Call, conv: Conversation, text: str, source: str = "message", *
     they only go into a blocked attempt's record, which then names no conversation.
     """
     return _screen(call, tenants_of(call, conv), text, source, conv.conversation_id if exists else None,
-                   seq, message_id)
+                   seq, message_id, int(conv.last_seq or 0) if exists else None)
 
 
 def screen_own(call: Call, text: str, source: str) -> dlp.Verdict:
@@ -85,7 +85,7 @@ def screen_own(call: Call, text: str, source: str) -> dlp.Verdict:
 
 
 def _screen(call: Call, tenants: list[str], text: str, source: str, conversation_id: str | None,
-            seq: int | None, message_id: str | None) -> dlp.Verdict:
+            seq: int | None, message_id: str | None, after_seq: int | None = None) -> dlp.Verdict:
     sets = rulesets(tenants, call.clock(), call.settings.dlp_cache_seconds)
     if not any(sets):
         return dlp.Verdict(None, text, text)
@@ -96,19 +96,22 @@ def _screen(call: Call, tenants: list[str], text: str, source: str, conversation
                                          "rules": [f"{h.tenant_id}/{h.rule.id}" for h in verdict.hits]})
     hit = verdict.blocking
     if hit is not None:
-        record_blocked(call, verdict, conversation_id, source, seq=seq, message_id=message_id)
+        record_blocked(call, verdict, conversation_id, source, seq=seq, message_id=message_id, after_seq=after_seq)
         raise MessageBlocked(hit.rule.id, hit.rule.name, hit.tenant_id)
     return verdict
 
 
 def _entry(call: Call, tenant: str, rule_ids: list[str], action: str, excerpt: str, conversation_id: str | None,
-           source: str, seq: int | None, message_id: str | None, file_id: str | None, what: str) -> None:
-    """Write one review entry (1 conditional PutItem); a failure is logged without content, never raised."""
+           source: str, seq: int | None, message_id: str | None, file_id: str | None, what: str,
+           after_seq: int | None = None) -> None:
+    """Write one review entry, open in the review queue (1 conditional PutItem, which also writes the
+    queue's three index entries); a failure is logged without content, never raised."""
     now = call.now_ms()
     flag = DlpFlag(tenant_id=tenant, flag_id=f"{now:013d}#{uuid.uuid4().hex}", at=now, source=source,
                    conversation_id=conversation_id, seq=seq, message_id=message_id, file_id=file_id,
                    sender_key=f"{call.principal.tenant_id}#{call.principal.user_id}", rule_ids=rule_ids,
-                   action=action, excerpt=excerpt)
+                   action=action, excerpt=excerpt, after_seq=after_seq, state="open", history=[])
+    flag.index_keys()
     try:
         flag.save(condition=DlpFlag.flag_id.does_not_exist())
     except Exception:  # noqa: BLE001 - the caller's outcome (stored or refused) must not change
@@ -131,20 +134,21 @@ def record_flags(call: Call, verdict: dlp.Verdict, conversation_id: str | None, 
 
 
 def record_blocked(call: Call, verdict: dlp.Verdict, conversation_id: str | None, source: str, *,
-                   seq: int | None = None, message_id: str | None = None) -> None:
+                   seq: int | None = None, message_id: str | None = None, after_seq: int | None = None) -> None:
     """A blocked attempt: one entry (``action`` ``block``) per company whose block rule matched (1 PutItem each).
 
     Written before ``message_blocked`` is raised; a failure is logged
     (``screening block not written``, without content) and the refusal stays
     exactly the same.  A company whose rules only flagged or redacted this
-    text gets nothing: the text was not stored.
+    text gets nothing: the text was not stored.  ``after_seq`` (the
+    conversation's last seq then) places the attempt for a review case's context.
     """
     for tenant, rule_ids in verdict.flags("block").items():
         _entry(call, tenant, rule_ids, "block", verdict.excerpt(tenant, "block"), conversation_id, source,
-               seq, message_id, None, "block")
+               seq, message_id, None, "block", after_seq)
 
 
-# --- admin REST: GET/PUT /admin/dlp/rules, GET /admin/dlp/flags ---------------------
+# --- admin REST: GET/PUT /admin/dlp/rules (admins), GET /admin/dlp/flags (reviewers) --------
 
 def _limits() -> dict[str, int]:
     return {"rules": dlp.MAX_RULES, "patternChars": dlp.MAX_PATTERN_CHARS, "keywords": dlp.MAX_KEYWORDS,
@@ -187,7 +191,7 @@ def set_rules(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     return {"rules": rules, "version": current + 1, "detectors": list(dlp.DETECTORS), "limits": _limits()}
 
 
-def _flag_view(f: DlpFlag) -> dict[str, Any]:
+def flag_view(f: DlpFlag) -> dict[str, Any]:
     tenant, user = split_user_key(f.sender_key)
     return {"id": f.flag_id, "at": int(f.at), "source": f.source, "conversationId": f.conversation_id,
             "seq": int(f.seq) if f.seq is not None else None, "messageId": f.message_id, "fileId": f.file_id,
@@ -196,10 +200,17 @@ def _flag_view(f: DlpFlag) -> dict[str, Any]:
 
 
 def list_flags(call: Call, body: dict[str, Any]) -> dict[str, Any]:
-    """The company's flags, newest first, by time range; 1 Query per page."""
-    require_admin(call)
+    """The company's entries, newest first, by time range; 1 Query per page + 1 audit append.
+
+    Reading content is the reviewers' (docs/compliance.md "Review queue"): an
+    admin without the ``reviewer`` role is refused, and every page read is audited.
+    """
+    require_reviewer(call)
     limit = int(body.get("limit") or 50)
     lower, upper = time_window(body)
     page = DlpFlag.page(call.principal.tenant_id, lower, upper, limit)
-    return {"flags": [_flag_view(f) for f in page],
+    audit(call, "review.flags.read", None,
+          after={"filters": {k: body[k] for k in ("from", "to", "cursor") if body.get(k) is not None},
+                 "itemIds": [f.flag_id.replace("#", "-", 1) for f in page]})
+    return {"flags": [flag_view(f) for f in page],
             "nextCursor": next_cursor(page[-1].flag_id if len(page) == limit else None)}

@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+from .. import identity
 from ..auth import ALLOWED_ALGORITHMS
 from ..models import DomainClaim, Tenant, User
 from ..protocol.errors import Conflict, ValidationFailed
@@ -12,7 +13,7 @@ from ..protocol.errors import Conflict, ValidationFailed
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,253}$")
-ROLES = frozenset({"admin", "member", "guest"})
+ROLES = frozenset(identity.ROLES)
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def upsert_user(tenant_id: str, user_id: str, email: str, display_name: str,
 
 
 def set_scim_role_map(tenant_id: str, mapping: dict[str, str]) -> Tenant:
-    """Replace the tenant's SCIM role map: the IdP's role values -> admin | member | guest (docs/scim.md).
+    """Replace the tenant's SCIM role map: the IdP's role values -> one of our roles (docs/scim.md).
 
     Keys are matched case-insensitively; a role the IdP sends that is neither in the map nor one of
     ours maps to member. An empty mapping removes the map.

@@ -195,4 +195,21 @@ REST: list[Entry] = [
     Entry("GET /admin/audit", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}, hidden=("victim_uid",)),
     # compliance: a file of the company's members (kept by a hold after its deletion, or clean)
     Entry("GET /admin/files/{file_id}/download", {**_x(NF, NF, NF), **ADMIN_ROLE}, params={"file_id": "file"}),
+    # the review queue: the other company's caller is its admin *and reviewer* (test_isolation.build);
+    # the victim's item (``review_item``) carries VICTIM-SECRET in its excerpt. Admins of the victim's
+    # company without the reviewer role are refused too: tests/e2e/test_review.py.
+    Entry("GET /admin/review/items", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}, hidden=("review_item", "victim_uid")),
+    Entry("GET /admin/review/items", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}, {"conversationId": "{conv}"},
+          hidden=("review_item", "victim_uid")),
+    Entry("GET /admin/review/items/{item_id}", {**_x(NF, NF, NF), **ADMIN_ROLE}, params={"item_id": "review_item"}),
+    Entry("POST /admin/review/items/{item_id}/claim", {**_x(NF, NF, NF), **ADMIN_ROLE},
+          params={"item_id": "review_item"}),
+    Entry("POST /admin/review/items/{item_id}/release", {**_x(NF, NF, NF), **ADMIN_ROLE},
+          params={"item_id": "review_item"}),
+    Entry("POST /admin/review/items/{item_id}/resolve", {**_x(NF, NF, NF), **ADMIN_ROLE},
+          {"resolution": "dismissed", "note": "ATTACK {marker}"}, params={"item_id": "review_item"}),
+    Entry("GET /admin/review/items/{item_id}/case", {**_x(NF, NF, NF), **ADMIN_ROLE},
+          params={"item_id": "review_item"}),
+    Entry("GET /admin/review/cases", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}, {"conversationId": "{conv}"},
+          hidden=("review_item", "victim_uid")),
 ]

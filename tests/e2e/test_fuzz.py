@@ -52,7 +52,7 @@ REPLIES = ("ack", "pong", "error")
 
 @pytest.fixture(scope="module")
 def fuzz_tenant(stack) -> dict[str, Any]:
-    """A tenant of the dev IdP for the fuzzer only: an admin and a member, with tokens."""
+    """A tenant of the dev IdP for the fuzzer only: an admin (and reviewer) and a member, with tokens."""
     if stack.state_dir is None:
         pytest.skip("registers a dev-IdP tenant (local stack only)")
     from chalicelib.services import tenants
@@ -65,9 +65,10 @@ def fuzz_tenant(stack) -> dict[str, Any]:
         tenant_id=tenant, display_name="Fuzz", domains=[domain],
         issuer=f"{stack.origin}/dev/idp/{tenant}", audience=AUDIENCE))
     out: dict[str, Any] = {"tenant": tenant}
-    for name, role in (("admin", "admin"), ("member", "member")):
+    # the admin is also a reviewer, so the review queue's routes really run too
+    for name, roles in (("admin", ["admin", "reviewer"]), ("member", ["member"])):
         email = f"{name}@{domain}"
-        tenants.upsert_user(tenant, subject_for(email), email, name, [role])
+        tenants.upsert_user(tenant, subject_for(email), email, name, roles)
         resp = requests.post(f"{stack.origin}/dev/idp/token", json={"email": email}, timeout=10)
         resp.raise_for_status()
         out[name] = resp.json()["access_token"]

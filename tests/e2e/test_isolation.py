@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 import requests
 
-from chalicelib.models import (Conversation, File, Member, Message, Tenant, TenantLink, TenantUsage, User)
+from chalicelib.models import (Conversation, DlpFlag, File, Member, Message, Tenant, TenantLink, TenantUsage, User)
 from chalicelib.protocol.errors import ERROR_CODES
 from chalicelib.services.tenants import upsert_user
 
@@ -79,6 +80,8 @@ class World:
             "roles": {e: sorted(User.find_by_email(e).roles or []) for e in (self.v.admin, self.v.member, self.v.other)},
             "file": [rec.status, rec.seq],
             "usage": usage,
+            "review": [(f.flag_id, f.review_state, f.claimed_by, f.resolution, len(f.history or []))
+                       for f in DlpFlag.query(v, consistent_read=True)],
         }
         return json.dumps(state, sort_keys=True, default=str)
 
@@ -104,6 +107,9 @@ async def build(stack, case: str) -> World:
     label = {"unconnected": "u", "policy": "p", "revoked": "r"}[case]
     v, x = make_company(stack, f"iv{label}"), make_company(stack, f"ix{label}")
     role_email, guest_email = f"plain@{v.domain}", f"guest@{v.domain}"
+    # the caller's company's admin also reviews its own company's queue: the review routes then
+    # answer it (about its own company), so a leak of V's queue would show
+    upsert_user(x.tenant, f"{x.tenant}-admin", x.admin, "Admin", ["admin", "reviewer"])
     upsert_user(v.tenant, f"{v.tenant}-plain", role_email, "Plain", ["member"])
     upsert_user(v.tenant, f"{v.tenant}-guest", guest_email, "Guest", ["guest"])
     world = World(case, v, x, {}, [])
@@ -145,12 +151,20 @@ async def build(stack, case: str) -> World:
     await vm.call("message.send", conversationId=cid, clientMessageId="reply", body=f"{SECRET} reply",
                   threadRootSeq=1)
     await vo.event("message.created", message__body=f"{SECRET} reply")
+    # an open review item of V's about conv (as screening writes it), with a secret excerpt
+    now = int(time.time() * 1000)
+    flag = DlpFlag(tenant_id=v.tenant, flag_id=f"{now:013d}#{uuid.uuid4().hex}", at=now, source="message",
+                   conversation_id=cid, seq=1, sender_key=f"{v.tenant}#{vid[v.member]}", rule_ids=["secret"],
+                   action="flag", excerpt=f"{SECRET} excerpt", state="open", history=[])
+    flag.index_keys()
+    flag.save()
     world.values = {
         "conv": cid, "own_conv": own["conversationId"], "leave_conv": leave["conversationId"] if leave else None,
         "channel": channel["conversationId"], "conv_private": private["conversationId"], "file": file_id,
         "victim_uid": vid[v.member], "victim_email": v.member, "other_uid": vid[v.other], "peer": v.tenant,
         "victim_key": f"{v.tenant}#{vid[v.member]}",
         "victim_seq": 1, "own_seq": own_seq, "role_email": role_email, "guest_email": guest_email,
+        "review_item": flag.flag_id.replace("#", "-", 1),
     }
     await asyncio.sleep(0.5)  # let set-up events land before the victims' frames are cleared
     for s in world.victims:

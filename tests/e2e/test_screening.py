@@ -31,8 +31,18 @@ def set_rules(stack, company, rules, **extra):
     return r.json()
 
 
+def reviewer_of(company) -> str:
+    """The company's reviewer (compliance officer): reading what screening caught is theirs, not the admins'
+    (docs/compliance.md "Review queue"); created on first use."""
+    from chalicelib.services.tenants import upsert_user
+
+    email = f"reviewer@{company.domain}"
+    upsert_user(company.tenant, f"{company.tenant}-reviewer", email, "Reviewer", ["member", "reviewer"])
+    return email
+
+
 def flags(stack, company, **params):
-    r = api(stack, company.admin, "GET", "/admin/dlp/flags", params=params)
+    r = api(stack, reviewer_of(company), "GET", "/admin/dlp/flags", params=params)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -80,7 +90,13 @@ def test_routes_refuse_members_and_never_show_another_company(stack, company):
                                ("GET", "/admin/dlp/flags", None)):
         r = api(stack, company.member, method, path, json=body)
         assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", (path, r.text)
-    # the other company's admin sees (and changes) only its own rule set and flags
+    # separation of duties: admins manage the rules, only reviewers read the entries (and vice versa)
+    r = api(stack, company.admin, "GET", "/admin/dlp/flags")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", r.text
+    for method, path, body in (("GET", "/admin/dlp/rules", None), ("PUT", "/admin/dlp/rules", {"rules": []})):
+        r = api(stack, reviewer_of(company), method, path, json=body)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", (path, r.text)
+    # the other company's admin (and reviewer) sees (and changes) only its own rule set and flags
     assert api(stack, other.admin, "GET", "/admin/dlp/rules").json()["rules"] == []
     set_rules(stack, other, [{"id": "only-mine", "type": "keyword", "keywords": ["zz"], "action": "flag"}])
     assert [r["id"] for r in api(stack, company.admin, "GET", "/admin/dlp/rules").json()["rules"]] == \
@@ -292,7 +308,7 @@ async def test_blocked_attempt_is_recorded_for_each_company_whose_block_rule_mat
     assert [x["ruleIds"] for x in theirs] == [["b-cards"], ["b-cards"]]
     assert theirs[0]["excerpt"] == f"{MASK} card {MASK}"
     await sb.no_event("message.created", wait=0.5)
-    # tenant isolation: a third company's admin sees none of it, B's admin none of A's record
+    # tenant isolation: a third company's reviewer sees none of it, B's reviewer none of A's record
     assert flags(stack, c)["flags"] == []
     assert mine["id"] not in {x["id"] for x in theirs}
 

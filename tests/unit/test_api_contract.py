@@ -92,7 +92,8 @@ def _sample(action: str, field: str) -> str:
     from chalicelib.protocol import schemas
 
     pattern = (schemas.ADMIN | schemas.INBOUND)[action]["properties"][field].get("pattern")
-    return {"^[0-9a-f]{32}$": "0" * 32, "^[0-9]{13}-[0-9a-f]{12}$": "1700000000000-0123456789ab"}.get(pattern, "x-1")
+    return {"^[0-9a-f]{32}$": "0" * 32, "^[0-9]{13}-[0-9a-f]{12}$": "1700000000000-0123456789ab",
+            "^[0-9]{13}-[0-9a-f]{32}$": "1700000000000-" + "0" * 32}.get(pattern, "x-1")
 
 
 # --- validation lives in the schemas (so docs/openapi.json states it) ----------------------------

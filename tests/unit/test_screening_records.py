@@ -128,6 +128,36 @@ def test_flag_view_shows_a_blocked_status_entry(env):
     env.rules["acme"] = [CARDS_BLOCK]
     with pytest.raises(MessageBlocked):
         screening.screen_own(call(), CARD, "status")
-    view = screening._flag_view(env.saved[0])
+    view = screening.flag_view(env.saved[0])
     assert (view["action"], view["source"], view["conversationId"], view["seq"]) == ("block", "status", None, None)
     assert view["sender"] == {"tenantId": "acme", "userId": "alice"} and view["excerpt"] == "[redacted]"
+
+
+def test_entries_open_in_the_review_queue_with_their_index_keys_and_where_a_block_happened(env):
+    env.rules["globex"] = [CARDS_BLOCK]
+    c = conv("acme", "globex")
+    c.last_seq = 41
+    with pytest.raises(MessageBlocked):
+        screening.screen(call(), c, f"pay {CARD}", "message")
+    [f] = env.saved
+    assert (f.state, f.history, f.after_seq, f.kind) == ("open", [], 41, "block")
+    assert (f.queue_key, f.conversation_key, f.review_sender) == ("globex#open#block", "globex#c-1",
+                                                                  "globex#acme#alice")
+    # a refused conversation.create names no conversation: no conversation key, no place
+    env.saved.clear()
+    with pytest.raises(MessageBlocked):
+        screening.screen(call(), c, f"pay {CARD}", "name", exists=False)
+    [f] = env.saved
+    assert (f.conversation_id, f.conversation_key, f.after_seq) == (None, None, None)
+
+
+def test_review_item_ids_and_views():
+    from chalicelib.services import review
+
+    f = DlpFlag(tenant_id="acme", flag_id="0001700000000#" + "ab" * 16, at=1, source="message",
+                sender_key="acme#bob", action="redact")
+    assert review.item_id(f.flag_id) == "0001700000000-" + "ab" * 16
+    assert review._flag_id(review.item_id(f.flag_id)) == f.flag_id
+    view = review._view(f, history=True)
+    assert (view["kind"], view["state"], view["history"]) == ("flag", "open", [])  # written before the queue
+    assert view["itemId"] == review.item_id(f.flag_id) and view["claimedBy"] is None
