@@ -632,8 +632,11 @@ FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
         "tenants": ["BatchGetItem", "GetItem", "UpdateItem"],
         "tenants/index": ["Query"],
         "usage": ["GetItem", "UpdateItem"],
-        "user_search": ["Query"],
-        "users": ["BatchGetItem", "GetItem", "Query", "UpdateItem"],
+        # Query: people search; BatchWriteItem, users PutItem and users/index: a tenant's first sign-in
+        # over REST when it auto-provisions (connections._provision), as ws_authorizer on the socket.
+        "user_search": ["BatchWriteItem", "Query"],
+        "users": ["BatchGetItem", "GetItem", "PutItem", "Query", "UpdateItem"],
+        "users/index": ["Query"],
     },
     "compliance_job": {
         "bucket:files": ["DeleteObject", "DeleteObjectVersion", "GetObject", "PutObject", "PutObjectLegalHold", "PutObjectVersionTagging"],
