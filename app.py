@@ -108,6 +108,11 @@ def _rest(action, service, path_fields=None, query_names=(), status=200):
     return Response(body=body, status_code=code, headers=headers)
 
 
+@app.route("/users", methods=["GET"])
+def search_users():
+    return _rest("users.search", "people.search_users", query_names=("q", "limit", "cursor"))
+
+
 @app.route("/conversations", methods=["GET"])
 def list_conversations():
     return _rest("conversation.list", "conversations.inbox", query_names=("limit", "cursor"))

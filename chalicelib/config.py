@@ -109,6 +109,8 @@ class Settings:
     dlp_rules_table: str
     dlp_flags_table: str
     dlp_cache_seconds: int         # a tenant's compiled rules are reused this long in a warm container
+    # People search (docs/data-model.md "People search"): the name/email token index of the directory.
+    user_search_table: str
 
 
 DEFAULT_FILE_TYPES = ",".join([
@@ -195,6 +197,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         dlp_rules_table=env.get("DLP_RULES_TABLE", f"chat-{stage}-dlp-rules"),
         dlp_flags_table=env.get("DLP_FLAGS_TABLE", f"chat-{stage}-dlp-flags"),
         dlp_cache_seconds=_int(env, "DLP_CACHE_SECONDS", 30),
+        user_search_table=env.get("USER_SEARCH_TABLE", f"chat-{stage}-user-search"),
     )
 
 

@@ -117,22 +117,42 @@ def crossing(a_tenant: str, b_tenant: str, now_ms: int, *, purpose: str = "messa
     status.  2 BatchGetItems.
     """
     mine, theirs = TenantLink.pair(a_tenant, b_tenant)
+    refusal = _link_refusal(a_tenant, b_tenant, mine, theirs, purpose=purpose, starting=starting,
+                            a_is_admin=a_is_admin)
+    if refusal is None:
+        tenants = {t.tenant_id: t for t in Tenant.batch_get([a_tenant, b_tenant])}
+        refusal = _policy_refusal(a_tenant, b_tenant, tenants, now_ms, a_user=a_user, b_user=b_user)
+    if refusal is not None:
+        raise refusal
+
+
+def _link_refusal(a_tenant: str, b_tenant: str, mine: TenantLink | None, theirs: TenantLink | None, *,
+                  purpose: str = "message", starting: bool = False,
+                  a_is_admin: bool = False) -> ExternalAccessDenied | None:
+    """The connection's part of ``crossing`` on both sides' links as read: the refusal, or None."""
     for side, link in ((a_tenant, mine), (b_tenant, theirs)):
         if link is None or link.state != "active":
-            raise ExternalAccessDenied(side, "no active connection between the companies")
+            return ExternalAccessDenied(side, "no active connection between the companies")
         if purpose == "presence" and not link.presence:
-            raise ExternalAccessDenied(side, "presence is not shared with the other company")
+            return ExternalAccessDenied(side, "presence is not shared with the other company")
         if purpose == "files" and not link.files:
-            raise ExternalAccessDenied(side, "file sharing with the other company is off")
+            return ExternalAccessDenied(side, "file sharing with the other company is off")
+    assert mine is not None
     if starting and mine.who_may_start == "admins" and not a_is_admin:
-        raise ExternalAccessDenied(a_tenant, "only admins may start external conversations")
-    tenants = {t.tenant_id: t for t in Tenant.batch_get([a_tenant, b_tenant])}
+        return ExternalAccessDenied(a_tenant, "only admins may start external conversations")
+    return None
+
+
+def _policy_refusal(a_tenant: str, b_tenant: str, tenants: dict[str, Tenant], now_ms: int, *,
+                    a_user: User | None = None, b_user: User | None = None) -> ExternalAccessDenied | None:
+    """The policies' part of ``crossing`` (both tenants as read, both users): the refusal, or None."""
     for side, peer, user in ((a_tenant, b_tenant, a_user), (b_tenant, a_tenant, b_user)):
         if user is not None and not user.active:
-            raise ExternalAccessDenied(side, "user is deactivated")
+            return ExternalAccessDenied(side, "user is deactivated")
         reason = _tenant_refusal(tenants[side], peer, user, now_ms) if side in tenants else "unknown tenant"
         if reason:
-            raise ExternalAccessDenied(side, reason)
+            return ExternalAccessDenied(side, reason)
+    return None
 
 
 def allowed_recipients(origin_key: str, keys: list[str], now_ms: int, purpose: str = "message") -> list[str]:
@@ -335,3 +355,38 @@ def visible_people(principal: Principal, keys: list[str], now_ms: int) -> tuple[
                 if tenant is not None and not _tenant_refusal(tenant, principal.tenant_id, user, now_ms):
                     visible[user_key(user.tenant_id, user.user_id)] = user
     return [visible[k] for k in wanted if k in visible], [k for k in wanted if k not in visible]
+
+
+# --- people search: whose directories a caller may search (users.search, docs/protocol.md) ------
+
+def searchable_peers(principal: Principal, now_ms: int) -> dict[str, Tenant]:
+    """The connected companies whose active users the caller may find by name now, by tenant id.
+
+    The same rule as :func:`visible_people` (what ``users.get`` would show by
+    key): the connection active on both sides and both companies' policies
+    allowing traffic now (``crossing``'s checks, with the caller's own entry
+    for a ``users`` policy of its own company).  Each returned company's own
+    ``users``/groups list is then applied per user (:func:`shows_external`).
+
+    Cost: 1 Query of the caller's side of its connections; if any is active,
+    1 BatchGetItem of the other sides and 1 of the tenants (100 per request),
+    plus 1 GetItem of the caller's entry when its company's policy lists users.
+    """
+    mine = {lk.peer_tenant_id: lk for lk in TenantLink.of_tenant(principal.tenant_id) if lk.state == "active"}
+    if not mine:
+        return {}
+    theirs = {lk.tenant_id: lk for lk in TenantLink.batch_get([(peer, principal.tenant_id) for peer in mine])}
+    linked = [peer for peer in sorted(mine)
+              if _link_refusal(principal.tenant_id, peer, mine[peer], theirs.get(peer)) is None]
+    if not linked:
+        return {}
+    tenants = {t.tenant_id: t for t in Tenant.batch_get([principal.tenant_id, *linked])}
+    own = tenants.get(principal.tenant_id)
+    me = User.find(principal.tenant_id, principal.user_id) if own is not None and _mode(own) == "users" else None
+    return {peer: tenants[peer] for peer in linked if peer in tenants
+            and _policy_refusal(principal.tenant_id, peer, tenants, now_ms, a_user=me) is None}
+
+
+def shows_external(tenant: Tenant, caller_tenant: str, user: User, now_ms: int) -> bool:
+    """May a user of ``tenant`` (a company :func:`searchable_peers` returned) be shown to ``caller_tenant``?"""
+    return user.active and not _tenant_refusal(tenant, caller_tenant, user, now_ms)

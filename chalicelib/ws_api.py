@@ -89,6 +89,7 @@ ACTIONS: dict[str, tuple[Handler, bool]] = {
     "file.download.request": (_service(files.request_download), True),
     # people: display names for the user keys clients see (docs/protocol.md "People")
     "users.get": (_service(people.get_users), True),
+    "users.search": (_service(people.search_users), True),
 }
 
 

@@ -41,6 +41,8 @@ UNDOCUMENTED: dict[str, str] = {}
 SUMMARIES: dict[str, str] = {
     "conversation.list": "My conversations by last activity, with unread counts",
     "conversation.get": "One conversation",
+    "users.search": "Find people by the start of a name or email word: my company's and connected companies' "
+                    "that allow it (docs/protocol.md \"People search\")",
     "history": "History, newest first",
     "message.send": "Send a message (idempotent by clientMessageId)",
     "read": "Move my read marker forward",

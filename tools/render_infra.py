@@ -634,8 +634,11 @@ FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
         "tenants": ["BatchGetItem", "GetItem", "UpdateItem"],
         "tenants/index": ["Query"],
         "usage": ["GetItem", "UpdateItem"],
-        "users": ["BatchGetItem", "GetItem", "PutItem", "Query", "UpdateItem"],  # PutItem: auto-provisioning
-        "users/index": ["Query"],  # by_email: auto-provisioning refuses a held email
+        # Query: people search; BatchWriteItem, users PutItem and users/index: a tenant's first sign-in
+        # over REST when it auto-provisions (connections._provision), as ws_authorizer on the socket.
+        "user_search": ["BatchWriteItem", "Query"],
+        "users": ["BatchGetItem", "GetItem", "PutItem", "Query", "UpdateItem"],
+        "users/index": ["Query"],
     },
     "compliance_job": {
         "bucket:files": ["DeleteObject", "DeleteObjectVersion", "GetObject", "PutObject", "PutObjectLegalHold", "PutObjectVersionTagging"],
@@ -709,6 +712,7 @@ FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
         "groups": ["DeleteItem", "GetItem", "PutItem", "Query", "UpdateItem"],
         "scim_tokens": ["GetItem"],
         "tenants": ["GetItem"],
+        "user_search": ["BatchWriteItem"],
         "users": ["BatchGetItem", "GetItem", "PutItem", "Query", "UpdateItem"],
         "users/index": ["Query"],
     },
@@ -740,7 +744,7 @@ FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
         "dlp_rules": ["BatchGetItem"],
         "files": ["GetItem", "PutItem", "UpdateItem"],
         "idempotency": ["GetItem", "PutItem"],
-        "links": ["BatchGetItem"],
+        "links": ["BatchGetItem", "Query"],
         "members": ["BatchGetItem", "DeleteItem", "GetItem", "PutItem", "Query", "UpdateItem"],
         "members/index": ["Query"],
         "messages": ["GetItem", "PutItem", "Query", "UpdateItem"],
@@ -757,11 +761,13 @@ FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
         "subscriptions/index": ["Query"],
         "tenants": ["BatchGetItem"],
         "usage": ["GetItem", "UpdateItem"],
+        "user_search": ["Query"],
         "users": ["BatchGetItem", "GetItem"],
         "users/index": ["Query"],
     },
     "ws_authorizer": {
         "tenants/index": ["Query"],
+        "user_search": ["BatchWriteItem"],
         "users": ["GetItem", "PutItem"],
         "users/index": ["Query"],
     },

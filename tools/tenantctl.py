@@ -11,6 +11,7 @@ the local stack and against AWS alike::
     python -m tools.tenantctl scim-roles --tenant acme \\
         --map "Global Administrator=admin" --map "External=guest"
     python -m tools.tenantctl show --tenant acme
+    python -m tools.tenantctl search-backfill --tenant acme
     python -m tools.tenantctl create-tables
 """
 from __future__ import annotations
@@ -58,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("create-tables", help="create missing tables (idempotent)")
 
+    fill = sub.add_parser("search-backfill",
+                          help="(re)write the people-search index of a tenant's active users (idempotent)")
+    fill.add_argument("--tenant", required=True)
+
     args = parser.parse_args(argv)
     from chalicelib import models
     from chalicelib.protocol.errors import ChatError, ValidationFailed
@@ -85,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "show":
             t = models.Tenant.get(args.tenant)
             print(json.dumps(t.to_simple_dict(), indent=2, default=str))
+        elif args.cmd == "search-backfill":
+            from chalicelib import search_index
+
+            print(json.dumps({"tenant": args.tenant, "written": search_index.backfill(args.tenant)}))
         elif args.cmd == "create-tables":
             models.create_tables()
             print(json.dumps({"tables": [m.Meta.table_name for m in models.ALL_MODELS]}))

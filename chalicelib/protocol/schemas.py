@@ -395,8 +395,22 @@ PERSON = {"type": "object", "additionalProperties": False,
               "tenantId": {"type": "string"}, "userId": {"type": "string"}, "displayName": {"type": "string"},
               "email": {"type": ["string", "null"]}, "external": {"type": "boolean"},
               "active": {"type": "boolean"}}}
+# users.search (docs/protocol.md "People search"): q's longest word needs >= 2 characters (the service
+# says so as validation_failed); the cursor is opaque and tied to the query.
+INBOUND["users.search"] = _action("users.search", {
+    "q": {"type": "string", "minLength": 1, "maxLength": 256,
+          "description": "words; each must start a word of the person's name or email (case and accents ignored)"},
+    "limit": {"type": "integer", "minimum": 1, "maximum": 50, "description": "default 20"},
+    "cursor": {"type": ["string", "null"], "maxLength": 2048}}, ["q"])
+_SEARCH_RESULT = {"type": "object", "additionalProperties": False, "required": ["users", "nextCursor"],
+                  "properties": {"users": {"type": "array", "items": PERSON, "maxItems": 50},
+                                 "nextCursor": {"type": ["string", "null"],
+                                                "description": "pass as `cursor` (with the same q) for the next "
+                                                               "page; null on the last. A page may hold fewer "
+                                                               "than `limit` people and still have a cursor"}}}
 # The ``result`` of an ``ack``, for actions whose result shape is pinned (docs/schemas/result/).
 RESULTS: dict[str, dict[str, Any]] = {
+    "users.search": {"$schema": DRAFT, "title": "users.search result", **_SEARCH_RESULT},
     "users.get": {"$schema": DRAFT, "title": "users.get result", "type": "object", "additionalProperties": False,
                   "required": ["users", "notFound"], "properties": {
                       "users": {"type": "array", "items": PERSON, "maxItems": 100},
@@ -486,6 +500,7 @@ RESPONSES: dict[str, dict[str, Any]] = {
     "conversation.list": {"type": "object", "required": ["conversations", "nextCursor"], "properties": {
         "conversations": {"type": "array", "items": _OBJ}, "nextCursor": _PAGE_CURSOR}},
     "conversation.get": {"type": "object", "required": ["conversation"], "properties": {"conversation": _OBJ}},
+    "users.search": _SEARCH_RESULT,
     "history": {"type": "object", "required": ["messages", "nextBeforeSeq"], "properties": {
         "messages": {"type": "array", "items": _OBJ}, "nextBeforeSeq": _NULL_INT}},
     "message.send": {"type": "object", "required": ["message", "duplicate"], "properties": {

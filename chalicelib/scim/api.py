@@ -23,7 +23,7 @@ from scim2_models import (Context, Error, Group, InvalidSyntaxException, Invalid
                           NotFoundException, PatchOp, ResourceType, ResponseParameters, Schema, SCIMException,
                           SearchRequest, UnauthorizedException, UniquenessException)
 
-from .. import logs, metrics
+from .. import logs, metrics, search_index
 from ..identity import token_from_authorization
 from ..models import DirectoryGroup, Tenant, User, condition_failed, user_name_key
 from ..protocol.errors import ChatError, Conflict
@@ -398,6 +398,7 @@ def _create_user(req: Request) -> Reply:
             if condition_failed(exc):
                 raise UniquenessException(detail="The user id is taken; retry.") from None
             raise
+        search_index.sync(set(), user)
         audit(req.call, "scim.user.create", user.user_id, after=_audit_view(user))
     body = _dump(user_resource(user, req.base_url), req, Context.RESOURCE_CREATION_RESPONSE)
     return 201, body, {"Location": f"{req.base_url}/Users/{user.user_id}"}
@@ -406,8 +407,10 @@ def _create_user(req: Request) -> Reply:
 def _write_user(req: Request, user: User, fields: dict[str, Any], now: int) -> User:
     """Write the mapped columns, then the status (deactivation closes sockets). Returns the user.
 
-    The caller has checked userName and email uniqueness (``_check_unique``).
+    The caller has checked userName and email uniqueness (``_check_unique``).  The user's
+    people-search words follow the new name, email and status (``search_index.sync``).
     """
+    before = search_index.entries_of(user)
     actions = [User.email.set(fields["email"]), User.display_name.set(fields["display_name"]),
                User.user_name.set(fields["user_name"]),
                User.user_name_key.set(user_name_key(user.tenant_id, fields["user_name"])),
@@ -418,6 +421,7 @@ def _write_user(req: Request, user: User, fields: dict[str, Any], now: int) -> U
         actions.append(attr.set(value) if value else attr.remove())
     user.update(actions=actions, condition=User.user_id.exists())
     directory.set_active(user, fields["active"], now)
+    search_index.sync(before, user)
     return user
 
 
@@ -451,9 +455,11 @@ def _delete_user(req: Request, user_id: str) -> Reply:
     """Deactivate (sockets closed, tokens refused), leave every group, answer 404 from now on."""
     user = _live_user(req, user_id)
     before = _audit_view(user)
+    indexed = search_index.entries_of(user)
     now = req.call.now_ms()
     user.update(actions=[User.scim_deleted_at.set(now), User.updated_at.set(now)])
     directory.set_active(user, False, now)
+    search_index.sync(indexed, user)  # no longer found by anyone
     for group in DirectoryGroup.of_tenant(req.tenant_id):
         if user.user_id in (group.members or set()):
             group.update(actions=[DirectoryGroup.members.delete({user.user_id}), DirectoryGroup.updated_at.set(now)])

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Callable
 
 from pynamodb.exceptions import PutError
 
+from .. import search_index
 from ..identity import Principal, TenantIdentity
 from ..models import Connection, OnlineEntry, Presence, Subscription, User, condition_failed, user_key
 from ..protocol.errors import Conflict, Forbidden
@@ -63,6 +64,7 @@ def _provision(principal: Principal, tenant: TenantIdentity) -> User:
         if found is None:
             raise
         return found
+    search_index.sync(set(), user)  # findable by colleagues from now on (1 BatchWriteItem)
     return user
 
 

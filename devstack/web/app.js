@@ -919,6 +919,61 @@ async function startConversation(e) {
   }
 }
 
+// People search (users.search, docs/protocol.md "People search"): results as the user types (after 2
+// characters, 200 ms after the last key); a click, or Enter on the first hit, opens the direct conversation
+// (conversation.create answers the existing one when there is one).
+let findTimer = null;
+let findSeq = 0;
+
+function onFindInput() {
+  clearTimeout(findTimer);
+  const q = $("people-search").value.trim();
+  if (q.replace(/\s/g, "").length < 2) { closeFind(); return; }
+  findTimer = setTimeout(() => findPeople(q), 200);
+}
+
+function closeFind() {
+  findSeq++;
+  $("find-results").replaceChildren();
+  $("find-results").classList.add("hidden");
+}
+
+async function findPeople(q) {
+  const seq = ++findSeq;
+  let result;
+  try {
+    result = await chat.call("users.search", { q, limit: 10 });
+  } catch (err) {
+    if (seq !== findSeq) return;
+    result = { users: [], error: err.code === "validation_failed" ? "Type a little more" : err.message };
+  }
+  if (seq !== findSeq) return; // a newer query is on its way
+  const others = result.users.filter((p) => !isMe(p));
+  for (const p of others) state.people.set(userKey(p), p);
+  const box = $("find-results");
+  box.replaceChildren(...(others.length ? others.map((p) => el("li", {
+    role: "option", "data-user": userKey(p), title: p.email || "",
+    onclick: () => openDirect(p),
+  }, el("span", { class: "name" }, p.displayName, ...(p.external ? [el("span", { class: "badge external small" }, p.tenantId)] : [])),
+     el("span", { class: "email" }, p.email || ""))) : [el("li", { class: "none" }, result.error || "Nobody found")]));
+  box.classList.remove("hidden");
+}
+
+async function openDirect(p) {
+  closeFind();
+  $("people-search").value = "";
+  try {
+    const fields = p.external ? { memberEmails: [p.email] } : { members: [p.userId] };
+    const res = await chat.call("conversation.create", { kind: "direct", ...fields });
+    state.convs.set(res.conversation.conversationId, res.conversation);
+    await loadMembers(res.conversation.conversationId);
+    subscribePresence().catch(() => {});
+    await openConversation(res.conversation.conversationId);
+  } catch (err) {
+    flash(err.message);
+  }
+}
+
 async function setCustomStatus(e) {
   e.preventDefault();
   const minutes = Number($("custom-expiry").value);
@@ -1009,6 +1064,14 @@ $("file-input").addEventListener("change", async (e) => {
   e.target.value = "";
 });
 $("newconv").addEventListener("submit", startConversation);
+$("people-search").addEventListener("input", onFindInput);
+$("people-search").addEventListener("keydown", (e) => {
+  if (e.key === "Escape") { closeFind(); return; }
+  if (e.key !== "Enter") return;
+  e.preventDefault();
+  const first = $("find-results").querySelector("li[data-user]");
+  if (first) first.click();
+});
 $("my-status").addEventListener("change", (e) => chat.call("presence.set", { status: e.target.value }).catch((err) => flash(err.message)));
 $("custom-toggle").addEventListener("click", () => $("custom-form").classList.toggle("hidden"));
 $("custom-form").addEventListener("submit", setCustomStatus);

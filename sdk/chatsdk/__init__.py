@@ -15,7 +15,7 @@ from .errors import ChatError, ClientClosed, ConnectionLost, HandshakeRefused, R
 from .events import (Connected, ConversationCreated, ConversationUpdated, Disconnected, Event, FileReady,
                      FileRejected, MembersChanged, MessageCreated, MessageDeleted, MessageEdited, PresenceChanged,
                      ReactionChanged, Receipt, ServerError, Synced, Typing, UnknownEvent, parse_event)
-from .models import Conversation, Message, Person, SendResult, UserRef
+from .models import Conversation, Message, PeoplePage, Person, SendResult, UserRef
 from .rest import RestClient
 
 __version__ = "0.1.0"
@@ -24,7 +24,7 @@ __all__ = [
     "DEFAULT_URL", "ChatClient", "ChatError", "ClientClosed", "Connected", "ConnectionLost", "Conversation",
     "ConversationCreated", "ConversationUpdated", "DevTokenProvider", "Disconnected", "Event", "EventStream",
     "FileReady", "FileRejected", "HandshakeRefused", "MembersChanged", "Message", "MessageCreated", "MessageDeleted", "MessageEdited",
-    "Person", "PresenceChanged", "ReactionChanged", "Receipt", "RequestTimeout", "RestClient", "SendResult", "ServerError",
+    "PeoplePage", "Person", "PresenceChanged", "ReactionChanged", "Receipt", "RequestTimeout", "RestClient", "SendResult", "ServerError",
     "Synced", "Typing", "UnknownEvent", "UserRef", "backoff_delays", "dev_token", "dev_token_grant",
     "load_token", "parse_event", "save_token", "token_file", "ws_url_for",
 ]

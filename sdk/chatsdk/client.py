@@ -47,7 +47,7 @@ from .auth import DEFAULT_URL, DevTokenProvider, token_claims
 from .errors import ChatError, ClientClosed, ConnectionLost, HandshakeRefused, RequestTimeout
 from .events import (Connected, ConversationCreated, ConversationUpdated, Disconnected, Event, FileReady,
                      FileRejected, MembersChanged, MessageCreated, MessageEdited, Synced, parse_event)
-from .models import Message, Person, SendResult, UserRef
+from .models import Message, PeoplePage, Person, SendResult, UserRef
 
 log = logging.getLogger("chatsdk")
 
@@ -463,6 +463,51 @@ class ChatClient:
         return out
 
     users_get = get_users  # the action's name, for those who look for it
+
+    async def search_users(self, q: str, *, limit: int | None = None, cursor: str | None = None,
+                           timeout: float | None = None) -> PeoplePage:
+        """Find people by the start of any word of their name or email (``users.search``).
+
+        ``"bo"`` finds Bob Smith, Jim Bowen and bogart@...; case and accents are
+        ignored, every word of ``q`` must match, the longest needs 2 characters.
+        Your company's active users, and those of connected companies that
+        allow you now (``Person.external``).  One page (``limit`` 1-50, server
+        default 20); pass ``page.next_cursor`` as ``cursor`` with the same ``q``
+        for the next (None on the last).  ``open_direct(person)`` starts a chat.
+        """
+        fields: dict[str, Any] = {"q": q}
+        if limit is not None:
+            fields["limit"] = limit
+        if cursor is not None:
+            fields["cursor"] = cursor
+        return PeoplePage.from_result(await self.call("users.search", timeout=timeout, **fields), q)
+
+    users_search = search_users  # the action's name
+
+    async def search_all_users(self, q: str, *, page_size: int = 50, maximum: int = 500) -> list[Person]:
+        """Every match of ``q`` (page after page), at most ``maximum``."""
+        out: list[Person] = []
+        cursor: str | None = None
+        while len(out) < maximum:
+            page = await self.search_users(q, limit=page_size, cursor=cursor)
+            out += page.people
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return out[:maximum]
+
+    async def open_direct(self, person: Person | str, *, timeout: float | None = None) -> dict[str, Any]:
+        """The direct conversation with ``person`` (a ``Person`` from a search, or an email): created on
+        first use, the same one afterwards.  Returns the conversation view."""
+        if isinstance(person, Person) and not person.external:
+            fields: dict[str, Any] = {"members": [person.user_id]}
+        else:
+            email = person if isinstance(person, str) else person.email
+            if not email:
+                raise ValueError("this person has no email (deactivated): no conversation can be started")
+            fields = {"memberEmails": [email]}
+        result = await self.call("conversation.create", timeout=timeout, kind="direct", **fields)
+        return result["conversation"]
 
     async def sync(self, conversation_ids: Iterable[str] | None = None) -> dict[str, int]:
         """Fetch what was missed in the tracked (or given) conversations and deliver it as events.

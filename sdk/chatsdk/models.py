@@ -111,3 +111,25 @@ class Person:
         return cls(tenant_id=str(d.get("tenantId", "")), user_id=str(d.get("userId", "")),
                    display_name=str(d.get("displayName", "")), email=d.get("email"),
                    external=bool(d.get("external")), active=d.get("active", True) is not False, raw=d)
+
+
+@dataclass
+class PeoplePage:
+    """One page of ``users.search``: iterate it for its ``Person``s; ``next_cursor`` asks for the next page."""
+
+    people: list[Person]
+    next_cursor: str | None = None
+    query: str = ""
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.people)
+
+    def __len__(self) -> int:
+        return len(self.people)
+
+    def __getitem__(self, index: int) -> Person:
+        return self.people[index]
+
+    @classmethod
+    def from_result(cls, result: dict[str, Any], query: str = "") -> "PeoplePage":
+        return cls([Person.from_dict(d) for d in result.get("users") or []], result.get("nextCursor"), query)

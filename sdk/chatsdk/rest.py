@@ -76,5 +76,10 @@ class RestClient:
                 time.sleep(float(err.retry_after or min(8.0, 0.25 * 2 ** attempt)))
         raise AssertionError("unreachable")
 
+    def search_users(self, q: str, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """``GET /users``: people whose name or email words start with ``q``'s (see ``ChatClient.search_users``)."""
+        params = {k: v for k, v in (("q", q), ("limit", limit), ("cursor", cursor)) if v is not None}
+        return self.request("GET", "/users", params=params)
+
     def read(self, conversation_id: str, seq: int) -> dict[str, Any]:
         return self.request("POST", f"/conversations/{quote(conversation_id, safe='')}/read", json={"seq": seq})

@@ -155,12 +155,20 @@ WS: list[Entry] = [
     # the reply must not carry the victim's email (the key itself is the caller's own input).
     Entry("users.get", _x("ok", "ok", "ok", None, None), {"keys": ["{victim_key}"]}, hidden=("victim_email",),
           why_not="role/guest: the own company's directory is visible to its members"),
+    # people search: another company's users are found only while connected and allowed now; searching
+    # by the victim's exact email must find nobody (neither its id nor its email in the reply).
+    Entry("users.search", _x("ok", "ok", "ok", None, None), {"q": "{victim_email}"},
+          hidden=("victim_email", "victim_uid"),
+          why_not="role/guest: the own company's directory is visible to its members"),
 ]
 
 C = {"conversation_id": "conv"}
 ADMIN_ROLE = {"role": FB, "guest": FB}
 REST: list[Entry] = [
     Entry("GET /health", _x(), why_not=NOT_TENANT_DATA),
+    Entry("GET /users", _x("ok", "ok", "ok", None, None), {"q": "{victim_email}"},
+          hidden=("victim_email", "victim_uid"),
+          why_not="role/guest: the own company's directory is visible to its members"),
     Entry("GET /conversations", _x("ok", "ok", "ok", None, "ok"), hidden=("conv_private",),
           why_not="role: lists only the caller's own memberships"),
     Entry("GET /conversations/{conversation_id}", _x(NF, "ok", "ok", None, NF), params=C,

@@ -523,6 +523,10 @@ async def test_auto_provision_refuses_a_second_subject_with_a_held_email(stack):
             assert status == 403 and asyncio.get_running_loop().time() < deadline, status
             await asyncio.sleep(1)
         assert User.find("acme", fresh_sub).email == fresh
+        # colleagues find the newcomer at once (the authorizer wrote its people-search words)
+        found = await asyncio.to_thread(requests.get, f"{stack.origin}/users", params={"q": fresh.split("@")[0]},
+                                        headers=_admin(stack, "alice@acme.example"), timeout=10)
+        assert [u["userId"] for u in found.json()["users"]] == [fresh_sub], found.text
         # Bob's address under another subject: refused on the socket and on REST, with a structured error.
         for email in ("bob@acme.example", fresh.upper()):
             other = craft(stack, "acme", sub=_uniq("dup-sub"), email=email)
@@ -534,5 +538,13 @@ async def test_auto_provision_refuses_a_second_subject_with_a_held_email(stack):
             assert len(list(User.by_email.query(email.lower()))) == 1  # still one person with that email
         # The holder itself still signs in.
         assert await handshake_status(stack, craft(stack, "acme", sub=fresh_sub, email=fresh)) == 101
+        # A first sign-in over REST provisions too (the api_handler function), and is found at once.
+        rest_email, rest_sub = f"{_uniq('jitrest')}@acme.example", _uniq("jit-rest-sub")
+        first = await asyncio.to_thread(requests.get, f"{stack.origin}/conversations", timeout=10, headers={
+            "Authorization": f"Bearer {craft(stack, 'acme', sub=rest_sub, email=rest_email)}"})
+        assert first.status_code == 200, first.text
+        found = await asyncio.to_thread(requests.get, f"{stack.origin}/users", params={"q": rest_email},
+                                        headers=_admin(stack, "alice@acme.example"), timeout=10)
+        assert [u["userId"] for u in found.json()["users"]] == [rest_sub], found.text
     finally:
         tenant.update(actions=[Tenant.auto_provision.set(False)])

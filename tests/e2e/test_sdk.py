@@ -291,3 +291,50 @@ async def test_get_users_resolves_names_in_batches(stack, clients):
     with pytest.raises(ChatError) as err:
         await alice.get_users(["not a key"])
     assert err.value.code == "validation_failed"
+
+
+async def test_search_users_then_open_a_direct_conversation(stack, clients):
+    """A new colleague who knows only "bo" finds Bob and starts (then reopens) a direct chat with him."""
+    from chatsdk import ConversationCreated, PeoplePage, Person, RestClient
+
+    from chalicelib.services.tenants import upsert_user
+    from devstack.seed import subject_for
+
+    from .client import token_for
+
+    tag = f"sdk{uuid.uuid4().hex[:6]}"
+    newbie_email = f"{tag}.new@acme.example"
+    await asyncio.to_thread(upsert_user, "acme", subject_for(newbie_email), newbie_email, f"Newbie {tag}")
+    newbie = await clients(newbie_email)
+    bob = await clients("bob@acme.example")
+    page = await newbie.search_users("bo")
+    assert isinstance(page, PeoplePage) and page.query == "bo"
+    hit = next(p for p in page if p.email == "bob@acme.example")
+    assert isinstance(hit, Person) and hit.display_name == "Bob Builder" and hit.external is False
+    assert hit.user_id == bob.user_id
+    assert [p.email for p in await newbie.search_users("BOB BUI")] == ["bob@acme.example"]
+    assert all(not p.external for p in await newbie.search_all_users("gi"))  # globex is not connected in the seed
+    with bob.events("conversation.created") as created:
+        conv = await newbie.open_direct(hit)
+        event = await created.next(timeout=WAIT)
+    assert isinstance(event, ConversationCreated) and event.conversation.conversation_id == conv["conversationId"]
+    assert conv["kind"] == "direct"
+    assert (await newbie.open_direct(hit))["conversationId"] == conv["conversationId"]  # the same one again
+    # bob finds the newcomer as well (written by upsert_user a moment ago)
+    assert [p.email for p in await bob.search_users(f"newbie {tag}")] == [newbie_email]
+
+    # paging through the SDK
+    for n in ("one", "two"):
+        await asyncio.to_thread(upsert_user, "acme", f"{tag}-{n}", f"{tag}.{n}@acme.example", f"{tag} {n}")
+    first = await newbie.search_users(tag, limit=2)
+    assert len(first) == 2 and first.next_cursor
+    second = await newbie.search_users(tag, limit=2, cursor=first.next_cursor)
+    everyone = [p.display_name for p in (*first, *second)]
+    assert sorted(everyone) == sorted([f"Newbie {tag}", f"{tag} one", f"{tag} two"]) and len(set(everyone)) == 3
+    # the REST twin
+    rest = RestClient(stack.origin, await asyncio.to_thread(token_for, stack, newbie_email))
+    body = await asyncio.to_thread(rest.search_users, "bo", 5)
+    assert "bob@acme.example" in [u["email"] for u in body["users"]]
+    with pytest.raises(ChatError) as err:
+        await newbie.search_users("b")
+    assert err.value.code == "validation_failed"

@@ -73,10 +73,16 @@ async def test_two_users_chat_in_the_browser(stack, browser):
     a_ctx, alice, a_errors = await _sign_in(browser, stack, "alice@acme.example")
     b_ctx, bob, b_errors = await _sign_in(browser, stack, "bob@acme.example")
     try:
-        # alice starts a direct conversation with bob and writes
-        await alice.fill("#newconv-emails", "bob@acme.example")
-        await alice.click("#newconv button")
+        # alice knows only "bo": the people search lists Bob, a click starts the direct conversation
+        await alice.locator("#people-search").press_sequentially("bo", delay=50)
+        hit = alice.locator("#find-results li", has_text="Bob Builder")
+        await expect(hit).to_be_visible()
+        await expect(hit.locator(".email")).to_have_text("bob@acme.example")
+        await expect(alice.locator("#find-results li", has_text="Alice Admin")).to_have_count(0)  # not herself
+        await hit.click()
+        await expect(alice.locator("#find-results")).to_be_hidden()
         await expect(alice.locator("#composer")).to_be_visible()
+        await expect(alice.locator("#conv-name")).to_have_text("Bob Builder")
         conv = await alice.locator("#inbox li.open").get_attribute("data-conversation")
         await alice.fill("#composer-input", "Hello Bob, the quarterly numbers are in.")
         await alice.press("#composer-input", "Enter")
@@ -93,6 +99,12 @@ async def test_two_users_chat_in_the_browser(stack, browser):
         await expect(entry.locator(".name")).to_have_text("Alice Admin")
         await expect(bob.locator("#conv-name")).to_have_text("Alice Admin")
         await expect(bob.locator("#messages .msg .meta .sender").last).to_have_text("Alice Admin")
+
+        # bob finds alice the same way: "ali" + Enter opens the conversation they already have
+        await bob.locator("#people-search").press_sequentially("ali", delay=50)
+        await expect(bob.locator("#find-results li", has_text="Alice Admin")).to_be_visible()
+        await bob.press("#people-search", "Enter")
+        await expect(bob.locator(f'#inbox li.open[data-conversation="{conv}"]')).to_have_count(1)
 
         # bob answers; alice sees it live
         await bob.fill("#composer-input", "Hi Alice! Lunch at noon?")
