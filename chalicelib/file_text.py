@@ -190,7 +190,7 @@ def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> Iterat
 
 def _part_text(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget, sheet: bool) -> bool:
     """Append one part's text; False once a bound was hit."""
-    parser = XMLPullParser(events=("start", "end"))
+    parser = XMLPullParser(events=("start", "end") if sheet else ("end",))  # starts only for a cell's type
     skip_value = False  # a worksheet cell of type "s": its <v> is an index into the shared strings
     try:
         for chunk in _read(zf, info, budget):
