@@ -88,6 +88,17 @@ def file_uploaded(event, context):
     file_events.on_s3_event(event)
 
 
+# GuardDuty Malware Protection for S3's verdict on an uploaded object (SCANNER=guardduty): an
+# EventBridge rule on "GuardDuty Malware Protection Object Scan Result" for the files bucket, declared
+# with the plan in infra/ (tools/render_infra.py). Locally, file_uploaded's own engine builds the same
+# event and hands it to the same decision (chalicelib/guardduty.py).
+@app.lambda_function(name="file_scan_result")  # file_events.SCAN_RESULT_FUNCTION
+def file_scan_result(event, context):
+    from chalicelib import file_events
+
+    file_events.on_scan_result(event)
+
+
 @app.route("/health", methods=["GET"])
 def health():
     return {"status": "ok"}

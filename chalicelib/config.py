@@ -83,13 +83,15 @@ class Settings:
     file_types: tuple[str, ...]   # content-type allowlist
     upload_url_seconds: int       # presigned POST lifetime
     download_url_seconds: int     # presigned GET lifetime
-    scanner: str                  # builtin | clamd | package.module:factory
+    scanner: str                  # builtin | clamd | guardduty | package.module:factory
     clamd_address: str | None     # unix:/path or tcp:host:port
     clamd_timeout_seconds: float  # connect and each read/write
     clamd_scan_timeout_seconds: float
     scan_max_bytes: int           # clamd's StreamMaxLength must be at least this
     scan_retry_seconds: int       # first retry delay; doubles, at most 900 (SQS)
     scan_max_attempts: int
+    guardduty_verdict_seconds: int  # SCANNER=guardduty: a file with no verdict after this long is refused
+    file_screen_max_chars: int    # text of an upload screened (DLP); beyond it: the file_unscreened rule
     # Directory sync (SCIM 2.0, docs/scim.md).
     groups_table: str
     scim_tokens_table: str
@@ -182,6 +184,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         scan_max_bytes=_int(env, "SCAN_MAX_BYTES", 25 * 1024 * 1024),
         scan_retry_seconds=_int(env, "SCAN_RETRY_SECONDS", 30),
         scan_max_attempts=_int(env, "SCAN_MAX_ATTEMPTS", 12),
+        guardduty_verdict_seconds=_int(env, "GUARDDUTY_VERDICT_SECONDS", 900),
+        file_screen_max_chars=_int(env, "FILE_SCREEN_MAX_CHARS", 8 * 1024 * 1024),
         groups_table=env.get("GROUPS_TABLE", f"chat-{stage}-groups"),
         scim_tokens_table=env.get("SCIM_TOKENS_TABLE", f"chat-{stage}-scim-tokens"),
         upload_release_grace_seconds=_int(env, "UPLOAD_RELEASE_GRACE_SECONDS", 600),

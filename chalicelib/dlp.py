@@ -534,12 +534,21 @@ def private_keys(text: str) -> list[Span]:
     return _in_original(_private_keys, text)
 
 
+def _nothing(text: str) -> list[Span]:
+    return []
+
+
+# Not a pattern: it never matches text.  It "matches" an uploaded file whose text was not screened to the
+# end (beyond the size bound, or an archive too large to walk): the file screening adds its hit
+# (``Ruleset.unscreened``), so its action applies to such files (docs/compliance.md "Files").
+UNSCREENED = "file_unscreened"
 DETECTORS: dict[str, Callable[[str], list[Span]]] = {
     "payment_card": payment_cards,
     "iban": ibans,
     "us_ssn": us_ssns,
     "aws_access_key": aws_access_keys,
     "private_key": private_keys,
+    UNSCREENED: _nothing,
 }
 _SCANS: dict[str, Callable[[str], list[Span]]] = {  # the same on folded text (Ruleset.matches folds once)
     "payment_card": _payment_cards,
@@ -547,6 +556,7 @@ _SCANS: dict[str, Callable[[str], list[Span]]] = {  # the same on folded text (R
     "us_ssn": _us_ssns,
     "aws_access_key": _aws_access_keys,
     "private_key": _private_keys,
+    UNSCREENED: _nothing,
 }
 
 
@@ -821,6 +831,10 @@ class Ruleset:
                 if len(spans) >= MAX_SPANS:
                     break
         return tuple(spans)
+
+    def unscreened(self) -> list[Hit]:
+        """This tenant's ``file_unscreened`` rules, as hits without spans: a file's text was not screened to its end."""
+        return [Hit(self.tenant_id, r, ()) for r in self._detectors if r.detector == UNSCREENED]
 
     def matches(self, text: str | Folded) -> list[Hit]:
         """Every rule that matches, with its spans in the original text (``text`` folded here if it is a str)."""

@@ -1,4 +1,5 @@
-"""Event entry points of the files feature: S3 ObjectCreated notifications and scan retries.
+"""Event entry points of the files feature: S3 ObjectCreated notifications, GuardDuty's scan
+results (``file_scan_result``, from an EventBridge rule) and scan retries.
 
 ``app.py`` hands the raw events here.  S3 invokes the function
 asynchronously and at least once (Lambda retries a failed invocation
@@ -19,7 +20,7 @@ import logging
 from typing import Any
 from urllib.parse import unquote_plus
 
-from . import logs, metrics, runtime
+from . import guardduty, logs, metrics, runtime
 from .services import files
 
 log = logging.getLogger("chat.file_events")
@@ -27,6 +28,8 @@ log = logging.getLogger("chat.file_events")
 # The Lambda function S3 notifies, and for which events (see the module docstring).
 FUNCTION_NAME = "file_uploaded"
 EVENTS = ("s3:ObjectCreated:*",)
+# The Lambda function the EventBridge rule on GuardDuty's scan results targets (infra/).
+SCAN_RESULT_FUNCTION = "file_scan_result"
 
 
 def _handle(bucket: str, key: str, version_id: str | None, source: str) -> None:
@@ -56,6 +59,33 @@ def on_s3_event(event: dict[str, Any]) -> None:
         raise RuntimeError(f"{failed} object event(s) failed")
 
 
+@metrics.flushed("file_scan_result")  # SCAN_RESULT_FUNCTION
+def on_scan_result(event: dict[str, Any]) -> str:
+    """One "GuardDuty Malware Protection Object Scan Result" event (EventBridge, at least once).
+
+    A malformed or unknown event is logged (what is wrong, never content) and
+    dropped without an exception: EventBridge would retry it, and it would
+    never get better.  A result for another bucket is ignored.  A failure
+    while deciding is raised, so that EventBridge's retry (and then the
+    rule's dead-letter queue) gets it.
+    """
+    try:
+        result = guardduty.parse(event)
+    except guardduty.Malformed as exc:
+        log.warning("malformed scan result dropped", extra={"reason": str(exc)[:200]})
+        return "malformed"
+    if result.bucket != runtime.settings().files_bucket:
+        log.info("scan result for another bucket ignored", extra={"bucket": result.bucket[:64]})
+        return "ignored"
+    ctx = logs.bind(route="guardduty:scan-result", key=result.key[:300])
+    try:
+        outcome = files.on_scan_result(runtime.files_env(), result)
+        log.info("scan result handled", extra={"outcome": outcome, "status": result.status})
+        return outcome
+    finally:
+        logs.unbind(ctx)
+
+
 @metrics.flushed("file_scan_retry")
 def _release(file_id: str, release_at: int) -> None:
     ctx = logs.bind(route="upload-release", fileId=file_id[:64])
@@ -66,9 +96,20 @@ def _release(file_id: str, release_at: int) -> None:
         logs.unbind(ctx)
 
 
+@metrics.flushed("file_scan_retry")
+def _overdue(bucket: str, key: str, version_id: str | None) -> None:
+    ctx = logs.bind(route="verdict-due", key=key[:300])
+    try:
+        outcome = files.verdict_overdue(runtime.files_env(), bucket, key, version_id)
+        log.info("malware verdict deadline checked", extra={"outcome": outcome})
+    finally:
+        logs.unbind(ctx)
+
+
 def on_scan_retry(records: list[dict[str, Any]]) -> None:
     """The files queue: delayed scan retries queued while the scanner was unavailable (bodies
-    ``{bucket, key, versionId}``) and checks of unused upload forms (``{fileId, releaseAt}``)."""
+    ``{bucket, key, versionId}``), the deadline of a GuardDuty verdict (the same with
+    ``"verdictDue": true``) and checks of unused upload forms (``{fileId, releaseAt}``)."""
     failed = 0
     for record in records:
         try:
@@ -81,6 +122,9 @@ def on_scan_retry(records: list[dict[str, Any]]) -> None:
         try:
             if release:
                 _release(*release)
+                continue
+            if body.get("verdictDue"):
+                _overdue(bucket, key, body.get("versionId"))
                 continue
             _handle(bucket, key, body.get("versionId"), "scan-retry")
         except Exception:  # noqa: BLE001

@@ -1222,7 +1222,7 @@ class DlpFlag(Model):
     tenant_id = UnicodeAttribute(hash_key=True)
     flag_id = UnicodeAttribute(range_key=True)
     at = NumberAttribute()
-    source = UnicodeAttribute()  # message | edit | file | name | topic | reaction | status
+    source = UnicodeAttribute()  # message | edit | file | file_content | name | topic | reaction | status
     conversation_id = UnicodeAttribute(null=True)  # None: a custom status, or a refused conversation.create
     seq = NumberAttribute(null=True)
     message_id = UnicodeAttribute(null=True)

@@ -201,6 +201,15 @@ def schedule_file_scan(bucket: str, key: str, version_id: str | None, delay_seco
                         MessageBody=json.dumps({"bucket": bucket, "key": key, "versionId": version_id}))
 
 
+def schedule_verdict_check(bucket: str, key: str, version_id: str | None, delay_seconds: int) -> None:
+    """SCANNER=guardduty: check after ``delay_seconds`` that GuardDuty's verdict arrived (``files.verdict_overdue``)."""
+    import json
+
+    _sqs().send_message(QueueUrl=_files_queue_url(), DelaySeconds=int(min(900, max(0, delay_seconds))),
+                        MessageBody=json.dumps({"bucket": bucket, "key": key, "versionId": version_id,
+                                                "verdictDue": True}))
+
+
 def schedule_upload_release(file_id: str, release_at_ms: int, delay_seconds: int) -> None:
     """Queue the check of an upload form's reservation (``files.release_unused``) on the files queue."""
     import json
@@ -216,7 +225,8 @@ def files_env() -> Any:
     return _once("files_env", lambda: FilesEnv(
         s3=s3(), delivery=outbox(), clock=clock, settings=settings(),
         scanner=lambda: _once("scanner", lambda: scanner.from_settings(settings())),
-        retry=schedule_file_scan, schedule_release=schedule_upload_release))
+        retry=schedule_file_scan, schedule_release=schedule_upload_release,
+        await_verdict=schedule_verdict_check))
 
 
 # --- compliance: hold sweeps and export steps (docs/compliance.md) ------------------------

@@ -11,6 +11,9 @@ or a unix socket).  ``SCANNER`` selects it (see docs/files.md):
 
 * ``builtin``  - type check + EICAR (the default; the local stack's).
 * ``clamd``    - type check + clamd at ``CLAMD_ADDRESS``.
+* ``guardduty`` - the malware engine is GuardDuty Malware Protection for S3, outside the
+  function (its verdict arrives as an EventBridge event, ``chalicelib/guardduty.py``); the
+  function runs the built-in checks only (:func:`builtin_checks`), as defence in depth.
 * ``package.module:factory`` - ``factory(settings)`` returns any :class:`Scanner`.
 
 Two failure kinds, never confused with "clean": :class:`ScannerUnavailable`
@@ -382,11 +385,16 @@ class Pipeline:
         return _PipelineSession(sessions)
 
 
+def builtin_checks() -> Scanner:
+    """The checks every file passes before it is announced, whatever the malware engine: type + EICAR."""
+    return Pipeline(TypeCheck(), EicarCheck())
+
+
 def from_settings(settings: Any) -> Scanner:
     """The scanner ``settings.scanner`` names (see the module docstring)."""
     kind = settings.scanner
-    if kind == "builtin":
-        return Pipeline(TypeCheck(), EicarCheck())
+    if kind in ("builtin", "guardduty"):
+        return builtin_checks()
     if kind == "clamd":
         if not settings.clamd_address:
             raise ValueError("SCANNER=clamd needs CLAMD_ADDRESS (unix:/path or tcp:host:port)")
@@ -396,4 +404,4 @@ def from_settings(settings: Any) -> Scanner:
     if ":" in kind:
         module, _, factory = kind.partition(":")
         return getattr(importlib.import_module(module), factory)(settings)
-    raise ValueError(f"unknown SCANNER {kind!r}: builtin, clamd or package.module:factory")
+    raise ValueError(f"unknown SCANNER {kind!r}: builtin, clamd, guardduty or package.module:factory")

@@ -48,6 +48,8 @@ APP_ALARMS = (
     ("delivery-failures", "DeliveriesFailed", 1, 3, "posts to connections given up: live events are being lost"),
     ("files-quarantined", "FilesQuarantined", 1, 1, "an uploaded file was malware or did not match its type"),
     ("scans-deferred", "ScansDeferred", 1, 3, "the scanner is unavailable: uploads stay pending"),
+    ("scans-failed", "ScansFailed", 1, 1, "a malware scan did not complete (GuardDuty UNSUPPORTED, ACCESS_DENIED, "
+     "FAILED, or no verdict in time): uploads are refused"),
 )
 GONE_RATIO = 0.2         # DeliveriesGone / DeliveriesPosted of websocket_message, 3 periods in a row,
 GONE_RATIO_MIN_POSTS = 100  # once a period has at least this many posts (a few drops in a quiet hour are noise)
@@ -320,7 +322,112 @@ def _bucket_resources(st: Stage) -> dict[str, Any]:
         bucket["Properties"]["CorsConfiguration"] = {"CorsRules": rules}
     out = {"FilesBucket": bucket, "FilesBucketPolicy": policy}
     out.update(_bucket_notification(st, bucket))
+    out.update(_malware_protection(st, bucket))
     return out
+
+
+GUARDDUTY_RULE_PREFIX = "DO-NOT-DELETE-AmazonGuardDutyMalwareProtectionS3"
+SCAN_RESULT_RETRY_SECONDS = 24 * 3600  # EventBridge retries a failed delivery this long, then dead-letters it
+
+
+def _malware_protection(st: Stage, bucket: dict[str, Any]) -> dict[str, Any]:
+    """``SCANNER=guardduty``: GuardDuty Malware Protection for S3 on the files bucket, and its verdicts
+    routed to ``file_scan_result`` (docs/files.md "Malware scanning", docs/operations.md).
+
+    * the plan (``AWS::GuardDuty::MalwareProtectionPlan``) scans every new object and tags it
+      (``GuardDutyMalwareScanStatus``);
+    * its role (assumed by ``malware-protection-plan.guardduty.amazonaws.com``) has GuardDuty's
+      documented permissions, scoped to this bucket: manage its own EventBridge managed rule,
+      turn on the bucket's EventBridge notifications, read objects (and their KMS data keys,
+      through S3 only), tag them, write its validation object;
+    * the bucket's ``EventBridgeConfiguration`` is declared on: GuardDuty enables it, and a stack
+      update that did not say so would turn it off again;
+    * an EventBridge rule on "GuardDuty Malware Protection Object Scan Result" for this bucket
+      targets the decision function, with retries and a dead-letter queue (alarmed).
+    """
+    from chalice.utils import to_cfn_resource_name
+    from chalicelib import file_events, guardduty
+
+    fn = to_cfn_resource_name(file_events.SCAN_RESULT_FUNCTION)
+    if _stage_settings(st.name).scanner != "guardduty" or fn not in st.functions:
+        return {}
+    name = files_bucket(st.name)
+    notifications = bucket["Properties"].setdefault("NotificationConfiguration", {})
+    notifications["EventBridgeConfiguration"] = {"EventBridgeEnabled": True}
+    managed_rule = {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/"
+                               f"{GUARDDUTY_RULE_PREFIX}*"}
+    role_policy = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "AllowManagedRuleToSendS3EventsToGuardDuty", "Effect": "Allow",
+         "Action": ["events:PutRule", "events:DeleteRule", "events:PutTargets", "events:RemoveTargets"],
+         "Resource": [managed_rule],
+         "Condition": {"StringLike": {"events:ManagedBy": "malware-protection-plan.guardduty.amazonaws.com"}}},
+        {"Sid": "AllowGuardDutyToMonitorEventBridgeManagedRule", "Effect": "Allow",
+         "Action": ["events:DescribeRule", "events:ListTargetsByRule"], "Resource": [managed_rule]},
+        {"Sid": "AllowEnableS3EventBridgeEvents", "Effect": "Allow",
+         "Action": ["s3:PutBucketNotification", "s3:GetBucketNotification"],
+         "Resource": [f"arn:aws:s3:::{name}"],
+         "Condition": {"StringEquals": {"aws:ResourceAccount": {"Ref": "AWS::AccountId"}}}},
+        {"Sid": "AllowPostScanTag", "Effect": "Allow",
+         "Action": ["s3:PutObjectTagging", "s3:GetObjectTagging", "s3:PutObjectVersionTagging",
+                    "s3:GetObjectVersionTagging"],
+         "Resource": [f"arn:aws:s3:::{name}/*"],
+         "Condition": {"StringEquals": {"aws:ResourceAccount": {"Ref": "AWS::AccountId"}}}},
+        {"Sid": "AllowPutValidationObject", "Effect": "Allow", "Action": ["s3:PutObject"],
+         "Resource": [f"arn:aws:s3:::{name}/malware-protection-resource-validation-object"],
+         "Condition": {"StringEquals": {"aws:ResourceAccount": {"Ref": "AWS::AccountId"}}}},
+        {"Sid": "AllowCheckBucketOwnership", "Effect": "Allow", "Action": ["s3:ListBucket"],
+         "Resource": [f"arn:aws:s3:::{name}"],
+         "Condition": {"StringEquals": {"aws:ResourceAccount": {"Ref": "AWS::AccountId"}}}},
+        {"Sid": "AllowMalwareScan", "Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+         "Resource": [f"arn:aws:s3:::{name}/*"],
+         "Condition": {"StringEquals": {"aws:ResourceAccount": {"Ref": "AWS::AccountId"}}}},
+        # The bucket encrypts with KMS: the objects' data keys, decrypted through S3 only.
+        {"Sid": "AllowDecryptForMalwareScan", "Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+         "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*"}],
+         "Condition": {"StringLike": {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}}}},
+    ]}
+    rule_pattern = {"source": [guardduty.SOURCE], "detail-type": [guardduty.DETAIL_TYPE],
+                    "detail": {"s3ObjectDetails": {"bucketName": [name]}}}
+    return {
+        "FilesMalwareProtectionRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "Description": f"GuardDuty Malware Protection for S3 on {name}",
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Action": "sts:AssumeRole",
+                "Principal": {"Service": "malware-protection-plan.guardduty.amazonaws.com"}}]},
+            "Policies": [{"PolicyName": "malware-protection-s3", "PolicyDocument": role_policy}],
+            "Tags": _tags(st)}},
+        "FilesMalwareProtectionPlan": {"Type": "AWS::GuardDuty::MalwareProtectionPlan",
+                                       "DependsOn": ["FilesBucket"], "Properties": {
+            "Role": {"Fn::GetAtt": ["FilesMalwareProtectionRole", "Arn"]},
+            "ProtectedResource": {"S3Bucket": {"BucketName": {"Ref": "FilesBucket"}}},
+            "Actions": {"Tagging": {"Status": "ENABLED"}},
+            "Tags": _tags(st)}},
+        "FileScanResultDeadLetter": {"Type": "AWS::SQS::Queue", "Properties": {
+            "QueueName": f"{st.app_name}-{st.name}-file-scan-results-dlq", "SqsManagedSseEnabled": True,
+            "MessageRetentionPeriod": 14 * 24 * 3600, "Tags": _tags(st)}},
+        "FileScanResultDeadLetterPolicy": {"Type": "AWS::SQS::QueuePolicy", "Properties": {
+            "Queues": [{"Ref": "FileScanResultDeadLetter"}],
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Sid": "EventBridgeDeadLetters", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["FileScanResultDeadLetter", "Arn"]},
+                "Condition": {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["FileScanResultRule", "Arn"]}}}}]}}},
+        "FileScanResultRule": {"Type": "AWS::Events::Rule", "Properties": {
+            "Description": f"GuardDuty malware scan results of {name} -> {file_events.SCAN_RESULT_FUNCTION}",
+            "EventPattern": rule_pattern, "State": "ENABLED",
+            "Targets": [{"Id": "file-scan-result", "Arn": {"Fn::GetAtt": [fn, "Arn"]},
+                         "RetryPolicy": {"MaximumEventAgeInSeconds": SCAN_RESULT_RETRY_SECONDS,
+                                         "MaximumRetryAttempts": 185},
+                         "DeadLetterConfig": {"Arn": {"Fn::GetAtt": ["FileScanResultDeadLetter", "Arn"]}}}]}},
+        "FileScanResultInvokePermission": {"Type": "AWS::Lambda::Permission", "Properties": {
+            "Action": "lambda:InvokeFunction", "FunctionName": {"Ref": fn}, "Principal": "events.amazonaws.com",
+            "SourceArn": {"Fn::GetAtt": ["FileScanResultRule", "Arn"]}}},
+        "FileScanResultDeadLetterAlarm": _alarm(
+            st, "file-scan-results-dead-letters", "EventBridge could not deliver GuardDuty scan results to "
+            f"{file_events.SCAN_RESULT_FUNCTION}: uploads wait for their verdict (see docs/operations.md#alarms)", 1,
+            statistic="Maximum", metric={"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
+                                         "Dimensions": _dims(QueueName={"Fn::GetAtt": ["FileScanResultDeadLetter",
+                                                                                        "QueueName"]})}),
+    }
 
 
 
@@ -684,12 +791,17 @@ FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
         "bucket:files": ["DeleteObjectVersion", "GetObject", "GetObjectVersion", "PutObject", "PutObjectLegalHold", "PutObjectVersionTagging"],
         "connections": ["GetItem"],
         "conversations": ["GetItem", "UpdateItem"],
+        # content screening (docs/compliance.md "Files"): the rule sets, flags and blocked attempts
+        "dlp_flags": ["PutItem"],
+        "dlp_rules": ["BatchGetItem"],
         "files": ["GetItem", "UpdateItem"],
         "idempotency": ["GetItem", "PutItem"],
         "links": ["BatchGetItem"],
         "members": ["GetItem", "Query", "UpdateItem"],
         "messages": ["PutItem"],
         "presence": ["BatchGetItem"],
+        # a scan retry (scanner unavailable) and, with SCANNER=guardduty, the verdict's deadline
+        "queue:files": ["GetQueueUrl", "SendMessage"],
         "retention": ["BatchGetItem"],
         "tenants": ["BatchGetItem"],
         "usage": ["UpdateItem"],
@@ -788,6 +900,10 @@ for _fn, _access in FUNCTION_ACCESS.items():
 FUNCTION_ACCESS["file_scan_retry"] = {**FUNCTION_ACCESS["file_uploaded"],
                                       **{k: sorted(set(v) | set(FUNCTION_ACCESS["file_uploaded"].get(k, [])))
                                          for k, v in FUNCTION_ACCESS["file_scan_retry"].items()}}
+# file_scan_result makes the same decision on GuardDuty's verdict (file_uploaded hands its own engine's
+# verdict to it locally), so the same needs; it never queues anything.
+FUNCTION_ACCESS["file_scan_result"] = {k: v for k, v in FUNCTION_ACCESS["file_uploaded"].items()
+                                       if k != "queue:files"}
 # An export step that fails aborts its multipart upload (not reached by the suite).
 FUNCTION_ACCESS["compliance_job"]["bucket:files"] = sorted({*FUNCTION_ACCESS["compliance_job"]["bucket:files"],
                                                             "AbortMultipartUpload"})

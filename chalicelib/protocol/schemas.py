@@ -171,8 +171,11 @@ OUTBOUND: dict[str, dict[str, Any]] = {
     "file.rejected": _event("file.rejected", {
         "conversationId": ID, "fileId": FILE_ID, "name": FILE_NAME,
         "reason": {"enum": ["malware", "type_mismatch", "size_mismatch", "checksum_mismatch", "scan_failed",
-                            "not_allowed"]},
-        "message": {"type": "string"}}, ["conversationId", "fileId", "name", "reason", "message"]),
+                            "not_allowed", "blocked_content"]},
+        "message": {"type": "string"},
+        # blocked_content only: the rule that refused the file's text, as message_blocked names it
+        "ruleId": {"type": "string"}, "ruleName": {"type": "string"}, "side": {"type": "string"}},
+        ["conversationId", "fileId", "name", "reason", "message"]),
     "error": _event(
         "error",
         {
@@ -239,7 +242,7 @@ ADMIN: dict[str, dict[str, Any]] = {
 # --- compliance: screening (DLP, docs/compliance.md "Screening (DLP)") -------------------
 # Shapes only; chalicelib/dlp.py checks the rest at save time (unique ids, limits, patterns
 # compiled by re2) and names the offending rule in its validation_failed message.
-DLP_DETECTORS = ["payment_card", "iban", "us_ssn", "aws_access_key", "private_key"]  # = dlp.DETECTORS
+DLP_DETECTORS = ["payment_card", "iban", "us_ssn", "aws_access_key", "private_key", "file_unscreened"]  # = dlp.DETECTORS
 DLP_RULE = {"type": "object", "required": ["id", "type", "action"], "additionalProperties": False,
             "description": "A detector rule takes `detector`, a keyword rule `keywords`, a regex rule `pattern` (RE2); "
                            "ids are unique. Checked on save; a refusal names the rule in `error.ruleId`.",
@@ -446,7 +449,7 @@ _DLP_RULES = {"type": "object", "required": ["rules", "version", "detectors", "l
 _DLP_FLAG = {"type": "object", "required": ["id", "at", "source", "conversationId", "sender", "ruleIds", "action",
                                             "excerpt"], "properties": {
     "id": {"type": "string"}, "at": {"type": "integer"},
-    "source": {"enum": ["message", "edit", "file", "name", "topic", "reaction", "status"]},
+    "source": {"enum": ["message", "edit", "file", "file_content", "name", "topic", "reaction", "status"]},
     "conversationId": {"type": ["string", "null"], "description": "null for a custom status and for a "
                        "refused conversation.create"}, "seq": _NULL_INT,
     "messageId": _NULL_STR, "fileId": _NULL_STR,

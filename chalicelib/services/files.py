@@ -26,6 +26,7 @@ See docs/files.md.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
@@ -38,7 +39,7 @@ from urllib.parse import quote
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import UpdateError
 
-from .. import metrics, policy
+from .. import dlp, file_text, guardduty, metrics, policy
 from .. import scanner as scanning
 from ..identity import Principal
 from ..config import Settings
@@ -51,6 +52,8 @@ from . import events
 log = logging.getLogger("chat.files")
 
 QUARANTINE_PREFIX = "quarantine/"
+# GuardDuty writes this object at the bucket's root when a Malware Protection plan is created or updated.
+GUARDDUTY_VALIDATION_KEY = "malware-protection-resource-validation-object"
 SSE = "aws:kms"  # the bucket's default too (infra/); the POST policy requires it explicitly
 PENDING_TTL_SECONDS = 7 * 24 * 3600   # a pending record outlives every retry, then expires
 REJECTED_TTL_SECONDS = 30 * 24 * 3600  # quarantined/deleted records are kept a while for support
@@ -73,6 +76,9 @@ class FilesEnv:
     retry: Callable[[str, str, str | None, int], None]
     # schedule_release(file_id, release_at_ms, delay_seconds): check an unused reservation later
     schedule_release: Callable[[str, int, int], None] | None = None
+    # await_verdict(bucket, key, version_id, delay_seconds): SCANNER=guardduty - refuse the file if
+    # GuardDuty's verdict has not arrived by then (``verdict_overdue``)
+    await_verdict: Callable[[str, str, str | None, int], None] | None = None
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -305,25 +311,46 @@ def _bucket() -> str:
 
 # --- S3 events -----------------------------------------------------------------------
 
-def on_object_created(env: FilesEnv, bucket: str, key: str, version_id: str | None = None) -> str:
-    """Handle one ObjectCreated notification (at least once, in any order); returns the outcome."""
-    # exports/: eDiscovery exports the app writes itself (docs/compliance.md), not uploads.
-    if bucket != env.settings.files_bucket or key.startswith((QUARANTINE_PREFIX, "exports/")):
-        return "ignored"
+def _not_an_upload(env: FilesEnv, bucket: str, key: str) -> bool:
+    # exports/: eDiscovery exports the app writes itself (docs/compliance.md); quarantined copies;
+    # GuardDuty's validation object.
+    return bucket != env.settings.files_bucket or key.startswith((QUARANTINE_PREFIX, "exports/")) \
+        or key == GUARDDUTY_VALIDATION_KEY
+
+
+def _record_of(key: str) -> File | None:
     parts = key.split("/")
     rec = File.find(parts[2], consistent=True) if len(parts) == 4 else None
-    if rec is None or rec.object_key != key:
-        log.warning("object without a file record removed", extra={"key": key[:300]})
-        _delete_object(env.s3, bucket, key, version_id)
-        return "orphan"
+    return rec if rec is not None and rec.object_key == key else None
+
+
+def _arrived(env: FilesEnv, rec: File) -> None:
+    """The upload arrived: from now on the scan decides, never the unused-form release."""
     if rec.status == "pending" and rec.uploaded_at is None:
-        # The upload arrived: from now on the scan decides, never the unused-form release.
         try:
             rec.update(actions=[File.uploaded_at.set(env.now_ms())], condition=File.status == "pending")
         except UpdateError as exc:
             if not condition_failed(exc):
                 raise
             rec.refresh(consistent_read=True)
+
+
+def on_object_created(env: FilesEnv, bucket: str, key: str, version_id: str | None = None) -> str:
+    """Handle one ObjectCreated notification (at least once, in any order); returns the outcome.
+
+    ``SCANNER=guardduty``: only records the arrival and waits for GuardDuty's
+    verdict (``on_scan_result``); otherwise the function's own engine scans
+    now (``_scan``) and hands its verdict, shaped as GuardDuty's event, to the
+    same decision.
+    """
+    if _not_an_upload(env, bucket, key):
+        return "ignored"
+    rec = _record_of(key)
+    if rec is None:
+        log.warning("object without a file record removed", extra={"key": key[:300]})
+        _delete_object(env.s3, bucket, key, version_id)
+        return "orphan"
+    _arrived(env, rec)
     if rec.status == "expired":
         # Landed after its reservation was given back (a form used past expiry + grace): never served.
         _delete_object(env.s3, bucket, key, version_id)
@@ -336,39 +363,163 @@ def on_object_created(env: FilesEnv, bucket: str, key: str, version_id: str | No
         if rec.status == "clean" and rec.seq is None:
             _announce(env, rec)  # a previous invocation stopped between the two steps
         return rec.status
+    if env.settings.scanner == "guardduty":
+        return _await_verdict(env, rec, version_id)
     return _scan(env, rec, version_id)
 
 
-def _scan(env: FilesEnv, rec: File, version_id: str | None) -> str:
-    s3, bucket = env.s3, env.settings.files_bucket
-    where = {"Bucket": bucket, "Key": rec.object_key, **({"VersionId": version_id} if version_id else {})}
+def _await_verdict(env: FilesEnv, rec: File, version_id: str | None) -> str:
+    """SCANNER=guardduty: nothing is announced before GuardDuty's verdict; queue the deadline check."""
+    if env.await_verdict is not None:
+        env.await_verdict(env.settings.files_bucket, rec.object_key, version_id,
+                          min(SQS_MAX_DELAY_SECONDS, env.settings.guardduty_verdict_seconds))
+    log.info("upload recorded; waiting for the malware verdict", extra={"fileId": rec.file_id})
+    return "awaiting_verdict"
+
+
+def _head(env: FilesEnv, rec: File, version_id: str | None
+          ) -> tuple[str | None, dict[str, Any], scanning.Verdict | None] | None:
+    """HeadObject, checked against the record: (version, where, refusal or None); None if the object is gone."""
+    where = {"Bucket": env.settings.files_bucket, "Key": rec.object_key,
+             **({"VersionId": version_id} if version_id else {})}
     try:
-        head = s3.head_object(**where)
+        head = env.s3.head_object(**where)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NoSuchVersion", "NotFound"):
-            return "missing"  # already moved by a concurrent invocation
+            return None  # already moved by a concurrent invocation
         raise
     version_id = version_id or head.get("VersionId")
     if version_id == "null":
         version_id = None
     if int(head["ContentLength"]) != int(rec.size):
-        return _reject(env, rec, version_id, scanning.Verdict(False, "size_mismatch", "size differs from declared"))
+        return version_id, where, scanning.Verdict(False, "size_mismatch", "size differs from declared")
     if (head.get("ContentType") or "").lower() != rec.content_type:
-        return _reject(env, rec, version_id, scanning.Verdict(False, "type_mismatch", "stored content type differs"))
+        return version_id, where, scanning.Verdict(False, "type_mismatch", "stored content type differs")
+    return version_id, where, None
+
+
+def _scan(env: FilesEnv, rec: File, version_id: str | None) -> str:
+    """The function's own malware engine (builtin, clamd): its verdict becomes GuardDuty's event shape
+    and goes to the decision GuardDuty's event reaches on AWS (``handle_scan_result``)."""
+    checked = _head(env, rec, version_id)
+    if checked is None:
+        return "missing"
+    version_id, where, refusal = checked
+    if refusal is not None:
+        return _reject(env, rec, version_id, refusal)
     try:
-        verdict = _run_scanner(env, rec, where)
+        verdict, _text = _run_scanner(env, rec, where, env.scanner())
+        status, threats = (guardduty.NO_THREATS_FOUND, ()) if verdict.clean else \
+            (guardduty.THREATS_FOUND, (verdict.detail or "malware",)) if verdict.reason == "malware" else (None, ())
     except scanning.ScannerUnavailable as exc:
         return _defer(env, rec, version_id, str(exc))
     except scanning.ScanFailed as exc:
-        verdict = scanning.Verdict(False, "scan_failed", str(exc)[:200])
+        log.warning("scanner cannot scan this object", extra={"fileId": rec.file_id, "reason": str(exc)[:200]})
+        status, threats = guardduty.UNSUPPORTED, ()
+    if status is None:  # a definite refusal by the built-in checks (type, size, checksum): no engine verdict
+        return _reject(env, rec, version_id, verdict)
+    return handle_scan_result(env, guardduty.event(env.settings.files_bucket, rec.object_key, version_id,
+                                                   status, threats, now=env.clock()))
+
+
+# --- the malware verdict: GuardDuty's event on AWS, the function's own engine locally -------
+
+def handle_scan_result(env: FilesEnv, event: dict[str, Any]) -> str:
+    """A "GuardDuty Malware Protection Object Scan Result" event; :class:`guardduty.Malformed` if it is not one."""
+    return on_scan_result(env, guardduty.parse(event))
+
+
+def on_scan_result(env: FilesEnv, result: guardduty.ScanResult) -> str:
+    """The file decision on a malware verdict (at least once, in any order with ObjectCreated).
+
+    ``NO_THREATS_FOUND``: the built-in checks, the checksum and the content
+    screening in one pass (``_check``), then the notice.  ``THREATS_FOUND``:
+    quarantined, ``file.rejected`` (``malware``).  ``UNSUPPORTED``,
+    ``ACCESS_DENIED``, ``FAILED``: never clean unscanned - refused as
+    ``scan_failed`` (object deleted, quota back); the last two are logged as
+    errors (a configuration or service problem: docs/operations.md).
+    """
+    if _not_an_upload(env, result.bucket, result.key):
+        return "ignored"
+    rec = _record_of(result.key)
+    if rec is None:
+        log.warning("scan result for an object without a file record ignored", extra={"key": result.key[:300]})
+        return "ignored"
+    _arrived(env, rec)
+    version_id = result.version_id
+    if rec.status != "pending":
+        if version_id and rec.version_id and version_id != rec.version_id:
+            # A second upload through the same form, decided on the first: never served.
+            _delete_object(env.s3, env.settings.files_bucket, rec.object_key, version_id)
+            return "superseded"
+        return rec.status
+    if result.status == guardduty.THREATS_FOUND:
+        return _reject(env, rec, version_id, scanning.Verdict(False, "malware",
+                                                              ", ".join(result.threats)[:200] or "malware"))
+    if result.status == guardduty.NO_THREATS_FOUND:
+        return _check(env, rec, version_id)
+    metrics.count("ScansFailed")
+    (log.warning if result.status == guardduty.UNSUPPORTED else log.error)(
+        "malware scan did not complete; file refused", extra={"fileId": rec.file_id, "status": result.status})
+    return _reject(env, rec, version_id, scanning.Verdict(False, "scan_failed", f"malware scan: {result.status}"),
+                   quarantine=False)
+
+
+def verdict_overdue(env: FilesEnv, bucket: str, key: str, version_id: str | None) -> str:
+    """SCANNER=guardduty, ``GUARDDUTY_VERDICT_SECONDS`` after the upload: still no verdict -> refused
+    (``scan_failed``), once; an error is logged (is the plan active, the EventBridge rule there?)."""
+    if _not_an_upload(env, bucket, key):
+        return "ignored"
+    rec = _record_of(key)
+    if rec is None or rec.status != "pending":
+        return rec.status if rec is not None else "gone"
+    metrics.count("ScansFailed")
+    log.error("no malware verdict in time; file refused", extra={
+        "fileId": rec.file_id, "waited": env.settings.guardduty_verdict_seconds})
+    return _reject(env, rec, version_id, scanning.Verdict(False, "scan_failed", "no malware verdict in time"),
+                   quarantine=False)
+
+
+def _rulesets(env: FilesEnv, rec: File) -> tuple[Any, list[dlp.Ruleset]] | None:
+    """The screening call and the rule sets of every company in the file's conversation (the uploader's
+    first), or None when the conversation is gone or no company has rules (nothing to extract then)."""
+    from ..models import Conversation  # noqa: PLC0415
+
+    conv = Conversation.find(rec.conversation_id)
+    if conv is None:
+        return None
+    uploader = user_ref(rec.uploader_key)
+    call = Call(principal=Principal(tenant_id=uploader["tenantId"], user_id=uploader["userId"], email=""),
+                delivery=env.delivery, clock=env.clock, settings=env.settings)
+    sets = screening.rulesets(screening.tenants_of(call, conv), env.clock(), env.settings.dlp_cache_seconds)
+    return (call, sets) if any(sets) else None
+
+
+def _check(env: FilesEnv, rec: File, version_id: str | None) -> str:
+    """No threats found: the built-in checks (type, EICAR), the checksum and the text's extraction in one
+    pass, then the decision (screening included, in ``_accept``)."""
+    checked = _head(env, rec, version_id)
+    if checked is None:
+        return "missing"
+    version_id, where, refusal = checked
+    if refusal is not None:
+        return _reject(env, rec, version_id, refusal)
+    screen = _rulesets(env, rec) if file_text.screened(rec.content_type) else None
+    collector = file_text.Collector(rec.content_type, env.settings.file_screen_max_chars) if screen else None
+    try:
+        verdict, extracted = _run_scanner(env, rec, where, scanning.builtin_checks(), collector)
+    except file_text.Unreadable as exc:
+        verdict, extracted = scanning.Verdict(False, "type_mismatch", str(exc)[:200]), None
     if not verdict.clean:
         return _reject(env, rec, version_id, verdict)
-    return _accept(env, rec, version_id)
+    return _accept(env, rec, version_id, (screen, extracted) if screen and extracted is not None else None)
 
 
-def _run_scanner(env: FilesEnv, rec: File, where: dict[str, Any]) -> scanning.Verdict:
-    """One pass over the object: the scanner's session and the checksum together."""
-    session = env.scanner().open(rec.content_type, int(rec.size))
+def _run_scanner(env: FilesEnv, rec: File, where: dict[str, Any], engine: scanning.Scanner,
+                 collector: file_text.Collector | None = None
+                 ) -> tuple[scanning.Verdict, file_text.Extracted | None]:
+    """One pass over the object: the scanner's session, the checksum and the text collector together."""
+    session = engine.open(rec.content_type, int(rec.size))
     try:
         digest = hashlib.sha256()
         seen = 0
@@ -378,16 +529,18 @@ def _run_scanner(env: FilesEnv, rec: File, where: dict[str, Any]) -> scanning.Ve
                 seen += len(chunk)
                 digest.update(chunk)
                 session.feed(chunk)
+                if collector is not None:
+                    collector.feed(chunk)
         finally:
             body.close()
         verdict = session.finish()
     finally:
         session.close()
     if verdict.clean and seen != int(rec.size):
-        return scanning.Verdict(False, "size_mismatch", "size differs from declared")
+        return scanning.Verdict(False, "size_mismatch", "size differs from declared"), None
     if verdict.clean and rec.sha256 and digest.hexdigest() != rec.sha256:
-        return scanning.Verdict(False, "checksum_mismatch", "sha256 differs from declared")
-    return verdict
+        return scanning.Verdict(False, "checksum_mismatch", "sha256 differs from declared"), None
+    return verdict, (collector.finish() if verdict.clean and collector is not None else None)
 
 
 def _defer(env: FilesEnv, rec: File, version_id: str | None, why: str) -> str:
@@ -423,7 +576,29 @@ def _decide(env: FilesEnv, rec: File, actions: list[Any]) -> bool:
         raise
 
 
-def _accept(env: FilesEnv, rec: File, version_id: str | None) -> str:
+def screen_content(call: Call, sets: list[dlp.Ruleset], extracted: file_text.Extracted) -> dlp.Verdict:
+    """The DLP verdict on a file's text, under the rule sets of every company in its conversation.
+
+    The same detectors, rules, folding and strictest-side merge as a message
+    (``dlp.screen``), with two differences: a file cannot be redacted, so a
+    matching ``redact`` rule refuses it like a ``block`` rule; and text not
+    screened to its end (``extracted.complete`` False) adds a hit for each
+    company's ``file_unscreened`` rules, whose action then applies.
+    """
+    verdict = dlp.screen(extracted.text, sets)
+    hits = list(verdict.hits)
+    if not extracted.complete:
+        hits += [h for rs in sets if rs for h in rs.unscreened()]
+    hits = [dlp.Hit(h.tenant_id, dataclasses.replace(h.rule, action="block"), h.spans)
+            if h.rule.action == "redact" else h for h in hits]
+    if not hits:
+        return dlp.Verdict(None, extracted.text, extracted.text)
+    action = max((h.rule.action for h in hits), key=dlp.RANK.__getitem__)
+    return dlp.Verdict(action, extracted.text, extracted.text, hits)
+
+
+def _accept(env: FilesEnv, rec: File, version_id: str | None,
+            screen: tuple[tuple[Call, list[dlp.Ruleset]], file_text.Extracted] | None = None) -> str:
     uploader = user_ref(rec.uploader_key)
     try:
         conv, _member = policy.may_share_files(
@@ -433,6 +608,26 @@ def _accept(env: FilesEnv, rec: File, version_id: str | None) -> str:
             raise Conflict("The conversation is archived.")
     except ChatError as err:
         return _reject(env, rec, version_id, scanning.Verdict(False, "not_allowed", err.message), quarantine=False)
+    found: dlp.Verdict | None = None
+    if screen is not None:
+        (call, sets), extracted = screen
+        found = screen_content(call, sets, extracted)
+        if not extracted.complete:
+            metrics.count("FilesPartlyScreened")
+            log.info("file text not screened to its end", extra={"fileId": rec.file_id, "why": extracted.why,
+                                                                 "dlp_action": found.action})
+        if found.action is not None:
+            log.info("screening hit", extra={"conversation": rec.conversation_id, "source": "file_content",
+                                             "fileId": rec.file_id, "dlp_action": found.action,
+                                             "matches": found.matches,
+                                             "rules": [f"{h.tenant_id}/{h.rule.id}" for h in found.hits]})
+        hit = found.blocking
+        if hit is not None:
+            screening.record_blocked(call, found, rec.conversation_id, "file_content", file_id=rec.file_id)
+            return _reject(env, rec, version_id, scanning.Verdict(False, "blocked_content",
+                                                                  f"{hit.tenant_id}/{hit.rule.id}"),
+                           quarantine=False, extra={"ruleId": hit.rule.id, "ruleName": hit.rule.name,
+                                                    "side": hit.tenant_id})
     actions = [File.status.set("clean"), File.expires_at.remove()]
     if version_id:
         actions.append(File.version_id.set(version_id))
@@ -442,7 +637,10 @@ def _accept(env: FilesEnv, rec: File, version_id: str | None) -> str:
             _delete_object(env.s3, env.settings.files_bucket, rec.object_key, version_id)
         return rec.status
     metrics.count("FilesClean")
-    return _announce(env, rec)
+    outcome = _announce(env, rec)
+    if found is not None and found.action == "flag" and outcome == "clean" and screen is not None:
+        screening.record_flags(screen[0][0], found, rec.conversation_id, "file_content", file_id=rec.file_id)
+    return outcome
 
 
 def _announce(env: FilesEnv, rec: File) -> str:
@@ -470,7 +668,7 @@ def _announce(env: FilesEnv, rec: File) -> str:
 
 
 def _reject(env: FilesEnv, rec: File, version_id: str | None, verdict: scanning.Verdict,
-            quarantine: bool = True) -> str:
+            quarantine: bool = True, extra: dict[str, str] | None = None) -> str:
     status = "quarantined" if quarantine else "deleted"
     if not _decide(env, rec, [File.status.set(status), File.reason.set(verdict.reason or "rejected"),
                               File.expires_at.set(env.now_ms() // 1000 + REJECTED_TTL_SECONDS)]
@@ -491,7 +689,7 @@ def _reject(env: FilesEnv, rec: File, version_id: str | None, verdict: scanning.
                                         "detail": (verdict.detail or "")[:200]})
     reason = verdict.reason if verdict.reason in _REASONS or verdict.reason == "not_allowed" else "scan_failed"
     _tell_uploader(env, rec, reason, verdict.detail if reason == "not_allowed" and verdict.detail
-                   else _REASONS.get(reason, "The file was refused."))
+                   else _REASONS.get(reason, "The file was refused."), extra)
     return status
 
 
@@ -501,13 +699,15 @@ _REASONS = {
     "size_mismatch": "The uploaded object's size differs from the declared size.",
     "checksum_mismatch": "The uploaded object's SHA-256 differs from the declared one.",
     "scan_failed": "The file could not be scanned.",
+    "blocked_content": "The file's content is not allowed here by a screening rule.",
 }
 
 
-def _tell_uploader(env: FilesEnv, rec: File, reason: str, message: str) -> None:
+def _tell_uploader(env: FilesEnv, rec: File, reason: str, message: str,
+                   extra: dict[str, str] | None = None) -> None:
     """``file.rejected`` on the uploader's devices only: nobody else ever saw the file."""
     frame = {"type": "file.rejected", "conversationId": rec.conversation_id, "fileId": rec.file_id,
-             "name": rec.name, "reason": reason, "message": message}
+             "name": rec.name, "reason": reason, "message": message, **(extra or {})}
     events.to_users(env.delivery, [rec.uploader_key], frame, origin=rec.uploader_key, now_ms=env.now_ms())
 
 

@@ -134,7 +134,8 @@ def record_flags(call: Call, verdict: dlp.Verdict, conversation_id: str | None, 
 
 
 def record_blocked(call: Call, verdict: dlp.Verdict, conversation_id: str | None, source: str, *,
-                   seq: int | None = None, message_id: str | None = None, after_seq: int | None = None) -> None:
+                   seq: int | None = None, message_id: str | None = None, file_id: str | None = None,
+                   after_seq: int | None = None) -> None:
     """A blocked attempt: one entry (``action`` ``block``) per company whose block rule matched (1 PutItem each).
 
     Written before ``message_blocked`` is raised; a failure is logged
@@ -145,7 +146,7 @@ def record_blocked(call: Call, verdict: dlp.Verdict, conversation_id: str | None
     """
     for tenant, rule_ids in verdict.flags("block").items():
         _entry(call, tenant, rule_ids, "block", verdict.excerpt(tenant, "block"), conversation_id, source,
-               seq, message_id, None, "block", after_seq)
+               seq, message_id, file_id, "block", after_seq)
 
 
 # --- admin REST: GET/PUT /admin/dlp/rules (admins), GET /admin/dlp/flags (reviewers) --------

@@ -447,3 +447,135 @@ async def test_a_scan_abandoned_after_the_last_attempt_refuses_the_file_and_free
     with pytest.raises(ActionError) as err:
         await owner.call("file.download.request", fileId=rec_id)
     assert err.value.code in ("not_found", "conflict")
+
+
+# --- GuardDuty Malware Protection for S3: the verdict event reaches the same decision ----------
+
+async def _pending_object(stack, sessions, data: bytes, name: str = "diagram.png", ctype: str = "image/png"):
+    """A requested upload whose object is put straight into moto (no notification races the test)."""
+    if "s3_upstream" not in stack.info:
+        pytest.skip("needs the local stack's moto endpoint")
+    alice, bob = await sessions("alice@acme.example"), await sessions("bob@acme.example")
+    conv = await _group(alice, "bob@acme.example")
+    res = await _request(alice, conv, data, name=name, ctype=ctype)
+    key = res["upload"]["fields"]["key"]
+    upstream = boto3.client("s3", endpoint_url=stack.info["s3_upstream"])
+    put = upstream.put_object(Bucket=settings().files_bucket, Key=key, Body=data, ContentType=ctype,
+                              ServerSideEncryption="aws:kms")
+    return alice, bob, conv, res["file"]["fileId"], key, put.get("VersionId"), upstream
+
+
+def _guardduty_env(delivery, **cfg):
+    import dataclasses
+
+    from chalicelib.services import files
+
+    waits: list[tuple] = []
+    env = files.FilesEnv(s3=s3(), delivery=delivery, clock=time.time,
+                         settings=dataclasses.replace(settings(), scanner="guardduty", **cfg),
+                         scanner=lambda: scanner.from_settings(settings()), retry=lambda *a: None,
+                         await_verdict=lambda *a: waits.append(a))
+    return env, waits
+
+
+async def test_guardduty_threats_found_quarantines_the_file(stack, sessions):
+    from chalicelib import guardduty
+    from chalicelib.services import files
+
+    alice, bob, conv, file_id, key, version, upstream = await _pending_object(stack, sessions, PNG)
+    delivery = _Recorder()
+    env, waits = _guardduty_env(delivery)
+    # SCANNER=guardduty: ObjectCreated only records the arrival and waits; nothing is announced.
+    assert files.on_object_created(env, settings().files_bucket, key, version) == "awaiting_verdict"
+    assert waits == [(settings().files_bucket, key, version, settings().guardduty_verdict_seconds)]
+    rec = File.find(file_id, consistent=True)
+    assert rec.status == "pending" and rec.uploaded_at is not None and delivery.delivery.frames == []
+    event = guardduty.event(settings().files_bucket, key, version, guardduty.THREATS_FOUND,
+                            ("EICAR-Test-File (not a virus)",))
+    assert files.handle_scan_result(env, event) == "quarantined"
+    rec = File.find(file_id, consistent=True)
+    assert (rec.status, rec.reason) == ("quarantined", "malware")
+    (frame,) = delivery.delivery.frames
+    jsonschema.validate(frame, schemas.OUTBOUND["file.rejected"])
+    assert (frame["fileId"], frame["reason"]) == (file_id, "malware")
+    assert upstream.get_object(Bucket=settings().files_bucket, Key="quarantine/" + key)["Body"].read() == PNG
+    with pytest.raises(ClientError):
+        upstream.head_object(Bucket=settings().files_bucket, Key=key)
+    # Delivered again (EventBridge is at least once), or the deadline check comes later: nothing changes.
+    assert files.handle_scan_result(env, event) == "quarantined"
+    assert files.verdict_overdue(env, settings().files_bucket, key, version) == "quarantined"
+    assert len(delivery.delivery.frames) == 1
+    await bob.no_event("file.ready", wait=0.5)
+
+
+async def test_guardduty_no_threats_found_posts_the_notice(stack, sessions):
+    from chalicelib import guardduty
+    from chalicelib.services import files
+
+    alice, bob, conv, file_id, key, version, _ = await _pending_object(stack, sessions, PNG)
+    env, _waits = _guardduty_env(_Recorder())
+    # The verdict may come before S3's ObjectCreated: it decides anyway, and records the arrival.
+    event = guardduty.event(settings().files_bucket, key, version, guardduty.NO_THREATS_FOUND)
+    assert files.handle_scan_result(env, event) == "clean"
+    rec = File.find(file_id, consistent=True)
+    assert rec.status == "clean" and rec.version_id == version and rec.seq == 1 and rec.uploaded_at
+    assert files.on_object_created(env, settings().files_bucket, key, version) == "clean"  # late: nothing posted
+    assert files.handle_scan_result(env, event) == "clean"
+    hist = await bob.call("history", conversationId=conv)
+    assert [(m["kind"], m["file"]["fileId"]) for m in hist["messages"]] == [("file", file_id)]
+    got = await bob.call("file.download.request", fileId=file_id)
+    assert got["file"]["status"] == "clean"
+
+
+async def test_guardduty_no_threats_still_runs_the_builtin_checks(stack, sessions):
+    """Defence in depth: GuardDuty's NO_THREATS_FOUND does not let an executable renamed .png through."""
+    from chalicelib import guardduty
+    from chalicelib.services import files
+
+    _alice, _bob, _conv, file_id, key, version, _ = await _pending_object(stack, sessions, EXE_AS_PNG)
+    env, _waits = _guardduty_env(_Recorder())
+    event = guardduty.event(settings().files_bucket, key, version, guardduty.NO_THREATS_FOUND)
+    assert files.handle_scan_result(env, event) == "quarantined"
+    assert File.find(file_id, consistent=True).reason == "type_mismatch"
+
+
+@pytest.mark.parametrize("status", ["UNSUPPORTED", "ACCESS_DENIED", "FAILED", "overdue"])
+async def test_guardduty_no_verdict_refuses_the_file_as_scan_failed(stack, sessions, status):
+    from chalicelib import guardduty
+    from chalicelib.services import files
+
+    _alice, _bob, _conv, file_id, key, version, upstream = await _pending_object(stack, sessions, PNG)
+    delivery = _Recorder()
+    env, _waits = _guardduty_env(delivery)
+    if status == "overdue":
+        assert files.verdict_overdue(env, settings().files_bucket, key, version) == "deleted"
+    else:
+        event = guardduty.event(settings().files_bucket, key, version, status)
+        assert files.handle_scan_result(env, event) == "deleted"
+    rec = File.find(file_id, consistent=True)
+    assert (rec.status, rec.reason) == ("deleted", "scan_failed")
+    assert [f["reason"] for f in delivery.delivery.frames] == ["scan_failed"]
+    with pytest.raises(ClientError):
+        upstream.head_object(Bucket=settings().files_bucket, Key=key)
+
+
+async def test_guardduty_events_for_other_buckets_and_malformed_ones_change_nothing(stack, sessions, caplog):
+    import logging
+
+    from chalicelib import file_events, guardduty
+    from chalicelib.services import files
+
+    _alice, _bob, _conv, file_id, key, version, _ = await _pending_object(stack, sessions, PNG)
+    env, _waits = _guardduty_env(_Recorder())
+    other = guardduty.event("another-bucket", key, version, guardduty.THREATS_FOUND, ("x",))
+    assert files.handle_scan_result(env, other) == "ignored"
+    with caplog.at_level(logging.INFO):
+        assert file_events.on_scan_result(other) == "ignored"
+        broken = guardduty.event(settings().files_bucket, key, version, guardduty.THREATS_FOUND)
+        broken["detail"]["scanResultDetails"]["scanResultStatus"] = "PROBABLY_FINE"
+        assert file_events.on_scan_result(broken) == "malformed"
+        assert file_events.on_scan_result({"source": "aws.guardduty"}) == "malformed"
+    assert "malformed scan result dropped" in caplog.text and "Traceback" not in caplog.text
+    assert File.find(file_id, consistent=True).status == "pending"
+    # GuardDuty's validation object at the bucket's root is not an upload: never deleted as an orphan.
+    assert files.on_object_created(env, settings().files_bucket, files.GUARDDUTY_VALIDATION_KEY) == "ignored"

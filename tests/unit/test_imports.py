@@ -43,6 +43,7 @@ NEVER = {
     "api_handler": SCIM,
     "file_uploaded": SCIM | EXPORTS | JWT,
     "file_scan_retry": SCIM | EXPORTS | JWT,
+    "file_scan_result": SCIM | EXPORTS | JWT,
 }
 
 
