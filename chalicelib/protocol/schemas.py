@@ -404,7 +404,8 @@ INBOUND["users.search"] = _action("users.search", {
     "q": {"type": "string", "minLength": 1, "maxLength": 256,
           "description": "words; each must start a word of the person's name or email (case and accents ignored)"},
     "limit": {"type": "integer", "minimum": 1, "maximum": 50, "description": "default 20"},
-    "cursor": {"type": ["string", "null"], "maxLength": 2048}}, ["q"])
+    "cursor": {"type": ["string", "null"], "maxLength": 2048, "pattern": "^[A-Za-z0-9_=-]*$",
+               "description": "the previous page's nextCursor (base64url)"}}, ["q"])
 _SEARCH_RESULT = {"type": "object", "additionalProperties": False, "required": ["users", "nextCursor"],
                   "properties": {"users": {"type": "array", "items": PERSON, "maxItems": 50},
                                  "nextCursor": {"type": ["string", "null"],
