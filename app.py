@@ -104,6 +104,15 @@ def health():
     return {"status": "ok"}
 
 
+# Public: which OIDC issuer signs in the users of an email domain (a browser's first step of sign-in).
+@app.route("/auth/discovery", methods=["GET"])
+def auth_discovery():
+    from chalicelib import discovery
+
+    code, body, headers = discovery.handle(app.current_request.query_params)
+    return Response(body=body, status_code=code, headers=headers)
+
+
 def _rest(action, service, path_fields=None, query_names=(), status=200):
     """Hand the request to ``chalicelib.rest_api`` for ``service`` ("module.function" under
     ``chalicelib.services``), that module imported on the route's first request."""

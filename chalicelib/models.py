@@ -63,6 +63,8 @@ class Tenant(Model):
     audience = UnicodeAttribute()
     # Where JWKS lives; None -> discovered from {issuer}/.well-known/openid-configuration.
     jwks_uri = UnicodeAttribute(null=True)
+    # The OAuth client id of the web page at this IdP (GET /auth/discovery); None -> ``audience``.
+    web_client_id = UnicodeAttribute(null=True)
     email_claim = UnicodeAttribute(default="email")
     roles_claim = UnicodeAttribute(default="roles")
     subject_claim = UnicodeAttribute(default="sub")  # the claim that carries our user id (docs/scim.md)

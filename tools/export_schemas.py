@@ -290,12 +290,26 @@ def openapi() -> dict:
         if f"{route.method} {route.path}" in UNDOCUMENTED:
             continue
         if route.action is None:
-            if route.path != "/health":
+            if route.path == "/health":
+                paths.setdefault(route.path, {})[route.method.lower()] = {
+                    "operationId": "health", "summary": "Liveness", "tags": ["health"], "security": [],
+                    "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
+                        "$ref": "#/components/schemas/Health"}}}}}}
+            elif route.path == "/auth/discovery":
+                paths.setdefault(route.path, {})[route.method.lower()] = {
+                    "operationId": "authDiscovery", "tags": ["auth"], "security": [],
+                    "summary": "Which OIDC issuer signs in the users of an email domain (public; docs/protocol.md "
+                               "\"Signing in from a browser\")",
+                    "parameters": [{"name": "domain", "in": "query", "required": True, "schema": {
+                        "type": "string", "maxLength": 254}, "description": "an email domain (or a whole email)"}],
+                    "responses": {
+                        "200": {"description": "OK", "content": {"application/json": {"schema": {
+                            "$ref": "#/components/schemas/AuthDiscovery"}}}},
+                        "404": {"description": "not_found: no active company signs in with this domain (the same "
+                                               "answer for unknown, suspended and malformed)",
+                                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}}
+            else:
                 raise ValueError(f"{route.method} {route.path} does not go through rest_api.handle: document it")
-            paths.setdefault(route.path, {})[route.method.lower()] = {
-                "operationId": "health", "summary": "Liveness", "tags": ["health"], "security": [],
-                "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
-                    "$ref": "#/components/schemas/Health"}}}}}}
             continue
         replies[_component(route.action)] = schemas.RESPONSES[route.action]
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, errors)
@@ -327,7 +341,7 @@ def openapi() -> dict:
                                            "description": "the OIDC access token of the company's identity "
                                                           "provider (the same as on the WebSocket's $connect)"}},
             "schemas": {"Error": error, "Health": {"type": "object", "required": ["status"], "properties": {
-                "status": {"const": "ok"}}}, **replies},
+                "status": {"const": "ok"}}}, "AuthDiscovery": schemas.AUTH_DISCOVERY, **replies},
             "responses": {f"Error{k}": v for k, v in errors.items()},
         },
         "paths": paths,

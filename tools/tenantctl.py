@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="claim carrying the user id; match it to the IdP's SCIM externalId mapping")
     reg.add_argument("--roles-claim", default="roles")
     reg.add_argument("--jwks-uri", default=None, help="default: discovered from the issuer")
+    reg.add_argument("--web-client-id", default=None,
+                     help="the web page's OAuth client_id at the IdP (GET /auth/discovery); default: --audience")
     reg.add_argument("--algorithm", action="append", default=None, help="RS256 and/or ES256")
     reg.add_argument("--auto-provision", action="store_true",
                      help="create unknown users of this tenant on first sign-in")
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 tenant_id=args.tenant, display_name=args.name, domains=args.domain, issuer=args.issuer,
                 audience=args.audience, email_claim=args.email_claim, roles_claim=args.roles_claim, subject_claim=args.subject_claim,
                 jwks_uri=args.jwks_uri, algorithms=args.algorithm or ["RS256", "ES256"],
-                auto_provision=args.auto_provision))
+                auto_provision=args.auto_provision, web_client_id=args.web_client_id))
             print(json.dumps({"registered": t.tenant_id, "issuer": t.issuer}))
         elif args.cmd == "add-user":
             u = tenants.upsert_user(args.tenant, args.sub, args.email, args.name, args.role,

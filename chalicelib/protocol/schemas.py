@@ -559,3 +559,13 @@ RESPONSES: dict[str, dict[str, Any]] = {
     **COMPLIANCE_RESPONSES,
     **REVIEW_RESPONSES,
 }
+
+# GET /auth/discovery (public, chalicelib/discovery.py; docs/protocol.md "Signing in from a browser").
+AUTH_DISCOVERY = {"type": "object", "additionalProperties": False, "required": ["domain", "issuer", "clientId"],
+                  "properties": {
+                      "domain": {"type": "string", "description": "the domain asked for, lower-cased"},
+                      "issuer": {"type": "string", "format": "uri",
+                                 "description": "the company's OIDC issuer: fetch "
+                                                "<issuer>/.well-known/openid-configuration for its endpoints"},
+                      "clientId": {"type": "string",
+                                   "description": "the client_id of the web page at that issuer"}}}

@@ -30,6 +30,7 @@ class TenantSpec:
     jwks_uri: str | None = None
     algorithms: list[str] = field(default_factory=lambda: ["RS256", "ES256"])
     auto_provision: bool = False
+    web_client_id: str | None = None  # the web page's client_id at the IdP (GET /auth/discovery); None: audience
 
 
 def _check_url(name: str, url: str) -> None:
@@ -63,6 +64,7 @@ def register_tenant(spec: TenantSpec) -> Tenant:
         tenant_id=spec.tenant_id, display_name=spec.display_name or spec.tenant_id, domains=domains,
         issuer=spec.issuer, audience=spec.audience, email_claim=spec.email_claim,
         roles_claim=spec.roles_claim, subject_claim=spec.subject_claim, jwks_uri=spec.jwks_uri or None,
+        web_client_id=spec.web_client_id or None,
         algorithms=sorted(set(spec.algorithms)), auto_provision=spec.auto_provision,
     )
     tenant.save()

@@ -1,5 +1,5 @@
 // Reference web client for the local stack: the WebSocket protocol of docs/protocol.md, no dependencies.
-// Sign in through the dev identity provider, inbox with unread counts, conversations, live messages,
+// Sign in through the company's own identity provider (OIDC code flow + PKCE), inbox with unread counts, conversations, live messages,
 // edits, deletes, reactions, threads, read receipts, typing, presence with custom status, files
 // (presigned POST straight to storage, scanned notice, presigned download), external conversations
 // marked as such, and a socket that reconnects by itself with jittered backoff and syncs what it missed.
@@ -998,28 +998,139 @@ async function clearCustomStatus() {
   } catch (err) { flash(`Status not cleared: ${err.message}`); }
 }
 
-async function fetchToken(email) {
-  const res = await fetch("/dev/idp/token", { method: "POST", headers: { "Content-Type": "application/json" },
-                                              body: JSON.stringify({ email }) });
+// --- sign-in (docs/protocol.md "Signing in from a browser") -----------------------------------
+// The company's own identity provider, found from the email's domain: GET /auth/discovery, then the
+// issuer's /.well-known/openid-configuration, then the authorization code flow with PKCE (S256).
+// Tokens live in this tab only: in memory, and in sessionStorage so a reload stays signed in.
+// ?signin=shortcut uses the dev IdP's POST /dev/idp/token instead (scripts and tests).
+const SHORTCUT = params.get("signin") === "shortcut";
+const PENDING_KEY = "chat.oidc.pending"; // the authorization request in flight: state, nonce, verifier
+const SESSION_KEY = "chat.oidc.session"; // {email, accessToken}
+const PENDING_MAX_MS = 10 * 60 * 1000;
+
+function b64url(bytes) {
+  return btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function randomB64url(n) {
+  const b = new Uint8Array(n);
+  crypto.getRandomValues(b);
+  return b64url(b);
+}
+
+async function getJson(url, init) {
+  const res = await fetch(url, init);
   const body = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(body.error_description || body.error || `HTTP ${res.status}`);
+  if (!res.ok) {
+    const e = body.error;
+    throw new Error(body.error_description || (e && (e.message || e)) || `HTTP ${res.status}`);
+  }
   return body;
+}
+
+async function fetchToken(email) {
+  return getJson("/dev/idp/token", { method: "POST", headers: { "Content-Type": "application/json" },
+                                      body: JSON.stringify({ email }) });
+}
+
+// email -> {issuer, clientId, authorizationEndpoint, tokenEndpoint}
+async function discover(email) {
+  const domain = email.split("@").pop();
+  const found = await getJson(`/auth/discovery?domain=${encodeURIComponent(domain)}`);
+  const conf = await getJson(`${found.issuer.replace(/\/$/, "")}/.well-known/openid-configuration`);
+  if (conf.issuer !== found.issuer) throw new Error("the identity provider's discovery document names another issuer");
+  if (!conf.authorization_endpoint || !conf.token_endpoint) throw new Error("the identity provider has no code flow");
+  const methods = conf.code_challenge_methods_supported;
+  if (Array.isArray(methods) && !methods.includes("S256")) throw new Error("the identity provider lacks PKCE S256");
+  return { issuer: found.issuer, clientId: found.clientId, authorizationEndpoint: conf.authorization_endpoint,
+           tokenEndpoint: conf.token_endpoint };
+}
+
+// Leaves the page: to the IdP, which comes back to this page with ?code&state.
+async function startSignIn(email) {
+  const idp = await discover(email);
+  const verifier = randomB64url(32); // 43 characters (RFC 7636)
+  const challenge = b64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+  const pending = { ...idp, email, verifier, state: randomB64url(16), nonce: randomB64url(16),
+                    redirectUri: `${location.origin}${location.pathname}`, at: Date.now() };
+  sessionStorage.setItem(PENDING_KEY, JSON.stringify(pending));
+  const url = new URL(idp.authorizationEndpoint);
+  for (const [k, v] of Object.entries({
+    response_type: "code", client_id: idp.clientId, redirect_uri: pending.redirectUri, scope: "openid email profile",
+    state: pending.state, nonce: pending.nonce, code_challenge: challenge, code_challenge_method: "S256",
+    login_hint: email,
+  })) url.searchParams.set(k, v);
+  location.assign(url.toString());
+  return new Promise(() => {}); // the page is going away
+}
+
+// Back from the IdP: check state, trade the code (with the verifier) for tokens.
+async function finishSignIn() {
+  const pending = JSON.parse(sessionStorage.getItem(PENDING_KEY) || "null");
+  sessionStorage.removeItem(PENDING_KEY);
+  history.replaceState(null, "", location.pathname); // the code leaves the address bar and the history
+  if (!pending || params.get("state") !== pending.state) throw new Error("the answer does not match a sign-in started here");
+  if (params.get("error")) throw new Error(params.get("error_description") || params.get("error"));
+  if (Date.now() - pending.at > PENDING_MAX_MS) throw new Error("the sign-in took too long");
+  const tokens = await getJson(pending.tokenEndpoint, {
+    method: "POST", headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ grant_type: "authorization_code", code: params.get("code") || "",
+                                redirect_uri: pending.redirectUri, client_id: pending.clientId,
+                                code_verifier: pending.verifier }),
+  });
+  if (tokens.id_token && claims(tokens.id_token).nonce !== pending.nonce) throw new Error("the ID token's nonce does not match");
+  if (!tokens.access_token) throw new Error("the identity provider returned no access token");
+  const email = String(claims(tokens.access_token).email || pending.email).toLowerCase();
+  sessionStorage.setItem(SESSION_KEY, JSON.stringify({ email, accessToken: tokens.access_token }));
+  return { email, accessToken: tokens.access_token };
+}
+
+function tokenFresh(token) {
+  const exp = claims(token).exp;
+  return typeof exp === "number" && exp * 1000 > Date.now() + 60000;
+}
+
+// Signed in with a token from the code flow: it serves every (re)connect while fresh; once it is
+// not, the page goes through the IdP again (no refresh token in the page).
+async function signInWithCode(email, accessToken) {
+  let token = accessToken;
+  const c = claims(token);
+  await enterApp({ email, sub: c.sub, tenant: null, name: c.name || email }, async () => {
+    if (tokenFresh(token)) return token;
+    sessionStorage.removeItem(SESSION_KEY);
+    return startSignIn(email);
+  });
 }
 
 async function signIn(email) {
   const first = await fetchToken(email); // fails here (wrong email) before the app shows
   const c = claims(first.access_token);
-  state.me = { email, sub: first.sub || c.sub, tenant: first.tenant, name: c.name || email };
   sessionStorage.setItem("chat.email", email);
-  $("signin").classList.add("hidden");
-  $("app").classList.remove("hidden");
-  $("me-name").textContent = `${state.me.name} (${email})`;
-  document.body.dataset.tenant = state.me.tenant;
   let token = first.access_token;
-  chat = new ChatClient(async () => {
+  await enterApp({ email, sub: first.sub || c.sub, tenant: first.tenant, name: c.name || email }, async () => {
     if (token) { const t = token; token = null; return t; }
     return (await fetchToken(email)).access_token; // a fresh token for every reconnect
   });
+}
+
+// The company id of the signed-in user: the token names only the issuer, so ask the directory
+// (users.search finds the caller in its own company by its email).
+async function learnTenant() {
+  const res = await chat.call("users.search", { q: state.me.email, limit: 10 });
+  const me = (res.users || []).find((u) => u.userId === state.me.sub && !u.external);
+  if (!me) throw new Error("could not find myself in the directory");
+  state.me.tenant = me.tenantId;
+  document.body.dataset.tenant = me.tenantId;
+}
+
+async function enterApp(me, getToken) {
+  state.me = me;
+  const email = me.email;
+  $("signin").classList.add("hidden");
+  $("app").classList.remove("hidden");
+  $("me-name").textContent = `${state.me.name} (${email})`;
+  if (state.me.tenant) document.body.dataset.tenant = state.me.tenant;
+  chat = new ChatClient(getToken);
   window.chat = chat; // for the console and the browser tests
   chat.addEventListener("event", (e) => onEvent(e.detail));
   chat.addEventListener("down", (e) => {
@@ -1027,6 +1138,11 @@ async function signIn(email) {
     $("conn").className = "down";
   });
   chat.addEventListener("open", async (e) => {
+    try {
+      if (!state.me.tenant) await learnTenant();
+    } catch (err) {
+      console.warn(err);
+    }
     $("conn").textContent = e.detail.reconnect ? "connected (reconnected)" : "connected";
     $("conn").className = "";
     try {
@@ -1049,7 +1165,8 @@ $("signin-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   $("signin-error").textContent = "";
   try {
-    await signIn($("email").value.trim().toLowerCase());
+    const email = $("email").value.trim().toLowerCase();
+    await (SHORTCUT ? signIn(email) : startSignIn(email));
   } catch (err) {
     $("signin-error").textContent = `Could not sign in: ${err.message}`;
   }
@@ -1088,8 +1205,23 @@ for (const type of ["keydown", "pointerdown"]) {
 }
 setInterval(renderTyping, 1000);
 
-const remembered = params.get("email") || sessionStorage.getItem("chat.email");
-if (remembered) {
-  $("email").value = remembered;
-  signIn(remembered).catch((err) => { $("signin-error").textContent = `Could not sign in: ${err.message}`; });
+function signInFailed(err) {
+  $("signin-error").textContent = `Could not sign in: ${err.message}`;
+}
+
+if (SHORTCUT) {
+  const remembered = params.get("email") || sessionStorage.getItem("chat.email");
+  if (remembered) {
+    $("email").value = remembered;
+    signIn(remembered).catch(signInFailed);
+  }
+} else if (params.has("state") && (params.has("code") || params.has("error"))) {
+  finishSignIn().then(({ email, accessToken }) => signInWithCode(email, accessToken)).catch(signInFailed);
+} else {
+  const session = JSON.parse(sessionStorage.getItem(SESSION_KEY) || "null");
+  if (session && tokenFresh(session.accessToken)) {
+    signInWithCode(session.email, session.accessToken).catch(signInFailed);
+  } else if (params.get("email")) {
+    $("email").value = params.get("email");
+  }
 }

@@ -166,6 +166,8 @@ C = {"conversation_id": "conv"}
 ADMIN_ROLE = {"role": FB, "guest": FB}
 REST: list[Entry] = [
     Entry("GET /health", _x(), why_not=NOT_TENANT_DATA),
+    # public by design: an email domain's issuer and client id, what any login page shows (test_web.py)
+    Entry("GET /auth/discovery", _x(), why_not="public sign-in discovery: no tenant data beyond a domain's issuer"),
     Entry("GET /users", _x("ok", "ok", "ok", None, None), {"q": "{victim_email}"},
           hidden=("victim_email", "victim_uid"),
           why_not="role/guest: the own company's directory is visible to its members"),

@@ -51,16 +51,24 @@ async def browser():
             await b.close()
 
 
-async def _sign_in(browser, stack, email: str):
+async def _sign_in(browser, stack, email: str, via: str = "shortcut"):
+    """A signed-in page. ``via="shortcut"``: ``/?signin=shortcut``, the dev IdP's POST /dev/idp/token
+    (a fresh token on every reconnect, which the reconnect test relies on); ``via="code"``: the page's
+    own sign-in, the authorization code flow with PKCE through the tenant's IdP."""
     from playwright.async_api import expect
 
     ctx = await browser.new_context(viewport={"width": 1200, "height": 720})
     page = await ctx.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    await page.goto(f"{stack.origin}/")
+    await page.goto(f"{stack.origin}/" + ("?signin=shortcut" if via == "shortcut" else ""))
     await page.fill("#email", email)
     await page.click("#signin-form button")
+    if via == "code":
+        # the dev IdP's page (found from the domain): "sign in as <login_hint>", one click
+        await expect(page.locator("#who")).to_have_text(email, timeout=WAIT_MS)
+        assert page.url.startswith(f"{stack.origin}/dev/idp/") and "/authorize?" in page.url, page.url
+        await page.click("#approve")
     await expect(page.locator("#conn")).to_have_text(re.compile("^connected"), timeout=WAIT_MS)
     return ctx, page, errors
 
@@ -354,3 +362,141 @@ async def test_two_connected_companies_chat_share_presence_and_a_file(stack, bro
     finally:
         await a_ctx.close()
         await h_ctx.close()
+
+
+# --- sign-in through the tenant's own IdP: discovery, authorization code + PKCE (S256) -------------
+
+def _pkce() -> tuple[str, str]:
+    import base64
+    import hashlib
+    import secrets
+
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def _authorize(stack, email: str, challenge: str, tenant: str = "acme", redirect_uri: str | None = None,
+               state: str = "st-1") -> requests.Response:
+    """GET the dev IdP's sign-in page, then POST its form (what the "Sign in" button does)."""
+    params = {"response_type": "code", "client_id": "enterprise-chat",
+              "redirect_uri": redirect_uri or f"{stack.origin}/", "scope": "openid email profile",
+              "state": state, "nonce": "n-1", "code_challenge": challenge, "code_challenge_method": "S256",
+              "login_hint": email}
+    url = f"{stack.origin}/dev/idp/{tenant}/authorize"
+    page = requests.get(url, params=params, timeout=10, allow_redirects=False)
+    assert page.status_code == 200 and 'id="approve"' in page.text and email in page.text, page.text
+    return requests.post(url, data=params, timeout=10, allow_redirects=False)
+
+
+def _code(resp: requests.Response, state: str = "st-1") -> str:
+    from urllib.parse import parse_qs, urlparse
+
+    assert resp.status_code == 302, resp.text
+    q = parse_qs(urlparse(resp.headers["Location"]).query)
+    assert q["state"] == [state], q
+    return q["code"][0]
+
+
+def _redeem(stack, code: str, verifier: str, redirect_uri: str | None = None, tenant: str = "acme"):
+    return requests.post(f"{stack.origin}/dev/idp/{tenant}/token", timeout=10, data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri or f"{stack.origin}/",
+        "client_id": "enterprise-chat", "code_verifier": verifier})
+
+
+def test_discovery_answers_a_domain_s_issuer_and_nothing_else(stack):
+    resp = requests.get(f"{stack.origin}/auth/discovery", params={"domain": "ACME.example"}, timeout=10)
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"domain": "acme.example", "issuer": f"{stack.origin}/dev/idp/acme",
+                           "clientId": "enterprise-chat"}
+    assert "max-age" in resp.headers["Cache-Control"]
+    # unknown, malformed and missing domains: one answer, no tenant named
+    misses = [requests.get(f"{stack.origin}/auth/discovery", params=p, timeout=10)
+              for p in ({"domain": "nobody.example"}, {"domain": "not a domain"}, {})]
+    assert {m.status_code for m in misses} == {404}
+    assert len({m.text for m in misses}) == 1 and misses[0].json()["error"]["code"] == "not_found"
+    conf = requests.get(f"{stack.origin}/dev/idp/acme/.well-known/openid-configuration", timeout=10).json()
+    assert conf["authorization_endpoint"] == f"{stack.origin}/dev/idp/acme/authorize"
+    assert conf["token_endpoint"] == f"{stack.origin}/dev/idp/acme/token"
+    assert conf["code_challenge_methods_supported"] == ["S256"] and conf["response_types_supported"] == ["code"]
+
+
+def test_dev_idp_code_flow_checks_verifier_redirect_uri_and_single_use(stack):
+    verifier, challenge = _pkce()
+    # a wrong verifier fails, and burns the code
+    code = _code(_authorize(stack, "alice@acme.example", challenge))
+    bad = _redeem(stack, code, _pkce()[0])
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_grant", bad.text
+    assert _redeem(stack, code, verifier).json()["error"] == "invalid_grant"
+    # a redirect_uri other than the authorization request's
+    code = _code(_authorize(stack, "alice@acme.example", challenge))
+    wrong = _redeem(stack, code, verifier, redirect_uri=f"{stack.origin}/?x=1")
+    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant", wrong.text
+    # another tenant's token endpoint does not know the code
+    code = _code(_authorize(stack, "alice@acme.example", challenge))
+    assert _redeem(stack, code, verifier, tenant="globex").json()["error"] == "invalid_grant"
+    # the right one: tokens the API accepts, and the code works once only
+    code = _code(_authorize(stack, "alice@acme.example", challenge))
+    ok = _redeem(stack, code, verifier)
+    assert ok.status_code == 200 and ok.headers["Cache-Control"] == "no-store", ok.text
+    tokens = ok.json()
+    assert tokens["token_type"] == "Bearer" and tokens["id_token"] and tokens["access_token"]
+    import jwt
+
+    assert jwt.decode(tokens["id_token"], options={"verify_signature": False})["nonce"] == "n-1"
+    convs = requests.get(f"{stack.origin}/conversations", timeout=10,
+                         headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert convs.status_code == 200, convs.text
+    again = _redeem(stack, code, verifier)
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    # an unregistered redirect_uri is refused on the IdP's page, never redirected to
+    page = requests.get(f"{stack.origin}/dev/idp/acme/authorize", timeout=10, allow_redirects=False, params={
+        "response_type": "code", "client_id": "enterprise-chat", "redirect_uri": "https://evil.example/",
+        "scope": "openid", "state": "s", "code_challenge": challenge, "code_challenge_method": "S256"})
+    assert page.status_code == 400 and "Location" not in page.headers
+    # no PKCE: back to the client with an error; a user of another tenant: access_denied
+    plain = requests.get(f"{stack.origin}/dev/idp/acme/authorize", timeout=10, allow_redirects=False, params={
+        "response_type": "code", "client_id": "enterprise-chat", "redirect_uri": f"{stack.origin}/",
+        "scope": "openid", "state": "s"})
+    assert plain.status_code == 302 and "error=invalid_request" in plain.headers["Location"]
+    other = _authorize(stack, "gina@globex.example", challenge)
+    assert other.status_code == 302 and "error=access_denied" in other.headers["Location"]
+    # the shortcut for scripts stays
+    assert requests.post(f"{stack.origin}/dev/idp/token", json={"email": "bob@acme.example"}, timeout=10).ok
+
+
+async def test_sign_in_through_the_tenant_idp_in_the_browser(stack, browser):
+    """The page's own sign-in: email -> /auth/discovery -> the issuer's discovery document -> its
+    authorization endpoint (code + PKCE) -> back with code and state -> token endpoint -> connected."""
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
+    a_ctx, alice, a_errors = await _sign_in(browser, stack, "alice@acme.example", via="code")
+    b_ctx, bob, b_errors = await _sign_in(browser, stack, "bob@acme.example")
+    try:
+        assert alice.url == f"{stack.origin}/"  # code and state are gone from the address bar
+        assert await alice.evaluate("sessionStorage.getItem('chat.oidc.pending')") is None
+        await expect(alice.locator("body")).to_have_attribute("data-tenant", "acme")  # learned from the directory
+        await alice.fill("#newconv-emails", "bob@acme.example")
+        await alice.press("#newconv-emails", "Enter")
+        await expect(alice.locator("#composer")).to_be_visible()
+        await alice.fill("#composer-input", "Signed in through my company's IdP")
+        await alice.press("#composer-input", "Enter")
+        await expect(alice.locator("#messages .msg.mine .body").last).to_have_text("Signed in through my company's IdP")
+        await expect(bob.locator("#inbox li .preview", has_text="Signed in through my company's IdP")).to_have_count(1)
+        # a reload stays signed in (the tab's sessionStorage), without another trip to the IdP
+        await alice.reload()
+        await expect(alice.locator("#conn")).to_have_text(re.compile("^connected"))
+        assert alice.url == f"{stack.origin}/"
+        # an answer the page did not ask for (a forged state) is refused
+        await alice.evaluate("sessionStorage.clear()")
+        await alice.goto(f"{stack.origin}/?code=forged&state=forged")
+        await expect(alice.locator("#signin-error")).to_contain_text("does not match")
+        # an email domain nobody signs in with
+        await alice.fill("#email", "x@nobody.example")
+        await alice.click("#signin-form button")
+        await expect(alice.locator("#signin-error")).to_contain_text("No company signs in with this email domain")
+        assert a_errors == [] and b_errors == []
+    finally:
+        await a_ctx.close()
+        await b_ctx.close()
