@@ -58,8 +58,12 @@ class Settings:
     max_body_bytes: int
     max_group_members: int
     page_size: int
-    sends_per_second: int
+    sends_per_second: int          # per user (all devices and REST together); default of a tenant's limit
     typing_ttl_seconds: int
+    # Per-tenant limits' defaults (docs/operations.md "Limits"; a tenant's own are set with tenantctl limits).
+    devices_per_user: int
+    connects_per_second: int       # new sockets per second, per tenant
+    sends_per_second_tenant: int
     # Presence (docs/presence.md).
     presence_idle_seconds: int
     presence_coalesce_seconds: int
@@ -155,6 +159,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_group_members=_int(env, "MAX_GROUP_MEMBERS", 50),
         page_size=_int(env, "PAGE_SIZE", 50),
         sends_per_second=_int(env, "SENDS_PER_SECOND", 10),
+        devices_per_user=_int(env, "DEVICES_PER_USER", 10),
+        connects_per_second=_int(env, "CONNECTS_PER_SECOND", 100),
+        sends_per_second_tenant=_int(env, "SENDS_PER_SECOND_TENANT", 1000),
         typing_ttl_seconds=_int(env, "TYPING_TTL_SECONDS", 6),
         presence_idle_seconds=_int(env, "PRESENCE_IDLE_SECONDS", 300),
         presence_coalesce_seconds=_int(env, "PRESENCE_COALESCE_SECONDS", 2),

@@ -16,6 +16,7 @@ from pynamodb.attributes import (BooleanAttribute, ListAttribute, MapAttribute, 
                                  UnicodeAttribute, UnicodeSetAttribute)
 from pynamodb.connection import Connection as PynamoConnection
 from pynamodb.exceptions import DeleteError, PutError, UpdateError
+from pynamodb.expressions.condition import size
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
@@ -80,6 +81,9 @@ class Tenant(Model):
     # Directory sync (docs/scim.md): the IdP's role values (lower-cased) -> admin | member | guest | reviewer;
     # a role neither in it nor one of ours maps to member.  Set with tools/tenantctl.py scim-roles.
     scim_role_map = MapAttribute(null=True)
+    # Usage limits set by ops (tools/tenantctl.py limits; chalicelib/limits.py reads them, cached):
+    # {"devicesPerUser", "connectsPerSecond", "sendsPerSecondUser", "sendsPerSecondTenant"}; absent = default.
+    limits = MapAttribute(null=True)
     created_at = NumberAttribute(default=lambda: int(time.time()))
 
     by_issuer = TenantsByIssuer()
@@ -360,19 +364,30 @@ class Presence(Model):
             return None
 
     @classmethod
-    def add_connection(cls, key: str, connection_id: str, now: int) -> set[str]:
-        """UpdateItem: ADD to the live set, mark the device active (1 request); returns ``rooms``."""
+    def add_connection(cls, key: str, connection_id: str, now: int, max_devices: int | None = None) -> set[str] | None:
+        """UpdateItem: ADD to the live set, mark the device active (1 request); returns ``rooms``.
+
+        ``max_devices``: the live set must hold fewer ids than this (the user's device limit), in the
+        same conditional update; None (nothing written) when it is full.  Only a refused or a first
+        ever connection pays a consistent GetItem, to tell the two apart.
+        """
         item = cls(user_key=key)
+        room = (cls.connections.does_not_exist() | (size(cls.connections) < max_devices)) \
+            if max_devices is not None else None
+        exists = cls.user_key.exists()
         try:
             item.update(actions=[cls.connections.add({connection_id}), cls.activity[connection_id].set(now),
                                  cls.last_seen_at.set(now), cls.updated_at.set(now)],
-                        condition=cls.user_key.exists())
+                        condition=exists & room if room is not None else exists)
         except UpdateError as exc:
             if not condition_failed(exc):
                 raise
+            if room is not None and cls.find(key) is not None:
+                return None  # the item exists: the live set is full
             # First connection ever: the activity map must exist before a path under it is set.
             item.update(actions=[cls.connections.add({connection_id}), cls.activity.set({connection_id: now}),
-                                 cls.last_seen_at.set(now), cls.updated_at.set(now)])
+                                 cls.last_seen_at.set(now), cls.updated_at.set(now)],
+                        condition=room)
         return set(item.rooms or ())
 
     @classmethod
@@ -741,6 +756,23 @@ class RateCounter(Model):
         item = cls(key=key)
         item.update(actions=[cls.count.add(1), cls.expires_at.set(expires_at)])
         return int(item.count)
+
+    @classmethod
+    def under(cls, limit: int) -> Any:
+        """The condition of taking one from a window of ``limit``."""
+        return cls.count.does_not_exist() | (cls.count < limit)
+
+    @classmethod
+    def take(cls, key: str, expires_at: int, limit: int) -> bool:
+        """One conditional UpdateItem: ADD 1 under ``count < limit``; False if the window is full."""
+        try:
+            cls(key=key).update(actions=[cls.count.add(1), cls.expires_at.set(expires_at)],
+                                condition=cls.under(limit))
+        except UpdateError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+        return True
 
 
 # --- files -------------------------------------------------------------------

@@ -9,6 +9,7 @@ anything unexpected is logged and answered ``internal``.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from . import logs, metrics, runtime
@@ -108,7 +109,7 @@ def on_connect(event: dict[str, Any]) -> dict[str, Any]:
             device=query.get("device"),
         )
         principal = connections.connect(runtime.verifier, runtime.clock, settings().connection_ttl_seconds,
-                                        req, principal=principal_from(authorizer))
+                                        req, principal=principal_from(authorizer), alive=_alive)
         log.info("connected", extra={"tenantId": principal.tenant_id, "userId": principal.user_id})
         _publish_presence(user_key(principal.tenant_id, principal.user_id))
         response: dict[str, Any] = {"statusCode": 200}
@@ -119,7 +120,10 @@ def on_connect(event: dict[str, Any]) -> dict[str, Any]:
     except ChatError as err:
         log.info("connect refused", extra={"code": err.code, "reason": err.message})
         metrics.refusal(err.code)
-        return {"statusCode": err.status, "body": frames.dumps({"error": err.to_body()})}
+        refusal: dict[str, Any] = {"statusCode": err.status, "body": frames.dumps({"error": err.to_body()})}
+        if "retryAfter" in err.fields:  # rate_limited: also as the HTTP header
+            refusal["headers"] = {"Retry-After": str(max(1, math.ceil(err.fields["retryAfter"])))}
+        return refusal
     except Exception:  # noqa: BLE001 - never leak a traceback to the client
         log.exception("connect failed")
         metrics.count("InternalErrors")
@@ -143,6 +147,21 @@ def on_disconnect(event: dict[str, Any]) -> dict[str, Any]:
     finally:
         logs.unbind(token_ctx)
     return {"statusCode": 200}
+
+
+def _alive(connection_id: str) -> bool:
+    """Is the socket still open at the gateway (GetConnection)?  Only Gone means no."""
+    from botocore.exceptions import ClientError
+
+    try:
+        runtime.management_client().get_connection(ConnectionId=connection_id)
+    except ClientError as exc:
+        gone = (exc.response.get("Error") or {}).get("Code") == "GoneException" \
+            or (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") == 410
+        return not gone
+    except Exception:  # noqa: BLE001 - unsure: keep the id (the limit refuses, as before)
+        log.exception("GetConnection failed")
+    return True
 
 
 def _publish_presence(key: str) -> None:

@@ -829,13 +829,17 @@ FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
         "users/index": ["Query"],
     },
     "websocket_connect": {
+        # @connections: also GetConnection, to find dead ids when the device limit refuses (limits.py)
         "@connections": ["ManageConnections"],
         "connections": ["PutItem"],
         "online": ["BatchWriteItem"],
         "presence": ["GetItem", "UpdateItem"],
         "queue:delivery": ["GetQueueUrl", "SendMessageBatch"],
         "queue:presence": ["GetQueueUrl", "SendMessage"],
+        # the tenant's connect window (chalicelib/limits.py) and its limits (GetItem, cached)
+        "ratelimits": ["UpdateItem"],
         "subscriptions": ["Query"],
+        "tenants": ["GetItem"],
     },
     "websocket_disconnect": {
         "@connections": ["ManageConnections"],
@@ -871,7 +875,7 @@ FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
         "retention": ["BatchGetItem"],
         "subscriptions": ["BatchWriteItem", "Query"],
         "subscriptions/index": ["Query"],
-        "tenants": ["BatchGetItem"],
+        "tenants": ["BatchGetItem", "GetItem"],  # GetItem: the tenant's limits (chalicelib/limits.py, cached)
         "usage": ["GetItem", "UpdateItem"],
         "user_search": ["Query"],
         "users": ["BatchGetItem", "GetItem"],

@@ -11,6 +11,9 @@ the local stack and against AWS alike::
     python -m tools.tenantctl scim-roles --tenant acme \\
         --map "Global Administrator=admin" --map "External=guest"
     python -m tools.tenantctl show --tenant acme
+    python -m tools.tenantctl limits --tenant acme --devices-per-user 5 \\
+        --connects-per-second 50 --sends-per-second-user 10 --sends-per-second-tenant 2000
+    python -m tools.tenantctl limits --tenant acme          # show (0 resets one to the default)
     python -m tools.tenantctl search-backfill --tenant acme
     python -m tools.tenantctl create-tables
 """
@@ -59,6 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     show = sub.add_parser("show", help="print a tenant's configuration")
     show.add_argument("--tenant", required=True)
 
+    lim = sub.add_parser("limits", help="set or show a tenant's usage limits (docs/operations.md \"Limits\")")
+    lim.add_argument("--tenant", required=True)
+    lim.add_argument("--devices-per-user", type=int, default=None, help="live connections per user")
+    lim.add_argument("--connects-per-second", type=int, default=None, help="new connections per second, tenant")
+    lim.add_argument("--sends-per-second-user", type=int, default=None, help="messages per second per user")
+    lim.add_argument("--sends-per-second-tenant", type=int, default=None, help="messages per second, tenant")
+
     sub.add_parser("create-tables", help="create missing tables (idempotent)")
 
     fill = sub.add_parser("search-backfill",
@@ -89,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
             t = tenants.set_scim_role_map(args.tenant, {k: v for k, _, v in pairs})
             print(json.dumps({"tenant": t.tenant_id, "scimRoleMap": t.scim_role_map.as_dict()
                               if t.scim_role_map is not None else {}}))
+        elif args.cmd == "limits":
+            values = {"devicesPerUser": args.devices_per_user, "connectsPerSecond": args.connects_per_second,
+                      "sendsPerSecondUser": args.sends_per_second_user,
+                      "sendsPerSecondTenant": args.sends_per_second_tenant}
+            if any(v is not None for v in values.values()):
+                tenants.set_limits(args.tenant, values)
+            print(json.dumps(tenants.limits_view(args.tenant), indent=2))
         elif args.cmd == "show":
             t = models.Tenant.get(args.tenant)
             print(json.dumps(t.to_simple_dict(), indent=2, default=str))

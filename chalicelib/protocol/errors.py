@@ -24,6 +24,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "external_access_revoked": (403, "Cross-company access is not allowed now; `side` names the company "
                                      "whose connection or policy refused, `reason` says why."),
     "rate_limited": (429, "Too many requests; retry after `retryAfter` seconds."),
+    "too_many_devices": (403, "The user already has `limit` live connections (the company's devices-per-user "
+                              "limit); close one, then connect again."),
     "internal": (500, "Unexpected server error; the request may be retried."),
     # Screening (DLP, docs/compliance.md): 422 = well-formed, refused for what it contains.
     "message_blocked": (422, "A company's screening rule blocks this content; nothing was stored or delivered. "
@@ -72,6 +74,16 @@ class RateLimited(ChatError):
 
     def __init__(self, retry_after: float, message: str | None = None) -> None:
         super().__init__(message, retryAfter=round(retry_after, 3))
+
+
+class TooManyDevices(ChatError):
+    """A handshake beyond the user's live connections limit (never retried by itself: close a device)."""
+
+    code = "too_many_devices"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"At most {limit} devices may be connected at once; close one and connect again.",
+                         limit=limit)
 
 
 class MessageBlocked(ChatError):

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Callable
 
 from pynamodb.exceptions import PutError
 
-from .. import search_index
+from .. import limits, search_index
 from ..identity import Principal, TenantIdentity
 from ..models import Connection, OnlineEntry, Presence, Subscription, User, condition_failed, user_key
-from ..protocol.errors import Conflict, Forbidden
+from ..protocol.errors import Conflict, Forbidden, TooManyDevices
 
 if TYPE_CHECKING:
     from ..auth import TokenVerifier
@@ -69,21 +69,32 @@ def _provision(principal: Principal, tenant: TenantIdentity) -> User:
 
 
 def connect(verifier: "Callable[[], TokenVerifier]", clock: Callable[[], float], ttl_seconds: int,
-            req: ConnectRequest, principal: Principal | None = None) -> Principal:
+            req: ConnectRequest, principal: Principal | None = None,
+            alive: Callable[[str], bool] | None = None) -> Principal:
     """Write the connection record of a $connect (PutItem + the presence UpdateItem [+ rosters]).
 
     ``principal``: who the $connect authorizer already verified; without it the
     token is authenticated here (+ GetItem of the user) by ``verifier()``, built
     only then (with the authorizer in front, $connect never loads pyjwt).
+
+    Limits (chalicelib/limits.py; the tenant's, cached): the tenant's connect window first (1
+    conditional UpdateItem; ``rate_limited``), then the user's device limit as the condition of the
+    presence update itself (free; ``too_many_devices``, and the record just written is deleted).
+    ``alive``: asks the gateway whether a connection id is still open (GetConnection); when the
+    live set is full its ids are checked with it first and the dead ones removed (``reap_stale``),
+    so ids of sockets whose $disconnect was lost never lock a user out.
     """
     if principal is None:
         principal, _user = authenticate(verifier(), req.token)
+    key = user_key(principal.tenant_id, principal.user_id)
+    mine = limits.for_tenant(principal.tenant_id)
+    limits.take(limits.connect_window(mine, principal.tenant_id, key, clock()))
     now = int(clock())
     Connection(
         connection_id=req.connection_id,
         tenant_id=principal.tenant_id,
         user_id=principal.user_id,
-        tenant_user=user_key(principal.tenant_id, principal.user_id),
+        tenant_user=key,
         email=principal.email,
         roles=list(principal.roles),
         device=(req.device or None) and req.device[:128],
@@ -91,8 +102,13 @@ def connect(verifier: "Callable[[], TokenVerifier]", clock: Callable[[], float],
         connected_at=now,
         expires_at=now + ttl_seconds,
     ).save()
-    key = user_key(principal.tenant_id, principal.user_id)
-    rooms = Presence.add_connection(key, req.connection_id, int(clock() * 1000))
+    rooms = Presence.add_connection(key, req.connection_id, int(clock() * 1000), max_devices=mine.devices_per_user)
+    if rooms is None and alive is not None and reap_stale(key, req.connection_id, alive, clock):
+        rooms = Presence.add_connection(key, req.connection_id, int(clock() * 1000),
+                                        max_devices=mine.devices_per_user)
+    if rooms is None:
+        Connection.remove(req.connection_id)
+        raise TooManyDevices(mine.devices_per_user)
     OnlineEntry.add(rooms, req.connection_id, key, now + ttl_seconds)  # large conversations' rosters
     return principal
 
@@ -123,6 +139,29 @@ def disconnect(connection_id: str, clock: Callable[[], float] = time.time,
     Subscription.drop_connection(connection_id)
     Connection.remove(connection_id)
     return conn
+
+
+def reap_stale(key: str, connection_id: str, alive: Callable[[str], bool],
+               clock: Callable[[], float] = time.time) -> int:
+    """Remove the ids of the user's live set that the gateway says are gone: how many were removed.
+
+    Run only when the device limit refuses (1 GetItem + 1 GetConnection per live id, + a
+    disconnect per dead one).  An id whose record is younger than ``GONE_GRACE_SECONDS`` is kept
+    (API Gateway answers Gone while its $connect still runs); an id without a record (its TTL
+    removed it) is taken out of the live set directly.
+    """
+    item = Presence.find(key)
+    removed = 0
+    for cid in sorted(set(item.connections or ()) - {connection_id}) if item is not None else []:
+        if alive(cid):
+            continue
+        conn = Connection.find(cid)
+        if conn is None:
+            OnlineEntry.remove(Presence.remove_connection(key, cid, int(clock() * 1000)), {cid})
+            removed += 1
+        elif disconnect(cid, clock, min_age_seconds=GONE_GRACE_SECONDS) is not None:
+            removed += 1
+    return removed
 
 
 def principal_of(connection_id: str) -> Principal:

@@ -1,9 +1,10 @@
 """Messages: ordered, gap-free, idempotent sends; edits, tombstones, reactions, threads,
 mentions, history, sync, read markers and typing.
 
-Send = 1 rate-limit counter update + 2 GetItems (membership, conversation)
+Send = 1 BatchGetItem (membership, conversation, retention rules)
 + 1 TransactWriteItems (seq advance + message + idempotency key + sender's
-read marker [+ thread root]) + fan-out (see ``events``).  The seq is advanced
+read marker + the user's and the tenant shard's rate windows [+ thread root])
++ fan-out (see ``events``); the tenant's limits are cached (chalicelib/limits.py).  The seq is advanced
 under a condition on its previous value inside the same transaction as the
 message, so concurrent sends retry instead of colliding and no seq is ever
 skipped or half-written.
@@ -20,7 +21,7 @@ from typing import Any, Callable
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
-from .. import metrics, policy
+from .. import limits, metrics, policy
 from .. import retention
 from ..models import (batch_get_across, condition_failed, Conversation, HeldOriginal, Idempotency, Member, Message,
                       RateCounter, RetentionRule, tenant_of, transaction, user_ref)
@@ -76,33 +77,21 @@ def _check_body(call: Call, body: str) -> str:
     return body
 
 
-@dataclass(frozen=True)
-class RateWindow:
-    """A fixed one-second window per device (per user over REST), shared by all containers: its
-    counter is advanced inside the send's own transaction, under ``count < limit``."""
-
-    key: str
-    expires_at: int
-    limit: int
-    retry_after: float
-
-    def refused(self) -> RateLimited:
-        return RateLimited(retry_after=self.retry_after, message=f"At most {self.limit} messages per second.")
-
-
 def _rate_limit(call: Call) -> None:
-    """The same window checked on its own (an upload request counts as a send): 1 UpdateItem."""
-    window = _rate_window(call)
-    if RateCounter.hit(window.key, window.expires_at) > window.limit:
-        raise window.refused()
+    """The send windows checked on their own (an upload request counts as a send): 1 conditional
+    UpdateItem per window (the user's, then the user's shard of the tenant's)."""
+    for window in _rate_windows(call):
+        limits.take(window)
 
 
-def _rate_window(call: Call) -> RateWindow:
+def _rate_windows(call: Call) -> tuple[limits.Window, ...]:
+    """The sender's one-second send windows (chalicelib/limits.py): the user's (all devices and REST
+    together) and the user's shard of the tenant's; advanced inside the send's own transaction."""
     now = call.clock()
-    window = int(now)
-    who = call.connection_id or policy.key_of(call.principal)
-    return RateWindow(f"send#{who}#{window}", window + 60, call.settings.sends_per_second,
-                      max(0.001, window + 1 - now))
+    tenant = call.principal.tenant_id
+    me = policy.key_of(call.principal)
+    mine = limits.for_tenant(tenant)
+    return (limits.user_send_window(mine, me, now), limits.tenant_send_window(mine, tenant, me, now))
 
 
 def _mentions(conv: Conversation, body: str) -> tuple[list[str], bool]:
@@ -182,7 +171,7 @@ def send(call: Call, body: dict[str, Any]) -> dict[str, Any]:
 
     kept = _retention(me, conv_id, now, rules)
     msg, duplicate = _append(conv, member, idem_key, now, build, text, root_seq, kept=kept,
-                             rate=_rate_window(call))
+                             rates=_rate_windows(call))
     view = message_view(msg)
     if duplicate:
         return {"message": _redeliver(call, conv, view), "duplicate": True}
@@ -503,17 +492,18 @@ def _with_tombstones(conversation_id: str, page: list[Message], low: int, high: 
 # --- the ordered append shared by every message kind ---------------------------------
 
 # Positions of _append's items in the TransactWriteItems request, as cancellation reasons name them:
-# pynamodb sends the puts first, then the updates, each in the order they were added.
+# pynamodb sends the puts first, then the updates, each in the order they were added; the rate
+# windows (the user's, the tenant shard's) are _TX_RATE, _TX_RATE + 1, then the thread root.
 _TX_MESSAGE, _TX_IDEMPOTENCY, _TX_CONVERSATION, _TX_MEMBER, _TX_RATE = range(5)
 
 def _append(conv: Conversation, member: Member, idem_key: str, now: int, build: Callable[[int], Message],
             preview_text: str, root_seq: int | None = None, *, kept: dict[str, Any] | None = None,
-            rate: RateWindow | None = None) -> tuple[Message, bool]:
+            rates: tuple[limits.Window, ...] = ()) -> tuple[Message, bool]:
     """Write ``build(seq)`` at the next seq: (message, duplicate).
 
     One TransactWriteItems advances ``last_seq`` under a condition on its
     previous value, writes the message and the idempotency key and moves the
-    author's read marker [, advances the sender's rate window under
+    author's read marker [, advances the sender's rate windows, each under
     ``count < limit``] [and the thread root's reply count]; a lost race
     reloads the counter and retries.  The idempotency key's condition is the
     duplicate check: a retried append returns the original instead of a
@@ -539,10 +529,10 @@ def _append(conv: Conversation, member: Member, idem_key: str, now: int, build: 
                 tx.save(Idempotency(key=idem_key, seq=seq, expires_at=int(now / 1000) + IDEMPOTENCY_TTL_SECONDS),
                         condition=Idempotency.key.does_not_exist())
                 tx.update(member, actions=[Member.last_read_seq.set(seq)], condition=Member.user_key.exists())
-                if rate is not None:
+                for rate in rates:
                     tx.update(RateCounter(key=rate.key), actions=[RateCounter.count.add(1),
                                                                   RateCounter.expires_at.set(rate.expires_at)],
-                              condition=RateCounter.count.does_not_exist() | (RateCounter.count < rate.limit))
+                              condition=RateCounter.under(rate.limit))
                 if root_seq is not None:
                     tx.update(Message(conversation_id=conv_id, seq=root_seq),
                               actions=[Message.reply_count.add(1)], condition=Message.seq.exists())
@@ -555,8 +545,9 @@ def _append(conv: Conversation, member: Member, idem_key: str, now: int, build: 
                     return original, True
             if _TX_MEMBER in failed:
                 raise NotFound("No such conversation.") from None
-            if rate is not None and _TX_RATE in failed:
-                raise rate.refused() from None
+            full = [rate for i, rate in enumerate(rates) if _TX_RATE + i in failed]
+            if full:
+                raise full[0].refused() from None
             # Another send took this seq (or the item was busy): reload and retry.
             time.sleep(random.uniform(0, min(0.2, 0.005 * (2 ** attempt))))
             conv = Conversation.find(conv_id, consistent=True)

@@ -66,6 +66,7 @@ def register_tenant(spec: TenantSpec) -> Tenant:
         roles_claim=spec.roles_claim, subject_claim=spec.subject_claim, jwks_uri=spec.jwks_uri or None,
         web_client_id=spec.web_client_id or None,
         algorithms=sorted(set(spec.algorithms)), auto_provision=spec.auto_provision,
+        limits=owner.limits if owner is not None else None,  # re-registering keeps the limits ops set
     )
     tenant.save()
     return tenant
@@ -129,3 +130,50 @@ def set_scim_role_map(tenant_id: str, mapping: dict[str, str]) -> Tenant:
         raise ValidationFailed(f"unknown tenant {tenant_id!r}") from None
     tenant.update(actions=[Tenant.scim_role_map.set(clean) if clean else Tenant.scim_role_map.remove()])
     return tenant
+
+
+MAX_LIMIT = 1_000_000
+
+
+def set_limits(tenant_id: str, values: dict[str, int | None]) -> dict[str, int]:
+    """Set (or, with 0, reset to the default) the tenant's usage limits (chalicelib/limits.py ``FIELDS``:
+    ``devicesPerUser``, ``connectsPerSecond``, ``sendsPerSecondUser``, ``sendsPerSecondTenant``);
+    None leaves one as it is.  Returns the overrides now stored.  1 GetItem + 1 UpdateItem; running
+    containers see the change within their cache time (TENANT_CACHE_SECONDS, 30 s)."""
+    from .. import limits
+
+    try:
+        tenant = Tenant.get(tenant_id, consistent_read=True)
+    except Tenant.DoesNotExist:
+        raise ValidationFailed(f"unknown tenant {tenant_id!r}") from None
+    stored = {k: int(v) for k, v in (tenant.limits.as_dict() if tenant.limits is not None else {}).items()
+              if k in limits.FIELDS}
+    for key, value in values.items():
+        if key not in limits.FIELDS:
+            raise ValidationFailed(f"unknown limit {key!r}; one of {sorted(limits.FIELDS)}")
+        if value is None:
+            continue
+        if not isinstance(value, int) or not 0 <= value <= MAX_LIMIT:
+            raise ValidationFailed(f"{key} must be a whole number from 1 to {MAX_LIMIT} (0: the default)")
+        if value == 0:
+            stored.pop(key, None)
+        else:
+            stored[key] = value
+    tenant.update(actions=[Tenant.limits.set(stored) if stored else Tenant.limits.remove()])
+    return stored
+
+
+def limits_view(tenant_id: str) -> dict[str, object]:
+    """What tenantctl limits shows: the overrides stored and the limits in effect (defaults filled in)."""
+    from .. import limits
+
+    try:
+        tenant = Tenant.get(tenant_id, consistent_read=True)
+    except Tenant.DoesNotExist:
+        raise ValidationFailed(f"unknown tenant {tenant_id!r}") from None
+    stored = {k: int(v) for k, v in (tenant.limits.as_dict() if tenant.limits is not None else {}).items()}
+    effective = limits.TenantLimits.of(stored)
+    return {"tenant": tenant_id, "stored": stored,
+            "effective": {field: getattr(effective, attr) for field, attr in limits.FIELDS.items()},
+            "sendShards": limits.shards(effective.sends_per_second_tenant),
+            "connectShards": limits.shards(effective.connects_per_second)}
