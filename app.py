@@ -133,6 +133,16 @@ def search_users():
     return _rest("users.search", "people.search_users", query_names=("q", "limit", "cursor"))
 
 
+@app.route("/push/devices", methods=["POST"], content_types=["application/json"])
+def register_push_device():
+    return _rest("push.register", "push.register")
+
+
+@app.route("/push/devices/{device_id}", methods=["DELETE"])
+def unregister_push_device(device_id):
+    return _rest("push.unregister", "push.unregister", {"deviceId": device_id})
+
+
 @app.route("/conversations", methods=["GET"])
 def list_conversations():
     return _rest("conversation.list", "conversations.inbox", query_names=("limit", "cursor"))

@@ -10,6 +10,7 @@ no standard variable (see ``ws_management_endpoint``).
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -117,6 +118,13 @@ class Settings:
     dlp_cache_seconds: int         # a tenant's compiled rules are reused this long in a warm container
     # People search (docs/data-model.md "People search"): the name/email token index of the directory.
     user_search_table: str
+    # Mobile push (docs/push.md): the devices table; "<platform>:<appId>" -> SNS platform application
+    # ARN (PUSH_APPLICATIONS, JSON); a device counts as active this long after its last activity;
+    # the preview's length (sender + this many characters of the text).
+    push_devices_table: str = "chat-dev-push-devices"
+    push_applications: tuple[tuple[str, str], ...] = ()
+    push_active_seconds: int = 120
+    push_preview_chars: int = 80
 
 
 DEFAULT_FILE_TYPES = ",".join([
@@ -209,6 +217,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         dlp_flags_table=env.get("DLP_FLAGS_TABLE", f"chat-{stage}-dlp-flags"),
         dlp_cache_seconds=_int(env, "DLP_CACHE_SECONDS", 30),
         user_search_table=env.get("USER_SEARCH_TABLE", f"chat-{stage}-user-search"),
+        push_devices_table=env.get("PUSH_DEVICES_TABLE", f"chat-{stage}-push-devices"),
+        push_applications=tuple(sorted(json.loads(env.get("PUSH_APPLICATIONS") or "{}").items())),
+        push_active_seconds=_int(env, "PUSH_ACTIVE_SECONDS", 120),
+        push_preview_chars=_int(env, "PUSH_PREVIEW_CHARS", 80),
     )
 
 

@@ -17,7 +17,7 @@ from .config import settings
 from .protocol import frames
 from .protocol.errors import ChatError, Internal
 from .services import connections, conversations, files, messages, presence
-from .services import people
+from .services import people, push
 from .services.context import Call
 from .ws_connect import context_of, principal_from
 
@@ -90,6 +90,9 @@ ACTIONS: dict[str, tuple[Handler, bool]] = {
     # people: display names for the user keys clients see (docs/protocol.md "People")
     "users.get": (_service(people.get_users), True),
     "users.search": (_service(people.search_users), True),
+    # mobile push: the caller's own devices (docs/push.md)
+    "push.register": (_service(push.register), True),
+    "push.unregister": (_service(push.unregister), True),
 }
 
 

@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT_URL_DYNAMODB": ddb_url, "AWS_ENDPOINT_URL_S3": s3_url,
         "AWS_ENDPOINT_URL_SQS": moto_url,
+        # Mobile push: moto's SNS, in this process (platform applications created below; what was
+        # published is read back by GET /dev/stack/pushes, devstack/pushes.py).
+        "AWS_ENDPOINT_URL_SNS": moto_url,
         "WS_MANAGEMENT_ENDPOINT": f"{origin}/{args.stage}",
         "CHAT_STAGE": args.stage,
     })
@@ -128,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     # Versioned, as infra/ declares it: downloads are pinned to the scanned version.
     s3.put_bucket_versioning(Bucket=settings().files_bucket, VersioningConfiguration={"Status": "Enabled"})
 
+    from .pushes import create_platform_applications
+
+    create_platform_applications(boto3.client("sns", endpoint_url=moto_url), settings().push_applications)
+
     idp = DevIdp(origin, state_dir)
     if not args.no_seed:
         with contextlib.redirect_stdout(sys.stderr):
@@ -149,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     (state_dir / "stack.json").write_text(json.dumps({
         "origin": origin, "ws": f"ws://127.0.0.1:{port}/ws", "dynamodb": ddb_url,
         "dynamodb_upstream": ddb_upstream, "s3": s3_url, "s3_upstream": moto_url,
-        "management": f"{origin}/{args.stage}", "stage": args.stage, "pid": os.getpid(),
+        "management": f"{origin}/{args.stage}", "stage": args.stage, "pid": os.getpid(), "sns": moto_url,
     }))
 
     async def serve() -> None:

@@ -149,6 +149,10 @@ class Gateway:
             return await self._limits(request)
         if path in ("/dev/stack/metrics", "/dev/stack/metrics/reset"):
             return self._metrics(request, path)
+        if path == "/dev/stack/pushes":
+            from .pushes import handle as pushes
+
+            return await pushes(request)
         if path == "/dev/stack/faults":
             return await self._faults(request)
         if path == _VIRTUAL_PATH or path.startswith(_VIRTUAL_PATH + "/"):

@@ -46,7 +46,7 @@ _record_lock = threading.Lock()
 _recorded: set[tuple[str, str, str]] = set()
 
 DENIED_CODES = {"dynamodb": "AccessDeniedException", "s3": "AccessDenied", "sqs": "AccessDenied",
-                "apigatewaymanagementapi": "ForbiddenException"}
+                "apigatewaymanagementapi": "ForbiddenException", "sns": "AuthorizationError"}
 _TRANSACT = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
 _S3_VERSIONED = {"GetObject": "GetObjectVersion", "DeleteObject": "DeleteObjectVersion",
                  "PutObjectTagging": "PutObjectVersionTagging", "GetObjectTagging": "GetObjectVersionTagging",
@@ -113,6 +113,11 @@ def requests_of(service: str, operation: str, params: dict[str, Any]) -> Iterato
             source = params.get("CopySource")
             src = f"{source['Bucket']}/{source['Key']}" if isinstance(source, dict) else str(source).lstrip("/")
             yield "s3:GetObject", f"arn:aws:s3:::{src.split('?', 1)[0]}"
+    elif service == "sns":
+        # Mobile push: an endpoint's calls on the endpoint ARN, CreatePlatformEndpoint on the application's.
+        arn = (params.get("PlatformApplicationArn") or params.get("EndpointArn") or params.get("TargetArn")
+               or params.get("TopicArn") or "*")
+        yield f"sns:{operation}", str(arn)
     elif service == "apigatewaymanagementapi":
         method = _CONNECTION_METHOD.get(operation, "POST")
         stage = os.environ.get("CHAT_STAGE", "dev")

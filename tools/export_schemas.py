@@ -43,6 +43,8 @@ SUMMARIES: dict[str, str] = {
     "conversation.get": "One conversation",
     "users.search": "Find people by the start of a name or email word: my company's and connected companies' "
                     "that allow it (docs/protocol.md \"People search\")",
+    "push.register": "Register (or replace) one of my phones for mobile push: its SNS endpoint (docs/push.md)",
+    "push.unregister": "Remove one of my phones from mobile push (sign-out)",
     "history": "History, newest first",
     "message.send": "Send a message (idempotent by clientMessageId)",
     "read": "Move my read marker forward",

@@ -912,9 +912,24 @@ FUNCTION_ACCESS["file_scan_result"] = {k: v for k, v in FUNCTION_ACCESS["file_up
 FUNCTION_ACCESS["compliance_job"]["bucket:files"] = sorted({*FUNCTION_ACCESS["compliance_job"]["bucket:files"],
                                                             "AbortMultipartUpload"})
 
+# Mobile push (docs/push.md): registration on the socket and REST (endpoints, devices, claims), the
+# send on the delivery worker (devices, the sender's name, Publish; a disabled endpoint is removed),
+# SCIM deactivation removes the user's devices.  A DM or mention over REST queues its push job.
+_PUSH_REGISTER = {"push_devices": ["DeleteItem", "GetItem", "PutItem"],
+                  "sns:push": ["CreatePlatformEndpoint", "DeleteEndpoint", "SetEndpointAttributes"]}
+for _fn, _extra in {
+    "api_handler": {**_PUSH_REGISTER, "queue:delivery": ["GetQueueUrl", "SendMessageBatch"]},
+    "websocket_message": _PUSH_REGISTER,
+    "deliver": {"push_devices": ["DeleteItem", "Query"], "users": ["GetItem"],
+                "sns:push": ["DeleteEndpoint", "Publish"]},
+    "scim": {"push_devices": ["DeleteItem", "GetItem", "Query"], "sns:push": ["DeleteEndpoint"]},
+}.items():
+    for _key, _acts in _extra.items():
+        FUNCTION_ACCESS[_fn][_key] = sorted({*FUNCTION_ACCESS[_fn].get(_key, []), *_acts})
+
 # The audit log is append-only: whoever writes it may only PutItem (test_infra checks it).
 AUDIT_TABLE = "audit"
-_ACCESS_PREFIX = {"queue": "sqs", "bucket": "s3"}
+_ACCESS_PREFIX = {"queue": "sqs", "bucket": "s3", "sns": "sns"}
 _OBJECT_PAIRS = {f"s3:{a}": f"s3:{b}" for a, b in (
     ("GetObject", "GetObjectVersion"), ("DeleteObject", "DeleteObjectVersion"),
     ("PutObjectTagging", "PutObjectVersionTagging"))}
@@ -958,6 +973,13 @@ def _resource_statement(stage_name: str, key: str, actions: list[str]) -> dict[s
         resources = sorted({f"arn:aws:s3:::{bucket}" if a in bucket_level else f"arn:aws:s3:::{bucket}/*"
                             for a in acts})
         sid = f"{_camel(name)}Bucket"
+    elif kind == "sns":
+        # Mobile push (docs/push.md): the stage's platform applications (named <app>-<stage>-*, created
+        # by ops, docs/operations.md) and the endpoints SNS creates under them.
+        app = f"{st.app_name}-{st.name}-*"
+        resources = sorted({f"arn:aws:sns:*:*:app/*/{app}" if a == "sns:CreatePlatformEndpoint"
+                            else f"arn:aws:sns:*:*:endpoint/*/{app}/*" for a in acts})
+        sid = "PushEndpoints"
     elif key == "@connections":
         acts = ["execute-api:ManageConnections"]
         resources = [f"arn:aws:execute-api:*:*:*/{st.api_stage}/{m}/@connections/*" for m in WS_METHODS]

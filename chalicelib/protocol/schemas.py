@@ -412,8 +412,33 @@ _SEARCH_RESULT = {"type": "object", "additionalProperties": False, "required": [
                                                 "description": "pass as `cursor` (with the same q) for the next "
                                                                "page; null on the last. A page may hold fewer "
                                                                "than `limit` people and still have a cursor"}}}
+# --- mobile push (docs/push.md): the caller's own devices -----------------------------------
+DEVICE_ID = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9._:-]+$"}
+INBOUND["push.register"] = _action("push.register", {
+    "deviceId": {**DEVICE_ID, "description": "the app's own id of this installation (stable across token rotation)"},
+    "platform": {"enum": ["apns", "apns_sandbox", "fcm"]},
+    "appId": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9._-]+$",
+              "description": "bundle id / package name; with platform it names the SNS platform application"},
+    "token": {"type": "string", "minLength": 8, "maxLength": 4096, "pattern": "^[A-Za-z0-9_:.\\-]+$",
+              "description": "the APNs device token (hex) or FCM registration token"},
+    "locale": {"type": ["string", "null"], "maxLength": 35, "pattern": "^[A-Za-z0-9_-]*$"}},
+    ["deviceId", "platform", "appId", "token"])
+INBOUND["push.unregister"] = _action("push.unregister", {"deviceId": DEVICE_ID}, ["deviceId"])
+PUSH_DEVICE = {"type": "object", "additionalProperties": False,
+               "required": ["deviceId", "platform", "appId", "locale", "registeredAt"], "properties": {
+                   "deviceId": {"type": "string"}, "platform": {"enum": ["apns", "apns_sandbox", "fcm"]},
+                   "appId": {"type": "string"}, "locale": {"type": ["string", "null"]},
+                   "registeredAt": {"type": "integer"}}}
+_PUSH_REGISTER_RESULT = {"type": "object", "additionalProperties": False, "required": ["device"],
+                         "properties": {"device": PUSH_DEVICE}}
+_PUSH_UNREGISTER_RESULT = {"type": "object", "additionalProperties": False, "required": ["deviceId", "removed"],
+                           "properties": {"deviceId": {"type": "string"},
+                                          "removed": {"type": "boolean",
+                                                      "description": "false: the caller had no such device"}}}
 # The ``result`` of an ``ack``, for actions whose result shape is pinned (docs/schemas/result/).
 RESULTS: dict[str, dict[str, Any]] = {
+    "push.register": {"$schema": DRAFT, "title": "push.register result", **_PUSH_REGISTER_RESULT},
+    "push.unregister": {"$schema": DRAFT, "title": "push.unregister result", **_PUSH_UNREGISTER_RESULT},
     "users.search": {"$schema": DRAFT, "title": "users.search result", **_SEARCH_RESULT},
     "users.get": {"$schema": DRAFT, "title": "users.get result", "type": "object", "additionalProperties": False,
                   "required": ["users", "notFound"], "properties": {
@@ -505,6 +530,8 @@ RESPONSES: dict[str, dict[str, Any]] = {
         "conversations": {"type": "array", "items": _OBJ}, "nextCursor": _PAGE_CURSOR}},
     "conversation.get": {"type": "object", "required": ["conversation"], "properties": {"conversation": _OBJ}},
     "users.search": _SEARCH_RESULT,
+    "push.register": _PUSH_REGISTER_RESULT,
+    "push.unregister": _PUSH_UNREGISTER_RESULT,
     "history": {"type": "object", "required": ["messages", "nextBeforeSeq"], "properties": {
         "messages": {"type": "array", "items": _OBJ}, "nextBeforeSeq": _NULL_INT}},
     "message.send": {"type": "object", "required": ["message", "duplicate"], "properties": {

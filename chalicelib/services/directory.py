@@ -68,6 +68,11 @@ def set_active(user: User, active: bool, now_ms: int) -> bool:
     if not active:
         # Also when unchanged: a retried request (or a $connect racing the first one) leaves nothing open.
         close_sockets(user.tenant_id, user.user_id)
+        # and their phones stop getting pushes (docs/push.md): devices and SNS endpoints removed.
+        from .. import push
+        from ..models import user_key
+
+        push.unregister_all(user_key(user.tenant_id, user.user_id))
     return changed
 
 

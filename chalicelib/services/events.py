@@ -79,6 +79,12 @@ def run(out: Any, job: dict[str, Any]) -> dict[str, list[str]]:
     if kind == "connections":
         failed_posts = out.post(list(job["connections"]), job["payload"])
         return {job["payload"]: failed_posts} if failed_posts else {}
+    if kind == "push":
+        # Mobile push of a DM or mention (docs/push.md): always on a delivery worker.
+        from .. import push
+
+        push.run(job)
+        return {}
     if kind == "roster.build":
         rosters.build_step(out, job, int(time.time()))
         return {}

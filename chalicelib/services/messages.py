@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
-from .. import limits, metrics, policy
+from .. import limits, metrics, policy, push
 from .. import retention
 from ..models import (batch_get_across, condition_failed, Conversation, HeldOriginal, Idempotency, Member, Message,
                       RateCounter, RetentionRule, tenant_of, transaction, user_ref)
@@ -196,6 +196,11 @@ def _announce(call: Call, conv: Conversation, view: dict[str, Any]) -> None:
                            mention={"all": bool(view["mentionAll"]), "users": list(view["mentions"])},
                            exclude_connection=call.connection_id, origin=policy.key_of(call.principal),
                            now_ms=call.now_ms())
+    # Mobile push of a DM or a mention to recipients with no active device: a job for a delivery
+    # worker, so the ack never waits for SNS (docs/push.md).
+    job = push.job_for(conv, view, policy.key_of(call.principal), call.now_ms(), call.settings)
+    if job is not None:
+        call.delivery.add(job, on_worker=True)
 
 
 def _original(idem_key: str, conv_id: str) -> Message | None:

@@ -89,6 +89,7 @@ def _x(unconnected=None, policy=None, revoked=None, role=None, guest=None) -> di
 NF, FB, EXT, CF = "not_found", "forbidden", "external_access_revoked", "conflict"
 MSG = {"clientMessageId": "{marker}", "body": "ATTACK {marker}"}
 UPLOAD = {"name": "attack.png", "size": 10, "contentType": "image/png"}
+PUSH_DEVICE = {"deviceId": "attack-phone", "platform": "fcm", "appId": "com.example.chat", "token": "attack0token0fcm"}
 
 WS: list[Entry] = [
     Entry("ping", _x(), why_not=NOT_TENANT_DATA),
@@ -160,6 +161,10 @@ WS: list[Entry] = [
     Entry("users.search", _x("ok", "ok", "ok", None, None), {"q": "{victim_email}"},
           hidden=("victim_email", "victim_uid"),
           why_not="role/guest: the own company's directory is visible to its members"),
+    # mobile push: a device is stored under the caller's own user key; registering touches nothing of
+    # the victim's and unregistering the victim's id (as a device id) removes nothing of theirs.
+    Entry("push.register", _x("ok", "ok", "ok", "ok", "ok"), PUSH_DEVICE),
+    Entry("push.unregister", _x("ok", "ok", "ok", "ok", "ok"), {"deviceId": "{victim_uid}"}, hidden=("victim_email",)),
 ]
 
 C = {"conversation_id": "conv"}
@@ -171,6 +176,8 @@ REST: list[Entry] = [
     Entry("GET /users", _x("ok", "ok", "ok", None, None), {"q": "{victim_email}"},
           hidden=("victim_email", "victim_uid"),
           why_not="role/guest: the own company's directory is visible to its members"),
+    Entry("POST /push/devices", _x("ok", "ok", "ok", "ok", "ok"), PUSH_DEVICE),
+    Entry("DELETE /push/devices/{device_id}", _x("ok", "ok", "ok", "ok", "ok"), params={"device_id": "victim_uid"}),
     Entry("GET /conversations", _x("ok", "ok", "ok", None, "ok"), hidden=("conv_private",),
           why_not="role: lists only the caller's own memberships"),
     Entry("GET /conversations/{conversation_id}", _x(NF, "ok", "ok", None, NF), params=C,

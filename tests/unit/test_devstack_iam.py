@@ -70,3 +70,14 @@ def test_calls_outside_an_invocation_are_not_checked_and_refusals_name_the_call(
             iam.check("dynamodb", "Scan", {"TableName": "anything"})
     finally:
         iam.set_current(None)
+
+
+def test_sns_calls_are_authorized_on_the_application_or_endpoint_arn():
+    from devstack.iam import requests_of
+
+    app = "arn:aws:sns:us-east-1:123456789012:app/GCM/enterprise-chat-dev-fcm-com.example.chat"
+    endpoint = "arn:aws:sns:us-east-1:123456789012:endpoint/GCM/enterprise-chat-dev-fcm-com.example.chat/1"
+    assert list(requests_of("sns", "CreatePlatformEndpoint", {"PlatformApplicationArn": app, "Token": "t"})) == [
+        ("sns:CreatePlatformEndpoint", app)]
+    assert list(requests_of("sns", "Publish", {"TargetArn": endpoint, "Message": "{}"})) == [("sns:Publish", endpoint)]
+    assert list(requests_of("sns", "DeleteEndpoint", {"EndpointArn": endpoint})) == [("sns:DeleteEndpoint", endpoint)]
