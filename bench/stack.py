@@ -17,9 +17,11 @@ from typing import Any, Iterator
 
 import requests
 
-from devstack import launcher
-
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # benches run as scripts from bench/
+    sys.path.insert(0, str(ROOT))
+
+from devstack import launcher  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 # For stacks that hold many sockets: presence schedules a delayed "turn idle"
 # flush per connected user; pushed past the run, those flushes cannot land
