@@ -396,8 +396,7 @@ def _malware_protection(st: Stage, bucket: dict[str, Any]) -> dict[str, Any]:
                 "Principal": {"Service": "malware-protection-plan.guardduty.amazonaws.com"}}]},
             "Policies": [{"PolicyName": "malware-protection-s3", "PolicyDocument": role_policy}],
             "Tags": _tags(st)}},
-        "FilesMalwareProtectionPlan": {"Type": "AWS::GuardDuty::MalwareProtectionPlan",
-                                       "DependsOn": ["FilesBucket"], "Properties": {
+        "FilesMalwareProtectionPlan": {"Type": "AWS::GuardDuty::MalwareProtectionPlan", "Properties": {
             "Role": {"Fn::GetAtt": ["FilesMalwareProtectionRole", "Arn"]},
             "ProtectedResource": {"S3Bucket": {"BucketName": {"Ref": "FilesBucket"}}},
             "Actions": {"Tagging": {"Status": "ENABLED"}},
