@@ -893,6 +893,13 @@ for _key, _acts in {"tenants": ["BatchGetItem"], "links": ["BatchGetItem"],
                     "queue:presence": ["GetQueueUrl", "SendMessage"]}.items():
     FUNCTION_ACCESS["websocket_disconnect"][_key] = sorted({*FUNCTION_ACCESS["websocket_disconnect"].get(_key, []),
                                                            *_acts})
+# Who may hear an event is decided when it is delivered (policy.allowed_recipients): the companies'
+# policies and links, and in "users" mode the recipients' and the sender's directory entries.
+_AUDIENCE = {"tenants": ["BatchGetItem"], "links": ["BatchGetItem"], "users": ["BatchGetItem", "GetItem"]}
+for _fn, _access in FUNCTION_ACCESS.items():
+    if "@connections" in _access:
+        for _key, _acts in _AUDIENCE.items():
+            _access[_key] = sorted({*_access.get(_key, []), *_acts})
 # A post that answers Gone removes that connection as $disconnect does (services/connections.disconnect,
 # then the presence publish): every function that posts to sockets may do what websocket_disconnect does.
 for _fn, _access in FUNCTION_ACCESS.items():
