@@ -197,12 +197,23 @@ def write_access(principal: Principal, conv: Conversation, now_ms: int) -> None:
 
     The other side of an external conversation becomes read-only when the
     connection or a policy no longer allows it; the host side keeps its own
-    conversation, except a direct one, which has nobody left to talk to.
+    conversation, except a direct one, which has nobody left to talk to: there either
+    person is refused as soon as the other may not take part (its company's policy no
+    longer lets that user communicate externally, or the user is deactivated).
     """
     others = set(conv.tenants or ()) - {principal.tenant_id}
     if not others:
         return
     me = User.find(principal.tenant_id, principal.user_id)
+    if conv.kind == "direct":
+        # Both people of a direct conversation are known: both users' standing counts (a "users"-mode
+        # policy's list or groups, deactivation), whoever writes.  1 Query (2 members) + 1 GetItem.
+        mine = key_of(principal)
+        peer = next((m for m in Member.of_conversation(conv.conversation_id) if m.user_key != mine), None)
+        if peer is not None and peer.tenant_id != principal.tenant_id:
+            crossing(principal.tenant_id, peer.tenant_id, now_ms, a_user=me,
+                     b_user=User.find(peer.tenant_id, peer.user_id))
+        return
     if principal.tenant_id != conv.tenant_id:
         crossing(principal.tenant_id, conv.tenant_id, now_ms, a_user=me)
     elif conv.kind == "direct":

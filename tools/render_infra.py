@@ -887,8 +887,11 @@ FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
         "users/index": ["Query"],
     },
 }
-# $disconnect publishes presence like $connect (to watchers of other companies too).
-for _key, _acts in {"tenants": ["BatchGetItem"], "links": ["BatchGetItem"],
+# $disconnect publishes presence like $connect (to watchers of other companies too).  The fan-out filter
+# (policy.allowed_recipients) reads the users of a company whose external access is "users" mode (its
+# users/groups list): the origin's entry (GetItem) and the recipients' (BatchGetItem) -- found by
+# tests/e2e/test_federation.py's group-mode test, where the deliver worker was refused them.
+for _key, _acts in {"tenants": ["BatchGetItem"], "links": ["BatchGetItem"], "users": ["BatchGetItem", "GetItem"],
                     "queue:delivery": ["GetQueueUrl", "SendMessageBatch"],
                     "queue:presence": ["GetQueueUrl", "SendMessage"]}.items():
     FUNCTION_ACCESS["websocket_disconnect"][_key] = sorted({*FUNCTION_ACCESS["websocket_disconnect"].get(_key, []),

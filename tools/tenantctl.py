@@ -1,7 +1,7 @@
 """Ops command line: register tenants and directory users in DynamoDB.
 
 Uses the same models and endpoint settings as the app, so it works against
-the local stack and against AWS alike::
+the local stack (``--stack .devstack/stack.json``) and against AWS alike::
 
     python -m tools.tenantctl register --tenant acme --name "Acme Corp" \\
         --domain acme.example --issuer https://login.acme.example \\
@@ -15,6 +15,8 @@ the local stack and against AWS alike::
         --connects-per-second 50 --sends-per-second-user 10 --sends-per-second-tenant 2000
     python -m tools.tenantctl limits --tenant acme          # show (0 resets one to the default)
     python -m tools.tenantctl search-backfill --tenant acme
+    python -m tools.tenantctl suspend --tenant acme        # refuse its tokens, close its sockets
+    python -m tools.tenantctl resume --tenant acme
     python -m tools.tenantctl create-tables
 """
 from __future__ import annotations
@@ -22,10 +24,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tenantctl", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stack", metavar="STACK_JSON", default=None,
+                        help="talk to this local stack (its .devstack/stack.json, written by `make run`): "
+                             "its DynamoDB, S3 and @connections endpoints and the dev stage's table names; "
+                             "without it, the AWS_ENDPOINT_URL_* and table variables of the environment")
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     reg = sub.add_parser("register", help="create or update a tenant")
@@ -69,6 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     lim.add_argument("--sends-per-second-user", type=int, default=None, help="messages per second per user")
     lim.add_argument("--sends-per-second-tenant", type=int, default=None, help="messages per second, tenant")
 
+    sus = sub.add_parser("suspend", help="suspend a tenant: its tokens are refused and its open sockets closed")
+    sus.add_argument("--tenant", required=True)
+    sus.add_argument("--resweep-seconds", type=float, default=None,
+                     help="close the tenant's sockets again after this many seconds, once running containers "
+                          "have dropped their cached tenant (default: TENANT_CACHE_SECONDS + 1; 0: no second sweep)")
+    res = sub.add_parser("resume", help="make a suspended tenant active again")
+    res.add_argument("--tenant", required=True)
+
     sub.add_parser("create-tables", help="create missing tables (idempotent)")
 
     fill = sub.add_parser("search-backfill",
@@ -76,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     fill.add_argument("--tenant", required=True)
 
     args = parser.parse_args(argv)
+    if args.stack:  # before chalicelib is imported: its models read the endpoints and table names once
+        import os
+        from pathlib import Path
+
+        from devstack.launcher import app_env
+
+        os.environ.update(app_env(json.loads(Path(args.stack).read_text())))
     from chalicelib import models
     from chalicelib.protocol.errors import ChatError, ValidationFailed
     from chalicelib.services import tenants
@@ -106,6 +128,21 @@ def main(argv: list[str] | None = None) -> int:
             if any(v is not None for v in values.values()):
                 tenants.set_limits(args.tenant, values)
             print(json.dumps(tenants.limits_view(args.tenant), indent=2))
+        elif args.cmd == "suspend":
+            closed = tenants.set_status(args.tenant, "suspended")
+            wait = args.resweep_seconds
+            if wait is None:
+                from chalicelib.config import settings
+
+                wait = settings().tenant_cache_seconds + 1
+            if wait > 0:
+                print(json.dumps({"suspended": args.tenant, "closed": closed, "resweepIn": wait}), flush=True)
+                time.sleep(wait)
+                closed += tenants.close_all_sockets(args.tenant)
+            print(json.dumps({"suspended": args.tenant, "closed": closed}))
+        elif args.cmd == "resume":
+            tenants.set_status(args.tenant, "active")
+            print(json.dumps({"resumed": args.tenant}))
         elif args.cmd == "show":
             t = models.Tenant.get(args.tenant)
             print(json.dumps(t.to_simple_dict(), indent=2, default=str))

@@ -60,7 +60,12 @@ ID = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-
 SEQ = {"type": "integer", "minimum": 1, "maximum": 9007199254740991}
 LIMIT = {"type": "integer", "minimum": 1, "maximum": 100}
 CURSOR = {"type": ["string", "null"], "maxLength": 256}
-TEXT = {"type": "string", "minLength": 1, "maxLength": 65536}
+# A message body's limit is in UTF-8 bytes (MAX_BODY_BYTES, 8 KB by default), which a schema cannot say:
+# the service checks it and answers payload_too_large (413) with `limit`, over WebSocket and REST alike.
+# No maxLength here, so a long body never gets validation_failed on one surface and 413 on the other.
+TEXT = {"type": "string", "minLength": 1,
+        "description": "UTF-8 text, not blank, at most MAX_BODY_BYTES bytes (8 KB by default); longer is "
+                       "payload_too_large (413) with `limit` in bytes."}
 NAME = {"type": "string", "minLength": 1, "maxLength": 80}
 TOPIC = {"type": ["string", "null"], "maxLength": 250}
 EMOJI = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\s]+$"}

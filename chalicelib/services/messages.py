@@ -25,7 +25,7 @@ from .. import limits, metrics, policy, push
 from .. import retention
 from ..models import (batch_get_across, condition_failed, Conversation, HeldOriginal, Idempotency, Member, Message,
                       RateCounter, RetentionRule, tenant_of, transaction, user_ref)
-from ..protocol.errors import ChatError, Conflict, Forbidden, Internal, NotFound, RateLimited, ValidationFailed
+from ..protocol.errors import ChatError, Conflict, Forbidden, Internal, NotFound, PayloadTooLarge, RateLimited, ValidationFailed
 from . import screening
 from .context import Call
 from . import events
@@ -68,8 +68,8 @@ def _check_body(call: Call, body: str) -> str:
     if not body.strip():
         raise ValidationFailed("body must not be empty.")
     if size > call.settings.max_body_bytes:
-        raise ValidationFailed(f"body is {size} bytes; the limit is {call.settings.max_body_bytes}.",
-                               limit=call.settings.max_body_bytes)
+        raise PayloadTooLarge(f"body is {size} bytes; the limit is {call.settings.max_body_bytes}.",
+                              limit=call.settings.max_body_bytes)
     try:
         body.encode("utf-8")
     except UnicodeEncodeError:

@@ -67,6 +67,7 @@ def register_tenant(spec: TenantSpec) -> Tenant:
         web_client_id=spec.web_client_id or None,
         algorithms=sorted(set(spec.algorithms)), auto_provision=spec.auto_provision,
         limits=owner.limits if owner is not None else None,  # re-registering keeps the limits ops set
+        status=owner.status if owner is not None else "active",  # ... and a suspension (resume is explicit)
     )
     tenant.save()
     return tenant
@@ -177,3 +178,40 @@ def limits_view(tenant_id: str) -> dict[str, object]:
             "effective": {field: getattr(effective, attr) for field, attr in limits.FIELDS.items()},
             "sendShards": limits.shards(effective.sends_per_second_tenant),
             "connectShards": limits.shards(effective.connects_per_second)}
+
+
+STATUSES = ("active", "suspended")
+
+
+def set_status(tenant_id: str, status: str) -> int:
+    """Suspend or resume a tenant (``Tenant.status``); suspending closes every open socket of it.
+
+    Returns how many sockets were closed.  A suspended tenant's tokens are refused (``forbidden``,
+    403) on every handshake and REST call (chalicelib/auth.py), its users drop out of every
+    cross-company check (chalicelib/policy.py), and discovery answers 404 for its domains.  Running
+    containers keep a tenant for ``TENANT_CACHE_SECONDS`` (30 s), so within that time a warm one may
+    still let a client reconnect: :func:`close_all_sockets` again after it (``tenantctl suspend``
+    does) closes those too.  1 GetItem + 1 UpdateItem, then the sweep.
+    """
+    if status not in STATUSES:
+        raise ValidationFailed(f"status must be one of {list(STATUSES)}")
+    try:
+        tenant = Tenant.get(tenant_id, consistent_read=True)
+    except Tenant.DoesNotExist:
+        raise ValidationFailed(f"unknown tenant {tenant_id!r}") from None
+    if tenant.status != status:
+        tenant.update(actions=[Tenant.status.set(status)])
+    return close_all_sockets(tenant_id) if status == "suspended" else 0
+
+
+def close_all_sockets(tenant_id: str) -> int:
+    """Close every open socket of a tenant's users, as SCIM deactivation closes one user's
+    (services/directory.close_sockets): Query the tenant's users (1 per 1 MB page, keys only), then per
+    user 1 Query ``by_user`` and 1 DELETE @connections per socket; each socket then gets its
+    ``$disconnect``, which removes its records.  An ops action, not a request path."""
+    from .directory import close_sockets
+
+    closed = 0
+    for user in User.query(tenant_id, attributes_to_get=["tenant_id", "user_id"]):
+        closed += close_sockets(tenant_id, user.user_id)
+    return closed

@@ -329,3 +329,46 @@ async def test_external_member_matrix(stack, pair, sessions, case):
     assert outcomes == expected
     # and nothing b tried reached a
     await sa.no_event("message.created", wait=0.5, message__body="x")
+
+
+async def test_users_mode_by_directory_group_over_both_companies(stack, pair, sessions):
+    """`"mode": "users"` with `groups` only (federation.md): a user in an allowed directory group (the
+    names SCIM Groups write into `User.groups`) may talk externally, in both directions; a user outside
+    it may not, and leaving the group ends it.  The other company's own policy is `all` throughout."""
+    from chalicelib.services.directory import retag_user
+
+    a, b = pair
+    connect_companies(stack, a, b)
+    retag_user(b.tenant, b.user_id(b.member), add=["sales"])
+    retag_user(b.tenant, b.user_id(b.other), add=["engineering"])
+    r = api(stack, b.admin, "PUT", "/admin/policy", json={"mode": "users", "groups": ["sales"]})
+    assert r.status_code == 200, r.text
+    sa, sb, so = await sessions(a.member), await sessions(b.member), await sessions(b.other)
+
+    # In the group: starts a conversation with the other company, and is reached from it.
+    conv = (await sb.call("conversation.create", kind="direct", memberEmails=[a.member]))["conversation"]
+    cid = conv["conversationId"]
+    await sa.event("conversation.created", conversation__conversationId=cid)
+    await sa.call("message.send", conversationId=cid, clientMessageId="g1", body="hello sales")
+    assert (await sb.event("message.created", message__conversationId=cid))["message"]["body"] == "hello sales"
+    await sb.call("message.send", conversationId=cid, clientMessageId="g2", body="hello back")
+    await sa.event("message.created", message__conversationId=cid)
+
+    # Not in the group: refused both ways, the refusal naming b's policy.
+    with pytest.raises(ActionError) as err:
+        await so.call("conversation.create", kind="direct", memberEmails=[a.member])
+    assert err.value.code == "external_access_revoked" and err.value.error["side"] == b.tenant
+    assert "not allowed" in err.value.error["reason"]
+    with pytest.raises(ActionError) as err:
+        await sa.call("conversation.create", kind="direct", memberEmails=[b.other])
+    assert err.value.code == "external_access_revoked" and err.value.error["side"] == b.tenant
+
+    # Leaving the group ends it: their direct conversation refuses new writes from either person
+    # (policy.write_access checks both people of a direct conversation).
+    retag_user(b.tenant, b.user_id(b.member), remove=["sales"])
+    with pytest.raises(ActionError) as err:
+        await sb.call("message.send", conversationId=cid, clientMessageId="g3", body="still here?")
+    assert err.value.code == "external_access_revoked" and err.value.error["side"] == b.tenant
+    with pytest.raises(ActionError) as err:
+        await sa.call("message.send", conversationId=cid, clientMessageId="g4", body="hello?")
+    assert err.value.code == "external_access_revoked" and err.value.error["side"] == b.tenant

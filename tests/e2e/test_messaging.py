@@ -375,7 +375,6 @@ async def test_cannot_add_other_tenant_users(sessions):
 
 
 @pytest.mark.parametrize("fields,code", [
-    ({"body": "x" * 9000}, "validation_failed"),
     ({"body": "   "}, "validation_failed"),
     ({"body": ""}, "validation_failed"),
     ({"body": 5}, "validation_failed"),
@@ -391,6 +390,22 @@ async def test_malformed_send_fields(sessions, fields, code):
     reply = await alice.raw("message.send", **frame)
     assert reply["type"] == "error" and reply["error"]["code"] == code, reply
     assert (await alice.call("history", conversationId=conv))["messages"] == []
+
+
+async def test_body_over_its_byte_limit_is_payload_too_large(sessions):
+    """protocol.md's error table: a body over MAX_BODY_BYTES (8 KB) is payload_too_large with `limit` in
+    bytes, on send and on edit; the limit counts UTF-8 bytes, not characters (3,000 x "€" = 9,000 bytes)."""
+    alice = await sessions("alice@acme.example")
+    conv = await _group(alice, "bob@acme.example")
+    for body in ("x" * 9000, "\u20ac" * 3000):
+        reply = await alice.raw("message.send", conversationId=conv, clientMessageId=cmid(), body=body)
+        assert reply["type"] == "error" and reply["error"]["code"] == "payload_too_large", reply
+        assert reply["error"]["limit"] == 8 * 1024
+    assert (await alice.call("history", conversationId=conv))["messages"] == []
+    sent = await alice.call("message.send", conversationId=conv, clientMessageId=cmid(), body="x" * 8192)
+    reply = await alice.raw("message.edit", conversationId=conv, seq=sent["message"]["seq"], body="x" * 8193)
+    assert reply["type"] == "error" and reply["error"]["code"] == "payload_too_large", reply
+    assert reply["error"]["limit"] == 8 * 1024
 
 
 async def test_rate_limit_per_connection_has_retry_after(sessions):
