@@ -887,17 +887,14 @@ FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
         "users/index": ["Query"],
     },
 }
-# $disconnect publishes presence like $connect (to watchers of other companies too).  The fan-out filter
-# (policy.allowed_recipients) reads the users of a company whose external access is "users" mode (its
-# users/groups list): the origin's entry (GetItem) and the recipients' (BatchGetItem) -- found by
-# tests/e2e/test_federation.py's group-mode test, where the deliver worker was refused them.
-for _key, _acts in {"tenants": ["BatchGetItem"], "links": ["BatchGetItem"], "users": ["BatchGetItem", "GetItem"],
-                    "queue:delivery": ["GetQueueUrl", "SendMessageBatch"],
+# $disconnect publishes presence like $connect (to watchers of other companies too).
+for _key, _acts in {"queue:delivery": ["GetQueueUrl", "SendMessageBatch"],
                     "queue:presence": ["GetQueueUrl", "SendMessage"]}.items():
     FUNCTION_ACCESS["websocket_disconnect"][_key] = sorted({*FUNCTION_ACCESS["websocket_disconnect"].get(_key, []),
                                                            *_acts})
 # Who may hear an event is decided when it is delivered (policy.allowed_recipients): the companies'
-# policies and links, and in "users" mode the recipients' and the sender's directory entries.
+# policies and links, and in "users" mode the sender's directory entry (GetItem) and the recipients'
+# (BatchGetItem) -- the deliver worker was refused them in test_federation's group-mode test.
 _AUDIENCE = {"tenants": ["BatchGetItem"], "links": ["BatchGetItem"], "users": ["BatchGetItem", "GetItem"]}
 for _fn, _access in FUNCTION_ACCESS.items():
     if "@connections" in _access:
