@@ -162,12 +162,14 @@ def next_wave(tenant: str, tier: dict[str, list[str]], wave_size: int, skip: set
     active = {u.user_id for u in User.batch_get([(tenant, uid) for uid in ids]) if u.active}
     ids = [uid for uid in ids if uid in active]
     items = Presence.many([user_key(tenant, uid) for uid in ids])
-    ranked = []
-    for pos, uid in enumerate(ids):
-        status = presence_service.state(items.get(user_key(tenant, uid)), now_ms, idle_ms)["status"]
-        if status in RANK:
-            ranked.append((RANK[status], pos, uid))
-    ranked.sort()
+    return pick_wave([(uid, presence_service.state(items.get(user_key(tenant, uid)), now_ms, idle_ms)["status"])
+                      for uid in ids], wave_size)
+
+
+def pick_wave(candidates: list[tuple[str, str]], wave_size: int) -> list[str]:
+    """(user id, presence status) in the tier's order -> the wave (pure): available, away, busy first;
+    do-not-disturb / in-a-meeting only when none of those is left; offline never."""
+    ranked = sorted((RANK[status], pos, uid) for pos, (uid, status) in enumerate(candidates) if status in RANK)
     first = [r for r in ranked if r[0] <= LAST_RESORT] or ranked
     return [uid for _, _, uid in first[:wave_size]]
 
