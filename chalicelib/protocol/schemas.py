@@ -475,7 +475,7 @@ _DLP_RULES = {"type": "object", "required": ["rules", "version", "detectors", "l
 _DLP_FLAG = {"type": "object", "required": ["id", "at", "source", "conversationId", "sender", "ruleIds", "action",
                                             "excerpt"], "properties": {
     "id": {"type": "string"}, "at": {"type": "integer"},
-    "source": {"enum": ["message", "edit", "file", "file_content", "name", "topic", "reaction", "status"]},
+    "source": {"enum": ["message", "edit", "file", "file_content", "name", "topic", "reaction", "status", "expert.question"]},
     "conversationId": {"type": ["string", "null"], "description": "null for a custom status and for a "
                        "refused conversation.create"}, "seq": _NULL_INT,
     "messageId": _NULL_STR, "fileId": _NULL_STR,

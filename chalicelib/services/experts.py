@@ -200,7 +200,8 @@ def ask(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         raise NotFound("No such user.")
     from . import screening  # under the company's DLP rules, as a custom status is
 
-    text = screening.screen_own(call, body["text"], "expert.question").text
+    verdict = screening.screen_own(call, body["text"], "expert.question")
+    text = verdict.text
     now = call.now_ms()
     topic_id = topic.item_id[2:]
     question_id = f"{topic_id}.{now:013d}.{uuid.uuid4().hex[:12]}"
@@ -208,6 +209,7 @@ def ask(call: Call, body: dict[str, Any]) -> dict[str, Any]:
                    asker=p.user_id, text=text, state="open", exhausted=False, tier=0, wave=0,
                    created_at=now, updated_at=now)
     q.save(condition=ExpertItem.item_id.does_not_exist())
+    screening.record_flags(call, verdict, None, "expert.question")  # a flag rule's hit, for the reviewers
     assert call.schedule is not None, "expert.ask needs the compliance queue's scheduler"
     _offer(call.delivery, q, topic, now, call.settings.presence_idle_seconds * 1000, call.schedule)
     return {"question": _question_view(q, topic.name)}

@@ -233,3 +233,19 @@ async def test_asking_over_rest_guests_and_other_companies(stack, sessions):
     assert err.value.code == "not_found"
     # the asker of the company itself is never offered its own question (it is not in the pool here either)
     assert stored(co, qid).offered == {co.user_id(e1)}
+
+
+async def test_question_text_is_screened_under_the_company_rules(stack, sessions):
+    co = make_company(stack, "xd")
+    e1 = person(co, "expert1")
+    t = topic(stack, co, users=[co.user_id(e1)], timeoutSeconds=300)
+    rules = [{"id": "falcon", "name": "Project Falcon", "type": "keyword", "keywords": ["falcon"], "action": "block"}]
+    r = api(stack, co.admin, "PUT", "/admin/dlp/rules", json={"rules": rules})
+    assert r.status_code == 200, r.text
+    s1 = await sessions(e1)
+    asker = await sessions(co.member)
+    with pytest.raises(ActionError) as err:
+        await asker.call("expert.ask", topicId=t["topicId"], text="When does Falcon launch?")
+    assert err.value.code == "message_blocked"
+    await s1.no_event("expert.question.offered", wait=1.0)
+    assert ExpertItem.queue(co.tenant, t["topicId"]) == []
