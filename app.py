@@ -179,6 +179,12 @@ def request_file_download(file_id):
     return _rest("file.download.request", "files.request_download", {"fileId": file_id})
 
 
+# Ask the experts (docs/experts.md): a member asks a topic's pool without knowing who is in it.
+@app.route("/experts/questions", methods=["POST"], content_types=["application/json"])
+def ask_experts():
+    return _rest("expert.ask", "experts.ask", status=201)
+
+
 # --- tenant admins ---------------------------------------------------------------
 
 @app.route("/admin/connections", methods=["GET"])
@@ -229,6 +235,27 @@ def admin_list_users():
 @app.route("/admin/users/{user_id}/roles", methods=["PUT"])
 def admin_set_roles(user_id):
     return _rest("admin.users.roles", "admin.set_roles", {"userId": user_id})
+
+
+# Expert topics (docs/experts.md): admins define who answers what, in tiers.
+@app.route("/admin/experts/topics", methods=["GET"])
+def admin_list_expert_topics():
+    return _rest("admin.experts.topics.list", "experts.list_topics")
+
+
+@app.route("/admin/experts/topics", methods=["POST"], content_types=["application/json"])
+def admin_create_expert_topic():
+    return _rest("admin.experts.topics.create", "experts.create_topic", status=201)
+
+
+@app.route("/admin/experts/topics/{topic_id}", methods=["PUT"], content_types=["application/json"])
+def admin_update_expert_topic(topic_id):
+    return _rest("admin.experts.topics.update", "experts.update_topic", {"topicId": topic_id})
+
+
+@app.route("/admin/experts/topics/{topic_id}", methods=["DELETE"])
+def admin_delete_expert_topic(topic_id):
+    return _rest("admin.experts.topics.delete", "experts.delete_topic", {"topicId": topic_id})
 
 
 @app.route("/admin/audit", methods=["GET"])

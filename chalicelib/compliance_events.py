@@ -34,6 +34,13 @@ def handle(job: dict[str, Any]) -> str:
         from .services import exports
 
         return exports.export_step(export_env(), job)
+    if kind == "expert.escalate":
+        from .services import experts
+
+        out = runtime.outbox()
+        s = runtime.settings()
+        return experts.escalate(out, job, int(runtime.clock() * 1000), s.presence_idle_seconds * 1000,
+                                lambda nxt, delay: runtime.schedule_compliance(nxt, delay))
     log.warning("unknown compliance job dropped", extra={"job": str(kind)[:64]})
     return "dropped"
 

@@ -125,6 +125,8 @@ class Settings:
     push_applications: tuple[tuple[str, str], ...] = ()
     push_active_seconds: int = 120
     push_preview_chars: int = 80
+    # Ask the experts (docs/experts.md): expert topics and their questions, one table.
+    experts_table: str = "chat-dev-experts"
 
 
 DEFAULT_FILE_TYPES = ",".join([
@@ -221,6 +223,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         push_applications=tuple(sorted(json.loads(env.get("PUSH_APPLICATIONS") or "{}").items())),
         push_active_seconds=_int(env, "PUSH_ACTIVE_SECONDS", 120),
         push_preview_chars=_int(env, "PUSH_PREVIEW_CHARS", 80),
+        experts_table=env.get("EXPERTS_TABLE", f"chat-{stage}-experts"),
     )
 
 

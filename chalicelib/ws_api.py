@@ -17,7 +17,7 @@ from .config import settings
 from .protocol import frames
 from .protocol.errors import ChatError, Internal
 from .services import connections, conversations, files, messages, presence
-from .services import people, push
+from .services import experts, people, push
 from .services.context import Call
 from .ws_connect import context_of, principal_from
 
@@ -37,7 +37,7 @@ def _service(fn: Callable[..., dict[str, Any]], *args: Any) -> Handler:
     def handle(principal: Principal | None, frame: frames.Frame, cid: str, out: Any) -> dict[str, Any]:
         assert principal is not None
         call = Call(principal=principal, delivery=out, clock=runtime.clock,
-                    settings=settings(), connection_id=cid)
+                    settings=settings(), connection_id=cid, schedule=runtime.schedule_compliance)
         result = fn(call, frame.body, *args)
         return {"type": "ack", "requestId": frame.request_id, "action": frame.action, "result": result}
     return handle
@@ -93,6 +93,9 @@ ACTIONS: dict[str, tuple[Handler, bool]] = {
     # mobile push: the caller's own devices (docs/push.md)
     "push.register": (_service(push.register), True),
     "push.unregister": (_service(push.unregister), True),
+    # ask the experts (docs/experts.md)
+    "expert.ask": (_service(experts.ask), True),
+    "expert.accept": (_service(experts.accept), True),
 }
 
 

@@ -45,6 +45,13 @@ SUMMARIES: dict[str, str] = {
                     "that allow it (docs/protocol.md \"People search\")",
     "push.register": "Register (or replace) one of my phones for mobile push: its SNS endpoint (docs/push.md)",
     "push.unregister": "Remove one of my phones from mobile push (sign-out)",
+    "expert.ask": "Ask a topic's experts (who they are stays hidden): offered to the reachable ones in waves "
+                  "(docs/experts.md)",
+    "admin.experts.topics.list": "The company's expert topics (admins)",
+    "admin.experts.topics.create": "Create an expert topic: tiers of users and directory groups, wave size, "
+                                   "timeout (admins; audited)",
+    "admin.experts.topics.update": "Change an expert topic (admins; audited)",
+    "admin.experts.topics.delete": "Delete an expert topic (admins; audited)",
     "history": "History, newest first",
     "message.send": "Send a message (idempotent by clientMessageId)",
     "read": "Move my read marker forward",
@@ -108,6 +115,9 @@ EXAMPLES: dict[str, dict] = {
                          "timezone": "Europe/Berlin", "windowMode": "inside",
                          "windows": [{"days": [0, 1, 2, 3, 4], "start": "08:00", "end": "18:00"}]},
     "admin.users.roles": {"roles": ["member", "reviewer"]},
+    "expert.ask": {"topicId": "et-0123456789abcdef", "text": "Can we ship lithium batteries to Norway?"},
+    "admin.experts.topics.create": {"name": "Export control", "tiers": [{"users": ["u-123"]}, {"groups": ["g-9"]}],
+                                    "waveSize": 3, "timeoutSeconds": 120},
     "admin.review.resolve": {"resolution": "dismissed", "note": "Test data, not a real card."},
     "admin.dlp.rules.set": {"version": 0, "rules": [
         {"id": "cards", "name": "Payment cards", "type": "detector", "detector": "payment_card",

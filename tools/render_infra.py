@@ -887,6 +887,22 @@ FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
         "users/index": ["Query"],
     },
 }
+# Ask the experts (docs/experts.md): topics over REST (admins), asking on both APIs (the question, its
+# pool: users, groups, presence; the first escalation step queued), accepting on the socket (the
+# conditional claim, then conversation.create's needs, already there); escalation steps on the
+# compliance queue offer the next wave.  Offers go through the delivery queue (nothing here posts).
+for _fn, _extra in {
+    "api_handler": {"experts": ["DeleteItem", "GetItem", "PutItem", "Query", "UpdateItem"],
+                    "groups": ["GetItem"], "dlp_rules": ["BatchGetItem"], "dlp_flags": ["PutItem"],
+                    "queue:compliance": ["GetQueueUrl", "SendMessage"]},
+    "websocket_message": {"experts": ["GetItem", "PutItem", "UpdateItem"], "groups": ["GetItem"],
+                          "queue:compliance": ["GetQueueUrl", "SendMessage"]},
+    "compliance_job": {"experts": ["GetItem", "UpdateItem"], "groups": ["GetItem"],
+                       "users": ["BatchGetItem", "GetItem"], "presence": ["BatchGetItem"],
+                       "queue:delivery": ["GetQueueUrl", "SendMessageBatch"]},
+}.items():
+    for _key, _acts in _extra.items():
+        FUNCTION_ACCESS[_fn][_key] = sorted({*FUNCTION_ACCESS[_fn].get(_key, []), *_acts})
 # $disconnect publishes presence like $connect (to watchers of other companies too).
 for _key, _acts in {"queue:delivery": ["GetQueueUrl", "SendMessageBatch"],
                     "queue:presence": ["GetQueueUrl", "SendMessage"]}.items():

@@ -480,7 +480,7 @@ _DLP_RULES = {"type": "object", "required": ["rules", "version", "detectors", "l
 _DLP_FLAG = {"type": "object", "required": ["id", "at", "source", "conversationId", "sender", "ruleIds", "action",
                                             "excerpt"], "properties": {
     "id": {"type": "string"}, "at": {"type": "integer"},
-    "source": {"enum": ["message", "edit", "file", "file_content", "name", "topic", "reaction", "status"]},
+    "source": {"enum": ["message", "edit", "file", "file_content", "name", "topic", "reaction", "status", "expert.question"]},
     "conversationId": {"type": ["string", "null"], "description": "null for a custom status and for a "
                        "refused conversation.create"}, "seq": _NULL_INT,
     "messageId": _NULL_STR, "fileId": _NULL_STR,
@@ -601,3 +601,76 @@ AUTH_DISCOVERY = {"type": "object", "additionalProperties": False, "required": [
                                                 "<issuer>/.well-known/openid-configuration for its endpoints"},
                       "clientId": {"type": "string",
                                    "description": "the client_id of the web page at that issuer"}}}
+
+
+# --- ask the experts (docs/experts.md) -----------------------------------------------------
+TOPIC_ID = {**ID, "description": "et-<16 hex>"}
+QUESTION_ID = {**ID, "description": "<topicId>.<asked at, ms, 13 digits>.<12 hex>"}
+_EXPERT_IDS = {"type": "array", "items": ID, "maxItems": 100}
+EXPERT_TIER = {"type": "object", "additionalProperties": False, "properties": {
+    "users": {**_EXPERT_IDS, "description": "user ids of the company"},
+    "groups": {**_EXPERT_IDS, "description": "directory group ids (SCIM) of the company; their members now"}}}
+_TOPIC_FIELDS = {
+    "name": NAME,
+    "tiers": {"type": "array", "items": EXPERT_TIER, "minItems": 1, "maxItems": 3,
+              "description": "tier 1 first; the next tier is asked when every reachable member of one was"},
+    "users": {**_EXPERT_IDS, "description": "shorthand for one tier (not with tiers)"},
+    "groups": {**_EXPERT_IDS, "description": "shorthand for one tier (not with tiers)"},
+    "waveSize": {"type": "integer", "minimum": 1, "maximum": 20, "description": "experts offered at once (3)"},
+    "timeoutSeconds": {"type": "integer", "minimum": 1, "maximum": 900,
+                       "description": "wait for an accept before the next wave (120; SQS delays at most 900)"},
+}
+ADMIN.update({
+    "admin.experts.topics.list": _action("admin.experts.topics.list"),
+    "admin.experts.topics.create": _action("admin.experts.topics.create", _TOPIC_FIELDS, ["name"]),
+    "admin.experts.topics.update": _action("admin.experts.topics.update", {"topicId": TOPIC_ID, **_TOPIC_FIELDS},
+                                           ["topicId"]),
+    "admin.experts.topics.delete": _action("admin.experts.topics.delete", {"topicId": TOPIC_ID}, ["topicId"]),
+})
+INBOUND["expert.ask"] = _action("expert.ask", {
+    "topicId": TOPIC_ID, "text": {"type": "string", "minLength": 1, "maxLength": 4000}}, ["topicId", "text"])
+INBOUND["expert.accept"] = _action("expert.accept", {"questionId": QUESTION_ID}, ["questionId"])
+_EXPERT_TOPIC = {"type": "object", "additionalProperties": False,
+                 "required": ["topicId", "name", "tiers", "waveSize", "timeoutSeconds", "createdAt", "updatedAt"],
+                 "properties": {"topicId": {"type": "string"}, "name": {"type": "string"},
+                                "tiers": {"type": "array", "items": EXPERT_TIER},
+                                "waveSize": {"type": "integer"}, "timeoutSeconds": {"type": "integer"},
+                                "createdAt": {"type": "integer"}, "updatedAt": {"type": "integer"}}}
+_EXPERT_QUESTION = {"type": "object", "additionalProperties": False,
+                    "required": ["questionId", "topicId", "topicName", "text", "state", "waiting", "createdAt",
+                                 "conversationId"],
+                    "properties": {"questionId": {"type": "string"}, "topicId": {"type": "string"},
+                                   "topicName": {"type": ["string", "null"]}, "text": {"type": "string"},
+                                   "state": {"enum": ["open", "accepted"]},
+                                   "waiting": {"type": "boolean",
+                                               "description": "every reachable expert was offered it; it waits "
+                                                              "in the topic's queue"},
+                                   "createdAt": {"type": "integer"},
+                                   "conversationId": {"type": ["string", "null"]}}}
+_EXPERT_ASK_RESULT = {"type": "object", "additionalProperties": False, "required": ["question"],
+                      "properties": {"question": _EXPERT_QUESTION}}
+RESULTS["expert.ask"] = {"$schema": DRAFT, "title": "expert.ask result", **_EXPERT_ASK_RESULT}
+RESULTS["expert.accept"] = {"$schema": DRAFT, "title": "expert.accept result", "type": "object",
+                            "additionalProperties": False, "required": ["question", "conversation"],
+                            "properties": {"question": _EXPERT_QUESTION, "conversation": {"type": "object"}}}
+RESPONSES.update({
+    "expert.ask": _EXPERT_ASK_RESULT,
+    "admin.experts.topics.list": {"type": "object", "required": ["topics"], "properties": {
+        "topics": {"type": "array", "items": _EXPERT_TOPIC}}},
+    "admin.experts.topics.create": {"type": "object", "required": ["topic"], "properties": {"topic": _EXPERT_TOPIC}},
+    "admin.experts.topics.update": {"type": "object", "required": ["topic"], "properties": {"topic": _EXPERT_TOPIC}},
+    "admin.experts.topics.delete": {"type": "object", "required": ["topicId", "deleted"], "properties": {
+        "topicId": {"type": "string"}, "deleted": {"type": "boolean"}}},
+})
+_Q = {"questionId": {"type": "string"}, "topicId": {"type": "string"}}
+OUTBOUND.update({
+    "expert.question.offered": _event("expert.question.offered", {
+        **_Q, "topicName": {"type": ["string", "null"]}, "text": {"type": "string"},
+        "askedBy": {"type": ["string", "null"], "description": "the asker's display name"},
+        "askedAt": {"type": "integer"}}, ["questionId", "topicId", "topicName", "text", "askedBy", "askedAt"]),
+    "expert.question.taken": _event("expert.question.taken", _Q, ["questionId", "topicId"]),
+    "expert.question.accepted": _event("expert.question.accepted", {
+        **_Q, "conversationId": {"type": "string"}, "expert": {"type": "object"}},
+        ["questionId", "topicId", "conversationId", "expert"]),
+    "expert.question.unanswered": _event("expert.question.unanswered", _Q, ["questionId", "topicId"]),
+})

@@ -19,6 +19,8 @@ class Call:
     # For the audit log (REST): the caller's address and API Gateway's request id.
     source_ip: str | None = None
     request_id: str | None = None
+    # schedule(job, delay_seconds): a delayed compliance-queue step (expert escalation, docs/experts.md)
+    schedule: Callable[[dict[str, Any], int], None] | None = None
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

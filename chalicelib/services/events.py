@@ -60,13 +60,14 @@ def to_conversation(out: Any, conv: Any, frame: dict[str, Any], *, origin: str, 
 
 
 def to_users(out: Any, keys: Iterable[str], frame: dict[str, Any], *, origin: str, now_ms: int,
-             exclude_connection: str | None = None, purpose: str = "message") -> None:
-    """The named users (a handful: new members, an uploader) hear ``frame`` on every device."""
+             exclude_connection: str | None = None, purpose: str = "message", on_worker: bool = False) -> None:
+    """The named users (a handful: new members, an uploader) hear ``frame`` on every device
+    (``on_worker``: resolved and posted by a delivery worker, e.g. from a function that posts nothing)."""
     job: dict[str, Any] = {"kind": "users", "keys": list(dict.fromkeys(keys)), "frame": frame,
                            "origin": origin, "nowMs": now_ms, "purpose": purpose}
     if exclude_connection:
         job["exclude"] = exclude_connection
-    out.add(job)
+    out.add(job, on_worker=on_worker)
 
 
 def run(out: Any, job: dict[str, Any]) -> dict[str, list[str]]:

@@ -165,6 +165,11 @@ WS: list[Entry] = [
     # the victim's and unregistering the victim's id (as a device id) removes nothing of theirs.
     Entry("push.register", _x("ok", "ok", "ok", "ok", "ok"), PUSH_DEVICE),
     Entry("push.unregister", _x("ok", "ok", "ok", "ok", "ok"), {"deviceId": "{victim_uid}"}, hidden=("victim_email",)),
+    # ask the experts (docs/experts.md): topics and questions are looked up in the caller's company only;
+    # a question is the caller's to accept only once it was offered to the caller (tests/e2e/test_experts.py)
+    Entry("expert.ask", _x(NF, NF, NF, None, FB), {"topicId": "{victim_uid}", "text": "ATTACK {marker}"},
+          why_not="role: any member of the company may ask on its topics"),
+    Entry("expert.accept", _x(NF, NF, NF, NF, NF), {"questionId": "{victim_uid}"}),
 ]
 
 C = {"conversation_id": "conv"}
@@ -178,6 +183,8 @@ REST: list[Entry] = [
           why_not="role/guest: the own company's directory is visible to its members"),
     Entry("POST /push/devices", _x("ok", "ok", "ok", "ok", "ok"), PUSH_DEVICE),
     Entry("DELETE /push/devices/{device_id}", _x("ok", "ok", "ok", "ok", "ok"), params={"device_id": "victim_uid"}),
+    Entry("POST /experts/questions", _x(NF, NF, NF, None, FB), {"topicId": "{victim_uid}", "text": "ATTACK {marker}"},
+          why_not="role: any member of the company may ask on its topics"),
     Entry("GET /conversations", _x("ok", "ok", "ok", None, "ok"), hidden=("conv_private",),
           why_not="role: lists only the caller's own memberships"),
     Entry("GET /conversations/{conversation_id}", _x(NF, "ok", "ok", None, NF), params=C,
@@ -210,6 +217,15 @@ REST: list[Entry] = [
     Entry("PUT /admin/users/{user_id}/roles", {**_x(NF, NF, NF), **ADMIN_ROLE}, {"roles": ["admin"]},
           params={"user_id": "victim_uid"}),
     Entry("GET /admin/audit", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}, hidden=("victim_uid",)),
+    # expert topics (docs/experts.md): the other company's admin names the victim as an expert / the
+    # victim's id as a topic: neither exists in its own company
+    Entry("GET /admin/experts/topics", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}, hidden=("victim_uid",)),
+    Entry("POST /admin/experts/topics", {**_x(NF, NF, NF), **ADMIN_ROLE},
+          {"name": "ATTACK {marker}", "users": ["{victim_uid}"]}),
+    Entry("PUT /admin/experts/topics/{topic_id}", {**_x(NF, NF, NF), **ADMIN_ROLE}, {"name": "ATTACK {marker}"},
+          params={"topic_id": "victim_uid"}),
+    Entry("DELETE /admin/experts/topics/{topic_id}", {**_x(NF, NF, NF), **ADMIN_ROLE},
+          params={"topic_id": "victim_uid"}),
     # compliance: a file of the company's members (kept by a hold after its deletion, or clean)
     Entry("GET /admin/files/{file_id}/download", {**_x(NF, NF, NF), **ADMIN_ROLE}, params={"file_id": "file"}),
     # the review queue: the other company's caller is its admin *and reviewer* (test_isolation.build);

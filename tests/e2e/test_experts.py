@@ -1,0 +1,251 @@
+"""Ask the experts (docs/experts.md): topics (admins), asking, waves by presence, claiming, escalation.
+
+Each test builds a fresh company (``make_company``) so topics, presence and
+queues of other tests and agents never mix in.  Replies are checked against
+the published schemas (``schemas.RESPONSES`` / ``schemas.RESULTS``).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import jsonschema
+import pytest
+
+from chalicelib.models import Conversation, DirectoryGroup, ExpertItem, Member, user_key
+from chalicelib.protocol import schemas
+from chalicelib.services.tenants import upsert_user
+
+from .client import ActionError
+from .test_federation import api, make_company
+
+pytestmark = pytest.mark.e2e
+
+TOPICS = "/admin/experts/topics"
+
+
+def ok(resp, action: str, status: int = 200) -> dict:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    jsonschema.validate(body, schemas.RESPONSES[action])
+    return body
+
+
+def refused(resp, code: str) -> dict:
+    assert resp.json().get("error", {}).get("code") == code, (resp.status_code, resp.text)
+    return resp.json()["error"]
+
+
+def person(company, name: str, roles=("member",)) -> str:
+    email = f"{name}@{company.domain}"
+    upsert_user(company.tenant, f"{company.tenant}-{name}", email, name.title(), list(roles))
+    return email
+
+
+def group(company, members: list[str]) -> str:
+    gid = "g-" + uuid.uuid4().hex[:8]
+    now = int(time.time() * 1000)
+    DirectoryGroup(tenant_id=company.tenant, group_id=gid, display_name=f"experts {gid}",
+                   members={company.user_id(m) for m in members}, created_at=now, updated_at=now).save()
+    return gid
+
+
+def topic(stack, company, **body) -> dict:
+    body.setdefault("name", "Export control")
+    return ok(api(stack, company.admin, "POST", TOPICS, json=body), "admin.experts.topics.create", 201)["topic"]
+
+
+async def ask(s, topic_id: str, text: str = "Can we ship lithium batteries to Norway?") -> dict:
+    res = await s.call("expert.ask", topicId=topic_id, text=text)
+    jsonschema.validate(res, schemas.RESULTS["expert.ask"])
+    return res["question"]
+
+
+def stored(company, question_id: str) -> ExpertItem:
+    return ExpertItem.find(company.tenant, ExpertItem.question_key(question_id))
+
+
+# --- topics ------------------------------------------------------------------------------------
+
+def test_topics_are_admin_only_audited_and_scoped_to_the_company(stack):
+    co, other = make_company(stack, "xt"), make_company(stack, "xo")
+    e1 = person(co, "expert1")
+    gid = group(co, [co.other])
+    t = topic(stack, co, tiers=[{"users": [co.user_id(e1)]}, {"groups": [gid]}], waveSize=2, timeoutSeconds=60)
+    assert (t["tiers"], t["waveSize"], t["timeoutSeconds"]) == \
+        ([{"users": [co.user_id(e1)], "groups": []}, {"users": [], "groups": [gid]}], 2, 60)
+    listed = ok(api(stack, co.admin, "GET", TOPICS), "admin.experts.topics.list")["topics"]
+    assert [x["topicId"] for x in listed] == [t["topicId"]]
+    changed = ok(api(stack, co.admin, "PUT", f"{TOPICS}/{t['topicId']}", json={"name": "Export rules", "waveSize": 1}),
+                 "admin.experts.topics.update")["topic"]
+    assert (changed["name"], changed["waveSize"], changed["tiers"]) == ("Export rules", 1, t["tiers"])
+    # members and guests may not manage topics
+    for who in (co.member, person(co, "guest1", ("guest",))):
+        refused(api(stack, who, "GET", TOPICS), "forbidden")
+        refused(api(stack, who, "POST", TOPICS, json={"name": "x", "users": [co.user_id(e1)]}), "forbidden")
+        refused(api(stack, who, "DELETE", f"{TOPICS}/{t['topicId']}"), "forbidden")
+    # another company's admin: sees none of it, cannot name this company's people or groups, nor touch the topic
+    assert ok(api(stack, other.admin, "GET", TOPICS), "admin.experts.topics.list")["topics"] == []
+    refused(api(stack, other.admin, "POST", TOPICS, json={"name": "x", "users": [co.user_id(e1)]}), "not_found")
+    refused(api(stack, other.admin, "POST", TOPICS, json={"name": "x", "groups": [gid]}), "not_found")
+    refused(api(stack, other.admin, "PUT", f"{TOPICS}/{t['topicId']}", json={"name": "x"}), "not_found")
+    refused(api(stack, other.admin, "DELETE", f"{TOPICS}/{t['topicId']}"), "not_found")
+    # a tier names somebody; tiers and the shorthand do not mix
+    refused(api(stack, co.admin, "POST", TOPICS, json={"name": "x", "tiers": [{}]}), "validation_failed")
+    refused(api(stack, co.admin, "POST", TOPICS, json={"name": "x", "tiers": [{"users": [co.user_id(e1)]}],
+                                                          "users": [co.user_id(e1)]}), "validation_failed")
+    deleted = ok(api(stack, co.admin, "DELETE", f"{TOPICS}/{t['topicId']}"), "admin.experts.topics.delete")
+    assert deleted == {"topicId": t["topicId"], "deleted": True}
+    refused(api(stack, co.admin, "DELETE", f"{TOPICS}/{t['topicId']}"), "not_found")
+    actions = [e["action"] for e in api(stack, co.admin, "GET", "/admin/audit").json()["entries"]]
+    assert {"experts.topic.create", "experts.topic.update", "experts.topic.delete"} <= set(actions)
+    assert not any(a.startswith("experts.") for a in
+                   (e["action"] for e in api(stack, other.admin, "GET", "/admin/audit").json()["entries"]))
+
+
+# --- asking and claiming -----------------------------------------------------------------------------
+
+async def test_offered_by_presence_accepted_by_one_with_a_conversation(stack, sessions):
+    co = make_company(stack, "xa")
+    busy_one, first, second, offline = (person(co, n) for n in ("dnd", "first", "second", "offline"))
+    t = topic(stack, co, users=[co.user_id(e) for e in (busy_one, first, offline)],
+              groups=[group(co, [second])], waveSize=2, timeoutSeconds=300)
+    dnd = await sessions(busy_one)
+    await dnd.call("presence.set", status="do_not_disturb")
+    s1, s2 = await sessions(first), await sessions(second)
+    asker = await sessions(co.member)
+    q = await ask(asker, t["topicId"])
+    # the asker sees the question, never who is in the pool
+    assert (q["state"], q["topicName"], q["waiting"]) == ("open", "Export control", False)
+    for email in (busy_one, first, second, offline):
+        assert co.user_id(email) not in str(q)
+    # available experts first (a group's member too); do-not-disturb and offline ones not while others remain
+    for s in (s1, s2):
+        offer = await s.event("expert.question.offered", questionId=q["questionId"])
+        jsonschema.validate(offer, schemas.OUTBOUND["expert.question.offered"])
+        assert (offer["askedBy"], offer["text"], offer["topicName"]) == \
+            ("Member", "Can we ship lithium batteries to Norway?", "Export control")
+    await dnd.no_event("expert.question.offered", wait=1.0)
+    assert stored(co, q["questionId"]).offered == {co.user_id(first), co.user_id(second)}
+    # somebody it was not offered to cannot take it (nor see that it exists)
+    with pytest.raises(ActionError) as err:
+        await dnd.call("expert.accept", questionId=q["questionId"])
+    assert err.value.code == "not_found"
+    res = await s1.call("expert.accept", questionId=q["questionId"])
+    jsonschema.validate(res, schemas.RESULTS["expert.accept"])
+    conv_id = res["conversation"]["conversationId"]
+    assert res["question"]["state"] == "accepted" and res["question"]["conversationId"] == conv_id
+    accepted = await asker.event("expert.question.accepted", questionId=q["questionId"])
+    assert accepted["conversationId"] == conv_id and accepted["expert"]["userId"] == co.user_id(first)
+    await s2.event("expert.question.taken", questionId=q["questionId"])
+    with pytest.raises(ActionError) as err:
+        await s2.call("expert.accept", questionId=q["questionId"])
+    assert err.value.code == "conflict"
+    # an ordinary conversation of the two, tagged with the topic, made by the conversations service
+    conv = Conversation.find(conv_id, consistent=True)
+    assert (conv.kind, conv.tenant_id, conv.name) == ("group", co.tenant, "Export control")
+    assert "Export control" in conv.topic
+    assert {m.user_key for m in Member.of_conversation(conv_id)} == \
+        {user_key(co.tenant, co.user_id(e)) for e in (first, co.member)}
+    await asker.call("message.send", conversationId=conv_id, clientMessageId=uuid.uuid4().hex, body="thanks!")
+    await s1.event("message.created")
+
+
+async def test_concurrent_accepts_have_exactly_one_winner(stack, sessions):
+    co = make_company(stack, "xr")
+    experts = [person(co, f"racer{i}") for i in range(5)]
+    t = topic(stack, co, users=[co.user_id(e) for e in experts], waveSize=5, timeoutSeconds=300)
+    devices = [await sessions(e) for e in experts]
+    asker = await sessions(co.member)
+    q = await ask(asker, t["topicId"])
+    for d in devices:
+        await d.event("expert.question.offered", questionId=q["questionId"])
+    replies = await asyncio.gather(*(d.raw("expert.accept", questionId=q["questionId"]) for d in devices))
+    wins = [r for r in replies if r["type"] == "ack"]
+    losses = [r for r in replies if r["type"] == "error"]
+    assert len(wins) == 1 and len(losses) == 4, replies
+    assert {r["error"]["code"] for r in losses} == {"conflict"}
+    winner = devices[replies.index(wins[0])]
+    item = stored(co, q["questionId"])
+    assert item.state == "accepted" and item.accepted_by == co.user_id(winner.email)
+    assert (await asker.event("expert.question.accepted"))["conversationId"] == item.conversation_id
+    for d in devices:
+        if d is not winner:
+            await d.event("expert.question.taken", questionId=q["questionId"])
+    await asker.no_event("expert.question.accepted", wait=1.0)  # one accepted event, one conversation
+
+
+async def test_escalation_next_wave_next_tier_then_unanswered_and_waiting(stack, sessions):
+    co = make_company(stack, "xe")
+    a1, a2, b1 = person(co, "tier1a"), person(co, "tier1b"), person(co, "tier2a")
+    t = topic(stack, co, tiers=[{"users": [co.user_id(a1), co.user_id(a2)]}, {"users": [co.user_id(b1)]}],
+              waveSize=1, timeoutSeconds=1)
+    s_a1, s_a2, s_b1 = await sessions(a1), await sessions(a2), await sessions(b1)
+    await s_a2.call("presence.set", status="away")
+    asker = await sessions(co.member)
+    q = await ask(asker, t["topicId"])
+    qid = q["questionId"]
+    # wave 1: the available tier-1 expert; then the away one; then tier 2; then nobody is left
+    await s_a1.event("expert.question.offered", questionId=qid)
+    await s_a2.event("expert.question.offered", timeout=20, questionId=qid)
+    await s_b1.event("expert.question.offered", timeout=20, questionId=qid)
+    unanswered = await asker.event("expert.question.unanswered", timeout=20, questionId=qid)
+    jsonschema.validate(unanswered, schemas.OUTBOUND["expert.question.unanswered"])
+    item = stored(co, qid)
+    assert (item.state, item.exhausted, int(item.tier)) == ("open", True, 2)  # past the last tier
+    assert list(ExpertItem.queue(co.tenant, t["topicId"]))[0].item_id == ExpertItem.question_key(qid)
+    # a late step of the same escalation is stale and offers nothing twice
+    from chalicelib.services import experts
+
+    late = {"job": "expert.escalate", "tenantId": co.tenant, "questionId": qid, "wave": 1}
+    assert experts.escalate(None, late, int(time.time() * 1000), 60_000, lambda *_: None) == "stale"
+    await s_a1.no_event("expert.question.offered", wait=1.0, questionId=qid)
+    # the question waits in the queue: an expert it was offered to can still take it
+    res = await s_a1.call("expert.accept", questionId=qid)
+    assert res["question"]["state"] == "accepted"
+    await asker.event("expert.question.accepted", questionId=qid)
+    for s in (s_a2, s_b1):
+        await s.event("expert.question.taken", questionId=qid)
+
+
+async def test_asking_over_rest_guests_and_other_companies(stack, sessions):
+    co, other = make_company(stack, "xq"), make_company(stack, "xp")
+    e1 = person(co, "expert1")
+    t = topic(stack, co, users=[co.user_id(e1)], timeoutSeconds=300)
+    s1 = await sessions(e1)
+    body = ok(api(stack, co.member, "POST", "/experts/questions",
+                  json={"topicId": t["topicId"], "text": "Who signs NDAs?"}), "expert.ask", 201)
+    qid = body["question"]["questionId"]
+    offer = await s1.event("expert.question.offered", questionId=qid)
+    assert offer["askedBy"] == "Member"
+    # guests do not ask; another company's members find no such topic, nor take the question
+    refused(api(stack, person(co, "guest1", ("guest",)), "POST", "/experts/questions",
+                json={"topicId": t["topicId"], "text": "x"}), "forbidden")
+    refused(api(stack, other.member, "POST", "/experts/questions", json={"topicId": t["topicId"], "text": "x"}),
+            "not_found")
+    outsider = await sessions(other.member)
+    with pytest.raises(ActionError) as err:
+        await outsider.call("expert.accept", questionId=qid)
+    assert err.value.code == "not_found"
+    with pytest.raises(ActionError) as err:
+        await outsider.call("expert.ask", topicId=t["topicId"], text="x")
+    assert err.value.code == "not_found"
+    # the asker of the company itself is never offered its own question (it is not in the pool here either)
+    assert stored(co, qid).offered == {co.user_id(e1)}
+
+
+async def test_question_text_is_screened_under_the_company_rules(stack, sessions):
+    co = make_company(stack, "xd")
+    e1 = person(co, "expert1")
+    t = topic(stack, co, users=[co.user_id(e1)], timeoutSeconds=300)
+    rules = [{"id": "falcon", "name": "Project Falcon", "type": "keyword", "keywords": ["falcon"], "action": "block"}]
+    r = api(stack, co.admin, "PUT", "/admin/dlp/rules", json={"rules": rules})
+    assert r.status_code == 200, r.text
+    s1 = await sessions(e1)
+    asker = await sessions(co.member)
+    with pytest.raises(ActionError) as err:
+        await asker.call("expert.ask", topicId=t["topicId"], text="When does Falcon launch?")
+    assert err.value.code == "message_blocked"
+    await s1.no_event("expert.question.offered", wait=1.0)
+    assert ExpertItem.queue(co.tenant, t["topicId"]) == []
