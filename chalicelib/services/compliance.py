@@ -441,12 +441,12 @@ def sweep_step(job: dict[str, Any], schedule: Any) -> str:
     try:
         if hold.sweep_gen and gen != hold.sweep_gen:  # a new sweep began while we took the lease
             return "superseded"
-        return _sweep_pages(hold, job, schedule)
+        return _sweep_pages(hold, job, schedule, gen)
     finally:
         _drop_lease(hold, gen)
 
 
-def _sweep_pages(hold: LegalHold, job: dict[str, Any], schedule: Any) -> str:
+def _sweep_pages(hold: LegalHold, job: dict[str, Any], schedule: Any, gen: str) -> str:
     tenant = hold.tenant_id
     cursor = job.get("cursor")
     # Two phases: the messages (their expiry), then the originals a hold kept of edits and deletes.
@@ -480,7 +480,16 @@ def _sweep_pages(hold: LegalHold, job: dict[str, Any], schedule: Any) -> str:
                 continue
             break
     finished = phase == "originals" and not cursor
-    hold.update(actions=[LegalHold.swept.add(touched)] + ([LegalHold.sweep.set("done")] if finished else []))
+    # Only the current sweep may say "done": a step of an older one that was already running when the
+    # hold was released must not mark the release's sweep done before it ran.
+    current = (LegalHold.sweep_gen == gen) if hold.sweep_gen else None
+    try:
+        hold.update(actions=[LegalHold.swept.add(touched)] + ([LegalHold.sweep.set("done")] if finished else []),
+                    condition=current)
+    except UpdateError as exc:
+        if condition_failed(exc):
+            return "superseded"
+        raise
     if not finished:
         schedule({**job, "phase": phase, "cursor": cursor})
         return "continued"
