@@ -760,7 +760,10 @@ FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
         "originals": ["DeleteItem", "Query", "UpdateItem"],
         "originals/index": ["Query"],
         "queue:compliance": ["GetQueueUrl", "SendMessage"],
-        "retention": ["BatchGetItem"],
+        # the retention backfill: its state item (lease, progress), a conversation's first member, quota
+        "retention": ["BatchGetItem", "GetItem", "UpdateItem"],
+        "members": ["Query"],
+        "usage": ["UpdateItem"],
         "users": ["Query"],
     },
     "deliver": {
