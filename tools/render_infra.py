@@ -748,7 +748,8 @@ FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
         "users/index": ["Query"],
     },
     "compliance_job": {
-        "bucket:files": ["DeleteObject", "DeleteObjectVersion", "GetObject", "PutObject", "PutObjectLegalHold", "PutObjectVersionTagging"],
+        "bucket:files": ["DeleteObject", "DeleteObjectVersion", "DeleteObjectVersionTagging", "GetObject", "PutObject",
+                         "PutObjectLegalHold", "PutObjectVersionTagging"],
         "conversations": ["GetItem"],
         "exports": ["GetItem", "UpdateItem"],
         "files": ["BatchGetItem", "GetItem", "UpdateItem"],

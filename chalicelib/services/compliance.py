@@ -180,7 +180,7 @@ def untag_file(msg: Message) -> None:
         return
     from .. import runtime
 
-    runtime.s3().put_object_tagging(**_object(rec), Tagging={"TagSet": []})
+    runtime.s3().delete_object_tagging(**_object(rec))
     legal_hold(rec, False)
     file_expiry(rec, None, forever=True)
 
@@ -655,6 +655,8 @@ def _recompute(msg: Message, rules: _Rules) -> bool:
     old = (int(msg.retain_s) if msg.retain_s is not None else None,
            int(msg.expires_at) if msg.expires_at is not None else None)
     if old == (decision.retain_s, expires):
+        if msg.kind == "file":  # a retried step whose message update went through: its file still follows
+            (untag_file if decision.retain_s is None else lambda m: tag_file(m, sweep=True))(msg)
         return False
     if decision.retain_s is None:
         actions = [Message.retain_s.remove(), Message.retained_sender.remove(), Message.expires_at.remove()]

@@ -206,6 +206,46 @@ async def test_a_retention_change_backfills_what_exists_and_a_hold_still_wins(st
     assert m4 is not None and m4.retain_s is None and m4.expires_at is None
 
 
+def _usage(tenant: str) -> int:
+    from chalicelib.models import TenantUsage
+
+    item = TenantUsage.find(tenant)
+    return int(item.file_bytes or 0) if item else 0
+
+
+@pytest.mark.slow
+async def test_a_file_set_to_expire_returns_its_quota_exactly_once(stack, sessions):
+    from chalicelib.services import compliance
+
+    a = make_company(stack, "quota")
+    _ok(api(stack, a.admin, "PUT", "/admin/retention", json={"days": 3650}), 200, "admin.retention.set")
+    _wait(lambda: _backfill(stack, a.admin), 60, "the (empty) backfill")
+    sa = await sessions(a.member)
+    conv = (await sa.call("conversation.create", kind="group", members=[a.user_id(a.other)]))["conversation"]
+    conv = conv["conversationId"]
+    grant = await sa.call("file.upload.request", conversationId=conv, name="q.png", size=len(PNG),
+                          contentType="image/png")
+    assert _usage(a.tenant) == len(PNG)  # reserved
+    assert _post(grant["upload"], PNG).status_code == 204
+    file_id = (await sa.event("file.ready", timeout=30))["file"]["fileId"]
+    rec = File.find(file_id, consistent=True)
+    # its expiry is set: the bytes are committed to go, so they no longer count
+    assert rec.expires_at is not None and rec.quota_returned is not None and _usage(a.tenant) == 0
+    # a retried step (the announcement's, a sweep's, a backfill's) sets the expiry again: nothing more
+    assert compliance.file_expiry(rec, int(rec.expires_at)) is False
+    assert compliance.file_expiry(File.find(file_id, consistent=True), int(rec.expires_at)) is False
+    assert _usage(a.tenant) == 0
+    # keep forever: the expiry goes, the bytes count again (once, however often it is retried)
+    _ok(api(stack, a.admin, "PUT", "/admin/retention", json={"days": None}), 200, "admin.retention.set")
+    _wait(lambda: _backfill(stack, a.admin), 60, "the keep-forever backfill")
+    rec = File.find(file_id, consistent=True)
+    assert rec.expires_at is None and rec.quota_returned is None and _usage(a.tenant) == len(PNG)
+    assert compliance.file_expiry(rec, None, forever=True) is False and _usage(a.tenant) == len(PNG)
+    _ok(api(stack, a.admin, "PUT", "/admin/retention", json={"days": 3650}), 200, "admin.retention.set")
+    _wait(lambda: _backfill(stack, a.admin), 60, "the backfill back to 3650 days")
+    assert File.find(file_id, consistent=True).quota_returned is not None and _usage(a.tenant) == 0
+
+
 # --- holds take the expiry off what was written, releases put it back; overrides are per company ----
 
 async def test_hold_sweeps_and_overrides_on_stored_items(stack, sessions):
