@@ -1115,8 +1115,12 @@ class Export(Model):
     to_ms = NumberAttribute()
     user_ids = ListAttribute(of=UnicodeAttribute, null=True)
     conversation_ids = ListAttribute(of=UnicodeAttribute, null=True)
-    plan = ListAttribute(of=UnicodeAttribute, null=True)
-    position = NumberAttribute(default=0)
+    plan = ListAttribute(of=UnicodeAttribute, null=True)  # the current chunk of conversation ids
+    position = NumberAttribute(default=0)  # index in ``plan``
+    listing = UnicodeAttribute(null=True)  # JSON: where the conversation listing goes on (None: not begun)
+    listed = NumberAttribute(null=True)  # conversations listed so far (every chunk)
+    chunk_base = NumberAttribute(null=True)  # conversations done in the chunks before ``plan``
+    listing_done = BooleanAttribute(null=True)
     before_seq = NumberAttribute(null=True)
     newer_at = NumberAttribute(null=True)  # created_at of the message at before_seq (gap tombstones)
     step = NumberAttribute(default=0)

@@ -763,7 +763,7 @@ FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
         "queue:compliance": ["GetQueueUrl", "SendMessage"],
         # the retention backfill: its state item (lease, progress), a conversation's first member, quota
         "retention": ["BatchGetItem", "GetItem", "UpdateItem"],
-        "members": ["Query"],
+        "members": ["BatchGetItem", "Query"],
         "usage": ["UpdateItem"],
         "users": ["Query"],
     },

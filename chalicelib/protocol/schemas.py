@@ -364,6 +364,10 @@ _EXPORT = {"type": "object", "required": ["exportId", "state", "from", "to", "pr
     "createdAt": {"type": "integer"}, "createdBy": {"type": "string"},
     "progress": {"type": "object", "required": ["conversationsTotal", "conversationsDone", "messages", "files",
                                                 "tombstones", "bytes"],
+                 "properties": {"conversationsTotal": {"type": "integer", "description":
+                                                       "conversations listed so far (all of them once listingDone)"},
+                                "listingDone": {"type": "boolean", "description":
+                                                "every conversation in scope has been listed (listed in chunks)"}},
                  "additionalProperties": {"type": "integer"}},
     "error": _NULL_STR, "finishedAt": _NULL_INT,
     "download": {"type": ["object", "null"], "required": ["url", "expiresAt"], "properties": {
