@@ -227,7 +227,8 @@ async def test_a_file_set_to_expire_returns_its_quota_exactly_once(stack, sessio
                           contentType="image/png")
     assert _usage(a.tenant) == len(PNG)  # reserved
     assert _post(grant["upload"], PNG).status_code == 204
-    file_id = (await sa.event("file.ready", timeout=30))["file"]["fileId"]
+    ready = await sa.event("file.ready", timeout=30)
+    file_id = ready["file"]["fileId"]
     rec = File.find(file_id, consistent=True)
     # its expiry is set: the bytes are committed to go, so they no longer count
     assert rec.expires_at is not None and rec.quota_returned is not None and _usage(a.tenant) == 0
@@ -244,6 +245,9 @@ async def test_a_file_set_to_expire_returns_its_quota_exactly_once(stack, sessio
     _ok(api(stack, a.admin, "PUT", "/admin/retention", json={"days": 3650}), 200, "admin.retention.set")
     _wait(lambda: _backfill(stack, a.admin), 60, "the backfill back to 3650 days")
     assert File.find(file_id, consistent=True).quota_returned is not None and _usage(a.tenant) == 0
+    # deleting its message gives back nothing more: the bytes went back once already
+    await sa.call("message.delete", conversationId=conv, seq=ready["seq"])
+    assert File.find(file_id, consistent=True).status == "deleted" and _usage(a.tenant) == 0
 
 
 async def test_an_export_lists_conversations_in_chunks_and_includes_all(stack, sessions):
