@@ -30,6 +30,10 @@ def handle(job: dict[str, Any]) -> str:
         from .services import compliance
 
         return compliance.sweep_step(job, lambda nxt, delay=0: runtime.schedule_compliance(nxt, delay))
+    if kind == "retention.backfill":
+        from .services import compliance
+
+        return compliance.backfill_step(job, lambda nxt, delay=0: runtime.schedule_compliance(nxt, delay))
     if kind == "export":
         from .services import exports
 

@@ -111,6 +111,7 @@ class Settings:
     compliance_queue: str          # hold sweeps and export steps
     retention_day_seconds: int     # length of one retention "day": 86400 deployed; the test stack uses 1
     export_pages_per_step: int     # message pages (Query) one export step reads before handing on
+    export_chunk_conversations: int  # conversations an export lists at a time (its plan item holds one chunk)
     export_url_seconds: int        # presigned GET lifetime of a finished export
     # Compliance: screening (DLP, docs/compliance.md "Screening (DLP)").
     dlp_rules_table: str
@@ -214,6 +215,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         compliance_queue=env.get("COMPLIANCE_QUEUE", f"chat-{stage}-compliance"),
         retention_day_seconds=_int(env, "RETENTION_DAY_SECONDS", 86400),
         export_pages_per_step=_int(env, "EXPORT_PAGES_PER_STEP", 200),
+        export_chunk_conversations=_int(env, "EXPORT_CHUNK_CONVERSATIONS", 1000),
         export_url_seconds=_int(env, "EXPORT_URL_SECONDS", 900),
         dlp_rules_table=env.get("DLP_RULES_TABLE", f"chat-{stage}-dlp-rules"),
         dlp_flags_table=env.get("DLP_FLAGS_TABLE", f"chat-{stage}-dlp-flags"),

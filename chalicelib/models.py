@@ -816,6 +816,10 @@ class File(Model):
     # Its message was deleted while a legal hold covered it: the scanned version is kept (S3 Object Lock
     # legal hold ON), downloadable by the company's admins only, until the last hold ends (docs/compliance.md).
     held_at = NumberAttribute(null=True)
+    # Set (conditionally, once) when the bytes went back to the tenant's quota because a retention expiry
+    # was set on the file (the bytes are committed to go); removed, with the bytes charged again, when a
+    # retention change to "keep forever" takes the expiry away (docs/files.md "Quota").
+    quota_returned = NumberAttribute(null=True)
 
     @classmethod
     def find(cls, file_id: str, consistent: bool = False) -> "File | None":
@@ -869,6 +873,11 @@ class TenantUsage(Model):
     def release(cls, tenant_id: str, size: int) -> None:
         """UpdateItem ADD of the negative size (1 request)."""
         cls(tenant_id=tenant_id).update(actions=[cls.file_bytes.add(-size), cls.file_count.add(-1)])
+
+    @classmethod
+    def charge(cls, tenant_id: str, size: int) -> None:
+        """UpdateItem ADD of the size without a quota check (bytes already stored count again; 1 request)."""
+        cls(tenant_id=tenant_id).update(actions=[cls.file_bytes.add(size), cls.file_count.add(1)])
 
 
 ALL_MODELS = (Tenant, DomainClaim, TenantLink, AuditEntry, User, Connection, Presence, Subscription, Conversation, Member,
@@ -1031,6 +1040,9 @@ class RetentionRule(Model):
     ``hold#user#<tenant>#<user>`` and ``hold#conv#<tenant>#<conversation>``
     (the ids of the active legal holds covering them; the item is deleted
     when the last one is released).  ``days`` null = keep forever.
+    ``backfill#<tenant>`` is no rule: the state of the company's retention
+    backfill (``bf_*``; the newest change's ``bf_gen`` supersedes older steps,
+    ``lease`` lets one step run at a time); the write path never reads it.
     """
 
     class Meta(_Meta):
@@ -1041,6 +1053,15 @@ class RetentionRule(Model):
     holds = UnicodeSetAttribute(null=True)
     updated_at = NumberAttribute(default=0)
     updated_by = UnicodeAttribute(null=True)
+    # backfill#<tenant> only
+    bf_gen = UnicodeAttribute(null=True)
+    bf_state = UnicodeAttribute(null=True)  # running | done
+    bf_scope = UnicodeSetAttribute(null=True)  # conversation ids; absent = every conversation of the company
+    bf_processed = NumberAttribute(null=True)  # messages whose expiry was recomputed
+    bf_started_at = NumberAttribute(null=True)
+    bf_finished_at = NumberAttribute(null=True)
+    lease = UnicodeAttribute(null=True)
+    lease_until = NumberAttribute(null=True)
 
 
 class LegalHold(Model):
@@ -1094,8 +1115,12 @@ class Export(Model):
     to_ms = NumberAttribute()
     user_ids = ListAttribute(of=UnicodeAttribute, null=True)
     conversation_ids = ListAttribute(of=UnicodeAttribute, null=True)
-    plan = ListAttribute(of=UnicodeAttribute, null=True)
-    position = NumberAttribute(default=0)
+    plan = ListAttribute(of=UnicodeAttribute, null=True)  # the current chunk of conversation ids
+    position = NumberAttribute(default=0)  # index in ``plan``
+    listing = UnicodeAttribute(null=True)  # JSON: where the conversation listing goes on (None: not begun)
+    listed = NumberAttribute(null=True)  # conversations listed so far (every chunk)
+    chunk_base = NumberAttribute(null=True)  # conversations done in the chunks before ``plan``
+    listing_done = BooleanAttribute(null=True)
     before_seq = NumberAttribute(null=True)
     newer_at = NumberAttribute(null=True)  # created_at of the message at before_seq (gap tombstones)
     step = NumberAttribute(default=0)

@@ -50,6 +50,7 @@ DENIED_CODES = {"dynamodb": "AccessDeniedException", "s3": "AccessDenied", "sqs"
 _TRANSACT = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
 _S3_VERSIONED = {"GetObject": "GetObjectVersion", "DeleteObject": "DeleteObjectVersion",
                  "PutObjectTagging": "PutObjectVersionTagging", "GetObjectTagging": "GetObjectVersionTagging",
+                 "DeleteObjectTagging": "DeleteObjectVersionTagging",
                  "PutObjectLegalHold": "PutObjectLegalHold", "GetObjectLegalHold": "GetObjectLegalHold"}
 _S3_ACTION = {"HeadObject": "GetObject", "CreateMultipartUpload": "PutObject", "UploadPart": "PutObject",
               "CompleteMultipartUpload": "PutObject", "CopyObject": "PutObject",

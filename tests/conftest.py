@@ -55,7 +55,9 @@ def stack() -> Stack:
     env = {"PRESENCE_IDLE_SECONDS": "5", "PRESENCE_COALESCE_SECONDS": "1"}
     # Retention "days" of a few seconds, so messages really expire within a test, and export
     # steps of 1 page, so a small export runs in several steps (docs/compliance.md).
-    env.update(RETENTION_DAY_SECONDS=str(RETENTION_DAY_SECONDS), EXPORT_PAGES_PER_STEP="1")
+    # Exports list conversations 2 at a time, so listing chunks are crossed too.
+    env.update(RETENTION_DAY_SECONDS=str(RETENTION_DAY_SECONDS), EXPORT_PAGES_PER_STEP="1",
+               EXPORT_CHUNK_CONVERSATIONS="2")
     # Small delivery thresholds, so shards, workers and rosters carry most of the suite's events
     # (tests/e2e/test_delivery.py), and queue retries that come back within a test.
     env.update(DELIVERY_INLINE_MAX="4", DELIVERY_SHARD_SIZE="4", DELIVERY_LARGE_MEMBERS="5",

@@ -747,7 +747,8 @@ FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
         "users/index": ["Query"],
     },
     "compliance_job": {
-        "bucket:files": ["DeleteObject", "DeleteObjectVersion", "GetObject", "PutObject", "PutObjectLegalHold", "PutObjectVersionTagging"],
+        "bucket:files": ["DeleteObject", "DeleteObjectVersion", "DeleteObjectVersionTagging", "GetObject", "PutObject",
+                         "PutObjectLegalHold", "PutObjectVersionTagging"],
         "conversations": ["GetItem"],
         "exports": ["GetItem", "UpdateItem"],
         "files": ["BatchGetItem", "GetItem", "UpdateItem"],
@@ -759,7 +760,10 @@ FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
         "originals": ["DeleteItem", "Query", "UpdateItem"],
         "originals/index": ["Query"],
         "queue:compliance": ["GetQueueUrl", "SendMessage"],
-        "retention": ["BatchGetItem"],
+        # the retention backfill: its state item (lease, progress), a conversation's first member, quota
+        "retention": ["BatchGetItem", "GetItem", "UpdateItem"],
+        "members": ["BatchGetItem", "Query"],
+        "usage": ["UpdateItem"],
         "users": ["Query"],
     },
     "deliver": {

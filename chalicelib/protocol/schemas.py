@@ -348,7 +348,13 @@ _NULL_INT = {"type": ["integer", "null"]}
 _NULL_STR = {"type": ["string", "null"]}
 _RETENTION = {"type": "object", "required": ["days", "allowedDays", "updatedAt"], "properties": {
     "days": _NULL_INT, "allowedDays": {"type": "array", "items": {"type": "integer"}}, "updatedAt": _NULL_INT,
-    "appliesTo": {"type": "string"}}}
+    "appliesTo": {"type": "string"},
+    "backfill": {"type": ["object", "null"], "description": "the recomputation of existing messages' expiry a "
+                 "change started (null: none yet); a newer change supersedes a running one",
+                 "required": ["state", "processed", "startedAt"],
+                 "properties": {"state": {"enum": ["running", "done"]}, "processed": {"type": "integer"},
+                                "startedAt": {"type": "integer"}, "finishedAt": _NULL_INT,
+                                "conversationIds": {"type": ["array", "null"], "items": {"type": "string"}}}}}}
 _HOLD = {"type": "object", "required": ["holdId", "kind", "state", "createdAt", "createdBy", "sweep", "swept"],
          "properties": {"holdId": {"type": "string"}, "kind": {"enum": ["user", "conversation"]},
                         "userId": {"type": "string"}, "conversationId": {"type": "string"}, "name": _NULL_STR,
@@ -363,6 +369,10 @@ _EXPORT = {"type": "object", "required": ["exportId", "state", "from", "to", "pr
     "createdAt": {"type": "integer"}, "createdBy": {"type": "string"},
     "progress": {"type": "object", "required": ["conversationsTotal", "conversationsDone", "messages", "files",
                                                 "tombstones", "bytes"],
+                 "properties": {"conversationsTotal": {"type": "integer", "description":
+                                                       "conversations listed so far (all of them once listingDone)"},
+                                "listingDone": {"type": "boolean", "description":
+                                                "every conversation in scope has been listed (listed in chunks)"}},
                  "additionalProperties": {"type": "integer"}},
     "error": _NULL_STR, "finishedAt": _NULL_INT,
     "download": {"type": ["object", "null"], "required": ["url", "expiresAt"], "properties": {

@@ -119,7 +119,70 @@ def tag_file(msg: Message, sweep: bool = False) -> None:
     runtime.s3().put_object_tagging(**_object(rec), Tagging={"TagSet": [{"Key": retention.TAG_KEY, "Value": tag}]})
     if held or sweep:
         legal_hold(rec, held)
-    rec.update(actions=[File.expires_at.remove()] if held else [File.expires_at.set(int(msg.expires_at))])
+    file_expiry(rec, None if held else int(msg.expires_at))
+
+
+def file_expiry(rec: File, expires_at: int | None, forever: bool = False) -> bool:
+    """Set (or remove) a clean file record's expiry, and keep its quota accounting exactly once.
+
+    Setting an expiry commits the bytes to go (S3 lifecycle removes the object, TTL the record, and
+    neither tells us): the first time, a conditional UpdateItem sets ``quota_returned`` and the bytes
+    go back to the company's quota (1 more UpdateItem); a retried or repeated step finds the flag and
+    returns nothing.  Removing the expiry because the company now keeps forever (``forever``) charges
+    the bytes again under the same flag; a hold removes the expiry but leaves the quota as it is
+    (held bytes do not count, as for a message deleted under a hold).  True if the quota changed.
+    """
+    from ..models import TenantUsage
+
+    now = int(time.time())
+    if expires_at is not None:
+        try:
+            rec.update(actions=[File.expires_at.set(int(expires_at)), File.quota_returned.set(now)],
+                       condition=File.quota_returned.does_not_exist() & File.file_id.exists())
+            # (a record TTL removed fails the condition too; the fallback below then changes nothing)
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+            _update_existing(rec, [File.expires_at.set(int(expires_at))])
+            return False
+        TenantUsage.release(rec.tenant_id, int(rec.size))
+        return True
+    if forever:
+        try:
+            rec.update(actions=[File.expires_at.remove(), File.quota_returned.remove()],
+                       condition=File.quota_returned.exists())
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+        else:
+            TenantUsage.charge(rec.tenant_id, int(rec.size))
+            return True
+    _update_existing(rec, [File.expires_at.remove()])
+    return False
+
+
+def _update_existing(rec: File, actions: list[Any]) -> None:
+    """UpdateItem that never recreates a record its TTL removed meanwhile."""
+    try:
+        rec.update(actions=actions, condition=File.file_id.exists())
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise
+
+
+def untag_file(msg: Message) -> None:
+    """A file message whose company now keeps forever: the object loses its ``retention`` tag (no lifecycle
+    rule matches it) and its legal hold, the record its expiry, the quota counts its bytes again."""
+    if msg.kind != "file" or not msg.file:
+        return
+    rec = File.find(msg.file.as_dict().get("fileId", ""), consistent=True)
+    if rec is None or rec.status != "clean":
+        return
+    from .. import runtime
+
+    runtime.s3().delete_object_tagging(**_object(rec))
+    legal_hold(rec, False)
+    file_expiry(rec, None, forever=True)
 
 
 # --- helpers shared by the admin routes ------------------------------------------------------
@@ -157,12 +220,15 @@ def _retention_view(rule: RetentionRule | None) -> dict[str, Any]:
     return {"days": int(rule.days) if rule is not None and rule.days is not None else None,
             "allowedDays": list(retention.ALLOWED_DAYS),
             "updatedAt": int(rule.updated_at) if rule is not None and rule.updated_at else None,
-            "appliesTo": "messages and files written from now on, by this company's members"}
+            "appliesTo": "this company's members' messages and files: new ones at once, those already written"
+                         " through the backfill a change starts"}
 
 
 def get_retention(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     require_admin(call)
-    return {"retention": _retention_view(_rule(retention.tenant_subject(call.principal.tenant_id)))}
+    tenant = call.principal.tenant_id
+    view = _retention_view(_rule(retention.tenant_subject(tenant)))
+    return {"retention": {**view, "backfill": _backfill_view(_rule(backfill_subject(tenant)))}}
 
 
 def set_retention(call: Call, body: dict[str, Any]) -> dict[str, Any]:
@@ -174,7 +240,10 @@ def set_retention(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     rule = RetentionRule(subject=subject, days=days, updated_at=call.now_ms(), updated_by=call.principal.user_id)
     rule.save()
     audit(call, "retention.set", call.principal.tenant_id, before={"days": before}, after={"days": days})
-    return {"retention": _retention_view(rule)}
+    view = _retention_view(rule)
+    if days != before:  # what was already written follows the change (a backfill on the compliance queue)
+        start_backfill(call.principal.tenant_id, None, call.now_ms())
+    return {"retention": {**view, "backfill": _backfill_view(_rule(backfill_subject(call.principal.tenant_id)))}}
 
 
 def set_conversation_retention(call: Call, body: dict[str, Any]) -> dict[str, Any]:
@@ -194,6 +263,8 @@ def set_conversation_retention(call: Call, body: dict[str, Any]) -> dict[str, An
                       updated_by=call.principal.user_id).save()
         after = {"override": True, "days": days}
     audit(call, "retention.conversation", conv.conversation_id, before=before, after=after)
+    if before != after:
+        start_backfill(call.principal.tenant_id, conv.conversation_id, call.now_ms())
     return {"conversationId": conv.conversation_id, **after, "allowedDays": list(retention.ALLOWED_DAYS)}
 
 
@@ -495,3 +566,220 @@ def _sweep_pages(hold: LegalHold, job: dict[str, Any], schedule: Any, gen: str) 
         return "continued"
     log.info("hold sweep done", extra={"holdId": hold.hold_id, "state": hold.state, "swept": int(hold.swept or 0)})
     return "done"
+
+
+# --- the retention backfill (SQS; compliance_events) -------------------------------------------
+#
+# A change of the company's default period or of a conversation override recomputes the expiry of the
+# messages already written by the company's members (and their files).  One backfill per company, its
+# state on the ``backfill#<tenant>`` item; a newer change starts a new generation (``bf_gen``) that
+# supersedes the running one (its scope widened to cover both), steps run under the item's lease.
+
+BACKFILL_PAGE = 100       # items per Query page
+BACKFILL_PAGES_PER_STEP = 20
+
+
+def backfill_subject(tenant: str) -> str:
+    return f"backfill#{tenant}"
+
+
+def _backfill_view(item: RetentionRule | None) -> dict[str, Any] | None:
+    if item is None or not item.bf_state:
+        return None
+    return {"state": item.bf_state, "processed": int(item.bf_processed or 0),
+            "startedAt": int(item.bf_started_at or 0),
+            "finishedAt": int(item.bf_finished_at) if item.bf_finished_at else None,
+            "conversationIds": sorted(item.bf_scope) if item.bf_scope else None}
+
+
+def start_backfill(tenant: str, conversation_id: str | None, now_ms: int,
+                   delay: int = SWEEP_DELAY_SECONDS) -> str:
+    """Start (or widen and restart) the company's backfill; returns its generation.
+
+    Scope: ``conversation_id`` (an override changed) or every conversation (the default changed).
+    A backfill still running keeps its scope in the new one, so superseding it loses nothing.
+    """
+    current = _rule(backfill_subject(tenant))
+    running = current is not None and current.bf_state == "running"
+    if conversation_id is None or (running and not current.bf_scope):
+        scope: set[str] | None = None
+    else:
+        scope = {conversation_id} | (set(current.bf_scope or ()) if running else set())
+    gen = uuid.uuid4().hex[:12]
+    actions = [RetentionRule.bf_gen.set(gen), RetentionRule.bf_state.set("running"),
+               RetentionRule.bf_processed.set(0), RetentionRule.bf_started_at.set(now_ms),
+               RetentionRule.bf_finished_at.remove()]
+    actions.append(RetentionRule.bf_scope.set(scope) if scope else RetentionRule.bf_scope.remove())
+    RetentionRule(subject=backfill_subject(tenant)).update(actions=actions)
+    from .. import runtime
+
+    runtime.schedule_compliance({"job": "retention.backfill", "tenantId": tenant, "gen": gen}, delay)
+    return gen
+
+
+def _bf_lease(item: RetentionRule, token: str, now_s: int) -> bool:
+    try:
+        item.update(actions=[RetentionRule.lease.set(token),
+                             RetentionRule.lease_until.set(now_s + SWEEP_LEASE_SECONDS)],
+                    condition=(RetentionRule.bf_gen == token) & (
+                        RetentionRule.lease_until.does_not_exist() | (RetentionRule.lease_until < now_s)
+                        | (RetentionRule.lease == token)))
+    except UpdateError as exc:
+        if condition_failed(exc):
+            return False
+        raise
+    return True
+
+
+def _bf_unlease(item: RetentionRule, token: str) -> None:
+    try:
+        item.update(actions=[RetentionRule.lease.remove(), RetentionRule.lease_until.remove()],
+                    condition=RetentionRule.lease == token)
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise
+
+
+class _Rules:
+    """The rule items messages depend on (default, override, holds), read in batches, cached per step."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, RetentionRule | None] = {}
+
+    def decision(self, sender_key: str, conversation_id: str) -> retention.Decision:
+        subjects = retention.subjects_for(sender_key, conversation_id)
+        missing = [s for s in subjects if s not in self._found]
+        if missing:
+            got = _rules(missing)
+            for s in missing:
+                self._found[s] = got.get(s)
+        return retention.decide({s: r for s in subjects if (r := self._found[s]) is not None}, sender_key,
+                                conversation_id, settings().retention_day_seconds)
+
+
+def _recompute(msg: Message, rules: _Rules) -> bool:
+    """One message's retention as the rules say now (holds win).  True if it changed."""
+    decision = rules.decision(msg.sender_key, msg.conversation_id)
+    expires = decision.expires_at(int(msg.created_at))
+    old = (int(msg.retain_s) if msg.retain_s is not None else None,
+           int(msg.expires_at) if msg.expires_at is not None else None)
+    if old == (decision.retain_s, expires):
+        if msg.kind == "file":  # a retried step whose message update went through: its file still follows
+            (untag_file if decision.retain_s is None else lambda m: tag_file(m, sweep=True))(msg)
+        return False
+    if decision.retain_s is None:
+        actions = [Message.retain_s.remove(), Message.retained_sender.remove(), Message.expires_at.remove()]
+    else:
+        actions = [Message.retain_s.set(decision.retain_s), Message.retained_sender.set(msg.sender_key),
+                   Message.expires_at.set(expires) if expires is not None else Message.expires_at.remove()]
+    try:
+        msg.update(actions=actions, condition=Message.seq.exists())  # ALL_NEW: the whole item comes back
+    except UpdateError as exc:
+        if condition_failed(exc):
+            return False  # retention removed it meanwhile
+        raise
+    if decision.retain_s is None:
+        untag_file(msg)
+    else:
+        tag_file(msg, sweep=True)
+    return True
+
+
+def _owner(conversation_id: str, tenant: str) -> str | None:
+    """The first (by user id) of the company's current members of the conversation: 1 Query, 1 item.
+    A company-wide backfill visits each conversation from that member only (no state to dedupe)."""
+    from ..models import Member
+
+    for m in Member.query(conversation_id, Member.user_key.startswith(f"{tenant}#"), limit=1):
+        return m.user_key
+    return None
+
+
+def backfill_step(job: dict[str, Any], schedule: Any) -> str:
+    """One step: up to BACKFILL_PAGES_PER_STEP Query pages, then hand on with the cursor in the job."""
+    tenant, gen = job["tenantId"], job.get("gen")
+    item = _rule(backfill_subject(tenant))
+    if item is None or item.bf_gen != gen or item.bf_state != "running":
+        return "superseded"
+    if not _bf_lease(item, gen, int(time.time())):
+        now_item = _rule(backfill_subject(tenant))
+        if now_item is not None and now_item.bf_gen == gen:  # another step of this backfill holds the lease
+            schedule(job, SWEEP_BUSY_DELAY_SECONDS)
+            return "busy"
+        return "superseded"
+    try:
+        return _backfill_pages(item, job, schedule)
+    finally:
+        _bf_unlease(item, gen)
+
+
+def _backfill_pages(item: RetentionRule, job: dict[str, Any], schedule: Any) -> str:
+    from ..models import Member, user_key
+
+    tenant = job["tenantId"]
+    # Cursor: conversations still to do from the current source ("convs", the head being read from
+    # "mc"), and for a company-wide backfill the user being listed ("user", memberships from "uc")
+    # and the users' Query position ("users", from "ucur").
+    state = {k: job.get(k) for k in ("convs", "mc", "users", "ucur", "user", "uc", "started")}
+    scoped = bool(item.bf_scope)
+    if not state["started"]:
+        state["started"] = True
+        state["convs"] = sorted(item.bf_scope) if scoped else []
+        state["users"] = []
+    rules = _Rules()
+    changed = pages = 0
+    done = False
+    while pages < BACKFILL_PAGES_PER_STEP:
+        convs = state["convs"] or []
+        if convs:
+            conv = convs[0]
+            if not scoped and not state["mc"] and _owner(conv, tenant) != user_key(tenant, state["user"]):
+                state["convs"] = convs[1:]
+                pages += 1
+                continue
+            page = Message.query(conv, filter_condition=Message.sender_key.startswith(f"{tenant}#"),
+                                 limit=BACKFILL_PAGE, last_evaluated_key=state["mc"])
+            for msg in page:
+                changed += int(_recompute(msg, rules))
+            pages += 1
+            state["mc"] = page.last_evaluated_key
+            if not state["mc"]:
+                state["convs"] = convs[1:]
+            continue
+        if scoped:
+            done = True
+            break
+        if state["user"] and (state["uc"] or state["uc"] is None):
+            got = Member.by_user.query(user_key(tenant, state["user"]), limit=BACKFILL_PAGE,
+                                       last_evaluated_key=state["uc"] or None)
+            state["convs"] = [m.conversation_id for m in got]
+            pages += 1
+            state["uc"] = got.last_evaluated_key or ""
+            continue
+        users = state["users"] or []
+        if users:
+            state["user"], state["users"], state["uc"] = users[0], users[1:], None
+            continue
+        if state["ucur"] == "":
+            done = True
+            break
+        got_users = User.query(tenant, attributes_to_get=["tenant_id", "user_id"], limit=BACKFILL_PAGE,
+                               last_evaluated_key=state["ucur"] or None)
+        state["users"] = [u.user_id for u in got_users]
+        state["ucur"] = got_users.last_evaluated_key or ""
+        state["user"] = None
+        pages += 1
+    actions = [RetentionRule.bf_processed.add(changed)]
+    if done:
+        actions += [RetentionRule.bf_state.set("done"), RetentionRule.bf_finished_at.set(int(time.time() * 1000))]
+    try:
+        item.update(actions=actions, condition=RetentionRule.bf_gen == job.get("gen"))
+    except UpdateError as exc:
+        if condition_failed(exc):
+            return "superseded"
+        raise
+    if done:
+        log.info("retention backfill done", extra={"tenantId": tenant, "processed": int(item.bf_processed or 0)})
+        return "done"
+    schedule({**job, **state})
+    return "continued"

@@ -47,7 +47,6 @@ log = logging.getLogger("chat.exports")
 
 PREFIX = "exports/"
 PART_BYTES = 5 * 1024 * 1024   # S3's minimum size of every part but the last
-MAX_CONVERSATIONS = 5000       # the plan lives in the export item (400 KB)
 PAGE = 100                     # messages per Query page
 STEP_SECONDS = 20              # time budget of one step (the function's timeout is 30 s)
 CLOCK_SKEW_MS = 60_000         # seqs are allocated in time order up to concurrent senders' clock skew
@@ -74,7 +73,9 @@ def _view(exp: Export) -> dict[str, Any]:
     return {"exportId": exp.export_id, "state": exp.state, "from": int(exp.from_ms), "to": int(exp.to_ms),
             "userIds": list(exp.user_ids or []) or None, "conversationIds": list(exp.conversation_ids or []) or None,
             "createdAt": int(exp.created_at), "createdBy": exp.created_by,
-            "progress": {"conversationsTotal": len(exp.plan or []), "conversationsDone": int(exp.position or 0),
+            "progress": {"conversationsTotal": int(exp.listed or 0), "conversationsDone":
+                         int(exp.chunk_base or 0) + int(exp.position or 0),
+                         "listingDone": bool(exp.listing_done),
                          **{k: int(counts.get(k, 0)) for k in ("messages", "files", "tombstones", "bytes")}},
             "error": exp.error, "finishedAt": int(exp.finished_at) if exp.finished_at else None,
             "download": None}
@@ -133,20 +134,72 @@ def get_export(call: Call, body: dict[str, Any]) -> dict[str, Any]:
 
 # --- the job ---------------------------------------------------------------------------------
 
-def _plan(exp: Export) -> list[str]:
-    """Conversation ids in scope (Queries on keys and indexes only; never a Scan)."""
+LISTING_QUERIES = 50  # Query requests one listing call may make (then the step goes on with what it has)
+
+
+def _first_in_scope(exp: Export, conversation_id: str, uid: str, earlier: list[str]) -> bool:
+    """Is ``uid`` the member the conversation is listed through (so each conversation is listed once,
+    with no state across chunks)?  Whole company: its first current member by user id (1 Query, 1 item);
+    given users: none of the given users before ``uid`` is a member (1 BatchGetItem per 100)."""
     tenant = exp.tenant_id
-    convs: set[str] = set(exp.conversation_ids or [])
-    users = list(exp.user_ids or [])
-    if not users and not convs:  # the whole company: every member's conversations
-        users = [u.user_id for u in User.query(tenant, attributes_to_get=["tenant_id", "user_id"])]
-    for uid in users:
-        for m in Member.of_user(user_key(tenant, uid)):
-            convs.add(m.conversation_id)
-            if len(convs) > MAX_CONVERSATIONS:
-                raise ValueError(f"more than {MAX_CONVERSATIONS} conversations; narrow the export by users "
-                                 "or conversations")
-    return sorted(convs)
+    if not exp.user_ids:
+        from .compliance import _owner
+
+        return _owner(conversation_id, tenant) == user_key(tenant, uid)
+    keys = [(conversation_id, user_key(tenant, u)) for u in earlier]
+    return not any(True for _ in Member.batch_get(keys)) if keys else True
+
+
+def _next_chunk(exp: Export, state: dict[str, Any], limit: int) -> tuple[list[str], bool]:
+    """The next conversations in scope (at most ``limit``; Queries on keys and indexes only, never a
+    Scan), advancing ``state`` (kept in the export item between steps).  Returns (ids, listing done).
+
+    Order: the given conversations (sorted), then the conversations of the given users (sorted), or of
+    every user of the company (``users`` by tenant), each user's memberships by conversation id
+    (``members.by_user``), a conversation listed through its first in-scope member only.
+    """
+    tenant = exp.tenant_id
+    given = sorted(set(exp.conversation_ids or []))
+    out: list[str] = []
+    queries = 0
+    while len(out) < limit and queries < LISTING_QUERIES:
+        i = int(state.get("ci", 0))
+        if i < len(given):
+            take = given[i:i + limit - len(out)]
+            out += take
+            state["ci"] = i + len(take)
+            continue
+        if exp.conversation_ids and not exp.user_ids:
+            return out, True
+        uid = state.get("user")
+        if uid is not None and state.get("mc") != "":
+            page = Member.by_user.query(user_key(tenant, uid), limit=min(PAGE, limit - len(out)),
+                                        last_evaluated_key=state.get("mc") or None)
+            earlier = [u for u in sorted(set(exp.user_ids or [])) if u < uid]
+            for m in page:
+                queries += 1
+                if m.conversation_id not in given and _first_in_scope(exp, m.conversation_id, uid, earlier):
+                    out.append(m.conversation_id)
+            state["mc"] = page.last_evaluated_key or ""
+            queries += 1
+            continue
+        pending = list(state.get("pending") or [])
+        if pending:
+            state.update(user=pending[0], pending=pending[1:], mc=None)
+            continue
+        if exp.user_ids:
+            if state.get("users_listed"):
+                return out, True
+            state.update(pending=sorted(set(exp.user_ids)), users_listed=True)
+            continue
+        if state.get("ucur") == "":
+            return out, True
+        users = User.query(tenant, attributes_to_get=["tenant_id", "user_id"], limit=PAGE,
+                           last_evaluated_key=state.get("ucur") or None)
+        state["pending"] = [u.user_id for u in users]
+        state["ucur"] = users.last_evaluated_key or ""
+        queries += 1
+    return out, False
 
 
 def _line(obj: dict[str, Any]) -> bytes:
@@ -264,11 +317,14 @@ def export_step(env: ExportEnv, job: dict[str, Any]) -> str:
     bucket = env.settings.files_bucket
     started = env.clock()
     plan = list(exp.plan or [])
+    listing = json.loads(exp.listing) if exp.listing else {}
+    listed, base, listing_done = int(exp.listed or 0), int(exp.chunk_base or 0), bool(exp.listing_done)
+    if exp.state != "queued" and exp.listing is None:  # planned whole before listings were chunked
+        listed, listing_done = len(plan), True
+    chunk = env.settings.export_chunk_conversations
     if exp.state == "queued":
-        try:
-            plan = _plan(exp)
-        except ValueError as err:
-            return _fail(exp, env, str(err))
+        plan, listing_done = _next_chunk(exp, listing, chunk)
+        listed = len(plan)
         exp.upload_id = env.s3.create_multipart_upload(
             Bucket=bucket, Key=exp.object_key, ContentType="application/x-ndjson",
             ServerSideEncryption=SSE)["UploadId"]
@@ -281,12 +337,18 @@ def export_step(env: ExportEnv, job: dict[str, Any]) -> str:
         out.add({"type": "export", "exportId": exp.export_id, "tenantId": exp.tenant_id, "from": int(exp.from_ms),
                  "to": int(exp.to_ms), "userIds": list(exp.user_ids or []),
                  "conversationIds": list(exp.conversation_ids or []), "createdAt": int(exp.created_at),
-                 "createdBy": exp.created_by, "conversations": len(plan)})
+                 "createdBy": exp.created_by, "conversations": len(plan) if listing_done else None})
     position, before, newer_at = int(exp.position or 0), exp.before_seq, exp.newer_at
     pages = 0
     principal = Principal(tenant_id=exp.tenant_id, user_id="", email="")
-    while position < len(plan) and pages < env.settings.export_pages_per_step \
+    while (position < len(plan) or not listing_done) and pages < env.settings.export_pages_per_step \
             and env.clock() - started < STEP_SECONDS:
+        if position >= len(plan):  # the next chunk of the listing
+            base += len(plan)
+            plan, listing_done = _next_chunk(exp, listing, chunk)
+            position, listed = 0, listed + len(plan)
+            pages += 1
+            continue
         conv = Conversation.find(plan[position])
         if conv is None:
             position, before, newer_at = position + 1, None, None
@@ -335,7 +397,7 @@ def export_step(env: ExportEnv, job: dict[str, Any]) -> str:
             before = int(page[-1].seq)
     counts["bytes"] = counts.get("bytes", 0) + out.written
     now = env.now_ms()
-    done = position >= len(plan)
+    done = position >= len(plan) and listing_done
     if done:
         summary = {"type": "summary", **{k: counts.get(k, 0) for k in
                                          ("conversations", "messages", "files", "tombstones")}}
@@ -349,7 +411,9 @@ def export_step(env: ExportEnv, job: dict[str, Any]) -> str:
         env.s3.put_object(Bucket=bucket, Key=_carry_key(exp, step), Body=bytes(out.buf), ServerSideEncryption=SSE)
     actions = [Export.step.set(step + 1), Export.position.set(position), Export.parts.set(out.parts),
                Export.counts.set(counts), Export.updated_at.set(now), Export.upload_id.set(exp.upload_id),
-               Export.plan.set(plan), Export.state.set("done" if done else "running")]
+               Export.plan.set(plan), Export.state.set("done" if done else "running"),
+               Export.listing.set(json.dumps(listing, separators=(",", ":"))), Export.listed.set(listed),
+               Export.chunk_base.set(base), Export.listing_done.set(listing_done)]
     actions.append(Export.before_seq.set(before) if before is not None else Export.before_seq.remove())
     actions.append(Export.newer_at.set(newer_at) if newer_at is not None else Export.newer_at.remove())
     if done:

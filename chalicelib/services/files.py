@@ -246,14 +246,29 @@ def message_deleted(file_id: str, now: int, held: bool = False) -> None:
     actions = [File.status.set("deleted"), File.reason.set("message_deleted"), File.updated_at.set(now)]
     actions += [File.held_at.set(now), File.expires_at.remove()] if held \
         else [File.expires_at.set(now // 1000 + REJECTED_TTL_SECONDS)]
-    try:
-        rec.update(actions=actions, condition=File.status == "clean")
-    except UpdateError as exc:
-        if condition_failed(exc):
-            return  # a concurrent delete did it
-        raise
-    # The user deleted it: the company's quota gets the bytes back even when a hold keeps them.
-    TenantUsage.release(rec.tenant_id, int(rec.size))
+    # The user deleted it: the company's quota gets the bytes back even when a hold keeps them - unless
+    # setting its retention expiry gave them back already (``quota_returned``, docs/files.md "Quota").
+    returns = None
+    for _ in range(2):  # the flag can only appear between the two tries, never go
+        try:
+            if rec.quota_returned is None:
+                rec.update(actions=actions + [File.quota_returned.set(now // 1000)],
+                           condition=(File.status == "clean") & File.quota_returned.does_not_exist())
+                returns = True
+            else:
+                rec.update(actions=actions, condition=(File.status == "clean") & File.quota_returned.exists())
+                returns = False
+            break
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+            rec = File.find(file_id, consistent=True)
+            if rec is None or rec.status != "clean":
+                return  # a concurrent delete did it
+    if returns is None:
+        return
+    if returns:
+        TenantUsage.release(rec.tenant_id, int(rec.size))
     if held:
         from .compliance import legal_hold
 
