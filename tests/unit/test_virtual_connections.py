@@ -96,13 +96,13 @@ async def test_the_sampled_latency_is_applied(gw):
 
 async def test_concurrent_posts_overlap(gw):
     ids = (await create(gw, count=20, latencyMs={"dist": "fixed", "value": 100}))["connectionIds"]
-    started = time.monotonic()
     with ThreadPoolExecutor(20) as threads:
         await asyncio.gather(*(asyncio.get_running_loop().run_in_executor(
             threads, lambda c=c: gw.mgmt.post_to_connection(ConnectionId=c, Data=b"{}")) for c in ids))
-    assert time.monotonic() - started < 1.0  # 20 x 100 ms one after the other would be 2 s
+    # (no wall-clock bound: on a loaded machine it measures the load; the gateway's own count of posts
+    # in flight at once is what shows they overlapped)
     totals = await get_json(gw, "/dev/stack/virtual-connections")
-    assert totals["posts"] == 20 and totals["inFlightMax"] > 1 and totals["inFlight"] == 0
+    assert totals["posts"] == 20 and totals["inFlightMax"] > 2 and totals["inFlight"] == 0
 
 
 async def test_arrivals_per_event_count_duplicates_and_first_and_last(gw):
