@@ -18,6 +18,7 @@ from chalicelib.protocol import schemas
 from chalicelib.services.tenants import upsert_user
 
 from .client import ActionError
+from .rest_checks import ok, refused
 from .test_federation import api, make_company
 
 pytestmark = pytest.mark.e2e
@@ -25,16 +26,6 @@ pytestmark = pytest.mark.e2e
 TOPICS = "/admin/experts/topics"
 
 
-def ok(resp, action: str, status: int = 200) -> dict:
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    jsonschema.validate(body, schemas.RESPONSES[action])
-    return body
-
-
-def refused(resp, code: str) -> dict:
-    assert resp.json().get("error", {}).get("code") == code, (resp.status_code, resp.text)
-    return resp.json()["error"]
 
 
 def person(company, name: str, roles=("member",)) -> str:

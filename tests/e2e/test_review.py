@@ -10,15 +10,14 @@ import concurrent.futures
 import time
 import uuid
 
-import jsonschema
 import pytest
 
 from chalicelib.models import DlpFlag, Message
-from chalicelib.protocol import schemas
 from chalicelib.services.tenants import upsert_user
 
 from ..conftest import RETENTION_DAY_SECONDS
 from .client import ActionError
+from .rest_checks import ok, refused
 from .test_federation import api, connect_companies, make_company
 from .test_screening import CARD, MASK
 
@@ -37,16 +36,6 @@ def reviewer(company, name: str = "reviewer") -> str:
     return email
 
 
-def ok(resp, action: str, status: int = 200) -> dict:
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    jsonschema.validate(body, schemas.RESPONSES[action])
-    return body
-
-
-def refused(resp, code: str) -> dict:
-    assert resp.json().get("error", {}).get("code") == code, (resp.status_code, resp.text)
-    return resp.json()["error"]
 
 
 def set_rules(stack, company, rules=RULES) -> None:
