@@ -392,36 +392,35 @@ def _await_verdict(env: FilesEnv, rec: File, version_id: str | None) -> str:
     return "awaiting_verdict"
 
 
-def _head(env: FilesEnv, rec: File, version_id: str | None
-          ) -> tuple[str | None, dict[str, Any], scanning.Verdict | None] | None:
-    """HeadObject, checked against the record: (version, where, refusal or None); None if the object is gone."""
+def _head(env: FilesEnv, rec: File, version_id: str | None) -> tuple[str | None, dict[str, Any]] | str:
+    """HeadObject, checked against the record: (version, where) to read it; or the outcome when there is
+    nothing to read: ``missing`` (moved by a concurrent invocation), or the rejection of a size or type
+    that differs from what was declared."""
     where = {"Bucket": env.settings.files_bucket, "Key": rec.object_key,
              **({"VersionId": version_id} if version_id else {})}
     try:
         head = env.s3.head_object(**where)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NoSuchVersion", "NotFound"):
-            return None  # already moved by a concurrent invocation
+            return "missing"  # already moved by a concurrent invocation
         raise
     version_id = version_id or head.get("VersionId")
     if version_id == "null":
         version_id = None
     if int(head["ContentLength"]) != int(rec.size):
-        return version_id, where, scanning.Verdict(False, "size_mismatch", "size differs from declared")
+        return _reject(env, rec, version_id, scanning.Verdict(False, "size_mismatch", "size differs from declared"))
     if (head.get("ContentType") or "").lower() != rec.content_type:
-        return version_id, where, scanning.Verdict(False, "type_mismatch", "stored content type differs")
-    return version_id, where, None
+        return _reject(env, rec, version_id, scanning.Verdict(False, "type_mismatch", "stored content type differs"))
+    return version_id, where
 
 
 def _scan(env: FilesEnv, rec: File, version_id: str | None) -> str:
     """The function's own malware engine (builtin, clamd): its verdict becomes GuardDuty's event shape
     and goes to the decision GuardDuty's event reaches on AWS (``handle_scan_result``)."""
     checked = _head(env, rec, version_id)
-    if checked is None:
-        return "missing"
-    version_id, where, refusal = checked
-    if refusal is not None:
-        return _reject(env, rec, version_id, refusal)
+    if isinstance(checked, str):
+        return checked
+    version_id, where = checked
     try:
         verdict, _text = _run_scanner(env, rec, where, env.scanner())
         status, threats = (guardduty.NO_THREATS_FOUND, ()) if verdict.clean else \
@@ -514,11 +513,9 @@ def _check(env: FilesEnv, rec: File, version_id: str | None) -> str:
     """No threats found: the built-in checks (type, EICAR), the checksum and the text's extraction in one
     pass, then the decision (screening included, in ``_accept``)."""
     checked = _head(env, rec, version_id)
-    if checked is None:
-        return "missing"
-    version_id, where, refusal = checked
-    if refusal is not None:
-        return _reject(env, rec, version_id, refusal)
+    if isinstance(checked, str):
+        return checked
+    version_id, where = checked
     screen = _rulesets(env, rec) if file_text.screened(rec.content_type) else None
     collector = file_text.Collector(rec.content_type, env.settings.file_screen_max_chars) if screen else None
     try:
