@@ -63,6 +63,9 @@ def stack() -> Stack:
     env.update(DELIVERY_INLINE_MAX="4", DELIVERY_SHARD_SIZE="4", DELIVERY_LARGE_MEMBERS="5",
                DELIVERY_ROSTER_PAGE="6", DELIVERY_ROSTER_RANGE="6",
                DEVSTACK_SQS_VISIBILITY_SECONDS="3")
+    # The seeded users are shared by the whole suite, whose sessions may still be closing: a per-user
+    # device limit of 10 would refuse them by test order (tests/e2e/test_limits.py sets its own per company).
+    env.update(DEVICES_PER_USER="1000")
     try:
         with launcher.running(state_dir, env, timeout=STARTUP_TIMEOUT) as info:
             # This test process talks to the same DynamoDB/S3 over HTTP, like the app.
