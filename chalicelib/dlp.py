@@ -29,6 +29,8 @@ dominate the cost (bench/dlp_cost.py).
 from __future__ import annotations
 
 import bisect
+import hashlib
+import hmac
 import json
 import re
 import unicodedata
@@ -51,6 +53,9 @@ RULE_MAX_MEM = 1 << 20     # re2 program + DFA budget of one rule; bigger patter
 SET_MAX_MEM = 8 << 20      # budget of a tenant's combined Set
 BUILTIN_MAX_MEM = 8 << 20  # budget of one built-in detector's pattern
 MASK = "[redacted]"
+# What a blocked attempt's review entry keeps of the text, per company (blocked_text()).
+BLOCKED_TEXT = ("masked", "kept", "hashed", "dropped")
+KEPT_TEXT_MAX = 16_000     # characters of a kept blocked text (a file's extracted text can be MiBs)
 EXCERPT_CONTEXT = 40       # characters either side of a flagged match in a flag's excerpt
 
 
@@ -797,10 +802,13 @@ class Hit:
 class Ruleset:
     """One tenant's enabled rules, compiled: detectors, one re2 Set for all custom rules."""
 
-    def __init__(self, tenant_id: str, rules: list[Rule], version: int = 0) -> None:
+    def __init__(self, tenant_id: str, rules: list[Rule], version: int = 0, blocked_text: str = "masked",
+                 text_key: str | None = None) -> None:
         self.tenant_id = tenant_id
         self.version = version
         self.rules = rules
+        self.blocked_text = blocked_text  # what a blocked attempt's entry keeps (BLOCKED_TEXT)
+        self.text_key = text_key
         self._detectors = [r for r in rules if r.kind == "detector"]
         self._custom = [r for r in rules if r.source is not None]
         self._regexes: dict[int, Any] = {}
@@ -813,8 +821,9 @@ class Ruleset:
             self._set = rset
 
     @classmethod
-    def from_stored(cls, tenant_id: str, raw: list[dict[str, Any]], version: int = 0) -> "Ruleset":
-        return cls(tenant_id, parse_rules(raw, check=False), version)
+    def from_stored(cls, tenant_id: str, raw: list[dict[str, Any]], version: int = 0,
+                    blocked_text: str | None = None, text_key: str | None = None) -> "Ruleset":
+        return cls(tenant_id, parse_rules(raw, check=False), version, blocked_text or "masked", text_key)
 
     def __bool__(self) -> bool:
         return bool(self.rules)
@@ -893,6 +902,32 @@ class Verdict:
         inside = [(max(s, lo), min(e, hi)) for h in self.hits for s, e in h.spans if s < hi and e > lo]
         body = _replace(self.original[lo:hi], [(s - lo, e - lo) for s, e in inside])
         return ("…" if lo > 0 else "") + body + ("…" if hi < len(self.original) else "")
+
+
+def blocked_text(verdict: Verdict, tenant_id: str, policy: str, key: str | None) -> dict[str, Any]:
+    """What ``tenant_id``'s entry of a blocked attempt keeps of the refused text, by its policy.
+
+    ``masked``: the excerpt around its first block match, every match masked
+    (the sensitive value is kept nowhere).  ``kept``: that excerpt and the
+    whole original (at most ``KEPT_TEXT_MAX`` characters; ``text_truncated``
+    says when cut).  ``hashed``: no text, an HMAC-SHA256 of the NFC original
+    under the company's own key, so repeated attempts of one text can be
+    matched without keeping it.  ``dropped``: nothing of the text.
+    """
+    out: dict[str, Any] = {"text_policy": policy, "excerpt": "", "text": None, "text_truncated": None,
+                           "text_hash": None}
+    if policy in ("masked", "kept"):
+        out["excerpt"] = verdict.excerpt(tenant_id, "block")
+    if policy == "kept":
+        out["text"] = verdict.original[:KEPT_TEXT_MAX]
+        out["text_truncated"] = len(verdict.original) > KEPT_TEXT_MAX
+    elif policy == "hashed":
+        if not key:
+            raise ValueError("hashed needs the company's key")
+        digest = hmac.new(bytes.fromhex(key), unicodedata.normalize("NFC", verdict.original).encode(),
+                          hashlib.sha256).hexdigest()
+        out["text_hash"] = f"hmac-sha256:{digest}"
+    return out
 
 
 def _merge(spans: Iterable[Span]) -> list[Span]:

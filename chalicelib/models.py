@@ -1212,6 +1212,11 @@ class DlpRules(Model):
     version = NumberAttribute(default=0)
     updated_at = NumberAttribute(default=0)
     updated_by = UnicodeAttribute(null=True)
+    # What a blocked attempt's entry keeps of the refused text (docs/compliance.md
+    # "Blocked attempts"): masked (default) | kept | hashed | dropped.
+    blocked_text = UnicodeAttribute(null=True)
+    # The company's secret for "hashed" (hex, created with the setting, never returned).
+    text_key = UnicodeAttribute(null=True)
 
     @classmethod
     def find(cls, tenant_id: str) -> "DlpRules | None":
@@ -1290,6 +1295,12 @@ class DlpFlag(Model):
     rule_ids = ListAttribute(of=UnicodeAttribute, default=list)
     action = UnicodeAttribute()  # what happened to the text: flag (delivered as is) | redact | block (refused)
     excerpt = UnicodeAttribute(default="")
+    # A blocked attempt's text as the company's policy says (``DlpRules.blocked_text``):
+    # ``text`` the whole original (kept), ``text_hash`` its HMAC (hashed); neither otherwise.
+    text_policy = UnicodeAttribute(null=True)
+    text = UnicodeAttribute(null=True)
+    text_truncated = BooleanAttribute(null=True)
+    text_hash = UnicodeAttribute(null=True)
     # A blocked attempt: the conversation's last seq when it was refused (where a case's context is).
     after_seq = NumberAttribute(null=True)
     # review

@@ -262,11 +262,16 @@ DLP_RULE = {"type": "object", "required": ["id", "type", "action"], "additionalP
                  "items": {"type": "string", "minLength": 1, "maxLength": 1024}},
     "pattern": {"type": "string", "minLength": 1, "maxLength": 4096},
     "caseSensitive": {"type": "boolean"}}}
+BLOCKED_TEXT = {"enum": ["masked", "kept", "hashed", "dropped"],
+                "description": "what a blocked attempt's review entry keeps of the refused text: masked (an "
+                "excerpt, every match masked), kept (the excerpt and the whole text), hashed (an HMAC of the "
+                "text under the company's own key, no text), dropped (nothing); unchanged when absent"}
 ADMIN.update({
     "admin.dlp.rules.get": _action("admin.dlp.rules.get"),
     "admin.dlp.rules.set": _action("admin.dlp.rules.set", {
         "rules": {"type": "array", "maxItems": 200, "items": DLP_RULE},
-        "version": {"type": "integer", "minimum": 0}}, ["rules"]),
+        "version": {"type": "integer", "minimum": 0},
+        "blockedText": BLOCKED_TEXT}, ["rules"]),
     "admin.dlp.flags.list": _action("admin.dlp.flags.list", {
         "from": {"type": "integer", "minimum": 0}, "to": {"type": "integer", "minimum": 0}, "limit": LIMIT,
         "cursor": {"type": "string", "maxLength": 64}}),
@@ -483,12 +488,13 @@ _POLICY = {"type": "object", "required": ["policy"], "properties": {"policy": {
     "properties": {k: v for k, v in ADMIN["admin.policy.set"]["properties"].items() if k not in ("action", "requestId")}}}}
 _SCIM_TOKEN = {"type": "object", "additionalProperties": False, "required": ["configured", "createdAt", "createdBy"],
                "properties": {"configured": {"type": "boolean"}, "createdAt": _NULL_INT, "createdBy": _NULL_STR}}
-_DLP_RULES = {"type": "object", "required": ["rules", "version", "detectors", "limits"], "properties": {
-    "rules": {"type": "array", "items": DLP_RULE}, "version": {"type": "integer"},
+_DLP_RULES = {"type": "object", "required": ["rules", "version", "blockedText", "detectors", "limits"], "properties": {
+    "rules": {"type": "array", "items": DLP_RULE}, "version": {"type": "integer"}, "blockedText": BLOCKED_TEXT,
     "detectors": {"type": "array", "items": {"enum": DLP_DETECTORS}},
     "limits": {"type": "object", "additionalProperties": {"type": "integer"}}}}
 _DLP_FLAG = {"type": "object", "required": ["id", "at", "source", "conversationId", "sender", "ruleIds", "action",
-                                            "excerpt"], "properties": {
+                                            "excerpt", "textPolicy", "text", "textTruncated", "textHash"],
+             "properties": {
     "id": {"type": "string"}, "at": {"type": "integer"},
     "source": {"enum": ["message", "edit", "file", "file_content", "name", "topic", "reaction", "status", "expert.question"]},
     "conversationId": {"type": ["string", "null"], "description": "null for a custom status and for a "
@@ -497,7 +503,15 @@ _DLP_FLAG = {"type": "object", "required": ["id", "at", "source", "conversationI
     "sender": {"type": "object"}, "ruleIds": {"type": "array", "items": {"type": "string"}},
     "action": {"enum": ["flag", "redact", "block"], "description": "what happened to the text: delivered as "
                "typed, redacted, or refused (block: a blocked attempt, nothing was stored)"},
-    "excerpt": {"type": "string"}}}
+    "excerpt": {"type": "string", "description": "around the first match, every match masked (empty for a "
+                "blocked attempt under hashed or dropped)"},
+    "textPolicy": {"enum": ["masked", "kept", "hashed", "dropped", None],
+                   "description": "a blocked attempt: the company's blockedText when it was refused; null for a "
+                   "flag and for attempts recorded before the setting existed (masked)"},
+    "text": {"type": ["string", "null"], "description": "kept: the whole refused text (at most 16,000 characters)"},
+    "textTruncated": {"type": ["boolean", "null"], "description": "kept: the text was longer and is cut"},
+    "textHash": {"type": ["string", "null"], "pattern": "^hmac-sha256:[0-9a-f]{64}$",
+                 "description": "hashed: equal for equal texts within the company"}}}
 _REVIEW_ITEM = {"type": "object", "required": [*_DLP_FLAG["required"], "itemId", "kind", "state", "claimedBy",
                                                 "claimedAt", "resolution", "note", "resolvedBy", "resolvedAt"],
                 "properties": {

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import uuid
 from typing import Any
 
@@ -50,7 +51,8 @@ def rulesets(tenant_ids: list[str], now: float, ttl: float) -> list[dlp.Ruleset]
                 ruleset = cached[1]  # unchanged: keep the compiled form
             else:
                 ruleset = dlp.Ruleset.from_stored(tenant, json.loads(item.rules) if item is not None else [],
-                                                  version)
+                                                  version, item.blocked_text if item is not None else None,
+                                                  item.text_key if item is not None else None)
             _cache[tenant] = (now, ruleset)
         while len(_cache) > CACHE_MAX_TENANTS:
             _cache.pop(min(_cache, key=lambda t: _cache[t][0]))
@@ -101,16 +103,19 @@ def _screen(call: Call, tenants: list[str], text: str, source: str, conversation
     return verdict
 
 
-def _entry(call: Call, tenant: str, rule_ids: list[str], action: str, excerpt: str, conversation_id: str | None,
-           source: str, seq: int | None, message_id: str | None, file_id: str | None, what: str,
-           after_seq: int | None = None) -> None:
+def _entry(call: Call, tenant: str, rule_ids: list[str], action: str, text: dict[str, Any],
+           conversation_id: str | None, source: str, seq: int | None, message_id: str | None,
+           file_id: str | None, what: str, after_seq: int | None = None) -> None:
     """Write one review entry, open in the review queue (1 conditional PutItem, which also writes the
-    queue's three index entries); a failure is logged without content, never raised."""
+    queue's three index entries); a failure is logged without content, never raised.
+
+    ``text``: the entry's ``excerpt`` (and for a blocked attempt what its
+    company's policy keeps, :func:`dlp.blocked_text`)."""
     now = call.now_ms()
     flag = DlpFlag(tenant_id=tenant, flag_id=f"{now:013d}#{uuid.uuid4().hex}", at=now, source=source,
                    conversation_id=conversation_id, seq=seq, message_id=message_id, file_id=file_id,
                    sender_key=f"{call.principal.tenant_id}#{call.principal.user_id}", rule_ids=rule_ids,
-                   action=action, excerpt=excerpt, after_seq=after_seq, state="open", history=[])
+                   action=action, after_seq=after_seq, state="open", history=[], **text)
     flag.index_keys()
     try:
         flag.save(condition=DlpFlag.flag_id.does_not_exist())
@@ -129,8 +134,8 @@ def record_flags(call: Call, verdict: dlp.Verdict, conversation_id: str | None, 
     if verdict.action is None:
         return
     for tenant, rule_ids in verdict.flags().items():
-        _entry(call, tenant, rule_ids, verdict.action, verdict.excerpt(tenant), conversation_id, source,
-               seq, message_id, file_id, "flag")
+        _entry(call, tenant, rule_ids, verdict.action, {"excerpt": verdict.excerpt(tenant)}, conversation_id,
+               source, seq, message_id, file_id, "flag")
 
 
 def record_blocked(call: Call, verdict: dlp.Verdict, conversation_id: str | None, source: str, *,
@@ -143,10 +148,19 @@ def record_blocked(call: Call, verdict: dlp.Verdict, conversation_id: str | None
     exactly the same.  A company whose rules only flagged or redacted this
     text gets nothing: the text was not stored.  ``after_seq`` (the
     conversation's last seq then) places the attempt for a review case's context.
+    Each entry keeps of the text what its own company's policy says
+    (``blockedText``); the rule sets were just read, so this is a cache hit.
     """
-    for tenant, rule_ids in verdict.flags("block").items():
-        _entry(call, tenant, rule_ids, "block", verdict.excerpt(tenant, "block"), conversation_id, source,
-               seq, message_id, file_id, "block", after_seq)
+    blocked = verdict.flags("block")
+    policies = {rs.tenant_id: rs for rs in rulesets(list(blocked), call.clock(), call.settings.dlp_cache_seconds)}
+    for tenant, rule_ids in blocked.items():
+        rs = policies[tenant]
+        try:
+            text = dlp.blocked_text(verdict, tenant, rs.blocked_text, rs.text_key)
+        except ValueError:  # "hashed" without a key cannot be stored: keep nothing rather than the text
+            text = dlp.blocked_text(verdict, tenant, "dropped", None)
+        _entry(call, tenant, rule_ids, "block", text, conversation_id, source, seq, message_id, file_id,
+               "block", after_seq)
 
 
 # --- admin REST: GET/PUT /admin/dlp/rules (admins), GET /admin/dlp/flags (reviewers) --------
@@ -156,12 +170,17 @@ def _limits() -> dict[str, int]:
             "keywordChars": dlp.MAX_KEYWORD_CHARS, "ruleSetChars": dlp.MAX_RULESET_CHARS}
 
 
+def _rules_view(rules: list[dict[str, Any]], version: int, blocked_text: str | None) -> dict[str, Any]:
+    return {"rules": rules, "version": version, "blockedText": blocked_text or "masked",
+            "detectors": list(dlp.DETECTORS), "limits": _limits()}
+
+
 def get_rules(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     require_admin(call)
     item = DlpRules.find(call.principal.tenant_id)
-    return {"rules": json.loads(item.rules) if item is not None else [],
-            "version": int(item.version) if item is not None else 0,
-            "detectors": list(dlp.DETECTORS), "limits": _limits()}
+    if item is None:
+        return _rules_view([], 0, None)
+    return _rules_view(json.loads(item.rules), int(item.version), item.blocked_text)
 
 
 def set_rules(call: Call, body: dict[str, Any]) -> dict[str, Any]:
@@ -178,8 +197,14 @@ def set_rules(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     if body.get("version") is not None and int(body["version"]) != current:
         raise Conflict(f"The rules changed meanwhile (version {current}); reload and retry.", version=current)
     before = json.loads(item.rules) if item is not None else []
+    before_text = (item.blocked_text if item is not None else None) or "masked"
+    blocked_text = body.get("blockedText") or before_text
+    key = item.text_key if item is not None else None
+    if blocked_text == "hashed" and not key:
+        key = secrets.token_hex(32)  # the company's own: hashes never compare across companies
     new = DlpRules(tenant_id=tenant, rules=json.dumps(rules, separators=(",", ":")), version=current + 1,
-                   updated_at=call.now_ms(), updated_by=call.principal.user_id)
+                   updated_at=call.now_ms(), updated_by=call.principal.user_id, blocked_text=blocked_text,
+                   text_key=key)
     try:
         new.save(condition=DlpRules.tenant_id.does_not_exist() if item is None else DlpRules.version == current)
     except PutError as exc:
@@ -187,9 +212,9 @@ def set_rules(call: Call, body: dict[str, Any]) -> dict[str, Any]:
             raise Conflict("The rules changed meanwhile; reload and retry.") from None
         raise
     invalidate(tenant)
-    audit(call, "dlp.rules.update", tenant, before={"version": current, "rules": before},
-          after={"version": current + 1, "rules": rules})
-    return {"rules": rules, "version": current + 1, "detectors": list(dlp.DETECTORS), "limits": _limits()}
+    audit(call, "dlp.rules.update", tenant, before={"version": current, "rules": before, "blockedText": before_text},
+          after={"version": current + 1, "rules": rules, "blockedText": blocked_text})
+    return _rules_view(rules, current + 1, blocked_text)
 
 
 def flag_view(f: DlpFlag) -> dict[str, Any]:
@@ -197,7 +222,8 @@ def flag_view(f: DlpFlag) -> dict[str, Any]:
     return {"id": f.flag_id, "at": int(f.at), "source": f.source, "conversationId": f.conversation_id,
             "seq": int(f.seq) if f.seq is not None else None, "messageId": f.message_id, "fileId": f.file_id,
             "sender": {"tenantId": tenant, "userId": user}, "ruleIds": list(f.rule_ids or []),
-            "action": f.action, "excerpt": f.excerpt}
+            "action": f.action, "excerpt": f.excerpt, "textPolicy": f.text_policy, "text": f.text,
+            "textTruncated": bool(f.text_truncated) if f.text is not None else None, "textHash": f.text_hash}
 
 
 def list_flags(call: Call, body: dict[str, Any]) -> dict[str, Any]:

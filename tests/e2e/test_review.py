@@ -136,6 +136,55 @@ async def test_blocked_attempt_in_the_queue_claimed_resolved_exported_and_audite
     assert export["target"] == f"conversation:{conv}" and export["after"]["itemIds"] == ids
 
 
+async def test_blocked_text_kept_hashed_or_dropped_per_company_policy(stack, sessions):
+    """Each company's ``blockedText`` decides what its blocked-attempt entries keep; the change is audited."""
+    co = make_company(stack, "bt")
+    rv = reviewer(co)
+    s = await sessions(co.member)
+    conv = (await s.call("conversation.create", kind="group", name="bt",
+                         members=[co.user_id(co.other)]))["conversation"]["conversationId"]
+
+    async def attempt(policy: str, text: str) -> dict:
+        r = api(stack, co.admin, "PUT", "/admin/dlp/rules", json={"rules": RULES, "blockedText": policy})
+        assert r.status_code == 200 and r.json()["blockedText"] == policy, r.text
+        with pytest.raises(ActionError) as err:
+            await s.call("message.send", conversationId=conv, clientMessageId=uuid.uuid4().hex, body=text)
+        assert err.value.code == "message_blocked"
+        return ok(api(stack, rv, "GET", ITEMS, params={"kind": "block", "limit": 1}), "admin.review.list")["items"][0]
+
+    kept = await attempt("kept", f"pay {CARD} now")
+    assert (kept["textPolicy"], kept["text"], kept["textTruncated"], kept["textHash"]) == \
+        ("kept", f"pay {CARD} now", False, None)
+    assert kept["excerpt"] == f"pay {MASK} now"
+    hashed = await attempt("hashed", f"pay {CARD} now")
+    again = await attempt("hashed", f"pay {CARD} now")
+    other = await attempt("hashed", f"pay {CARD} later")
+    assert hashed["textPolicy"] == "hashed" and hashed["text"] is None and hashed["excerpt"] == ""
+    assert hashed["textHash"].startswith("hmac-sha256:") and hashed["textHash"] == again["textHash"]
+    assert other["textHash"] != hashed["textHash"] and CARD not in str([hashed, again, other])
+    dropped = await attempt("dropped", f"pay {CARD} now")
+    assert (dropped["textPolicy"], dropped["excerpt"], dropped["text"], dropped["textHash"]) == \
+        ("dropped", "", None, None)
+    # the item as stored holds no more than the view shows
+    stored = DlpFlag.find(co.tenant, dropped["id"])
+    assert (stored.excerpt, stored.text, stored.text_hash) == ("", None, None)
+    # unchanged when a later save leaves it out; the company's key is never returned
+    r = api(stack, co.admin, "PUT", "/admin/dlp/rules", json={"rules": RULES})
+    assert r.json()["blockedText"] == "dropped" and "textKey" not in r.text and "text_key" not in r.text
+    got = api(stack, co.admin, "GET", "/admin/dlp/rules").json()
+    assert got["blockedText"] == "dropped" and set(got) == {"rules", "version", "blockedText", "detectors", "limits"}
+    # a bad value is refused; the setting is audited with its before and after
+    refused(api(stack, co.admin, "PUT", "/admin/dlp/rules", json={"rules": RULES, "blockedText": "plain"}),
+            "validation_failed")
+    audit = api(stack, co.admin, "GET", "/admin/audit", params={"actionName": "dlp.rules.update"}).json()
+    changes = [(e["before"]["blockedText"], e["after"]["blockedText"]) for e in audit["entries"]
+               if (e.get("before") or {}).get("blockedText")]
+    assert ("masked", "kept") in changes and ("kept", "hashed") in changes and ("hashed", "dropped") in changes
+    # the setting is the admin's: a reviewer (not admin) and a plain member are refused
+    refused(api(stack, co.member, "PUT", "/admin/dlp/rules", json={"rules": RULES, "blockedText": "kept"}),
+            "forbidden")
+
+
 async def test_claim_race_exactly_one_reviewer_wins(stack, sessions):
     co = make_company(stack, "rvrace")
     set_rules(stack, co)

@@ -212,3 +212,39 @@ def test_many_rules_scan_once_and_report_each_match():
     rs = ruleset("acme", *rules)
     v = dlp.screen("see code07x and code42x", [rs])
     assert sorted(h.rule.id for h in v.hits) == ["r42", "r7"]
+
+
+def test_blocked_text_keeps_what_the_policy_says():
+    """kept: the excerpt and the whole text (capped); hashed: an HMAC under the company's key only;
+    dropped: nothing; masked: the excerpt."""
+    rs = dlp.Ruleset("acme", dlp.parse_rules([{"id": "c", "name": "cards", "type": "detector",
+                                                "detector": "payment_card", "action": "block"}]))
+    text = "pay 4111 1111 1111 1111 now"
+    v = dlp.screen(text, [rs])
+    masked = dlp.blocked_text(v, "acme", "masked", None)
+    assert masked["excerpt"] == f"pay {dlp.MASK} now" and masked["text"] is None and masked["text_hash"] is None
+    kept = dlp.blocked_text(v, "acme", "kept", None)
+    assert (kept["text"], kept["text_truncated"], kept["excerpt"]) == (text, False, masked["excerpt"])
+    key, other_key = "ab" * 32, "cd" * 32
+    h1 = dlp.blocked_text(v, "acme", "hashed", key)
+    assert h1["excerpt"] == "" and h1["text"] is None and h1["text_hash"].startswith("hmac-sha256:")
+    # NFC: the same text typed decomposed hashes the same; another company's key does not
+    assert dlp.blocked_text(v, "acme", "hashed", key)["text_hash"] == h1["text_hash"]
+    assert dlp.blocked_text(v, "acme", "hashed", other_key)["text_hash"] != h1["text_hash"]
+    with pytest.raises(ValueError):
+        dlp.blocked_text(v, "acme", "hashed", None)
+    dropped = dlp.blocked_text(v, "acme", "dropped", None)
+    assert (dropped["excerpt"], dropped["text"], dropped["text_hash"]) == ("", None, None)
+    long = dlp.screen("4111 1111 1111 1111 " + "x" * dlp.KEPT_TEXT_MAX, [rs])
+    cut = dlp.blocked_text(long, "acme", "kept", None)
+    assert len(cut["text"]) == dlp.KEPT_TEXT_MAX and cut["text_truncated"] is True
+
+
+def test_blocked_text_hash_is_of_the_nfc_text():
+    rs = dlp.Ruleset("acme", dlp.parse_rules([{"id": "k", "name": "k", "type": "keyword", "keywords": ["cafe"],
+                                               "action": "block"}]))
+    composed, decomposed = "caf\u00e9 cafe", "cafe\u0301 cafe"
+    key = "11" * 32
+    a = dlp.blocked_text(dlp.screen(composed, [rs]), "acme", "hashed", key)["text_hash"]
+    b = dlp.blocked_text(dlp.screen(decomposed, [rs]), "acme", "hashed", key)["text_hash"]
+    assert a == b
