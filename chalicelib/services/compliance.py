@@ -469,12 +469,14 @@ def _reconcile_held_file(orig: HeldOriginal, held: bool, now_ms: int) -> None:
         rec.update(actions=[File.held_at.remove(), File.expires_at.set(now_ms // 1000 + REJECTED_TTL_SECONDS)])
 
 
-def _take_lease(hold: LegalHold, token: str, now_s: int) -> bool:
-    """The hold's sweep lease (conditional UpdateItem): at most one step of its sweeps runs at a time."""
+def _take_lease(item: Any, token: str, now_s: int, extra: Any = None) -> bool:
+    """``item``'s step lease (1 conditional UpdateItem on its ``lease``/``lease_until``): at most one step
+    of its sweep runs at a time; ``extra`` adds to the condition (e.g. that ``token`` is still current)."""
+    cls = type(item)
+    free = cls.lease_until.does_not_exist() | (cls.lease_until < now_s) | (cls.lease == token)
     try:
-        hold.update(actions=[LegalHold.lease.set(token), LegalHold.lease_until.set(now_s + SWEEP_LEASE_SECONDS)],
-                    condition=LegalHold.lease_until.does_not_exist() | (LegalHold.lease_until < now_s)
-                    | (LegalHold.lease == token))
+        item.update(actions=[cls.lease.set(token), cls.lease_until.set(now_s + SWEEP_LEASE_SECONDS)],
+                    condition=free if extra is None else extra & free)
     except UpdateError as exc:
         if condition_failed(exc):
             return False
@@ -482,10 +484,10 @@ def _take_lease(hold: LegalHold, token: str, now_s: int) -> bool:
     return True
 
 
-def _drop_lease(hold: LegalHold, token: str) -> None:
+def _drop_lease(item: Any, token: str) -> None:
+    cls = type(item)
     try:
-        hold.update(actions=[LegalHold.lease.remove(), LegalHold.lease_until.remove()],
-                    condition=LegalHold.lease == token)
+        item.update(actions=[cls.lease.remove(), cls.lease_until.remove()], condition=cls.lease == token)
     except UpdateError as exc:
         if not condition_failed(exc):
             raise
@@ -617,29 +619,6 @@ def start_backfill(tenant: str, conversation_id: str | None, now_ms: int,
     return gen
 
 
-def _bf_lease(item: RetentionRule, token: str, now_s: int) -> bool:
-    try:
-        item.update(actions=[RetentionRule.lease.set(token),
-                             RetentionRule.lease_until.set(now_s + SWEEP_LEASE_SECONDS)],
-                    condition=(RetentionRule.bf_gen == token) & (
-                        RetentionRule.lease_until.does_not_exist() | (RetentionRule.lease_until < now_s)
-                        | (RetentionRule.lease == token)))
-    except UpdateError as exc:
-        if condition_failed(exc):
-            return False
-        raise
-    return True
-
-
-def _bf_unlease(item: RetentionRule, token: str) -> None:
-    try:
-        item.update(actions=[RetentionRule.lease.remove(), RetentionRule.lease_until.remove()],
-                    condition=RetentionRule.lease == token)
-    except UpdateError as exc:
-        if not condition_failed(exc):
-            raise
-
-
 class _Rules:
     """The rule items messages depend on (default, override, holds), read in batches, cached per step."""
 
@@ -701,7 +680,7 @@ def backfill_step(job: dict[str, Any], schedule: Any) -> str:
     item = _rule(backfill_subject(tenant))
     if item is None or item.bf_gen != gen or item.bf_state != "running":
         return "superseded"
-    if not _bf_lease(item, gen, int(time.time())):
+    if not _take_lease(item, gen, int(time.time()), RetentionRule.bf_gen == gen):
         now_item = _rule(backfill_subject(tenant))
         if now_item is not None and now_item.bf_gen == gen:  # another step of this backfill holds the lease
             schedule(job, SWEEP_BUSY_DELAY_SECONDS)
@@ -710,7 +689,7 @@ def backfill_step(job: dict[str, Any], schedule: Any) -> str:
     try:
         return _backfill_pages(item, job, schedule)
     finally:
-        _bf_unlease(item, gen)
+        _drop_lease(item, gen)
 
 
 def _backfill_pages(item: RetentionRule, job: dict[str, Any], schedule: Any) -> str:
