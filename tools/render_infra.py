@@ -1,6 +1,6 @@
 """Render the deployment's CloudFormation fragment and IAM policy from the app's own code.
 
-Why: keys, indexes and TTL live only in ``chalicelib/models.py``; table,
+Why: keys, indexes and TTL live only in ``chalicelib/models/``; table,
 queue and bucket names only in the stage's environment (``.chalice/config.json``
 read through ``chalicelib/config.py``); the Lambda functions only in ``app.py``.  Generating ``infra/resources-<stage>.json`` (merged by
 ``chalice package --merge-template``) and ``.chalice/policy-<stage>.json``

@@ -11,7 +11,7 @@ from tools import render_infra
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("dev", "prod")
-STALE = "is stale against chalicelib/models.py or .chalice/config.json: run `make infra` and commit the result"
+STALE = "is stale against chalicelib/models/ or .chalice/config.json: run `make infra` and commit the result"
 
 
 def _stage_env(stage):
