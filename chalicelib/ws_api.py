@@ -8,6 +8,7 @@ message path).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 from typing import Any, Callable
 
@@ -16,8 +17,7 @@ from .identity import Principal
 from .config import settings
 from .protocol import frames
 from .protocol.errors import ChatError, Internal
-from .services import connections, conversations, files, messages, presence
-from .services import experts, people, push
+from .services import connections
 from .services.context import Call
 from .ws_connect import context_of, principal_from
 
@@ -32,10 +32,18 @@ def _ping(_principal: Principal | None, frame: frames.Frame, _cid: str, _out: An
     return {"type": "pong", "requestId": frame.request_id, "serverTime": logs.now_ms()}
 
 
-def _service(fn: Callable[..., dict[str, Any]], *args: Any) -> Handler:
-    """Adapt ``fn(call, body, *args) -> result`` to an action handler replying with ``ack``."""
+def _function(path: str) -> Callable[..., dict[str, Any]]:
+    """``"module.function"`` of ``chalicelib.services``, imported on the action's first use: a cold
+    container loads the services of the actions it runs, not all of them (docs/proof.md "Cold start")."""
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(f"chalicelib.services.{module}"), name)
+
+
+def _service(path: str, *args: Any) -> Handler:
+    """Adapt ``fn(call, body, *args) -> result`` (``path`` names it) to an action handler replying with ``ack``."""
     def handle(principal: Principal | None, frame: frames.Frame, cid: str, out: Any) -> dict[str, Any]:
         assert principal is not None
+        fn = _function(path)
         call = Call(principal=principal, delivery=out, clock=runtime.clock,
                     settings=settings(), connection_id=cid, schedule=runtime.schedule_compliance)
         result = fn(call, frame.body, *args)
@@ -43,9 +51,10 @@ def _service(fn: Callable[..., dict[str, Any]], *args: Any) -> Handler:
     return handle
 
 
-def _presence(fn: Callable[..., dict[str, Any]], with_connection: bool = False) -> Handler:
+def _presence(path: str, with_connection: bool = False) -> Handler:
     def handle(principal: Principal | None, frame: frames.Frame, cid: str, out: Any) -> dict[str, Any]:
         assert principal is not None
+        fn = _function(path)
         args = (principal, cid) if with_connection else (principal,)
         env = dataclasses.replace(runtime.presence_env(), delivery=out)
         result = fn(env, *args, frame.body)
@@ -57,45 +66,45 @@ def _presence(fn: Callable[..., dict[str, Any]], with_connection: bool = False) 
 # identity read the connection record (1 GetItem); ping does not.
 ACTIONS: dict[str, tuple[Handler, bool]] = {
     "ping": (_ping, False),
-    "conversation.create": (_service(conversations.create), True),
-    "conversation.get": (_service(conversations.get), True),
-    "conversation.list": (_service(conversations.inbox), True),
-    "conversation.update": (_service(conversations.update), True),
-    "conversation.join": (_service(conversations.join), True),
-    "conversation.leave": (_service(conversations.leave), True),
-    "channel.list": (_service(conversations.public_channels), True),
-    "member.list": (_service(conversations.members), True),
-    "member.add": (_service(conversations.add_members), True),
-    "member.remove": (_service(conversations.remove_member), True),
-    "member.role": (_service(conversations.set_role), True),
-    "message.send": (_service(messages.send), True),
-    "message.edit": (_service(messages.edit), True),
-    "message.delete": (_service(messages.delete), True),
-    "message.revisions": (_service(messages.revisions), True),
-    "reaction.add": (_service(messages.react, True), True),
-    "reaction.remove": (_service(messages.react, False), True),
-    "history": (_service(messages.history), True),
-    "thread.history": (_service(messages.thread), True),
-    "sync": (_service(messages.sync), True),
-    "read": (_service(messages.read), True),
-    "typing.start": (_service(messages.typing, True), True),
-    "typing.stop": (_service(messages.typing, False), True),
-    "presence.set": (_presence(presence.set_status), True),
-    "presence.custom": (_presence(presence.set_custom), True),
-    "presence.heartbeat": (_presence(presence.heartbeat, with_connection=True), True),
-    "presence.subscribe": (_presence(presence.subscribe, with_connection=True), True),
-    "presence.unsubscribe": (_presence(presence.unsubscribe, with_connection=True), True),
-    "file.upload.request": (_service(files.request_upload), True),
-    "file.download.request": (_service(files.request_download), True),
+    "conversation.create": (_service("conversations.create"), True),
+    "conversation.get": (_service("conversations.get"), True),
+    "conversation.list": (_service("conversations.inbox"), True),
+    "conversation.update": (_service("conversations.update"), True),
+    "conversation.join": (_service("conversations.join"), True),
+    "conversation.leave": (_service("conversations.leave"), True),
+    "channel.list": (_service("conversations.public_channels"), True),
+    "member.list": (_service("conversations.members"), True),
+    "member.add": (_service("conversations.add_members"), True),
+    "member.remove": (_service("conversations.remove_member"), True),
+    "member.role": (_service("conversations.set_role"), True),
+    "message.send": (_service("messages.send"), True),
+    "message.edit": (_service("messages.edit"), True),
+    "message.delete": (_service("messages.delete"), True),
+    "message.revisions": (_service("messages.revisions"), True),
+    "reaction.add": (_service("messages.react", True), True),
+    "reaction.remove": (_service("messages.react", False), True),
+    "history": (_service("messages.history"), True),
+    "thread.history": (_service("messages.thread"), True),
+    "sync": (_service("messages.sync"), True),
+    "read": (_service("messages.read"), True),
+    "typing.start": (_service("messages.typing", True), True),
+    "typing.stop": (_service("messages.typing", False), True),
+    "presence.set": (_presence("presence.set_status"), True),
+    "presence.custom": (_presence("presence.set_custom"), True),
+    "presence.heartbeat": (_presence("presence.heartbeat", with_connection=True), True),
+    "presence.subscribe": (_presence("presence.subscribe", with_connection=True), True),
+    "presence.unsubscribe": (_presence("presence.unsubscribe", with_connection=True), True),
+    "file.upload.request": (_service("files.request_upload"), True),
+    "file.download.request": (_service("files.request_download"), True),
     # people: display names for the user keys clients see (docs/protocol.md "People")
-    "users.get": (_service(people.get_users), True),
-    "users.search": (_service(people.search_users), True),
+    "users.get": (_service("people.get_users"), True),
+    "users.search": (_service("people.search_users"), True),
     # mobile push: the caller's own devices (docs/push.md)
-    "push.register": (_service(push.register), True),
-    "push.unregister": (_service(push.unregister), True),
+    "push.register": (_service("push.register"), True),
+    "push.unregister": (_service("push.unregister"), True),
     # ask the experts (docs/experts.md)
-    "expert.ask": (_service(experts.ask), True),
-    "expert.accept": (_service(experts.accept), True),
+    "expert.ask": (_service("experts.ask"), True),
+    "expert.accept": (_service("experts.accept"), True),
 }
 
 

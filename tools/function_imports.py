@@ -62,8 +62,23 @@ def _modules_in(node: ast.AST) -> set[str]:
     return out
 
 
-def function_modules(app_path: Path = ROOT / "app.py") -> dict[str, set[str]]:
-    """Lambda function name -> the chalicelib modules its handlers import on their first event."""
+def dispatched_services(ws_api_path: Path = ROOT / "chalicelib" / "ws_api.py") -> set[str]:
+    """The service modules ``ws_api`` imports on an action's first use (``_service("module.function")``)."""
+    out: set[str] = set()
+    for sub in ast.walk(ast.parse(ws_api_path.read_text())):
+        if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and sub.func.id in ("_service", "_presence") \
+                and sub.args and isinstance(sub.args[0], ast.Constant):
+            out.add("chalicelib.services." + str(sub.args[0].value).rpartition(".")[0])
+    return out
+
+
+def function_modules(app_path: Path = ROOT / "app.py", *, dispatched: bool = True) -> dict[str, set[str]]:
+    """Lambda function name -> the chalicelib modules its handlers import on their first event.
+
+    ``dispatched``: also every service a socket action may load on its first
+    use (what the function may ever import: for import boundaries); without
+    it, only what the handler itself imports (the cold start's fixed part).
+    """
     tree = ast.parse(app_path.read_text())
     helpers = {n.name: _modules_in(n) for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_rest"}
     out: dict[str, set[str]] = {}
@@ -74,5 +89,7 @@ def function_modules(app_path: Path = ROOT / "app.py") -> dict[str, set[str]]:
                 mods = _modules_in(node)
                 if function == "api_handler":
                     mods |= helpers.get("_rest", set())
+                if dispatched and "chalicelib.ws_api" in mods:
+                    mods |= dispatched_services()
                 out.setdefault(function, set()).update(mods)
     return out
