@@ -242,7 +242,7 @@ def set_retention(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     audit(call, "retention.set", call.principal.tenant_id, before={"days": before}, after={"days": days})
     view = _retention_view(rule)
     if days != before:  # what was already written follows the change (a backfill on the compliance queue)
-        start_backfill(call.principal.tenant_id, None, call.now_ms())
+        start_backfill(call, None)
     return {"retention": {**view, "backfill": _backfill_view(_rule(backfill_subject(call.principal.tenant_id)))}}
 
 
@@ -264,7 +264,7 @@ def set_conversation_retention(call: Call, body: dict[str, Any]) -> dict[str, An
         after = {"override": True, "days": days}
     audit(call, "retention.conversation", conv.conversation_id, before=before, after=after)
     if before != after:
-        start_backfill(call.principal.tenant_id, conv.conversation_id, call.now_ms())
+        start_backfill(call, conv.conversation_id)
     return {"conversationId": conv.conversation_id, **after, "allowedDays": list(retention.ALLOWED_DAYS)}
 
 
@@ -285,11 +285,9 @@ def _marker(h: LegalHold) -> str:
     return retention.conversation_hold_subject(h.tenant_id, h.target)
 
 
-def _schedule_sweep(h: LegalHold, gen: str, delay: int = SWEEP_DELAY_SECONDS) -> None:
-    from .. import runtime
-
-    runtime.schedule_compliance({"job": "hold.sweep", "tenantId": h.tenant_id, "holdId": h.hold_id, "gen": gen},
-                                delay)
+def _schedule_sweep(call: Call, h: LegalHold, gen: str, delay: int = SWEEP_DELAY_SECONDS) -> None:
+    assert call.schedule is not None, "a hold's sweep needs the compliance queue (Call.schedule)"
+    call.schedule({"job": "hold.sweep", "tenantId": h.tenant_id, "holdId": h.hold_id, "gen": gen}, delay)
 
 
 def place_hold(call: Call, body: dict[str, Any]) -> dict[str, Any]:
@@ -313,7 +311,7 @@ def place_hold(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     RetentionRule(subject=_marker(hold)).update(actions=[RetentionRule.holds.add({hold.hold_id}),
                                                          RetentionRule.updated_at.set(now)])
     audit(call, "hold.place", hold.hold_id, after={"kind": kind, "target": target, "name": hold.name})
-    _schedule_sweep(hold, hold.sweep_gen)
+    _schedule_sweep(call, hold, hold.sweep_gen)
     return {"hold": _hold_view(hold)}
 
 
@@ -347,7 +345,7 @@ def release_hold(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     RetentionRule(subject=_marker(hold)).update(actions=[RetentionRule.holds.delete({hold.hold_id}),
                                                          RetentionRule.updated_at.set(now)])
     audit(call, "hold.release", hold.hold_id, before={"state": "active"}, after={"state": "released"})
-    _schedule_sweep(hold, gen)
+    _schedule_sweep(call, hold, gen)
     return {"hold": _hold_view(hold)}
 
 
@@ -594,13 +592,13 @@ def _backfill_view(item: RetentionRule | None) -> dict[str, Any] | None:
             "conversationIds": sorted(item.bf_scope) if item.bf_scope else None}
 
 
-def start_backfill(tenant: str, conversation_id: str | None, now_ms: int,
-                   delay: int = SWEEP_DELAY_SECONDS) -> str:
+def start_backfill(call: Call, conversation_id: str | None, delay: int = SWEEP_DELAY_SECONDS) -> str:
     """Start (or widen and restart) the company's backfill; returns its generation.
 
     Scope: ``conversation_id`` (an override changed) or every conversation (the default changed).
     A backfill still running keeps its scope in the new one, so superseding it loses nothing.
     """
+    tenant, now_ms = call.principal.tenant_id, call.now_ms()
     current = _rule(backfill_subject(tenant))
     running = current is not None and current.bf_state == "running"
     if conversation_id is None or (running and not current.bf_scope):
@@ -613,9 +611,8 @@ def start_backfill(tenant: str, conversation_id: str | None, now_ms: int,
                RetentionRule.bf_finished_at.remove()]
     actions.append(RetentionRule.bf_scope.set(scope) if scope else RetentionRule.bf_scope.remove())
     RetentionRule(subject=backfill_subject(tenant)).update(actions=actions)
-    from .. import runtime
-
-    runtime.schedule_compliance({"job": "retention.backfill", "tenantId": tenant, "gen": gen}, delay)
+    assert call.schedule is not None, "a backfill needs the compliance queue (Call.schedule)"
+    call.schedule({"job": "retention.backfill", "tenantId": tenant, "gen": gen}, delay)
     return gen
 
 
