@@ -73,7 +73,8 @@ def handle(headers: dict[str, str] | None, raw_body: bytes | str | None, query: 
         ctx_info = context or {}
         call = Call(principal=principal, delivery=runtime.outbox(), clock=runtime.clock, settings=settings(),
                     source_ip=(ctx_info.get("identity") or {}).get("sourceIp"),
-                    request_id=ctx_info.get("requestId"), schedule=runtime.schedule_compliance)
+                    request_id=ctx_info.get("requestId"), schedule=runtime.schedule_compliance,
+                    s3=runtime.s3)
         return status, fn(call, {k: v for k, v in frame.body.items() if k not in ("action", "requestId")}), \
             {"Content-Type": "application/json"}
     except ChatError as err:

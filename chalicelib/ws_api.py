@@ -45,7 +45,8 @@ def _service(path: str, *args: Any) -> Handler:
         assert principal is not None
         fn = _function(path)
         call = Call(principal=principal, delivery=out, clock=runtime.clock,
-                    settings=settings(), connection_id=cid, schedule=runtime.schedule_compliance)
+                    settings=settings(), connection_id=cid, schedule=runtime.schedule_compliance,
+                    s3=runtime.s3)
         result = fn(call, frame.body, *args)
         return {"type": "ack", "requestId": frame.request_id, "action": frame.action, "result": result}
     return handle

@@ -359,11 +359,11 @@ def download_file(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     if rec is None or rec.tenant_id != call.principal.tenant_id \
             or not (rec.status == "clean" or (rec.status == "deleted" and rec.held_at is not None)):
         raise NotFound("No such file.")
-    from .. import runtime
     from .files import _disposition, file_view
 
+    assert call.s3 is not None, "a download link is presigned with the storage client (Call.s3)"
     seconds = call.settings.download_url_seconds
-    url = runtime.s3().generate_presigned_url("get_object", ExpiresIn=seconds, Params={
+    url = call.s3().generate_presigned_url("get_object", ExpiresIn=seconds, Params={
         **_object(rec), "ResponseContentDisposition": _disposition(rec.name), "ResponseContentType": rec.content_type})
     held = rec.held_at is not None
     audit(call, "file.download", rec.file_id, after={"conversationId": rec.conversation_id, "status": rec.status,

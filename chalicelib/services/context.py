@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..identity import Principal
-from ..config import Settings
+
+if TYPE_CHECKING:  # the entry point (runtime) builds the settings; a service only reads them
+    from ..config import Settings
 
 
 @dataclass(frozen=True)
@@ -19,8 +21,11 @@ class Call:
     # For the audit log (REST): the caller's address and API Gateway's request id.
     source_ip: str | None = None
     request_id: str | None = None
-    # schedule(job, delay_seconds): a delayed compliance-queue step (expert escalation, docs/experts.md)
+    # schedule(job, delay_seconds): a delayed compliance-queue step (expert escalation, hold sweeps,
+    # retention backfills, export steps; docs/compliance.md)
     schedule: Callable[[dict[str, Any], int], None] | None = None
+    # s3(): the storage client (presigned URLs, object calls), built on first use by the entry point
+    s3: Callable[[], Any] | None = None
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

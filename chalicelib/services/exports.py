@@ -28,20 +28,22 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import UpdateError
 
 from .. import policy
 from ..identity import Principal
-from ..config import Settings
 from ..models import (Conversation, Export, File, HeldOriginal, Member, Message, User, condition_failed, user_key,
                       user_ref)
 from ..protocol.errors import NotFound, ValidationFailed
 from .audit import audit, require_admin
 from .compliance import tenant_conversation
 from .context import Call
+
+if TYPE_CHECKING:  # the entry point builds the settings; a service only reads them
+    from ..config import Settings
 
 log = logging.getLogger("chat.exports")
 
@@ -105,9 +107,8 @@ def start_export(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     exp.save(condition=Export.export_id.does_not_exist())
     audit(call, "export.start", export_id,
           after={"from": start, "to": end, "userIds": user_ids, "conversationIds": conv_ids})
-    from .. import runtime
-
-    runtime.schedule_compliance({"job": "export", "tenantId": tenant, "exportId": export_id, "step": 0})
+    assert call.schedule is not None, "an export runs on the compliance queue (Call.schedule)"
+    call.schedule({"job": "export", "tenantId": tenant, "exportId": export_id, "step": 0}, 0)
     return {"export": _view(exp)}
 
 
@@ -120,10 +121,9 @@ def get_export(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         raise NotFound("No such export.") from None
     view = _view(exp)
     if exp.state == "done":
-        from .. import runtime
-
+        assert call.s3 is not None, "a download link is presigned with the storage client (Call.s3)"
         seconds = call.settings.export_url_seconds
-        url = runtime.s3().generate_presigned_url("get_object", ExpiresIn=seconds, Params={
+        url = call.s3().generate_presigned_url("get_object", ExpiresIn=seconds, Params={
             "Bucket": call.settings.files_bucket, "Key": exp.object_key,
             "ResponseContentType": "application/x-ndjson",
             "ResponseContentDisposition": f'attachment; filename="export-{exp.export_id}.jsonl"'})
