@@ -15,6 +15,7 @@ the local stack (``--stack .devstack/stack.json``) and against AWS alike::
         --connects-per-second 50 --sends-per-second-user 10 --sends-per-second-tenant 2000
     python -m tools.tenantctl limits --tenant acme          # show (0 resets one to the default)
     python -m tools.tenantctl search-backfill --tenant acme
+    python -m tools.tenantctl review-backfill --tenant acme
     python -m tools.tenantctl suspend --tenant acme        # refuse its tokens, close its sockets
     python -m tools.tenantctl resume --tenant acme
     python -m tools.tenantctl create-tables
@@ -86,6 +87,13 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("create-tables", help="create missing tables (idempotent)")
 
+    rb = sub.add_parser("review-backfill",
+                        help="put a tenant's screening entries from before the review queue into it (idempotent, "
+                             "resumable: --after the printed cursor)")
+    rb.add_argument("--tenant", required=True)
+    rb.add_argument("--after", help="resume after this cursor (printed by the previous run)")
+    rb.add_argument("--max", type=int, default=1000, help="entries written per run (default 1000)")
+
     fill = sub.add_parser("search-backfill",
                           help="(re)write the people-search index of a tenant's active users (idempotent)")
     fill.add_argument("--tenant", required=True)
@@ -146,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "show":
             t = models.Tenant.get(args.tenant)
             print(json.dumps(t.to_simple_dict(), indent=2, default=str))
+        elif args.cmd == "review-backfill":
+            from chalicelib.services import review
+
+            print(json.dumps({"tenant": args.tenant, **review.backfill_queue(args.tenant, args.after, args.max)}))
         elif args.cmd == "search-backfill":
             from chalicelib import search_index
 

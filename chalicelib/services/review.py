@@ -105,6 +105,39 @@ def _filter(states: Iterable[str] | None, kind: str | None, sender: str | None) 
     return out
 
 
+def backfill_queue(tenant_id: str, after: str | None = None, max_items: int = 1000) -> dict[str, Any]:
+    """Put a company's entries written before the queue existed into it (ops: ``tenantctl review-backfill``).
+
+    Such an entry has no ``state`` and no index keys, so only the tenant-wide
+    listing and a direct GET find it.  One Query over the company's partition
+    from ``after`` (a FilterExpression keeps the entries without ``queue_key``;
+    the read cost is the partition's pages, an ops action, never a request
+    path) and one conditional UpdateItem each: ``state`` open and its index
+    keys, only if it still has none (a transition meanwhile did it).
+    Idempotent; stops after ``max_items`` entries written and returns
+    ``cursor`` (the last ``flag_id`` looked at) to resume from, ``None`` when done.
+    """
+    cond = DlpFlag.flag_id > after if after else None
+    done, cursor = 0, None
+    pages = DlpFlag.query(tenant_id, cond, filter_condition=DlpFlag.queue_key.does_not_exist())
+    for flag in pages:
+        cursor = flag.flag_id
+        flag.state = flag.state or "open"
+        flag.index_keys()
+        try:
+            flag.update(actions=[DlpFlag.state.set(flag.state), DlpFlag.queue_key.set(flag.queue_key),
+                                 DlpFlag.review_sender.set(flag.review_sender)]
+                        + ([DlpFlag.conversation_key.set(flag.conversation_key)] if flag.conversation_key else []),
+                        condition=DlpFlag.queue_key.does_not_exist())
+            done += 1
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+        if done >= max_items:
+            return {"written": done, "cursor": cursor}
+    return {"written": done, "cursor": None}
+
+
 def _page(call: Call, body: dict[str, Any], limit: int) -> tuple[list[DlpFlag], bool]:
     """Up to ``limit`` entries newest first, and whether there may be more.
 

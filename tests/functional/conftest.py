@@ -59,8 +59,9 @@ class Company:
     outbox: FakeOutbox = field(default_factory=FakeOutbox)
     scheduled: list[tuple[dict[str, Any], int]] = field(default_factory=list)
 
-    def call(self, name: str, connection_id: str | None = None) -> Call:
-        return Call(principal=self.users[name], delivery=self.outbox, clock=self.clock, settings=settings(),
+    def call(self, who: str | Principal, connection_id: str | None = None) -> Call:
+        """A call by one of the company's users (by name), or by any ``Principal``."""
+        return Call(principal=self.users[who] if isinstance(who, str) else who, delivery=self.outbox, clock=self.clock, settings=settings(),
                     connection_id=connection_id,
                     schedule=lambda job, delay=0: self.scheduled.append((job, delay)))
 
