@@ -18,14 +18,14 @@ from functools import lru_cache
 from typing import Any, Callable, Iterable, Iterator
 
 from pydantic import ValidationError
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import UpdateError
 from scim2_models import (Context, Error, Group, InvalidSyntaxException, InvalidValueException, ListResponse,
                           NotFoundException, PatchOp, ResourceType, ResponseParameters, Schema, SCIMException,
                           SearchRequest, UnauthorizedException, UniquenessException)
 
-from .. import logs, metrics, search_index
+from .. import email_claims, logs, metrics, search_index
 from ..identity import token_from_authorization
-from ..models import DirectoryGroup, Tenant, User, condition_failed, user_name_key
+from ..models import DirectoryGroup, EmailClaim, Tenant, User, condition_failed, user_name_key
 from ..protocol.errors import ChatError, Conflict
 from ..services import directory, scim_tokens
 from ..services.audit import audit
@@ -300,15 +300,24 @@ def _check_unique(req: Request, fields: dict[str, Any], user: User | None) -> Us
     """userName unique in the tenant (case-insensitive) and email unique, among users other than ``user``.
 
     Returns the SCIM-deleted user of this tenant that holds the email (a create brings it back), if any.
-    Reads the by_user_name and by_email indexes (eventually consistent; docs/scim.md, Known limits).
+    The email: its claim first (1 consistent GetItem; docs/data-model.md "Email claims"), then the
+    by_email index (users of other tenants, and of this one written before claims were backfilled).
+    userName reads the by_user_name and by_email indexes (eventually consistent; docs/scim.md, Known
+    limits).  Only the claim is atomic: the write itself claims the address in its transaction.
     """
     me = (user.tenant_id, user.user_id) if user is not None else None
     for other in _with_user_name(req.tenant_id, fields["user_name"]):
         if (other.tenant_id, other.user_id) != me and not other.scim_deleted_at:
             raise UniquenessException(detail="A user with this userName already exists.")
-    holder = User.find_by_email(fields["email"])
+    claimed = EmailClaim.holder_of(req.tenant_id, fields["email"])
+    if claimed is not None:
+        holder: User | None = User.find(req.tenant_id, claimed) if (req.tenant_id, claimed) != me else None
+    else:
+        holder = User.find_by_email(fields["email"])
     if holder is None or (holder.tenant_id, holder.user_id) == me:
-        return None
+        if claimed is None or (req.tenant_id, claimed) == me:
+            return None
+        raise UniquenessException(detail="Another user already has this email address.")
     if holder.tenant_id == req.tenant_id and holder.scim_deleted_at and user is None:
         return holder
     raise UniquenessException(detail="Another user already has this email address.")
@@ -392,12 +401,12 @@ def _create_user(req: Request) -> Reply:
                     display_name=fields["display_name"], roles=fields["roles"] or ["member"],
                     status="active" if fields["active"] else "deactivated", external_id=fields["external_id"],
                     scim_attributes=fields["scim_attributes"], updated_at=now)
-        try:
-            user.save(condition=User.user_id.does_not_exist())
-        except PutError as exc:
-            if condition_failed(exc):
-                raise UniquenessException(detail="The user id is taken; retry.") from None
-            raise
+        try:  # the user and its email claim: 1 TransactWriteItems
+            email_claims.write(user, old_email=None, condition=User.user_id.does_not_exist())
+        except email_claims.EmailTaken:
+            raise UniquenessException(detail="Another user already has this email address.") from None
+        except email_claims.UserConditionFailed:
+            raise UniquenessException(detail="The user id is taken; retry.") from None
         search_index.sync(set(), user)
         audit(req.call, "scim.user.create", user.user_id, after=_audit_view(user))
     body = _dump(user_resource(user, req.base_url), req, Context.RESOURCE_CREATION_RESPONSE)
@@ -411,15 +420,23 @@ def _write_user(req: Request, user: User, fields: dict[str, Any], now: int) -> U
     people-search words follow the new name, email and status (``search_index.sync``).
     """
     before = search_index.entries_of(user)
-    actions = [User.email.set(fields["email"]), User.display_name.set(fields["display_name"]),
-               User.user_name.set(fields["user_name"]),
-               User.user_name_key.set(user_name_key(user.tenant_id, fields["user_name"])),
-               User.updated_at.set(now)]
+    old_email = user.email
+    values = [(User.email, fields["email"]), (User.display_name, fields["display_name"]),
+              (User.user_name, fields["user_name"]),
+              (User.user_name_key, user_name_key(user.tenant_id, fields["user_name"])), (User.updated_at, now),
+              (User.external_id, fields["external_id"] or None), (User.scim_attributes, fields["scim_attributes"] or None)]
     if fields["roles"] is not None:
-        actions.append(User.roles.set(fields["roles"]))
-    for attr, value in ((User.external_id, fields["external_id"]), (User.scim_attributes, fields["scim_attributes"])):
-        actions.append(attr.set(value) if value else attr.remove())
-    user.update(actions=actions, condition=User.user_id.exists())
+        values.append((User.roles, fields["roles"]))
+    actions = [attr.set(value) if value is not None else attr.remove() for attr, value in values]
+    # The update, the claim of the (new) email and the release of a replaced one: 1 TransactWriteItems.
+    for attr, value in values:  # a transaction does not read the item back
+        setattr(user, attr.attr_name, value)
+    try:
+        email_claims.write(user, old_email=old_email, actions=actions, condition=User.user_id.exists())
+    except email_claims.EmailTaken:
+        raise UniquenessException(detail="Another user already has this email address.") from None
+    except email_claims.UserConditionFailed:
+        raise NotFoundException(detail=f"No user {user.user_id[:64]!r} in this directory.") from None
     directory.set_active(user, fields["active"], now)
     search_index.sync(before, user)
     return user

@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 
 from .. import identity
 from ..auth import ALLOWED_ALGORITHMS
-from .. import search_index
+from .. import email_claims, search_index
 from ..models import DomainClaim, Tenant, User
 from ..protocol.errors import Conflict, ValidationFailed
 
@@ -83,8 +83,9 @@ def upsert_user(tenant_id: str, user_id: str, email: str, display_name: str,
                 roles: list[str] | None = None, status: str = "active") -> User:
     """Create or replace a directory entry; the email must be in one of the tenant's domains.
 
-    Its people-search words follow (``search_index.sync``: the entry as it was, 1 GetItem, then
-    1 BatchWriteItem of what changed).
+    The record and its email claim are 1 TransactWriteItems (``email_claims.write``: an address
+    another user holds is refused, a changed one released).  Its people-search words follow
+    (``search_index.sync``: the entry as it was, 1 GetItem, then 1 BatchWriteItem of what changed).
     """
     try:
         tenant = Tenant.get(tenant_id)
@@ -101,10 +102,17 @@ def upsert_user(tenant_id: str, user_id: str, email: str, display_name: str,
     existing = User.find_by_email(email)
     if existing is not None and (existing.tenant_id, existing.user_id) != (tenant_id, user_id):
         raise Conflict(f"email {email} already belongs to another user")
-    before = search_index.entries_of(User.find(tenant_id, user_id))
+    try:
+        stored: User | None = User.get(tenant_id, user_id, consistent_read=True)
+    except User.DoesNotExist:
+        stored = None
+    before = search_index.entries_of(stored)
     user = User(tenant_id=tenant_id, user_id=user_id, email=email, display_name=display_name,
                 roles=roles, status=status)
-    user.save()
+    try:  # the record and its email claim (the old address released): 1 TransactWriteItems
+        email_claims.write(user, old_email=stored.email if stored is not None else None)
+    except email_claims.EmailTaken:
+        raise Conflict(f"email {email} already belongs to another user") from None
     search_index.sync(before, user)
     return user
 

@@ -557,3 +557,182 @@ async def test_auto_provision_refuses_a_second_subject_with_a_held_email(stack):
         assert [u["userId"] for u in found.json()["users"]] == [rest_sub], found.text
     finally:
         tenant.update(actions=[Tenant.auto_provision.set(False)])
+
+
+# --- email claims: uniqueness in one conditional write (docs/data-model.md "Email claims") -------
+
+def _jit_tenant():
+    from chalicelib.identity import TenantIdentity
+
+    return TenantIdentity(tenant_id="acme", issuer="-", audience="-", domains=("acme.example",), auto_provision=True)
+
+
+def _provision_all(subs, email):
+    """First sign-ins of ``subs``, all with ``email``, started together (a barrier): each one's outcome."""
+    import threading
+
+    from chalicelib.identity import Principal
+    from chalicelib.protocol.errors import ChatError
+    from chalicelib.services import connections
+
+    barrier = threading.Barrier(len(subs))
+    outcomes = {}
+
+    def sign_in(sub):
+        barrier.wait()
+        try:
+            outcomes[sub] = connections._provision(Principal("acme", sub, email, ("member",)), _jit_tenant()).user_id
+        except ChatError as err:
+            outcomes[sub] = err.code
+
+    threads = [threading.Thread(target=sign_in, args=(sub,)) for sub in subs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return outcomes
+
+
+def _holders(email, subs):
+    """The subjects that have a user record (consistent reads), and the claim's holder."""
+    from chalicelib.models import EmailClaim
+
+    there = []
+    for sub in subs:
+        try:
+            User.get("acme", sub, consistent_read=True)
+            there.append(sub)
+        except User.DoesNotExist:
+            pass
+    return there, EmailClaim.holder_of("acme", email)
+
+
+def test_concurrent_first_sign_ins_with_one_email_create_exactly_one_user(stack):
+    """Several first sign-ins (different subjects, one address) at once: one user, the rest conflict."""
+    for _round in range(3):
+        email, subs = f"{_uniq('race')}@acme.example", [_uniq("race-sub") for _ in range(8)]
+        outcomes = _provision_all(subs, email)
+        winners = [sub for sub, got in outcomes.items() if got == sub]
+        assert len(winners) == 1 and sorted(outcomes.values()).count("conflict") == len(subs) - 1, outcomes
+        assert _holders(email, subs) == (winners, winners[0])
+    # The same subject signing in on several devices at once: one record, every sign-in gets it.
+    email, sub = f"{_uniq('same')}@acme.example", _uniq("same-sub")
+    import concurrent.futures
+
+    from chalicelib.identity import Principal
+    from chalicelib.services import connections
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        got = list(pool.map(lambda _i: connections._provision(Principal("acme", sub, email, ()), _jit_tenant()).user_id,
+                            range(6)))
+    assert got == [sub] * 6 and _holders(email, [sub]) == ([sub], sub)
+
+
+def test_concurrent_first_sign_ins_over_rest_create_exactly_one_user(stack):
+    """The same race through the stack (REST first requests, the api_handler function provisioning)."""
+    import concurrent.futures
+    import time
+
+    from chalicelib.models import Tenant
+
+    tenant = Tenant.get("acme")
+    tenant.update(actions=[Tenant.auto_provision.set(True)])
+    try:
+        email, subs = f"{_uniq('rrace')}@acme.example", [_uniq("rrace-sub") for _ in range(6)]
+        stop = time.monotonic() + 60
+
+        def first_request(sub):
+            token = craft(stack, "acme", sub=sub, email=email)
+            while True:  # a worker that has not seen auto-provisioning yet (tenant cache, 30 s) answers 403
+                resp = requests.get(f"{stack.origin}/conversations", headers={"Authorization": f"Bearer {token}"},
+                                    timeout=30)
+                if resp.status_code != 403 or time.monotonic() > stop:
+                    return resp.status_code, resp.json().get("error", {}).get("code")
+                time.sleep(0.5)
+
+        with concurrent.futures.ThreadPoolExecutor(len(subs)) as pool:
+            answers = list(pool.map(first_request, subs))
+        assert sorted(answers) == [(200, None)] + [(409, "conflict")] * (len(subs) - 1), answers
+        there, holder = _holders(email, subs)
+        assert len(there) == 1 and holder == there[0]
+    finally:
+        tenant.update(actions=[Tenant.auto_provision.set(False)])
+
+
+def test_scim_create_with_an_address_a_sign_in_holds_is_409(acme):
+    """RFC 7644 §3.3: a create that would duplicate a unique attribute is 409 with scimType uniqueness."""
+    from chalicelib.identity import Principal
+    from chalicelib.services import connections
+
+    email, sub = f"{_uniq('held')}@acme.example", _uniq("held-sub")
+    assert connections._provision(Principal("acme", sub, email, ()), _jit_tenant()).user_id == sub
+    _scim_error(acme("POST", "/Users", _user_body(email)), 409, "uniqueness")
+    _scim_error(acme("POST", "/Users", {**_user_body(email.upper()), "userName": _uniq("other")}), 409, "uniqueness")
+    # and the other way round: an address SCIM holds refuses a sign-in of another subject
+    scim_email = f"{_uniq('scimheld')}@acme.example"
+    created = _create(acme, scim_email)
+    outcomes = _provision_all([_uniq("late-sub")], scim_email)
+    assert list(outcomes.values()) == ["conflict"]
+    assert _holders(scim_email, [])[1] == created["id"]
+
+
+def test_an_email_change_frees_the_old_address(acme):
+    """PUT and PATCH move the claim: the old address is free for someone else, the new one is held."""
+    from chalicelib.models import EmailClaim
+    from chalicelib.services import tenants
+
+    old, new, newer = (f"{_uniq(p)}@acme.example" for p in ("old", "new", "newer"))
+    user = _create(acme, old)
+    assert EmailClaim.holder_of("acme", old) == user["id"]
+    acme("PUT", f"/Users/{user['id']}", _user_body(new), status=200)
+    assert (EmailClaim.holder_of("acme", old), EmailClaim.holder_of("acme", new)) == (None, user["id"])
+    acme("PATCH", f"/Users/{user['id']}", _patch({"op": "replace", "path": "emails",
+                                                  "value": [{"value": newer, "primary": True}]}), status=200)
+    assert (EmailClaim.holder_of("acme", new), EmailClaim.holder_of("acme", newer)) == (None, user["id"])
+    # the freed addresses are anyone's now; the held one is not
+    assert _create(acme, old)["id"] != user["id"]
+    _scim_error(acme("POST", "/Users", {**_user_body(newer), "userName": _uniq("x")}), 409, "uniqueness")
+    # a PATCH onto an address another user holds is refused, and changes nothing
+    _scim_error(acme("PATCH", f"/Users/{user['id']}", _patch({"op": "replace", "path": "emails",
+                                                              "value": [{"value": old, "primary": True}]})),
+                409, "uniqueness")
+    assert EmailClaim.holder_of("acme", newer) == user["id"]
+    # tenantctl's upsert moves the claim too
+    sub, first, second = _uniq("ctl"), f"{_uniq('ctl1')}@acme.example", f"{_uniq('ctl2')}@acme.example"
+    tenants.upsert_user("acme", sub, first, "Ctl")
+    tenants.upsert_user("acme", sub, second, "Ctl")
+    assert (EmailClaim.holder_of("acme", first), EmailClaim.holder_of("acme", second)) == (None, sub)
+    from chalicelib.protocol.errors import Conflict
+
+    with pytest.raises(Conflict):
+        tenants.upsert_user("acme", _uniq("ctl-other"), second, "Other")
+
+
+def test_email_claims_backfill_is_resumable_and_idempotent(stack, capsys):
+    """Users written before claims existed get theirs (Query per tenant, pages), twice changes nothing."""
+    import json
+
+    from chalicelib.models import EmailClaim
+    from tools import tenantctl
+
+    tenant = _uniq("bf")
+    users = [User(tenant_id=tenant, user_id=f"u{i:02d}", email=f"p{i}@bf.example", display_name=f"P{i}")
+             for i in range(5)]
+    users.append(User(tenant_id=tenant, user_id="u99", email="P1@bf.example", display_name="Dup"))  # a legacy duplicate
+    for u in users:
+        u.save()
+    # pages of 2: after each, the user id to resume after (as an interrupted run would need) ...
+    assert tenantctl.main(["email-claims-backfill", "--tenant", tenant, "--page-size", "2"]) == 3
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["after"] for x in lines[:-1]] == ["u01", "u03", "u99"]
+    assert lines[-1]["claimed"] == 5 and lines[-1]["conflicts"] == [
+        {"email": "p1@bf.example", "holder": "u01", "userId": "u99"}]
+    assert [EmailClaim.holder_of(tenant, f"p{i}@bf.example") for i in range(5)] == [f"u{i:02d}" for i in range(5)]
+    # ... resumed after a page: the rest only; and run again whole: the same claims, nothing else
+    assert tenantctl.main(["email-claims-backfill", "--tenant", tenant, "--after", "u03"]) == 3
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["users"] == 2
+    assert tenantctl.main(["email-claims-backfill", "--tenant", tenant]) == 3
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["claimed"] == 5
+    assert [EmailClaim.holder_of(tenant, f"p{i}@bf.example") for i in range(5)] == [f"u{i:02d}" for i in range(5)]
+    # the claims are outside the tenant's partition: a Query of its users never meets them
+    assert sorted(u.user_id for u in User.query(tenant)) == sorted(u.user_id for u in users)
