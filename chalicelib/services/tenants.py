@@ -123,6 +123,18 @@ def set_scim_role_map(tenant_id: str, mapping: dict[str, str]) -> Tenant:
     Keys are matched case-insensitively; a role the IdP sends that is neither in the map nor one of
     ours maps to member. An empty mapping removes the map.
     """
+    clean = clean_scim_role_map(mapping)
+    try:
+        tenant = Tenant.get(tenant_id)
+    except Tenant.DoesNotExist:
+        raise ValidationFailed(f"unknown tenant {tenant_id!r}") from None
+    tenant.update(actions=[Tenant.scim_role_map.set(clean) if clean else Tenant.scim_role_map.remove()])
+    return tenant
+
+
+def clean_scim_role_map(mapping: dict[str, str]) -> dict[str, str]:
+    """A role map as stored: keys trimmed and lower-cased (the IdP's values, 1-256 characters),
+    values one of our roles; at most 100 entries.  ``validation_failed`` otherwise."""
     clean: dict[str, str] = {}
     for key, value in mapping.items():
         k, v = str(key).strip().lower(), str(value).strip().lower()
@@ -133,12 +145,7 @@ def set_scim_role_map(tenant_id: str, mapping: dict[str, str]) -> Tenant:
         clean[k] = v
     if len(clean) > 100:
         raise ValidationFailed("a role map has at most 100 entries")
-    try:
-        tenant = Tenant.get(tenant_id)
-    except Tenant.DoesNotExist:
-        raise ValidationFailed(f"unknown tenant {tenant_id!r}") from None
-    tenant.update(actions=[Tenant.scim_role_map.set(clean) if clean else Tenant.scim_role_map.remove()])
-    return tenant
+    return clean
 
 
 MAX_LIMIT = 1_000_000

@@ -423,6 +423,48 @@ def test_roles_go_through_the_tenants_role_map(acme, globex):
         assert tenantctl.main(["scim-roles", "--tenant", "acme"]) == 0  # cleared
 
 
+def test_role_map_admin_route(stack, acme):
+    """GET/PUT /admin/scim/roles: what tenantctl scim-roles sets, for the company's admins; audited."""
+    alice, gina = _admin(stack, "alice@acme.example"), _admin(stack, "gina@globex.example")
+    url = f"{stack.origin}/admin/scim/roles"
+    assert requests.get(url, headers=alice, timeout=10).json() == {
+        "roleMap": {}, "roles": ["admin", "member", "guest", "reviewer"]}
+    try:
+        put = requests.put(url, headers=alice, timeout=10,
+                           json={"roleMap": {"Global Administrator": "admin", " External ": "guest"}})
+        assert put.status_code == 200, put.text
+        assert put.json()["roleMap"] == {"external": "guest", "global administrator": "admin"}
+        assert requests.get(url, headers=alice, timeout=10).json()["roleMap"] == put.json()["roleMap"]
+        # the SCIM function applies it from the next write
+        created = _create(acme, f"{_uniq('rmap')}@acme.example", roles=[{"value": "EXTERNAL"}])
+        assert User.find("acme", created["id"]).roles == ["guest"]
+        audit = requests.get(f"{stack.origin}/admin/audit", params={"actionName": "scim.roles.update"},
+                             headers=alice, timeout=10).json()["entries"]
+        assert audit[0]["after"] == {"roleMap": {"external": "guest", "global administrator": "admin"}}
+        assert audit[0]["before"] == {"roleMap": {}} and audit[0]["target"] == "acme"
+        # bad maps: structured refusals, the map unchanged
+        for body in ({"roleMap": {"x": "root"}}, {"roleMap": {" ": "admin"}}, {"roleMap": "admin"}, {},
+                     {"roleMap": {f"r{i}": "member" for i in range(101)}}):
+            bad = requests.put(url, headers=alice, json=body, timeout=10)
+            assert bad.status_code == 400 and bad.json()["error"]["code"] == "validation_failed", (body, bad.text)
+        # the wrong role: acme's members may neither read nor change it
+        bob = _admin(stack, "bob@acme.example")
+        for method, body in (("GET", None), ("PUT", {"roleMap": {}})):
+            resp = requests.request(method, url, headers=bob, json=body, timeout=10)
+            assert resp.status_code == 403 and resp.json()["error"]["code"] == "forbidden", (method, resp.text)
+        # the wrong tenant: globex's admin sees and sets globex's map only
+        assert requests.get(url, headers=gina, timeout=10).json()["roleMap"] == {}
+        assert requests.put(url, headers=gina, json={"roleMap": {"external": "admin"}}, timeout=10).status_code == 200
+        assert requests.get(url, headers=alice, timeout=10).json()["roleMap"]["external"] == "guest"
+        assert requests.put(url, headers=gina, json={"roleMap": {}}, timeout=10).json()["roleMap"] == {}
+        # no token, or a SCIM token instead of an OIDC one
+        assert requests.get(url, timeout=10).status_code == 401
+        assert requests.get(url, headers={"Authorization": f"Bearer {acme.token}"}, timeout=10).status_code == 401
+    finally:
+        cleared = requests.put(url, headers=alice, json={"roleMap": {}}, timeout=10)
+        assert cleared.status_code == 200 and cleared.json()["roleMap"] == {}
+
+
 # --- tenant isolation, tokens, roles --------------------------------------------------------
 
 def test_a_tenants_token_never_reaches_another_tenant(acme, globex):
