@@ -15,7 +15,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Union
 
 from pydantic import ValidationError
 from pynamodb.exceptions import UpdateError
@@ -192,6 +192,10 @@ def _routes() -> dict[tuple[str, int], dict[str, Callable[..., Reply]]]:
 
 def _route(req: Request) -> Reply:
     seg, m = req.segments, req.method
+    if seg == [".search"]:  # RFC 7644 §3.4.3 at the root: Users and Groups in one listing
+        if m != "POST":
+            raise _Reply(405, _error_body(405, None, f"{PREFIX}/.search answers POST only."), {"Allow": "POST"})
+        return _search_root(req, _search_body(req))
     if len(seg) == 2 and seg[0] in ("Users", "Groups") and seg[1] == ".search":
         # RFC 7644 §3.4.3: the query of a GET, as a SearchRequest body.
         if m != "POST":
@@ -235,13 +239,50 @@ def _search_body(req: Request) -> dict[str, Any]:
 
 def _page(req: Request, search: Any, model: Any, resources: Iterable[Any]) -> Reply:
     """The request's filter applied to ``resources``, then the requested page of what matched."""
-    matches = [r for r in resources if search.filter is None or search.filter.match(r)]
+    return _paged(search, model, [r for r in resources if search.filter is None or search.filter.match(r)])
+
+
+def _paged(search: Any, model: Any, matches: list[Any]) -> Reply:
+    """The requested page (``startIndex``, ``count``) of ``matches`` as a ListResponse."""
     start = max(1, int(search.start_index or 1))
     count = DEFAULT_COUNT if search.count is None else max(0, min(int(search.count), MAX_RESULTS))
     page = matches[start - 1:start - 1 + count]
     listing = ListResponse[model](total_results=len(matches), start_index=start, items_per_page=len(page),
                                   resources=page)
     return 200, listing.model_dump(scim_ctx=Context.SEARCH_RESPONSE, response_parameters=search), {}
+
+
+def _search_root(req: Request, body: dict[str, Any]) -> Reply:
+    """``POST /.search``: the SearchRequest over Users, then Groups, one listing (users first).
+
+    RFC 7644 §3.4.3 lets a root filter name attributes of several resource types: a type
+    whose schema lacks an attribute the filter names contributes nothing (``userName eq``
+    finds users only, ``members.value eq`` groups only); a filter no type can evaluate is
+    ``400 invalidFilter``.  Each type is read as its own list would be (the same key plans,
+    else its partition: docs/scim.md "Filters and their cost").
+    """
+    searches: list[tuple[Any, Any]] = []
+    refused: ValidationError | None = None
+    for model in (UserResource, Group):
+        try:
+            searches.append((model, _search(req, model, body)))
+        except ValidationError as exc:
+            refused = refused or exc
+    if not searches:
+        assert refused is not None
+        raise refused
+    matches: list[Any] = []
+    for model, search in searches:
+        ast = search.filter.ast if search.filter else None
+        if model is UserResource:
+            found: Iterable[Any] = (user_resource(user, req.base_url)
+                                    for user in _users_for(req.tenant_id, filters.plan(ast, "User"))
+                                    if not user.scim_deleted_at)
+        else:
+            found = (group_resource(group, req.base_url) for group in _groups_for(req, filters.plan(ast, "Group")))
+        matches += [r for r in found if search.filter is None or search.filter.match(r)]
+    both = Union[UserResource, Group] if len(searches) == 2 else searches[0][0]
+    return _paged(searches[0][1], both, matches)
 
 
 # --- discovery ------------------------------------------------------------------
@@ -512,14 +553,18 @@ def _check_group(req: Request, fields: dict[str, Any], group_id: str | None, old
         raise InvalidValueException(detail=f"members are not users of this directory: {sorted(missing)[:5]}")
 
 
+def _groups_for(req: Request, plan: tuple[filters.Lookup, ...] | None) -> list[DirectoryGroup]:
+    """The candidates of a plan: the tenant's groups (1 Query per page), or those the plan's ids name."""
+    if plan is None:
+        return list(DirectoryGroup.of_tenant(req.tenant_id))
+    found = [DirectoryGroup.find(req.tenant_id, lookup.value) for lookup in plan if _key_ok(lookup.value)]
+    return [group for group in found if group is not None]
+
+
 def _list_groups(req: Request, body: dict[str, Any] | None = None) -> Reply:
     search = _search(req, Group, body)
     plan = filters.plan(search.filter.ast if search.filter else None, "Group")
-    if plan is None:
-        candidates: list[DirectoryGroup | None] = list(DirectoryGroup.of_tenant(req.tenant_id))
-    else:
-        candidates = [DirectoryGroup.find(req.tenant_id, lookup.value) for lookup in plan if _key_ok(lookup.value)]
-    return _page(req, search, Group, (group_resource(group, req.base_url) for group in candidates if group is not None))
+    return _page(req, search, Group, (group_resource(group, req.base_url) for group in _groups_for(req, plan)))
 
 
 def _get_group(req: Request, group_id: str) -> Reply:

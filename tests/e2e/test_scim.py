@@ -465,6 +465,41 @@ def test_role_map_admin_route(stack, acme):
         assert cleared.status_code == 200 and cleared.json()["roleMap"] == {}
 
 
+def test_root_search_lists_users_and_groups(acme, globex):
+    """RFC 7644 §3.4.3: POST /.search at the root searches every resource type (Users, then Groups)."""
+    tag = _uniq("rootsearch")
+    user = _create(acme, f"{tag}@acme.example", displayName=f"{tag} Person")
+    group = acme("POST", "/Groups", {"schemas": [GROUP], "displayName": f"{tag} Team",
+                                     "members": [{"value": user["id"]}]}, status=201).json()
+    search = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}
+    both = acme("POST", "/.search", {**search, "filter": f'displayName sw "{tag}"'}, status=200).json()
+    assert both["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:ListResponse"]
+    assert [(r["id"], r["schemas"][0]) for r in both["Resources"]] == [(user["id"], USER), (group["id"], GROUP)]
+    assert both["totalResults"] == 2 and both["startIndex"] == 1 and both["itemsPerPage"] == 2
+    # paged across the types; attributes apply to each
+    second = acme("POST", "/.search", {**search, "filter": f'displayName sw "{tag}"', "startIndex": 2, "count": 1,
+                                       "attributes": ["displayName"]}, status=200).json()
+    assert second["totalResults"] == 2 and [r["id"] for r in second["Resources"]] == [group["id"]]
+    assert "members" not in second["Resources"][0]
+    # an attribute only one type has: only that type answers
+    by_name = acme("POST", "/.search", {**search, "filter": f'userName eq "{tag}@acme.example"'}, status=200).json()
+    assert [r["id"] for r in by_name["Resources"]] == [user["id"]]
+    by_member = acme("POST", "/.search", {**search, "filter": f'members.value eq "{user["id"]}"'}, status=200).json()
+    assert [r["id"] for r in by_member["Resources"]] == [group["id"]]
+    # another tenant's root search never sees acme's
+    assert globex("POST", "/.search", {**search, "filter": f'displayName sw "{tag}"'}, status=200).json()[
+        "totalResults"] == 0
+    # refusals: a filter no type defines, bad syntax, sorting, another method, no body
+    _scim_error(acme("POST", "/.search", {**search, "filter": 'nothing eq "x"'}), 400, "invalidFilter")
+    _scim_error(acme("POST", "/.search", {**search, "filter": "displayName sw ((("}), 400, "invalidFilter")
+    _scim_error(acme("POST", "/.search", {**search, "sortBy": "displayName"}), 400, "invalidValue")
+    resp = acme("GET", "/.search")
+    _scim_error(resp, 405)
+    assert resp.headers["Allow"] == "POST"
+    _scim_error(acme("POST", "/.search"), 400, "invalidSyntax")
+    acme("DELETE", f"/Groups/{group['id']}", status=204)
+
+
 # --- tenant isolation, tokens, roles --------------------------------------------------------
 
 def test_a_tenants_token_never_reaches_another_tenant(acme, globex):
