@@ -753,6 +753,43 @@ def test_scim_create_with_an_address_a_sign_in_holds_is_409(acme):
     assert _holders(scim_email, [])[1] == created["id"]
 
 
+def test_scim_create_racing_a_first_sign_in_makes_one_user(acme):
+    """SCIM POST and a first sign-in with one fresh address, released together: exactly one holds it."""
+    import threading
+
+    from chalicelib.identity import Principal
+    from chalicelib.protocol.errors import ChatError
+    from chalicelib.services import connections
+
+    for _round in range(4):
+        email, sub = f"{_uniq('scimrace')}@acme.example", _uniq("scimrace-sub")
+        barrier, got = threading.Barrier(2), {}
+
+        def scim_create():
+            barrier.wait()
+            got["scim"] = acme("POST", "/Users", _user_body(email))
+
+        def sign_in():
+            barrier.wait()
+            try:
+                got["jit"] = connections._provision(Principal("acme", sub, email, ()), _jit_tenant()).user_id
+            except ChatError as err:
+                got["jit"] = err.code
+
+        threads = [threading.Thread(target=scim_create), threading.Thread(target=sign_in)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        scim_won, jit_won = got["scim"].status_code == 201, got["jit"] == sub
+        assert scim_won != jit_won, (got["scim"].status_code, got["scim"].text, got["jit"])
+        if scim_won:
+            assert got["jit"] == "conflict" and _holders(email, [sub]) == ([], got["scim"].json()["id"])
+        else:
+            _scim_error(got["scim"], 409, "uniqueness")
+            assert _holders(email, [sub]) == ([sub], sub)
+
+
 def test_an_email_change_frees_the_old_address(acme):
     """PUT and PATCH move the claim: the old address is free for someone else, the new one is held."""
     from chalicelib.models import EmailClaim
