@@ -70,6 +70,7 @@ bench: install
 	$(PY) bench/delivery_scale.py
 	$(PY) bench/delivery_model.py
 	$(PY) bench/hot_group.py
+	$(PY) bench/email_claims.py
 	$(PY) bench/cost_model.py --json
 
 # The merged template is the whole stage: the app (Chalice) plus infra/ (tables,
@@ -94,7 +95,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 .PHONY: infra lint-infra deploy
 
 # Regenerate infra/resources-<stage>.json and .chalice/policy-<stage>.json from
-# chalicelib/models.py, .chalice/config.json and app.py (rerun after changing them).
+# chalicelib/models/, .chalice/config.json and app.py (rerun after changing them).
 infra: $(STAMP)
 	$(PY) tools/render_infra.py --stage dev
 	$(PY) tools/render_infra.py --stage prod

@@ -345,6 +345,17 @@ def admin_scim_token_revoke():
     return _rest("admin.scim.token.revoke", "scim_tokens.revoke")
 
 
+# The role map: the IdP's role values -> admin | member | guest | reviewer (tenantctl scim-roles sets the same).
+@app.route("/admin/scim/roles", methods=["GET"])
+def admin_scim_roles_get():
+    return _rest("admin.scim.roles.get", "admin.get_scim_roles")
+
+
+@app.route("/admin/scim/roles", methods=["PUT"], content_types=["application/json"])
+def admin_scim_roles_set():
+    return _rest("admin.scim.roles.set", "admin.set_scim_roles")
+
+
 # The SCIM endpoints: a function of their own, because scim2-models + pydantic cost ~0.6-0.75 s
 # to import. API Gateway sends /scim/v2/{proxy+} here as REST proxy events (tools/render_infra.py
 # adds that route to Chalice's REST API; devstack/gateway.py does the same locally). The import

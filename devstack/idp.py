@@ -17,7 +17,8 @@ Two ways to a token:
   the same URL, which redirects to ``redirect_uri`` with ``code`` and
   ``state``; ``POST {issuer}/token`` (form-encoded,
   ``grant_type=authorization_code``) trades a code, single use and valid for
-  60 s, for tokens, given the exact ``redirect_uri`` and the
+  60 s (``DEVSTACK_IDP_CODE_SECONDS``, or ``PUT /dev/idp/settings
+  {"codeSeconds"}`` at run time), for tokens, given the exact ``redirect_uri`` and the
   ``code_verifier`` whose SHA-256 is the ``code_challenge``;
 * the shortcut for scripts and tests: ``POST /dev/idp/token {"email"}``.
 
@@ -45,7 +46,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 AUDIENCE = "enterprise-chat"
 TOKEN_TTL_SECONDS = 3600
-CODE_TTL_SECONDS = 60
+CODE_TTL_SECONDS = 60  # default lifetime of an authorization code; DEVSTACK_IDP_CODE_SECONDS sets another
+MAX_CODE_SECONDS = 3600
 # RFC 7636: a verifier is 43-128 of these; an S256 challenge is 43 base64url characters.
 _VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 _CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
@@ -60,8 +62,9 @@ class DevIdp:
         self.base = f"{self.origin}/dev/idp"
         self.state_dir = state_dir
         self._keys: dict[str, tuple[str, rsa.RSAPrivateKey]] = {}
-        # Issued authorization codes: code -> what it was issued for (in memory, single use, 60 s).
+        # Issued authorization codes: code -> what it was issued for (in memory, single use, code_seconds).
         self._codes: dict[str, dict[str, Any]] = {}
+        self.code_seconds = _code_seconds(os.environ.get("DEVSTACK_IDP_CODE_SECONDS", CODE_TTL_SECONDS))
 
     def redirect_uri_allowed(self, uri: str) -> bool:
         """The one registered client is the stack's web page: ``{origin}/`` (127.0.0.1 or localhost)."""
@@ -108,6 +111,8 @@ class DevIdp:
         rest = path[len("/dev/idp"):].strip("/").split("/")
         if request.method == "POST" and rest == ["token"]:
             return await self._token(request)
+        if rest == ["settings"] and request.method in ("GET", "PUT"):
+            return await self._settings(request)
         if request.method == "GET" and len(rest) == 3 and rest[1:] == [".well-known", "openid-configuration"]:
             tenant_id = rest[0]
             issuer = self.issuer(tenant_id)
@@ -126,6 +131,17 @@ class DevIdp:
         if request.method == "GET" and len(rest) == 2 and rest[1] == "jwks.json":
             return web.json_response(self.jwks(rest[0]))
         return web.json_response({"error": "not_found"}, status=404)
+
+    async def _settings(self, request: web.Request) -> web.Response:
+        """``GET``/``PUT /dev/idp/settings {"codeSeconds": 0..3600}``: the lifetime of codes issued from now on
+        (0: a code is expired when it is made, for tests of expiry without waiting)."""
+        if request.method == "PUT":
+            try:
+                self.code_seconds = _code_seconds((await request.json())["codeSeconds"])
+            except (ValueError, KeyError, TypeError):
+                return web.json_response({"error": "invalid_request", "error_description":
+                                          f'PUT {{"codeSeconds": 0..{MAX_CODE_SECONDS}}}'}, status=400)
+        return web.json_response({"codeSeconds": self.code_seconds})
 
     async def _token(self, request: web.Request) -> web.Response:
         try:
@@ -210,7 +226,7 @@ class DevIdp:
         code = secrets.token_urlsafe(32)
         self._codes[code] = {"tenant": tenant_id, "user": user, "redirect_uri": redirect_uri,
                              "client_id": q["client_id"], "challenge": q["code_challenge"],
-                             "nonce": q.get("nonce"), "expires": time.monotonic() + CODE_TTL_SECONDS}
+                             "nonce": q.get("nonce"), "expires": time.monotonic() + self.code_seconds}
         return back(code=code)
 
     def _expire_codes(self) -> None:
@@ -259,3 +275,13 @@ class DevIdp:
                ".note{color:#666;font-size:12px}</style></head>"
                f"<body><h1>{html.escape(title) if not raw else title}</h1>{content}</body></html>")
         return web.Response(text=doc, status=status, content_type="text/html", headers=_PAGE_HEADERS)
+
+
+def _code_seconds(value: Any) -> float:
+    """A code lifetime in seconds, 0..MAX_CODE_SECONDS (ValueError/TypeError otherwise)."""
+    if isinstance(value, bool):
+        raise TypeError("codeSeconds is a number")
+    seconds = float(value)
+    if not 0 <= seconds <= MAX_CODE_SECONDS:
+        raise ValueError(f"codeSeconds must be 0..{MAX_CODE_SECONDS}")
+    return seconds

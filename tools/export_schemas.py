@@ -78,6 +78,9 @@ SUMMARIES: dict[str, str] = {
     "admin.scim.token.get": "Whether the company has a SCIM token, and who made it when (admins)",
     "admin.scim.token.create": "Create or rotate the company's SCIM token; shown once, the old one stops at once "
                                "(admins; audited)",
+    "admin.scim.roles.get": "The company's SCIM role map: the IdP's role values -> ours (admins)",
+    "admin.scim.roles.set": "Replace the company's SCIM role map; applies from the IdP's next write of each user "
+                            "(admins; audited)",
     "admin.scim.token.revoke": "Revoke the company's SCIM token: provisioning stops (admins; audited)",
     "admin.retention.get": "The company's default retention and the allowed periods (admins)",
     "admin.retention.set": "Set the company's default retention: new messages and files of its members (admins)",
@@ -115,6 +118,7 @@ EXAMPLES: dict[str, dict] = {
                          "timezone": "Europe/Berlin", "windowMode": "inside",
                          "windows": [{"days": [0, 1, 2, 3, 4], "start": "08:00", "end": "18:00"}]},
     "admin.users.roles": {"roles": ["member", "reviewer"]},
+    "admin.scim.roles.set": {"roleMap": {"global administrator": "admin", "external": "guest"}},
     "expert.ask": {"topicId": "et-0123456789abcdef", "text": "Can we ship lithium batteries to Norway?"},
     "admin.experts.topics.create": {"name": "Export control", "tiers": [{"users": ["u-123"]}, {"groups": ["g-9"]}],
                                     "waveSize": 3, "timeoutSeconds": 120},

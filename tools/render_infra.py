@@ -828,7 +828,8 @@ FUNCTION_ACCESS: dict[str, dict[str, list[str]]] = {
         "scim_tokens": ["GetItem"],
         "tenants": ["GetItem"],
         "user_search": ["BatchWriteItem"],
-        "users": ["BatchGetItem", "GetItem", "PutItem", "Query", "UpdateItem"],
+        # DeleteItem: an email change releases the old address's claim (chalicelib/email_claims.py)
+        "users": ["BatchGetItem", "DeleteItem", "GetItem", "PutItem", "Query", "UpdateItem"],
         "users/index": ["Query"],
     },
     "websocket_connect": {

@@ -16,6 +16,7 @@ the local stack (``--stack .devstack/stack.json``) and against AWS alike::
     python -m tools.tenantctl limits --tenant acme          # show (0 resets one to the default)
     python -m tools.tenantctl search-backfill --tenant acme
     python -m tools.tenantctl review-backfill --tenant acme
+    python -m tools.tenantctl email-claims-backfill --tenant acme [--after USER_ID]
     python -m tools.tenantctl suspend --tenant acme        # refuse its tokens, close its sockets
     python -m tools.tenantctl resume --tenant acme
     python -m tools.tenantctl create-tables
@@ -98,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
                           help="(re)write the people-search index of a tenant's active users (idempotent)")
     fill.add_argument("--tenant", required=True)
 
+    claims = sub.add_parser("email-claims-backfill",
+                            help="write the email claims of a tenant's existing users (idempotent, resumable)")
+    claims.add_argument("--tenant", required=True)
+    claims.add_argument("--after", default=None, metavar="USER_ID",
+                        help="resume after this user id (the last \"after\" a previous run printed)")
+    claims.add_argument("--page-size", type=int, default=100)
+
     args = parser.parse_args(argv)
     if args.stack:  # before chalicelib is imported: its models read the endpoints and table names once
         import os
@@ -162,6 +170,20 @@ def main(argv: list[str] | None = None) -> int:
             from chalicelib import search_index
 
             print(json.dumps({"tenant": args.tenant, "written": search_index.backfill(args.tenant)}))
+        elif args.cmd == "email-claims-backfill":
+            from chalicelib import email_claims
+
+            def progress(last: str, counts: dict) -> None:  # one line per page: where to resume from
+                print(json.dumps({"tenant": args.tenant, "after": last, "users": counts["users"],
+                                  "claimed": counts["claimed"], "conflicts": len(counts["conflicts"])}), flush=True)
+
+            done = email_claims.backfill(args.tenant, after=args.after, page_size=max(1, args.page_size),
+                                         progress=progress)
+            print(json.dumps({"tenant": args.tenant, "done": True, **done}))
+            if done["conflicts"]:
+                print(f"error: conflict: {len(done['conflicts'])} users share an address another user holds; "
+                      "change or remove their email (listed above)", file=sys.stderr)
+                return 3
         elif args.cmd == "create-tables":
             models.create_tables()
             print(json.dumps({"tables": [m.Meta.table_name for m in models.ALL_MODELS]}))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+
 # name -> the module of this package that defines it
 HOME = {
     # base
@@ -38,6 +39,9 @@ HOME = {
     # audit
     "AuditEntry": "audit",
     # users
+    "EMAIL_CLAIM": "users",
+    "EmailClaim": "users",
+    "email_claim_key": "users",
     "User": "users",
     "UsersByEmail": "users",
     "UsersByUserName": "users",
@@ -137,7 +141,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .base import _Meta, _S, batch_get_across, condition_failed, split_user_key, tenant_of, transaction, user_key, user_ref  # noqa: F401
     from .tenants import DomainClaim, Tenant, TenantLink, TenantsByIssuer  # noqa: F401
     from .audit import AuditEntry  # noqa: F401
-    from .users import User, UsersByEmail, UsersByUserName, user_name_key  # noqa: F401
+    from .users import EMAIL_CLAIM, EmailClaim, email_claim_key, User, UsersByEmail, UsersByUserName, user_name_key  # noqa: F401
     from .presence import Connection, ConnectionsByUser, Presence, Subscription, SubscriptionsByWatcher  # noqa: F401
     from .conversations import Conversation, Member, MembersByUser, PublicChannels  # noqa: F401
     from .messages import Idempotency, Message, MessagesByRetainedSender, MessagesByThread, RateCounter  # noqa: F401

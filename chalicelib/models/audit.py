@@ -6,6 +6,7 @@ from pynamodb.models import Model
 
 from .base import _Meta, _S
 
+
 class AuditEntry(Model):
     """Append-only record of an admin action (no route updates or deletes these)."""
 

@@ -11,6 +11,7 @@ from pynamodb.transactions import TransactWrite
 
 from ..config import settings
 
+
 _S = settings()
 
 

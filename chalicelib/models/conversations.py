@@ -9,6 +9,7 @@ from pynamodb.models import Model
 
 from .base import _Meta, _S
 
+
 class PublicChannels(GlobalSecondaryIndex["Conversation"]):
     """Sparse: public channels of a tenant, by name (only they carry ``public_tenant``)."""
 

@@ -8,6 +8,7 @@ from pynamodb.models import Model
 
 from .base import _Meta, _S
 
+
 class DirectoryGroup(Model):
     """A directory group pushed by the tenant's IdP over SCIM.
 

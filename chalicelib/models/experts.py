@@ -6,6 +6,7 @@ from pynamodb.models import Model
 
 from .base import _Meta, _S
 
+
 class ExpertItem(Model):
     """A company's expert topics and the questions asked on them: one table, one partition per company.
 

@@ -7,6 +7,7 @@ from pynamodb.models import Model
 
 from .base import _Meta, _S, condition_failed
 
+
 class File(Model):
     """One uploaded file: what the uploader declared, where the object is, and its scan state.
 

@@ -10,6 +10,7 @@ from pynamodb.models import Model
 
 from .base import _Meta, _S, condition_failed
 
+
 class MessagesByThread(GlobalSecondaryIndex["Message"]):
     """Sparse: replies of one thread in order (only replies carry ``thread_key``)."""
 

@@ -11,6 +11,7 @@ from pynamodb.models import Model
 
 from .base import _Meta, _S, condition_failed, user_key
 
+
 class ConnectionsByUser(GlobalSecondaryIndex["Connection"]):
     """A user's live connections (devices)."""
 

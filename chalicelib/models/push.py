@@ -6,6 +6,7 @@ from pynamodb.models import Model
 
 from .base import _Meta, _S
 
+
 class PushDevice(Model):
     """A user's registered phone (docs/push.md), and who holds an SNS endpoint now.
 

@@ -9,6 +9,7 @@ from pynamodb.models import Model
 
 from .base import _Meta, _S
 
+
 class RetentionRule(Model):
     """What the write path needs to decide a message's expiry, by subject (1 BatchGetItem per send).
 

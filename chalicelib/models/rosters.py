@@ -9,6 +9,7 @@ from pynamodb.models import Model
 
 from .base import _Meta, _S
 
+
 class OnlineEntry(Model):
     """One live connection of a member of a large conversation: the conversation's online roster.
 

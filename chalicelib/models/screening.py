@@ -7,6 +7,7 @@ from pynamodb.models import Model
 
 from .base import _Meta, _S
 
+
 class DlpRules(Model):
     """A company's screening rule set, replaced as a whole by its admins (1 item per tenant).
 

@@ -8,6 +8,7 @@ from pynamodb.models import Model
 
 from .base import _Meta, _S
 
+
 class UserSearchToken(Model):
     """One searchable word of one active user: the directory's prefix index (no Scan, no GSI).
 

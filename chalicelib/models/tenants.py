@@ -10,6 +10,7 @@ from pynamodb.models import Model
 
 from .base import _Meta, _S, condition_failed
 
+
 class TenantsByIssuer(GlobalSecondaryIndex["Tenant"]):
     """Tenant by its OIDC issuer: the only way a token is mapped to a tenant."""
 

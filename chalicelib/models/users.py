@@ -9,6 +9,7 @@ from pynamodb.models import Model
 
 from .base import _Meta, _S
 
+
 class UsersByEmail(GlobalSecondaryIndex["User"]):
     """User by exact (lower-cased) email, across tenants (emails are unique)."""
 
@@ -85,3 +86,47 @@ class User(Model):
 
 def user_name_key(tenant_id: str, user_name: str) -> str:
     return f"{tenant_id}#{user_name.strip().lower()}"
+
+
+# --- email uniqueness ----------------------------------------------------------------
+
+class EmailClaim(Model):
+    """Which user of a tenant holds an email address: the authority on email uniqueness.
+
+    An item of the users table outside every user's partition: ``tenant_id`` =
+    ``<tenant>#<lower-cased email>``, ``user_id`` = ``EMAIL_CLAIM``, ``holder`` =
+    the user id.  It is written in the same TransactWriteItems as every user
+    creation and email change (``chalicelib/email_claims.py``), under the
+    condition that it does not exist or is already this user's, so two
+    concurrent writers of one address cannot both succeed (the ``by_email``
+    index they used to check is eventually consistent).  It carries neither
+    ``email`` nor ``user_name_key``, so it is in no index of the table, and a
+    Query of a tenant's users (partition ``<tenant>``) never meets it.
+    """
+
+    class Meta(_Meta):
+        table_name = _S.users_table
+
+    key = UnicodeAttribute(hash_key=True, attr_name="tenant_id")
+    kind = UnicodeAttribute(range_key=True, attr_name="user_id")
+    holder = UnicodeAttribute()
+    claimed_at = NumberAttribute(default=lambda: int(time.time()))
+
+    @classmethod
+    def item(cls, tenant_id: str, email: str, holder: str = "") -> "EmailClaim":
+        return cls(key=email_claim_key(tenant_id, email), kind=EMAIL_CLAIM, holder=holder)
+
+    @classmethod
+    def holder_of(cls, tenant_id: str, email: str) -> str | None:
+        """GetItem (consistent): 1 request; the holder's user id, None if the address is free."""
+        try:
+            return cls.get(email_claim_key(tenant_id, email), EMAIL_CLAIM, consistent_read=True).holder
+        except cls.DoesNotExist:
+            return None
+
+
+EMAIL_CLAIM = "~email"  # the sort key of a claim item (never a user's: it lives outside every user partition)
+
+
+def email_claim_key(tenant_id: str, email: str) -> str:
+    return f"{tenant_id}#{email.strip().lower()}"

@@ -309,11 +309,18 @@ ADMIN.update({
 
 
 # --- directory sync: the tenant's SCIM token (docs/scim.md) ----------------------------
+# The role map: the IdP's role values (matched case-insensitively, stored lower-cased) -> one of ours.
+SCIM_ROLE_MAP = {"type": "object", "maxProperties": 100, "propertyNames": {"minLength": 1, "maxLength": 256},
+                 "additionalProperties": {"enum": list(COMPANY_ROLES)},
+                 "description": "the IdP's role value -> admin | member | guest | reviewer; keys are matched "
+                                "case-insensitively; a role neither here nor one of ours maps to member; {} clears"}
 # The SCIM endpoints themselves speak RFC 7643/7644 (validated by scim2-models in the scim function).
 ADMIN.update({
     "admin.scim.token.get": _action("admin.scim.token.get"),
     "admin.scim.token.create": _action("admin.scim.token.create"),
     "admin.scim.token.revoke": _action("admin.scim.token.revoke"),
+    "admin.scim.roles.get": _action("admin.scim.roles.get"),
+    "admin.scim.roles.set": _action("admin.scim.roles.set", {"roleMap": SCIM_ROLE_MAP}, ["roleMap"]),
 })
 
 
@@ -488,6 +495,9 @@ _POLICY = {"type": "object", "required": ["policy"], "properties": {"policy": {
     "properties": {k: v for k, v in ADMIN["admin.policy.set"]["properties"].items() if k not in ("action", "requestId")}}}}
 _SCIM_TOKEN = {"type": "object", "additionalProperties": False, "required": ["configured", "createdAt", "createdBy"],
                "properties": {"configured": {"type": "boolean"}, "createdAt": _NULL_INT, "createdBy": _NULL_STR}}
+_SCIM_ROLES = {"type": "object", "additionalProperties": False, "required": ["roleMap", "roles"], "properties": {
+    "roleMap": {"type": "object", "additionalProperties": {"enum": list(COMPANY_ROLES)}},
+    "roles": {"type": "array", "items": {"enum": list(COMPANY_ROLES)}, "description": "the roles a map may name"}}}
 _DLP_RULES = {"type": "object", "required": ["rules", "version", "blockedText", "detectors", "limits"], "properties": {
     "rules": {"type": "array", "items": DLP_RULE}, "version": {"type": "integer"}, "blockedText": BLOCKED_TEXT,
     "detectors": {"type": "array", "items": {"enum": DLP_DETECTORS}},
@@ -612,6 +622,7 @@ RESPONSES: dict[str, dict[str, Any]] = {
         "scimToken": _SCIM_TOKEN}},
     "admin.scim.token.revoke": {"type": "object", "required": ["scimToken"], "properties": {
         "scimToken": _SCIM_TOKEN}},
+    "admin.scim.roles.get": _SCIM_ROLES, "admin.scim.roles.set": _SCIM_ROLES,
     **COMPLIANCE_RESPONSES,
     **REVIEW_RESPONSES,
 }

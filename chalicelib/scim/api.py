@@ -15,17 +15,17 @@ import logging
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Union
 
 from pydantic import ValidationError
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import UpdateError
 from scim2_models import (Context, Error, Group, InvalidSyntaxException, InvalidValueException, ListResponse,
                           NotFoundException, PatchOp, ResourceType, ResponseParameters, Schema, SCIMException,
                           SearchRequest, UnauthorizedException, UniquenessException)
 
-from .. import logs, metrics, search_index
+from .. import email_claims, logs, metrics, search_index
 from ..identity import token_from_authorization
-from ..models import DirectoryGroup, Tenant, User, condition_failed, user_name_key
+from ..models import DirectoryGroup, EmailClaim, Tenant, User, condition_failed, user_name_key
 from ..protocol.errors import ChatError, Conflict
 from ..services import directory, scim_tokens
 from ..services.audit import audit
@@ -192,6 +192,10 @@ def _routes() -> dict[tuple[str, int], dict[str, Callable[..., Reply]]]:
 
 def _route(req: Request) -> Reply:
     seg, m = req.segments, req.method
+    if seg == [".search"]:  # RFC 7644 §3.4.3 at the root: Users and Groups in one listing
+        if m != "POST":
+            raise _Reply(405, _error_body(405, None, f"{PREFIX}/.search answers POST only."), {"Allow": "POST"})
+        return _search_root(req, _search_body(req))
     if len(seg) == 2 and seg[0] in ("Users", "Groups") and seg[1] == ".search":
         # RFC 7644 §3.4.3: the query of a GET, as a SearchRequest body.
         if m != "POST":
@@ -235,13 +239,50 @@ def _search_body(req: Request) -> dict[str, Any]:
 
 def _page(req: Request, search: Any, model: Any, resources: Iterable[Any]) -> Reply:
     """The request's filter applied to ``resources``, then the requested page of what matched."""
-    matches = [r for r in resources if search.filter is None or search.filter.match(r)]
+    return _paged(search, model, [r for r in resources if search.filter is None or search.filter.match(r)])
+
+
+def _paged(search: Any, model: Any, matches: list[Any]) -> Reply:
+    """The requested page (``startIndex``, ``count``) of ``matches`` as a ListResponse."""
     start = max(1, int(search.start_index or 1))
     count = DEFAULT_COUNT if search.count is None else max(0, min(int(search.count), MAX_RESULTS))
     page = matches[start - 1:start - 1 + count]
     listing = ListResponse[model](total_results=len(matches), start_index=start, items_per_page=len(page),
                                   resources=page)
     return 200, listing.model_dump(scim_ctx=Context.SEARCH_RESPONSE, response_parameters=search), {}
+
+
+def _search_root(req: Request, body: dict[str, Any]) -> Reply:
+    """``POST /.search``: the SearchRequest over Users, then Groups, one listing (users first).
+
+    RFC 7644 §3.4.3 lets a root filter name attributes of several resource types: a type
+    whose schema lacks an attribute the filter names contributes nothing (``userName eq``
+    finds users only, ``members.value eq`` groups only); a filter no type can evaluate is
+    ``400 invalidFilter``.  Each type is read as its own list would be (the same key plans,
+    else its partition: docs/scim.md "Filters and their cost").
+    """
+    searches: list[tuple[Any, Any]] = []
+    refused: ValidationError | None = None
+    for model in (UserResource, Group):
+        try:
+            searches.append((model, _search(req, model, body)))
+        except ValidationError as exc:
+            refused = refused or exc
+    if not searches:
+        assert refused is not None
+        raise refused
+    matches: list[Any] = []
+    for model, search in searches:
+        ast = search.filter.ast if search.filter else None
+        if model is UserResource:
+            found: Iterable[Any] = (user_resource(user, req.base_url)
+                                    for user in _users_for(req.tenant_id, filters.plan(ast, "User"))
+                                    if not user.scim_deleted_at)
+        else:
+            found = (group_resource(group, req.base_url) for group in _groups_for(req, filters.plan(ast, "Group")))
+        matches += [r for r in found if search.filter is None or search.filter.match(r)]
+    both = Union[UserResource, Group] if len(searches) == 2 else searches[0][0]
+    return _paged(searches[0][1], both, matches)
 
 
 # --- discovery ------------------------------------------------------------------
@@ -300,15 +341,24 @@ def _check_unique(req: Request, fields: dict[str, Any], user: User | None) -> Us
     """userName unique in the tenant (case-insensitive) and email unique, among users other than ``user``.
 
     Returns the SCIM-deleted user of this tenant that holds the email (a create brings it back), if any.
-    Reads the by_user_name and by_email indexes (eventually consistent; docs/scim.md, Known limits).
+    The email: its claim first (1 consistent GetItem; docs/data-model.md "Email claims"), then the
+    by_email index (users of other tenants, and of this one written before claims were backfilled).
+    userName reads the by_user_name and by_email indexes (eventually consistent; docs/scim.md, Known
+    limits).  Only the claim is atomic: the write itself claims the address in its transaction.
     """
     me = (user.tenant_id, user.user_id) if user is not None else None
     for other in _with_user_name(req.tenant_id, fields["user_name"]):
         if (other.tenant_id, other.user_id) != me and not other.scim_deleted_at:
             raise UniquenessException(detail="A user with this userName already exists.")
-    holder = User.find_by_email(fields["email"])
+    claimed = EmailClaim.holder_of(req.tenant_id, fields["email"])
+    if claimed is not None:
+        holder: User | None = User.find(req.tenant_id, claimed) if (req.tenant_id, claimed) != me else None
+    else:
+        holder = User.find_by_email(fields["email"])
     if holder is None or (holder.tenant_id, holder.user_id) == me:
-        return None
+        if claimed is None or (req.tenant_id, claimed) == me:
+            return None
+        raise UniquenessException(detail="Another user already has this email address.")
     if holder.tenant_id == req.tenant_id and holder.scim_deleted_at and user is None:
         return holder
     raise UniquenessException(detail="Another user already has this email address.")
@@ -392,12 +442,12 @@ def _create_user(req: Request) -> Reply:
                     display_name=fields["display_name"], roles=fields["roles"] or ["member"],
                     status="active" if fields["active"] else "deactivated", external_id=fields["external_id"],
                     scim_attributes=fields["scim_attributes"], updated_at=now)
-        try:
-            user.save(condition=User.user_id.does_not_exist())
-        except PutError as exc:
-            if condition_failed(exc):
-                raise UniquenessException(detail="The user id is taken; retry.") from None
-            raise
+        try:  # the user and its email claim: 1 TransactWriteItems
+            email_claims.write(user, old_email=None, condition=User.user_id.does_not_exist())
+        except email_claims.EmailTaken:
+            raise UniquenessException(detail="Another user already has this email address.") from None
+        except email_claims.UserConditionFailed:
+            raise UniquenessException(detail="The user id is taken; retry.") from None
         search_index.sync(set(), user)
         audit(req.call, "scim.user.create", user.user_id, after=_audit_view(user))
     body = _dump(user_resource(user, req.base_url), req, Context.RESOURCE_CREATION_RESPONSE)
@@ -411,15 +461,23 @@ def _write_user(req: Request, user: User, fields: dict[str, Any], now: int) -> U
     people-search words follow the new name, email and status (``search_index.sync``).
     """
     before = search_index.entries_of(user)
-    actions = [User.email.set(fields["email"]), User.display_name.set(fields["display_name"]),
-               User.user_name.set(fields["user_name"]),
-               User.user_name_key.set(user_name_key(user.tenant_id, fields["user_name"])),
-               User.updated_at.set(now)]
+    old_email = user.email
+    values = [(User.email, fields["email"]), (User.display_name, fields["display_name"]),
+              (User.user_name, fields["user_name"]),
+              (User.user_name_key, user_name_key(user.tenant_id, fields["user_name"])), (User.updated_at, now),
+              (User.external_id, fields["external_id"] or None), (User.scim_attributes, fields["scim_attributes"] or None)]
     if fields["roles"] is not None:
-        actions.append(User.roles.set(fields["roles"]))
-    for attr, value in ((User.external_id, fields["external_id"]), (User.scim_attributes, fields["scim_attributes"])):
-        actions.append(attr.set(value) if value else attr.remove())
-    user.update(actions=actions, condition=User.user_id.exists())
+        values.append((User.roles, fields["roles"]))
+    actions = [attr.set(value) if value is not None else attr.remove() for attr, value in values]
+    # The update, the claim of the (new) email and the release of a replaced one: 1 TransactWriteItems.
+    for attr, value in values:  # a transaction does not read the item back
+        setattr(user, attr.attr_name, value)
+    try:
+        email_claims.write(user, old_email=old_email, actions=actions, condition=User.user_id.exists())
+    except email_claims.EmailTaken:
+        raise UniquenessException(detail="Another user already has this email address.") from None
+    except email_claims.UserConditionFailed:
+        raise NotFoundException(detail=f"No user {user.user_id[:64]!r} in this directory.") from None
     directory.set_active(user, fields["active"], now)
     search_index.sync(before, user)
     return user
@@ -495,14 +553,18 @@ def _check_group(req: Request, fields: dict[str, Any], group_id: str | None, old
         raise InvalidValueException(detail=f"members are not users of this directory: {sorted(missing)[:5]}")
 
 
+def _groups_for(req: Request, plan: tuple[filters.Lookup, ...] | None) -> list[DirectoryGroup]:
+    """The candidates of a plan: the tenant's groups (1 Query per page), or those the plan's ids name."""
+    if plan is None:
+        return list(DirectoryGroup.of_tenant(req.tenant_id))
+    found = [DirectoryGroup.find(req.tenant_id, lookup.value) for lookup in plan if _key_ok(lookup.value)]
+    return [group for group in found if group is not None]
+
+
 def _list_groups(req: Request, body: dict[str, Any] | None = None) -> Reply:
     search = _search(req, Group, body)
     plan = filters.plan(search.filter.ast if search.filter else None, "Group")
-    if plan is None:
-        candidates: list[DirectoryGroup | None] = list(DirectoryGroup.of_tenant(req.tenant_id))
-    else:
-        candidates = [DirectoryGroup.find(req.tenant_id, lookup.value) for lookup in plan if _key_ok(lookup.value)]
-    return _page(req, search, Group, (group_resource(group, req.base_url) for group in candidates if group is not None))
+    return _page(req, search, Group, (group_resource(group, req.base_url) for group in _groups_for(req, plan)))
 
 
 def _get_group(req: Request, group_id: str) -> Reply:

@@ -202,6 +202,36 @@ def set_roles(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     return {"userId": user.user_id, "roles": roles}
 
 
+# --- directory sync: the SCIM role map (docs/scim.md "What maps to what") ---------------
+
+def _role_map_view(tenant: Tenant) -> dict[str, Any]:
+    stored = tenant.scim_role_map.as_dict() if tenant.scim_role_map is not None else {}
+    return {"roleMap": {str(k): str(v) for k, v in sorted(stored.items())}, "roles": list(ROLE_NAMES)}
+
+
+def get_scim_roles(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """The company's SCIM role map (the IdP's role values -> ours): 1 GetItem."""
+    require_admin(call)
+    return _role_map_view(Tenant.get(call.principal.tenant_id, consistent_read=True))
+
+
+def set_scim_roles(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """Replace the SCIM role map (what ``tenantctl scim-roles`` sets): 1 GetItem + 1 UpdateItem + the audit entry.
+
+    Applies from the next SCIM write of a user (the SCIM function reads the map per request);
+    users already provisioned keep their roles until the IdP sends them again.  ``{}`` clears it.
+    """
+    from .tenants import clean_scim_role_map
+
+    require_admin(call)
+    clean = clean_scim_role_map(body["roleMap"])
+    tenant = Tenant.get(call.principal.tenant_id, consistent_read=True)
+    before = _role_map_view(tenant)["roleMap"]
+    tenant.update(actions=[Tenant.scim_role_map.set(clean) if clean else Tenant.scim_role_map.remove()])
+    audit(call, "scim.roles.update", call.principal.tenant_id, before={"roleMap": before}, after={"roleMap": clean})
+    return {"roleMap": dict(sorted(clean.items())), "roles": list(ROLE_NAMES)}
+
+
 # --- audit log --------------------------------------------------------------------
 
 def read_audit(call: Call, body: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 
 from .. import identity
 from ..auth import ALLOWED_ALGORITHMS
-from .. import search_index
+from .. import email_claims, search_index
 from ..models import DomainClaim, Tenant, User
 from ..protocol.errors import Conflict, ValidationFailed
 
@@ -83,8 +83,9 @@ def upsert_user(tenant_id: str, user_id: str, email: str, display_name: str,
                 roles: list[str] | None = None, status: str = "active") -> User:
     """Create or replace a directory entry; the email must be in one of the tenant's domains.
 
-    Its people-search words follow (``search_index.sync``: the entry as it was, 1 GetItem, then
-    1 BatchWriteItem of what changed).
+    The record and its email claim are 1 TransactWriteItems (``email_claims.write``: an address
+    another user holds is refused, a changed one released).  Its people-search words follow
+    (``search_index.sync``: the entry as it was, 1 GetItem, then 1 BatchWriteItem of what changed).
     """
     try:
         tenant = Tenant.get(tenant_id)
@@ -101,10 +102,17 @@ def upsert_user(tenant_id: str, user_id: str, email: str, display_name: str,
     existing = User.find_by_email(email)
     if existing is not None and (existing.tenant_id, existing.user_id) != (tenant_id, user_id):
         raise Conflict(f"email {email} already belongs to another user")
-    before = search_index.entries_of(User.find(tenant_id, user_id))
+    try:
+        stored: User | None = User.get(tenant_id, user_id, consistent_read=True)
+    except User.DoesNotExist:
+        stored = None
+    before = search_index.entries_of(stored)
     user = User(tenant_id=tenant_id, user_id=user_id, email=email, display_name=display_name,
                 roles=roles, status=status)
-    user.save()
+    try:  # the record and its email claim (the old address released): 1 TransactWriteItems
+        email_claims.write(user, old_email=stored.email if stored is not None else None)
+    except email_claims.EmailTaken:
+        raise Conflict(f"email {email} already belongs to another user") from None
     search_index.sync(before, user)
     return user
 
@@ -115,6 +123,18 @@ def set_scim_role_map(tenant_id: str, mapping: dict[str, str]) -> Tenant:
     Keys are matched case-insensitively; a role the IdP sends that is neither in the map nor one of
     ours maps to member. An empty mapping removes the map.
     """
+    clean = clean_scim_role_map(mapping)
+    try:
+        tenant = Tenant.get(tenant_id)
+    except Tenant.DoesNotExist:
+        raise ValidationFailed(f"unknown tenant {tenant_id!r}") from None
+    tenant.update(actions=[Tenant.scim_role_map.set(clean) if clean else Tenant.scim_role_map.remove()])
+    return tenant
+
+
+def clean_scim_role_map(mapping: dict[str, str]) -> dict[str, str]:
+    """A role map as stored: keys trimmed and lower-cased (the IdP's values, 1-256 characters),
+    values one of our roles; at most 100 entries.  ``validation_failed`` otherwise."""
     clean: dict[str, str] = {}
     for key, value in mapping.items():
         k, v = str(key).strip().lower(), str(value).strip().lower()
@@ -125,12 +145,7 @@ def set_scim_role_map(tenant_id: str, mapping: dict[str, str]) -> Tenant:
         clean[k] = v
     if len(clean) > 100:
         raise ValidationFailed("a role map has at most 100 entries")
-    try:
-        tenant = Tenant.get(tenant_id)
-    except Tenant.DoesNotExist:
-        raise ValidationFailed(f"unknown tenant {tenant_id!r}") from None
-    tenant.update(actions=[Tenant.scim_role_map.set(clean) if clean else Tenant.scim_role_map.remove()])
-    return tenant
+    return clean
 
 
 MAX_LIMIT = 1_000_000

@@ -1205,6 +1205,18 @@ for (const type of ["keydown", "pointerdown"]) {
 }
 setInterval(renderTyping, 1000);
 
+// Sign-out: the socket closed for good (no reconnect), the tab's tokens and pending sign-in
+// forgotten, and the page loaded afresh on the sign-in screen (nothing of the session stays in
+// memory). The IdP's own session is not ended: with a real IdP the next sign-in may not prompt.
+function signOut() {
+  if (chat) chat.close();
+  chat = null;
+  window.chat = null;
+  for (const key of [SESSION_KEY, PENDING_KEY, "chat.email"]) sessionStorage.removeItem(key);
+  location.replace(`${location.pathname}${SHORTCUT ? "?signin=shortcut" : ""}`);
+}
+$("sign-out").addEventListener("click", signOut);
+
 function signInFailed(err) {
   $("signin-error").textContent = `Could not sign in: ${err.message}`;
 }

@@ -217,6 +217,9 @@ REST: list[Entry] = [
     Entry("PUT /admin/users/{user_id}/roles", {**_x(NF, NF, NF), **ADMIN_ROLE}, {"roles": ["admin"]},
           params={"user_id": "victim_uid"}),
     Entry("GET /admin/audit", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}, hidden=("victim_uid",)),
+    # the SCIM role map (docs/scim.md): the other company's admin reads and sets its own map only
+    Entry("GET /admin/scim/roles", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}),
+    Entry("PUT /admin/scim/roles", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}, {"roleMap": {"attack": "admin"}}),
     # expert topics (docs/experts.md): the other company's admin names the victim as an expert / the
     # victim's id as a topic: neither exists in its own company
     Entry("GET /admin/experts/topics", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}, hidden=("victim_uid",)),

@@ -423,6 +423,83 @@ def test_roles_go_through_the_tenants_role_map(acme, globex):
         assert tenantctl.main(["scim-roles", "--tenant", "acme"]) == 0  # cleared
 
 
+def test_role_map_admin_route(stack, acme):
+    """GET/PUT /admin/scim/roles: what tenantctl scim-roles sets, for the company's admins; audited."""
+    alice, gina = _admin(stack, "alice@acme.example"), _admin(stack, "gina@globex.example")
+    url = f"{stack.origin}/admin/scim/roles"
+    assert requests.get(url, headers=alice, timeout=10).json() == {
+        "roleMap": {}, "roles": ["admin", "member", "guest", "reviewer"]}
+    try:
+        put = requests.put(url, headers=alice, timeout=10,
+                           json={"roleMap": {"Global Administrator": "admin", " External ": "guest"}})
+        assert put.status_code == 200, put.text
+        assert put.json()["roleMap"] == {"external": "guest", "global administrator": "admin"}
+        assert requests.get(url, headers=alice, timeout=10).json()["roleMap"] == put.json()["roleMap"]
+        # the SCIM function applies it from the next write
+        created = _create(acme, f"{_uniq('rmap')}@acme.example", roles=[{"value": "EXTERNAL"}])
+        assert User.find("acme", created["id"]).roles == ["guest"]
+        audit = requests.get(f"{stack.origin}/admin/audit", params={"actionName": "scim.roles.update"},
+                             headers=alice, timeout=10).json()["entries"]
+        assert audit[0]["after"] == {"roleMap": {"external": "guest", "global administrator": "admin"}}
+        assert audit[0]["before"] == {"roleMap": {}} and audit[0]["target"] == "acme"
+        # bad maps: structured refusals, the map unchanged
+        for body in ({"roleMap": {"x": "root"}}, {"roleMap": {" ": "admin"}}, {"roleMap": "admin"}, {},
+                     {"roleMap": {f"r{i}": "member" for i in range(101)}}):
+            bad = requests.put(url, headers=alice, json=body, timeout=10)
+            assert bad.status_code == 400 and bad.json()["error"]["code"] == "validation_failed", (body, bad.text)
+        # the wrong role: acme's members may neither read nor change it
+        bob = _admin(stack, "bob@acme.example")
+        for method, body in (("GET", None), ("PUT", {"roleMap": {}})):
+            resp = requests.request(method, url, headers=bob, json=body, timeout=10)
+            assert resp.status_code == 403 and resp.json()["error"]["code"] == "forbidden", (method, resp.text)
+        # the wrong tenant: globex's admin sees and sets globex's map only
+        assert requests.get(url, headers=gina, timeout=10).json()["roleMap"] == {}
+        assert requests.put(url, headers=gina, json={"roleMap": {"external": "admin"}}, timeout=10).status_code == 200
+        assert requests.get(url, headers=alice, timeout=10).json()["roleMap"]["external"] == "guest"
+        assert requests.put(url, headers=gina, json={"roleMap": {}}, timeout=10).json()["roleMap"] == {}
+        # no token, or a SCIM token instead of an OIDC one
+        assert requests.get(url, timeout=10).status_code == 401
+        assert requests.get(url, headers={"Authorization": f"Bearer {acme.token}"}, timeout=10).status_code == 401
+    finally:
+        cleared = requests.put(url, headers=alice, json={"roleMap": {}}, timeout=10)
+        assert cleared.status_code == 200 and cleared.json()["roleMap"] == {}
+
+
+def test_root_search_lists_users_and_groups(acme, globex):
+    """RFC 7644 §3.4.3: POST /.search at the root searches every resource type (Users, then Groups)."""
+    tag = _uniq("rootsearch")
+    user = _create(acme, f"{tag}@acme.example", displayName=f"{tag} Person")
+    group = acme("POST", "/Groups", {"schemas": [GROUP], "displayName": f"{tag} Team",
+                                     "members": [{"value": user["id"]}]}, status=201).json()
+    search = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}
+    both = acme("POST", "/.search", {**search, "filter": f'displayName sw "{tag}"'}, status=200).json()
+    assert both["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:ListResponse"]
+    assert [(r["id"], r["schemas"][0]) for r in both["Resources"]] == [(user["id"], USER), (group["id"], GROUP)]
+    assert both["totalResults"] == 2 and both["startIndex"] == 1 and both["itemsPerPage"] == 2
+    # paged across the types; attributes apply to each
+    second = acme("POST", "/.search", {**search, "filter": f'displayName sw "{tag}"', "startIndex": 2, "count": 1,
+                                       "attributes": ["displayName"]}, status=200).json()
+    assert second["totalResults"] == 2 and [r["id"] for r in second["Resources"]] == [group["id"]]
+    assert "members" not in second["Resources"][0]
+    # an attribute only one type has: only that type answers
+    by_name = acme("POST", "/.search", {**search, "filter": f'userName eq "{tag}@acme.example"'}, status=200).json()
+    assert [r["id"] for r in by_name["Resources"]] == [user["id"]]
+    by_member = acme("POST", "/.search", {**search, "filter": f'members.value eq "{user["id"]}"'}, status=200).json()
+    assert [r["id"] for r in by_member["Resources"]] == [group["id"]]
+    # another tenant's root search never sees acme's
+    assert globex("POST", "/.search", {**search, "filter": f'displayName sw "{tag}"'}, status=200).json()[
+        "totalResults"] == 0
+    # refusals: a filter no type defines, bad syntax, sorting, another method, no body
+    _scim_error(acme("POST", "/.search", {**search, "filter": 'nothing eq "x"'}), 400, "invalidFilter")
+    _scim_error(acme("POST", "/.search", {**search, "filter": "displayName sw ((("}), 400, "invalidFilter")
+    _scim_error(acme("POST", "/.search", {**search, "sortBy": "displayName"}), 400, "invalidValue")
+    resp = acme("GET", "/.search")
+    _scim_error(resp, 405)
+    assert resp.headers["Allow"] == "POST"
+    _scim_error(acme("POST", "/.search"), 400, "invalidSyntax")
+    acme("DELETE", f"/Groups/{group['id']}", status=204)
+
+
 # --- tenant isolation, tokens, roles --------------------------------------------------------
 
 def test_a_tenants_token_never_reaches_another_tenant(acme, globex):
@@ -557,3 +634,219 @@ async def test_auto_provision_refuses_a_second_subject_with_a_held_email(stack):
         assert [u["userId"] for u in found.json()["users"]] == [rest_sub], found.text
     finally:
         tenant.update(actions=[Tenant.auto_provision.set(False)])
+
+
+# --- email claims: uniqueness in one conditional write (docs/data-model.md "Email claims") -------
+
+def _jit_tenant():
+    from chalicelib.identity import TenantIdentity
+
+    return TenantIdentity(tenant_id="acme", issuer="-", audience="-", domains=("acme.example",), auto_provision=True)
+
+
+def _provision_all(subs, email):
+    """First sign-ins of ``subs``, all with ``email``, started together (a barrier): each one's outcome."""
+    import threading
+
+    from chalicelib.identity import Principal
+    from chalicelib.protocol.errors import ChatError
+    from chalicelib.services import connections
+
+    barrier = threading.Barrier(len(subs))
+    outcomes = {}
+
+    def sign_in(sub):
+        barrier.wait()
+        try:
+            outcomes[sub] = connections._provision(Principal("acme", sub, email, ("member",)), _jit_tenant()).user_id
+        except ChatError as err:
+            outcomes[sub] = err.code
+
+    threads = [threading.Thread(target=sign_in, args=(sub,)) for sub in subs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return outcomes
+
+
+def _holders(email, subs):
+    """The subjects that have a user record (consistent reads), and the claim's holder."""
+    from chalicelib.models import EmailClaim
+
+    there = []
+    for sub in subs:
+        try:
+            User.get("acme", sub, consistent_read=True)
+            there.append(sub)
+        except User.DoesNotExist:
+            pass
+    return there, EmailClaim.holder_of("acme", email)
+
+
+def test_concurrent_first_sign_ins_with_one_email_create_exactly_one_user(stack):
+    """Several first sign-ins (different subjects, one address) at once: one user, the rest conflict."""
+    for _round in range(3):
+        email, subs = f"{_uniq('race')}@acme.example", [_uniq("race-sub") for _ in range(8)]
+        outcomes = _provision_all(subs, email)
+        winners = [sub for sub, got in outcomes.items() if got == sub]
+        assert len(winners) == 1 and sorted(outcomes.values()).count("conflict") == len(subs) - 1, outcomes
+        assert _holders(email, subs) == (winners, winners[0])
+    # The same subject signing in on several devices at once: one record, every sign-in gets it.
+    email, sub = f"{_uniq('same')}@acme.example", _uniq("same-sub")
+    import concurrent.futures
+
+    from chalicelib.identity import Principal
+    from chalicelib.services import connections
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        got = list(pool.map(lambda _i: connections._provision(Principal("acme", sub, email, ()), _jit_tenant()).user_id,
+                            range(6)))
+    assert got == [sub] * 6 and _holders(email, [sub]) == ([sub], sub)
+
+
+def test_concurrent_first_sign_ins_over_rest_create_exactly_one_user(stack):
+    """The same race through the stack (REST first requests, the api_handler function provisioning)."""
+    import concurrent.futures
+    import time
+
+    from chalicelib.models import Tenant
+
+    tenant = Tenant.get("acme")
+    tenant.update(actions=[Tenant.auto_provision.set(True)])
+    try:
+        email, subs = f"{_uniq('rrace')}@acme.example", [_uniq("rrace-sub") for _ in range(6)]
+        stop = time.monotonic() + 60
+
+        def first_request(sub):
+            token = craft(stack, "acme", sub=sub, email=email)
+            while True:  # a worker that has not seen auto-provisioning yet (tenant cache, 30 s) answers 403
+                resp = requests.get(f"{stack.origin}/conversations", headers={"Authorization": f"Bearer {token}"},
+                                    timeout=30)
+                if resp.status_code != 403 or time.monotonic() > stop:
+                    return resp.status_code, resp.json().get("error", {}).get("code")
+                time.sleep(0.5)
+
+        with concurrent.futures.ThreadPoolExecutor(len(subs)) as pool:
+            answers = list(pool.map(first_request, subs))
+        assert sorted(answers) == [(200, None)] + [(409, "conflict")] * (len(subs) - 1), answers
+        there, holder = _holders(email, subs)
+        assert len(there) == 1 and holder == there[0]
+    finally:
+        tenant.update(actions=[Tenant.auto_provision.set(False)])
+
+
+def test_scim_create_with_an_address_a_sign_in_holds_is_409(acme):
+    """RFC 7644 §3.3: a create that would duplicate a unique attribute is 409 with scimType uniqueness."""
+    from chalicelib.identity import Principal
+    from chalicelib.services import connections
+
+    email, sub = f"{_uniq('held')}@acme.example", _uniq("held-sub")
+    assert connections._provision(Principal("acme", sub, email, ()), _jit_tenant()).user_id == sub
+    _scim_error(acme("POST", "/Users", _user_body(email)), 409, "uniqueness")
+    _scim_error(acme("POST", "/Users", {**_user_body(email.upper()), "userName": _uniq("other")}), 409, "uniqueness")
+    # and the other way round: an address SCIM holds refuses a sign-in of another subject
+    scim_email = f"{_uniq('scimheld')}@acme.example"
+    created = _create(acme, scim_email)
+    outcomes = _provision_all([_uniq("late-sub")], scim_email)
+    assert list(outcomes.values()) == ["conflict"]
+    assert _holders(scim_email, [])[1] == created["id"]
+
+
+def test_scim_create_racing_a_first_sign_in_makes_one_user(acme):
+    """SCIM POST and a first sign-in with one fresh address, released together: exactly one holds it."""
+    import threading
+
+    from chalicelib.identity import Principal
+    from chalicelib.protocol.errors import ChatError
+    from chalicelib.services import connections
+
+    for _round in range(4):
+        email, sub = f"{_uniq('scimrace')}@acme.example", _uniq("scimrace-sub")
+        barrier, got = threading.Barrier(2), {}
+
+        def scim_create():
+            barrier.wait()
+            got["scim"] = acme("POST", "/Users", _user_body(email))
+
+        def sign_in():
+            barrier.wait()
+            try:
+                got["jit"] = connections._provision(Principal("acme", sub, email, ()), _jit_tenant()).user_id
+            except ChatError as err:
+                got["jit"] = err.code
+
+        threads = [threading.Thread(target=scim_create), threading.Thread(target=sign_in)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        scim_won, jit_won = got["scim"].status_code == 201, got["jit"] == sub
+        assert scim_won != jit_won, (got["scim"].status_code, got["scim"].text, got["jit"])
+        if scim_won:
+            assert got["jit"] == "conflict" and _holders(email, [sub]) == ([], got["scim"].json()["id"])
+        else:
+            _scim_error(got["scim"], 409, "uniqueness")
+            assert _holders(email, [sub]) == ([sub], sub)
+
+
+def test_an_email_change_frees_the_old_address(acme):
+    """PUT and PATCH move the claim: the old address is free for someone else, the new one is held."""
+    from chalicelib.models import EmailClaim
+    from chalicelib.services import tenants
+
+    old, new, newer = (f"{_uniq(p)}@acme.example" for p in ("old", "new", "newer"))
+    user = _create(acme, old)
+    assert EmailClaim.holder_of("acme", old) == user["id"]
+    acme("PUT", f"/Users/{user['id']}", _user_body(new), status=200)
+    assert (EmailClaim.holder_of("acme", old), EmailClaim.holder_of("acme", new)) == (None, user["id"])
+    acme("PATCH", f"/Users/{user['id']}", _patch({"op": "replace", "path": "emails",
+                                                  "value": [{"value": newer, "primary": True}]}), status=200)
+    assert (EmailClaim.holder_of("acme", new), EmailClaim.holder_of("acme", newer)) == (None, user["id"])
+    # the freed addresses are anyone's now; the held one is not
+    assert _create(acme, old)["id"] != user["id"]
+    _scim_error(acme("POST", "/Users", {**_user_body(newer), "userName": _uniq("x")}), 409, "uniqueness")
+    # a PATCH onto an address another user holds is refused, and changes nothing
+    _scim_error(acme("PATCH", f"/Users/{user['id']}", _patch({"op": "replace", "path": "emails",
+                                                              "value": [{"value": old, "primary": True}]})),
+                409, "uniqueness")
+    assert EmailClaim.holder_of("acme", newer) == user["id"]
+    # tenantctl's upsert moves the claim too
+    sub, first, second = _uniq("ctl"), f"{_uniq('ctl1')}@acme.example", f"{_uniq('ctl2')}@acme.example"
+    tenants.upsert_user("acme", sub, first, "Ctl")
+    tenants.upsert_user("acme", sub, second, "Ctl")
+    assert (EmailClaim.holder_of("acme", first), EmailClaim.holder_of("acme", second)) == (None, sub)
+    from chalicelib.protocol.errors import Conflict
+
+    with pytest.raises(Conflict):
+        tenants.upsert_user("acme", _uniq("ctl-other"), second, "Other")
+
+
+def test_email_claims_backfill_is_resumable_and_idempotent(stack, capsys):
+    """Users written before claims existed get theirs (Query per tenant, pages), twice changes nothing."""
+    import json
+
+    from chalicelib.models import EmailClaim
+    from tools import tenantctl
+
+    tenant = _uniq("bf")
+    users = [User(tenant_id=tenant, user_id=f"u{i:02d}", email=f"p{i}@bf.example", display_name=f"P{i}")
+             for i in range(5)]
+    users.append(User(tenant_id=tenant, user_id="u99", email="P1@bf.example", display_name="Dup"))  # a legacy duplicate
+    for u in users:
+        u.save()
+    # pages of 2: after each, the user id to resume after (as an interrupted run would need) ...
+    assert tenantctl.main(["email-claims-backfill", "--tenant", tenant, "--page-size", "2"]) == 3
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["after"] for x in lines[:-1]] == ["u01", "u03", "u99"]
+    assert lines[-1]["claimed"] == 5 and lines[-1]["conflicts"] == [
+        {"email": "p1@bf.example", "holder": "u01", "userId": "u99"}]
+    assert [EmailClaim.holder_of(tenant, f"p{i}@bf.example") for i in range(5)] == [f"u{i:02d}" for i in range(5)]
+    # ... resumed after a page: the rest only; and run again whole: the same claims, nothing else
+    assert tenantctl.main(["email-claims-backfill", "--tenant", tenant, "--after", "u03"]) == 3
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["users"] == 2
+    assert tenantctl.main(["email-claims-backfill", "--tenant", tenant]) == 3
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["claimed"] == 5
+    assert [EmailClaim.holder_of(tenant, f"p{i}@bf.example") for i in range(5)] == [f"u{i:02d}" for i in range(5)]
+    # the claims are outside the tenant's partition: a Query of its users never meets them
+    assert sorted(u.user_id for u in User.query(tenant)) == sorted(u.user_id for u in users)

@@ -465,6 +465,32 @@ def test_dev_idp_code_flow_checks_verifier_redirect_uri_and_single_use(stack):
     assert requests.post(f"{stack.origin}/dev/idp/token", json={"email": "bob@acme.example"}, timeout=10).ok
 
 
+def test_dev_idp_refuses_an_expired_or_reused_code(stack):
+    """A code lives DEVSTACK_IDP_CODE_SECONDS (60 s), settable at run time; past it, or used once, it is
+    ``400 {"error": "invalid_grant"}`` (RFC 6749 5.2), as local-stack.md and protocol.md say."""
+    settings = f"{stack.origin}/dev/idp/settings"
+    before = requests.get(settings, timeout=10).json()
+    assert before == {"codeSeconds": 60}
+    verifier, challenge = _pkce()
+    try:
+        # lifetime 0: every code is expired when it is made (no waiting in the test)
+        assert requests.put(settings, json={"codeSeconds": 0}, timeout=10).json() == {"codeSeconds": 0}
+        expired = _redeem(stack, _code(_authorize(stack, "alice@acme.example", challenge)), verifier)
+        assert expired.status_code == 400 and expired.json() == {
+            "error": "invalid_grant", "error_description": "unknown, expired or already used code"}, expired.text
+        for bad in ({"codeSeconds": -1}, {"codeSeconds": 3601}, {"codeSeconds": "soon"}, {"codeSeconds": True}, {}):
+            resp = requests.put(settings, json=bad, timeout=10)
+            assert resp.status_code == 400 and resp.json()["error"] == "invalid_request", (bad, resp.text)
+        assert requests.get(settings, timeout=10).json() == {"codeSeconds": 0}  # the refusals changed nothing
+    finally:
+        assert requests.put(settings, json=before, timeout=10).json() == before
+    # within its lifetime a code works once; the second use is refused the same way
+    code = _code(_authorize(stack, "alice@acme.example", challenge))
+    assert _redeem(stack, code, verifier).status_code == 200
+    reused = _redeem(stack, code, verifier)
+    assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant", reused.text
+
+
 async def test_sign_in_through_the_tenant_idp_in_the_browser(stack, browser):
     """The page's own sign-in: email -> /auth/discovery -> the issuer's discovery document -> its
     authorization endpoint (code + PKCE) -> back with code and state -> token endpoint -> connected."""
@@ -488,6 +514,17 @@ async def test_sign_in_through_the_tenant_idp_in_the_browser(stack, browser):
         await alice.reload()
         await expect(alice.locator("#conn")).to_have_text(re.compile("^connected"))
         assert alice.url == f"{stack.origin}/"
+        # sign-out: back to the sign-in screen, the tab's tokens gone, and a reload stays signed out
+        for page, url in ((alice, f"{stack.origin}/"), (bob, f"{stack.origin}/?signin=shortcut")):
+            await page.click("#sign-out")
+            await expect(page.locator("#signin")).to_be_visible()
+            await expect(page.locator("#app")).to_be_hidden()
+            assert page.url == url
+            assert await page.evaluate("[sessionStorage.getItem('chat.oidc.session'), sessionStorage.getItem("
+                                       "'chat.email'), window.chat]") == [None, None, None]
+            await page.reload()
+            await expect(page.locator("#signin")).to_be_visible()
+            await expect(page.locator("#app")).to_be_hidden()
         # an answer the page did not ask for (a forged state) is refused
         await alice.evaluate("sessionStorage.clear()")
         await alice.goto(f"{stack.origin}/?code=forged&state=forged")
