@@ -84,6 +84,8 @@ class Tenant(Model):
     # Usage limits set by ops (tools/tenantctl.py limits; chalicelib/limits.py reads them, cached):
     # {"devicesPerUser", "connectsPerSecond", "sendsPerSecondUser", "sendsPerSecondTenant"}; absent = default.
     limits = MapAttribute(null=True)
+    # Mobile push preview policy (docs/push.md), set by the tenant's admins: full | sender | none.
+    push_preview = UnicodeAttribute(null=True)
     created_at = NumberAttribute(default=lambda: int(time.time()))
 
     by_issuer = TenantsByIssuer()
@@ -575,6 +577,10 @@ class Member(Model):
     role = UnicodeAttribute(default="member")  # owner | admin | member
     joined_at = NumberAttribute()
     last_read_seq = NumberAttribute(default=0)
+    # Mobile push in this conversation (docs/push.md): all | mentions | nothing (None = the user's
+    # default level), and muted until (ms).  Read with the member item the push job reads anyway.
+    push_level = UnicodeAttribute(null=True)
+    push_muted_until = NumberAttribute(null=True)
 
     by_user = MembersByUser()
 
@@ -1619,3 +1625,47 @@ class ExpertItem(Model):
 
 
 ALL_MODELS = ALL_MODELS + (ExpertItem,)
+
+
+# ---- mobile push preferences (h-pushprefs) ----
+
+class PushPreferences(Model):
+    """A user's push preferences (docs/push.md): one item in the push-devices table.
+
+    ``owner`` = user key, ``device_id`` = ``~prefs`` (a device id can never
+    be that: the schema allows no ``~``), so the user's devices and
+    preferences share a partition and SCIM deactivation's Query finds both.
+    The push job reads the items of its offline recipients with BatchGetItem
+    (100 per request).  Not in ``ALL_MODELS``: ``PushDevice`` owns the table.
+    """
+
+    class Meta(_Meta):
+        table_name = _S.push_devices_table
+
+    owner = UnicodeAttribute(hash_key=True)
+    device_id = UnicodeAttribute(range_key=True)
+    level = UnicodeAttribute(null=True)          # all | mentions | nothing
+    keywords = ListAttribute(of=UnicodeAttribute, null=True)
+    timezone = UnicodeAttribute(null=True)       # IANA
+    quiet_start = UnicodeAttribute(null=True)    # HH:MM local
+    quiet_end = UnicodeAttribute(null=True)
+    quiet_days = ListAttribute(of=NumberAttribute, null=True)
+    notify_anyway = UnicodeAttribute(null=True)  # none | mentions | mentions_and_direct
+    status_holds = BooleanAttribute(null=True)
+    updated_at = NumberAttribute(default=0)
+
+    ITEM = "~prefs"
+
+    @classmethod
+    def find(cls, key: str) -> "PushPreferences | None":
+        """GetItem: 1 request."""
+        try:
+            return cls.get(key, cls.ITEM, consistent_read=True)
+        except cls.DoesNotExist:
+            return None
+
+    @classmethod
+    def many(cls, keys: list[str]) -> dict[str, "PushPreferences"]:
+        """BatchGetItem in pages of 100: user key -> preferences (users who set any)."""
+        unique = list(dict.fromkeys(keys))
+        return {item.owner: item for item in cls.batch_get([(k, cls.ITEM) for k in unique])} if unique else {}

@@ -946,7 +946,10 @@ _PUSH_REGISTER = {"push_devices": ["DeleteItem", "GetItem", "PutItem"],
 for _fn, _extra in {
     "api_handler": {**_PUSH_REGISTER, "queue:delivery": ["GetQueueUrl", "SendMessageBatch"]},
     "websocket_message": _PUSH_REGISTER,
-    "deliver": {"push_devices": ["DeleteItem", "Query"], "users": ["GetItem"],
+    # preferences of the offline recipients (BatchGetItem), the badge (the user's memberships and their
+    # conversations' last seq), the companies' preview policies (tenants BatchGetItem, already there)
+    "deliver": {"push_devices": ["BatchGetItem", "DeleteItem", "Query"], "users": ["GetItem"],
+                "members/index": ["Query"], "conversations": ["BatchGetItem"],
                 "sns:push": ["DeleteEndpoint", "Publish"]},
     "scim": {"push_devices": ["DeleteItem", "GetItem", "Query"], "sns:push": ["DeleteEndpoint"]},
 }.items():
