@@ -1534,6 +1534,9 @@ class PushDevice(Model):
     endpoint_arn = UnicodeAttribute(null=True)
     holder = UnicodeAttribute(null=True)     # claim items: "<user key>\x1f<device id>"
     updated_at = NumberAttribute(default=0)
+    # The socket the device registered on (push.register over WebSocket): a read on that socket sends
+    # no "read elsewhere" update to this device (docs/push.md).
+    connection_id = UnicodeAttribute(null=True)
 
     CLAIM = "-"
 

@@ -7,10 +7,14 @@
   the item (and the old endpoint is deleted); a token another user held before
   moves to the caller (the claim item, see ``models.PushDevice``).
 * The push job (kind ``push``, always on the delivery worker, so no ack waits
-  for it): the recipients of a DM or an explicit mention, minus the sender,
-  minus those the external-access policy refuses now, minus those with an
-  active device (a live connection active within ``push_active_seconds``);
-  then one ``Publish`` per device of each remaining recipient.
+  for it): the members of a DM or small conversation, or the mentioned ones,
+  minus the sender, minus those the external-access policy refuses now; each
+  remaining one is asked ``push_rules.decide`` (active device, mute, level,
+  keywords, quiet hours, presence status); one ``Publish`` per device of each
+  one it pushes, with the content the companies' preview policies allow and
+  the unread total as badge.
+* The clear job (kind ``push.clear``, a moved read marker): a silent update to
+  the reader's other devices (drop the notifications, set the badge).
 * A publish SNS refuses because the endpoint is disabled (the platform said the
   token is invalid) or gone removes the device (and the endpoint).
 
@@ -80,7 +84,7 @@ def _delete_endpoint(arn: str) -> None:
 
 
 def register(key: str, device_id: str, platform: str, app_id: str, token: str, locale: str | None,
-             now_ms: int, s: Settings) -> PushDevice | None:
+             now_ms: int, s: Settings, connection_id: str | None = None) -> PushDevice | None:
     """Store the device of ``key``; ``None`` when no platform application serves ``platform:app_id``.
 
     1 GetItem (the device) + 1 GetItem (the endpoint's claim) + 2 PutItem, and
@@ -101,7 +105,7 @@ def register(key: str, device_id: str, platform: str, app_id: str, token: str, l
         # Token rotation: the old token's endpoint is ours alone; remove it and its claim.
         _forget(key, device_id, previous.endpoint_arn, delete_endpoint=True)
     device = PushDevice(owner=key, device_id=device_id, platform=platform, app_id=app_id, token=token,
-                        locale=locale, endpoint_arn=arn, updated_at=now_ms)
+                        locale=locale, endpoint_arn=arn, updated_at=now_ms, connection_id=connection_id or None)
     device.save()
     PushDevice(owner=PushDevice.claim_key(arn), device_id=PushDevice.CLAIM, holder=holder, updated_at=now_ms).save()
     metrics.count("PushDevicesRegistered")
@@ -166,7 +170,7 @@ def job_for(conv: Any, view: dict[str, Any], origin: str, now_ms: int, s: Settin
     most ``push_group_members`` members (where "all" and keyword users may
     want it); in larger conversations only the mentioned members are asked.
     """
-    if view.get("kind") not in (None, "text"):
+    if not s.push_enabled or view.get("kind") not in (None, "text"):
         return None
     users = [u for u in view.get("mentions") or [] if u]
     direct = conv.kind == "direct"
@@ -354,7 +358,7 @@ def run(job: dict[str, Any], s: Settings | None = None) -> dict[str, int]:
     sender = User.find(origin_tenant, uid)
     name = (sender.display_name if sender is not None and getattr(sender, "display_name", None) else None) or uid
     collapse = collapse_key(job["conversationId"])
-    data = {"conversationId": job["conversationId"], "seq": job["seq"]}
+    data = {"type": "message", "conversationId": job["conversationId"], "seq": job["seq"]}
     badges: dict[str, int] = {}
     for key, event, device in targets:
         if key not in badges:
@@ -364,4 +368,29 @@ def run(job: dict[str, Any], s: Settings | None = None) -> dict[str, int]:
         message = payload(device.platform or "fcm", title, body, collapse,
                           {**data, "mention": event.mentioned}, badge=badges[key])
         outcome[publish(device, message, collapse)] += 1
+    return outcome
+
+
+# --- read elsewhere clears (delivery worker) -------------------------------------------------
+
+def clear_job(key: str, conversation_id: str, last_read_seq: int, connection_id: str | None) -> dict[str, Any]:
+    """The job a moved read marker queues: the user's other phones drop the conversation's notifications."""
+    return {"kind": "push.clear", "user": key, "conversationId": conversation_id, "lastReadSeq": last_read_seq,
+            "exclude": connection_id}
+
+
+def clear(job: dict[str, Any]) -> dict[str, int]:
+    """A silent update to each device of the user but the one that read: 1 Query (devices); when there
+    is one, the badge (``unread_total``) and 1 background ``Publish`` per device."""
+    outcome = {"sent": 0, "removed": 0, "failed": 0}
+    exclude = job.get("exclude")
+    devices = [d for d in devices_of(job["user"]) if not (exclude and d.connection_id == exclude)]
+    if not devices:
+        return outcome
+    badge = unread_total(job["user"])
+    data = {"type": "read", "conversationId": job["conversationId"], "lastReadSeq": int(job["lastReadSeq"])}
+    collapse = collapse_key(job["conversationId"])
+    for device in devices:
+        outcome[publish(device, silent_payload(device.platform or "fcm", data, badge), collapse,
+                        background=True)] += 1
     return outcome

@@ -21,7 +21,8 @@ def device_view(device: Any) -> dict[str, Any]:
 def register(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     """Store (or replace) one device of the caller and its SNS endpoint."""
     device = push.register(policy.key_of(call.principal), body["deviceId"], body["platform"], body["appId"],
-                           body["token"], body.get("locale"), call.now_ms(), call.settings)
+                           body["token"], body.get("locale"), call.now_ms(), call.settings,
+                           connection_id=call.connection_id)
     if device is None:
         raise ValidationFailed("No push application is configured for this platform and appId.")
     return {"device": device_view(device)}

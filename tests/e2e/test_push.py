@@ -438,3 +438,29 @@ async def test_push_settings_of_another_tenant_or_role_are_out_of_reach(stack, s
     # and the other user's preferences: a user reads and writes only their own
     await v.call("push.preferences.set", keywords=["VICTIM-SECRET"])
     assert "VICTIM-SECRET" not in json.dumps(await x.call("push.preferences.get"))
+
+
+async def test_reading_on_one_device_sends_a_silent_update_to_the_others(stack, sessions):
+    c = make_company(stack, "pushread")
+    alice, bob_uid = await sessions(c.member), c.user_id(c.other)
+    phone = await sessions(c.other)
+    conv = await dm(alice, bob_uid)
+    phone_arn = await offline_phone(phone, c.tenant, bob_uid, "bob-phone")
+    sent = await send(alice, conv, "are you there?")
+    assert len(await wait_pushes(stack, phone_arn, 1)) == 1  # the alert, badge 1
+    desktop = await sessions(c.other)
+    await register(desktop, "bob-desktop-app", "fcm")  # the reading device itself is registered too
+    desktop_arn = endpoint_of(c.tenant, bob_uid, "bob-desktop-app")
+    read = await desktop.call("read", conversationId=conv, seq=sent["seq"])
+    assert read["unread"] == 0
+    got = await wait_pushes(stack, phone_arn, 2)
+    assert len(got) == 2, got
+    silent = apns(got[1])
+    assert silent["aps"] == {"content-available": 1, "badge": 0}  # no alert, no sound: the badge drops
+    assert silent["type"] == "read" and silent["conversationId"] == conv and silent["lastReadSeq"] == sent["seq"]
+    await settle()
+    assert await asyncio.to_thread(pushes, stack, desktop_arn) == []  # not to the device that read
+    # reading again (the marker does not move) sends nothing
+    await desktop.call("read", conversationId=conv, seq=sent["seq"])
+    await settle()
+    assert len(await asyncio.to_thread(pushes, stack, phone_arn)) == 2
