@@ -464,3 +464,18 @@ async def test_reading_on_one_device_sends_a_silent_update_to_the_others(stack, 
     await desktop.call("read", conversationId=conv, seq=sent["seq"])
     await settle()
     assert len(await asyncio.to_thread(pushes, stack, phone_arn)) == 2
+
+
+async def test_a_preview_shows_the_dlp_redacted_text_never_the_original(stack, sessions):
+    c = make_company(stack, "pushdlp")
+    r = await asyncio.to_thread(api, stack, c.admin, "PUT", "/admin/dlp/rules", json={"rules": [
+        {"id": "ssn", "type": "detector", "detector": "us_ssn", "action": "redact"}]})
+    assert r.status_code == 200, r.text
+    alice, bob_uid = await sessions(c.member), c.user_id(c.other)
+    bob = await sessions(c.other)
+    conv = await dm(alice, bob_uid)
+    arn = await offline_phone(bob, c.tenant, bob_uid, "bob-phone")
+    await send(alice, conv, "my ssn is 536-22-8745 ok")
+    got = await wait_pushes(stack, arn, 1)
+    body = apns(got[0])["aps"]["alert"]["body"]
+    assert "[redacted]" in body and "536-22-8745" not in json.dumps(got[0]["message"])
