@@ -479,3 +479,20 @@ async def test_a_preview_shows_the_dlp_redacted_text_never_the_original(stack, s
     got = await wait_pushes(stack, arn, 1)
     body = apns(got[0])["aps"]["alert"]["body"]
     assert "[redacted]" in body and "536-22-8745" not in json.dumps(got[0]["message"])
+
+
+async def test_active_on_the_desktop_no_push_on_the_phone_idle_desktop_pushes(stack, sessions):
+    c = make_company(stack, "pushdesk")
+    alice, bob_uid = await sessions(c.member), c.user_id(c.other)
+    phone = await sessions(c.other)
+    conv = await dm(alice, bob_uid)
+    arn = await offline_phone(phone, c.tenant, bob_uid, "bob-phone")
+    desktop = await sessions(c.other)  # reading on the desktop
+    await send(alice, conv, "seen on the desktop")
+    await desktop.event("message.created", message__conversationId=conv)
+    await settle()
+    assert await asyncio.to_thread(pushes, stack, arn) == []
+    await desktop.call("presence.heartbeat", active=False)  # the desktop went idle
+    await send(alice, conv, "now on the phone")
+    got = await wait_pushes(stack, arn, 1)
+    assert len(got) == 1 and apns(got[0])["aps"]["alert"]["body"] == "now on the phone"
