@@ -68,10 +68,11 @@ def set_preferences(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     if quiet and quiet["start"] == quiet["end"]:
         raise ValidationFailed("quietHours needs start != end (HH:MM local; start > end spans midnight).")
     keywords = list(dict.fromkeys(k.strip() for k in body.get("keywords") or [] if k.strip()))
+    days = sorted(set(quiet.get("days") or [])) if quiet else []
     item = PushPreferences(owner=policy.key_of(call.principal), device_id=PushPreferences.ITEM,
                            level=body.get("level") or "mentions", keywords=keywords or None, timezone=zone,
                            quiet_start=quiet["start"] if quiet else None, quiet_end=quiet["end"] if quiet else None,
-                           quiet_days=sorted(set(quiet.get("days") or [])) or None if quiet else None,
+                           quiet_days=days or None,
                            notify_anyway=body.get("notifyAnyway") or "none",
                            status_holds=bool(body.get("statusHolds", True)), updated_at=call.now_ms())
     item.save()
