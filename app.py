@@ -143,6 +143,21 @@ def unregister_push_device(device_id):
     return _rest("push.unregister", "push.unregister", {"deviceId": device_id})
 
 
+@app.route("/push/preferences", methods=["GET"])
+def get_push_preferences():
+    return _rest("push.preferences.get", "push.get_preferences")
+
+
+@app.route("/push/preferences", methods=["PUT"], content_types=["application/json"])
+def set_push_preferences():
+    return _rest("push.preferences.set", "push.set_preferences")
+
+
+@app.route("/conversations/{conversation_id}/push", methods=["PUT"], content_types=["application/json"])
+def set_conversation_push(conversation_id):
+    return _rest("push.conversation.set", "push.set_conversation", {"conversationId": conversation_id})
+
+
 @app.route("/conversations", methods=["GET"])
 def list_conversations():
     return _rest("conversation.list", "conversations.inbox", query_names=("limit", "cursor"))
@@ -225,6 +240,16 @@ def admin_get_policy():
 @app.route("/admin/policy", methods=["PUT"])
 def admin_set_policy():
     return _rest("admin.policy.set", "admin.set_policy")
+
+
+@app.route("/admin/push", methods=["GET"])
+def admin_get_push_policy():
+    return _rest("admin.push.get", "admin.get_push_policy")
+
+
+@app.route("/admin/push", methods=["PUT"], content_types=["application/json"])
+def admin_set_push_policy():
+    return _rest("admin.push.set", "admin.set_push_policy")
 
 
 @app.route("/admin/users", methods=["GET"])

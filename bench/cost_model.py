@@ -8,6 +8,11 @@ Inputs (nothing here is guessed from reading code; every count is measured):
 * bench/results/action_cost.json (bench/action_cost.py): connect+disconnect,
   heartbeat, history, sync, read;
 * bench/results/presence_cost.json (bench/presence_cost.py): per status change by watchers.
+* bench/results/push_cost.json (bench/push_cost.py, optional): what mobile push adds to a message,
+  by offline recipients (push stack minus a PUSH_ENABLED=0 stack): DynamoDB RCU/WCU, SNS publishes,
+  SQS messages. Its Lambda part counts one delivery-worker request per push job (an upper bound: the
+  worker takes 4 messages per invocation) and no duration (not measured); SQS counts 3 requests per
+  job (send, receive, delete; also an upper bound, sends and deletes are batched).
 
 Lambda duration is not measured on AWS here: it is taken as the local
 stack's ack latency of the action (send: ``ack_ms``; other actions: the
@@ -24,7 +29,7 @@ while active (4 h per device); 6 presence changes seen by 10 watcher
 connections; 2 file uploads (1 S3 POST each) and 6 downloads (1 S3 GET each).
 A month is 30 days.
 
-Usage: python bench/cost_model.py [--arch arm64|x86_64] [--json]
+Usage: python bench/cost_model.py [--arch arm64|x86_64] [--json] [--push]
 """
 from __future__ import annotations
 
@@ -64,11 +69,17 @@ def _load(name: str) -> dict[str, Any]:
 
 
 class Model:
-    def __init__(self, arch: str) -> None:
+    def __init__(self, arch: str, push_only: bool = False) -> None:
         self.p = json.loads((ROOT / "bench" / "prices.json").read_text())
         cfg = json.loads((ROOT / ".chalice" / "config.json").read_text())
         self.memory_gb = cfg["stages"]["prod"].get("lambda_memory_size", cfg.get("lambda_memory_size", 128)) / 1024
         self.arch = arch
+        path = RESULTS / "push_cost.json"
+        self.push = json.loads(path.read_text()) if path.exists() else None
+        if push_only:
+            if self.push is None:
+                sys.exit(f"missing {path}: run `python bench/push_cost.py` first")
+            return
         self.send = {r["recipients"]: r for r in _load("send_cost.json")["rows"]}
         self.actions = _load("action_cost.json")["actions"]
         self.presence = {r["watchers"]: r for r in _load("presence_cost.json")["status_change"]}
@@ -112,6 +123,19 @@ class Model:
         return {"api_gateway": self.ws_messages(posts, r["post_bytes"] / max(1, r["posts"])),
                 "lambda": 0.0, "dynamodb": self.ddb(r["rcu"], r["wcu"])}
 
+    def per_push_message(self, offline: int) -> dict[str, float]:
+        """What mobile push adds to one message with ``offline`` pushed recipients (push − baseline)."""
+        rows = {label: {r["offline"]: r for r in rows} for label, rows in self.push["rows"].items()}
+        p, b = rows["push"][offline], rows["baseline"][offline]
+        sns, sqs = self.p["sns_mobile_push"], self.p["sqs_standard"]
+        jobs = max(0.0, p["sqs_messages"] - b["sqs_messages"])
+        return {"dynamodb": self.ddb(max(0.0, p["dynamodb"]["rcu"] - b["dynamodb"]["rcu"]),
+                                     max(0.0, p["dynamodb"]["wcu"] - b["dynamodb"]["wcu"])),
+                "sns": p["sns_publishes"] * (sns["publish_requests_per_million"]
+                                             + sns["mobile_push_deliveries_per_million"]) / 1e6,
+                "sqs": jobs * 3 * sqs["requests_per_million"] / 1e6,
+                "lambda": jobs * self.p["lambda"]["requests_per_million"] / 1e6}
+
     # --- profile -----------------------------------------------------------------------------
     def per_user_day(self) -> dict[str, dict[str, float]]:
         pr = PROFILE
@@ -141,13 +165,29 @@ def _total(parts: dict[str, float]) -> float:
     return sum(parts.values())
 
 
+def print_push(m: Model) -> dict[int, dict[str, float]]:
+    print("\nmobile push, added per 1,000,000 messages, by offline recipients pushed (bench/push_cost.py)")
+    print(f"{'offline':>8} {'DynamoDB $':>11} {'SNS $':>8} {'SQS $':>7} {'Lambda $':>9} {'total $':>9}")
+    out = {}
+    for n in m.push["cases"]:
+        parts = {k: v * 1e6 for k, v in m.per_push_message(n).items()}
+        out[n] = parts
+        print(f"{n:>8} {parts['dynamodb']:>11.2f} {parts['sns']:>8.2f} {parts['sqs']:>7.2f} "
+              f"{parts['lambda']:>9.2f} {_total(parts):>9.2f}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", choices=("arm64", "x86_64"), default="arm64")
     ap.add_argument("--json", action="store_true", help="also write bench/results/cost_model.json")
+    ap.add_argument("--push", action="store_true", help="only mobile push (needs bench/results/push_cost.json only)")
     args = ap.parse_args()
-    m = Model(args.arch)
+    m = Model(args.arch, push_only=args.push)
     print(f"prices: {m.p['region']}, read {m.p['read']} ({m.p['how_read'].split('.')[0]}.)")
+    if args.push:
+        print_push(m)
+        return
     print(f"Lambda: {args.arch}, {m.memory_gb * 1024:.0f} MB (prod stage)\n")
 
     print("per 1,000,000 messages sent, by online recipient connections")
@@ -158,6 +198,8 @@ def main() -> None:
         per_million[n] = parts
         print(f"{n:>10} {parts['api_gateway']:>10.2f} {parts['lambda']:>10.2f} {parts['dynamodb']:>11.2f} "
               f"{_total(parts):>10.2f}")
+
+    push_per_million = print_push(m) if m.push else {}
 
     day = m.per_user_day()
     k = 1000 * PROFILE["days_per_month"]
@@ -177,6 +219,7 @@ def main() -> None:
     if args.json:
         out = {"arch": args.arch, "memory_mb": m.memory_gb * 1024, "profile": PROFILE, "prices_read": m.p["read"],
                "per_million_messages": per_million,
+               "push_per_million_messages": push_per_million,
                "per_1000_dau_month": {name: {key: v * k for key, v in parts.items()} for name, parts in day.items()},
                "per_1000_dau_month_total": sums}
         (RESULTS / "cost_model.json").write_text(json.dumps(out, indent=2) + "\n")

@@ -126,6 +126,11 @@ class Settings:
     push_applications: tuple[tuple[str, str], ...] = ()
     push_active_seconds: int = 120
     push_preview_chars: int = 80
+    # Ordinary messages (no DM, no mention) push to "all"/keyword users only in conversations of at
+    # most this many members: larger ones would read every membership per message (docs/push.md).
+    push_group_members: int = 100
+    # Ops' switch (and the push benchmark's baseline): "0" queues no push or clear job at all.
+    push_enabled: bool = True
     # Ask the experts (docs/experts.md): expert topics and their questions, one table.
     experts_table: str = "chat-dev-experts"
 
@@ -225,6 +230,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         push_applications=tuple(sorted(json.loads(env.get("PUSH_APPLICATIONS") or "{}").items())),
         push_active_seconds=_int(env, "PUSH_ACTIVE_SECONDS", 120),
         push_preview_chars=_int(env, "PUSH_PREVIEW_CHARS", 80),
+        push_group_members=_int(env, "PUSH_GROUP_MEMBERS", 100),
+        push_enabled=env.get("PUSH_ENABLED", "1").strip().lower() not in ("0", "false", "no", "off"),
         experts_table=env.get("EXPERTS_TABLE", f"chat-{stage}-experts"),
     )
 

@@ -7,10 +7,14 @@
   the item (and the old endpoint is deleted); a token another user held before
   moves to the caller (the claim item, see ``models.PushDevice``).
 * The push job (kind ``push``, always on the delivery worker, so no ack waits
-  for it): the recipients of a DM or an explicit mention, minus the sender,
-  minus those the external-access policy refuses now, minus those with an
-  active device (a live connection active within ``push_active_seconds``);
-  then one ``Publish`` per device of each remaining recipient.
+  for it): the members of a DM or small conversation, or the mentioned ones,
+  minus the sender, minus those the external-access policy refuses now; each
+  remaining one is asked ``push_rules.decide`` (active device, mute, level,
+  keywords, quiet hours, presence status); one ``Publish`` per device of each
+  one it pushes, with the content the companies' preview policies allow and
+  the unread total as badge.
+* The clear job (kind ``push.clear``, a moved read marker): a silent update to
+  the reader's other devices (drop the notifications, set the badge).
 * A publish SNS refuses because the endpoint is disabled (the platform said the
   token is invalid) or gone removes the device (and the endpoint).
 
@@ -28,9 +32,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import metrics, policy
+from . import metrics, policy, push_rules
 from .config import Settings, settings
-from .models import Member, Presence, PushDevice, User, split_user_key
+from .models import (Conversation, Member, Presence, PushDevice, PushPreferences, Tenant, User, split_user_key,
+                     tenant_of)
 
 log = logging.getLogger("chat.push")
 
@@ -79,7 +84,7 @@ def _delete_endpoint(arn: str) -> None:
 
 
 def register(key: str, device_id: str, platform: str, app_id: str, token: str, locale: str | None,
-             now_ms: int, s: Settings) -> PushDevice | None:
+             now_ms: int, s: Settings, connection_id: str | None = None) -> PushDevice | None:
     """Store the device of ``key``; ``None`` when no platform application serves ``platform:app_id``.
 
     1 GetItem (the device) + 1 GetItem (the endpoint's claim) + 2 PutItem, and
@@ -100,7 +105,7 @@ def register(key: str, device_id: str, platform: str, app_id: str, token: str, l
         # Token rotation: the old token's endpoint is ours alone; remove it and its claim.
         _forget(key, device_id, previous.endpoint_arn, delete_endpoint=True)
     device = PushDevice(owner=key, device_id=device_id, platform=platform, app_id=app_id, token=token,
-                        locale=locale, endpoint_arn=arn, updated_at=now_ms)
+                        locale=locale, endpoint_arn=arn, updated_at=now_ms, connection_id=connection_id or None)
     device.save()
     PushDevice(owner=PushDevice.claim_key(arn), device_id=PushDevice.CLAIM, holder=holder, updated_at=now_ms).save()
     metrics.count("PushDevicesRegistered")
@@ -134,10 +139,12 @@ def unregister(key: str, device_id: str) -> bool:
 
 
 def unregister_all(key: str) -> int:
-    """A deactivated user's devices: 1 Query + the removals of each device."""
+    """A deactivated or deleted user's devices: 1 Query + the removals of each device (the
+    preferences item in the same partition stays: a reactivated user keeps them)."""
     removed = 0
     for device in PushDevice.of_user(key):
-        removed += unregister(key, device.device_id)
+        if device.device_id != PushPreferences.ITEM:
+            removed += unregister(key, device.device_id)
     return removed
 
 
@@ -153,34 +160,52 @@ def collapse_key(conversation_id: str) -> str:
     return conversation_id if len(conversation_id) <= 64 else hashlib.sha256(conversation_id.encode()).hexdigest()[:64]
 
 
+TEXT_CHARS = 4000  # what keyword matching reads of the (redacted) text; the payload shows the preview only
+
+
 def job_for(conv: Any, view: dict[str, Any], origin: str, now_ms: int, s: Settings) -> dict[str, Any] | None:
-    """The push job of a new message, or None when nobody could get one (not a DM, no user mention)."""
+    """The push job of a new text message, or None when nobody could get one.
+
+    A DM, a message mentioning users, or any message of a conversation of at
+    most ``push_group_members`` members (where "all" and keyword users may
+    want it); in larger conversations only the mentioned members are asked.
+    """
+    if not s.push_enabled or view.get("kind") not in (None, "text"):
+        return None
     users = [u for u in view.get("mentions") or [] if u]
-    if conv.kind != "direct" and not users:
+    direct = conv.kind == "direct"
+    everyone = direct or int(conv.member_count or 0) <= s.push_group_members
+    if not everyone and not users:
         return None
-    if view.get("kind") not in (None, "text"):
-        return None
-    return {"kind": "push", "conversationId": conv.conversation_id, "direct": conv.kind == "direct",
+    text = view.get("body") or ""
+    return {"kind": "push", "conversationId": conv.conversation_id, "direct": direct, "everyone": everyone,
             "tenants": sorted({conv.tenant_id, *(conv.tenants or ())}), "mentions": users, "origin": origin,
-            "nowMs": now_ms, "seq": int(view["seq"]),
-            "preview": preview(view.get("body") or "", s.push_preview_chars)}
+            "nowMs": now_ms, "seq": int(view["seq"]), "text": text[:TEXT_CHARS],
+            "preview": preview(text, s.push_preview_chars)}
 
 
-def _recipients(job: dict[str, Any]) -> list[str]:
-    """Members who may get this push: the other side of a DM, or the mentioned members."""
+def _mentioned_keys(job: dict[str, Any]) -> list[str]:
+    """The member keys a mention may name: ``tenant:uid`` names one, a bare uid any company of the conversation."""
+    keys: list[str] = []
+    for uid in job.get("mentions") or []:
+        keys += [uid.replace(":", "#", 1)] if ":" in uid else [f"{t}#{uid}" for t in job["tenants"]]
+    return list(dict.fromkeys(keys))
+
+
+def _recipients(job: dict[str, Any]) -> tuple[dict[str, Member], set[str]]:
+    """Members who may get this push (key -> member item, which holds the conversation's push level),
+    and which of them are mentioned: every member (1 Query) or the mentioned ones (1 BatchGetItem)."""
     conv_id, origin = job["conversationId"], job["origin"]
-    if job.get("direct"):
-        keys = [m.user_key for m in Member.of_conversation(conv_id)]
+    candidates = _mentioned_keys(job)
+    if job.get("everyone", job.get("direct")):
+        members = {m.user_key: m for m in Member.of_conversation(conv_id)}
     else:
-        wanted = []
-        for uid in job.get("mentions") or []:
-            candidates = [uid.replace(":", "#", 1)] if ":" in uid else [f"{t}#{uid}" for t in job["tenants"]]
-            wanted += [(conv_id, k) for k in candidates]
-        keys = [m.user_key for m in Member.batch_get(list(dict.fromkeys(wanted)))] if wanted else []
-    keys = [k for k in dict.fromkeys(keys) if k != origin]
-    if not keys:
-        return []
-    return list(policy.allowed_recipients(origin, keys, int(job["nowMs"]), "message"))
+        members = {m.user_key: m for m in Member.batch_get([(conv_id, k) for k in candidates])} if candidates else {}
+    members.pop(origin, None)
+    if not members:
+        return {}, set()
+    allowed = policy.allowed_recipients(origin, list(members), int(job["nowMs"]), "message")
+    return {k: members[k] for k in allowed}, set(candidates) & set(members)
 
 
 def is_active(presence: Presence | None, now_ms: int, window_seconds: int) -> bool:
@@ -195,23 +220,87 @@ def is_active(presence: Presence | None, now_ms: int, window_seconds: int) -> bo
     return False
 
 
-def payload(platform: str, title: str, body: str, collapse: str, data: dict[str, Any]) -> dict[str, str]:
+def status_of(presence: Presence | None, now_ms: int) -> str | None:
+    """The manual presence status still in force (``manual_until`` not passed)."""
+    if presence is None or not presence.manual:
+        return None
+    until = presence.manual_until
+    return presence.manual if until is None or int(until) > now_ms else None
+
+
+def prefs_of(item: PushPreferences | None) -> push_rules.Prefs:
+    if item is None:
+        return push_rules.Prefs()
+    return push_rules.Prefs(level=item.level or push_rules.DEFAULT_LEVEL, keywords=tuple(item.keywords or ()),
+                            timezone=item.timezone or "UTC", quiet_start=item.quiet_start, quiet_end=item.quiet_end,
+                            quiet_days=tuple(int(d) for d in item.quiet_days or ()),
+                            notify_anyway=item.notify_anyway or "none",
+                            status_holds=True if item.status_holds is None else bool(item.status_holds))
+
+
+def devices_of(key: str) -> list[PushDevice]:
+    """The user's devices with an endpoint: 1 Query (the partition also holds the preferences item)."""
+    return [d for d in PushDevice.of_user(key) if d.device_id != PushPreferences.ITEM and d.endpoint_arn]
+
+
+def unread_total(key: str, cap: int = 1000) -> int:
+    """The badge: the user's unread messages over their conversations (``conversation.list``'s
+    ``unread``, summed).  1 Query of ``members.by_user`` + 1 BatchGetItem per 100 conversations."""
+    read: dict[str, int] = {}
+    for m in Member.of_user(key):
+        read[m.conversation_id] = int(m.last_read_seq or 0)
+        if len(read) >= cap:
+            break
+    if not read:
+        return 0
+    convs = Conversation.batch_get(list(read), consistent_read=True, attributes_to_get=["conversation_id", "last_seq"])
+    return sum(max(0, int(c.last_seq or 0) - read[c.conversation_id]) for c in convs)
+
+
+def preview_policies(tenant_ids: set[str]) -> dict[str, str]:
+    """Each company's preview policy (``full`` when unset): 1 BatchGetItem."""
+    tenants = Tenant.batch_get(sorted(tenant_ids), attributes_to_get=["tenant_id", "push_preview"])
+    return {t.tenant_id: t.push_preview or "full" for t in tenants}
+
+
+def payload(platform: str, title: str, body: str, collapse: str, data: dict[str, Any],
+            badge: int | None = None) -> dict[str, str]:
     """The ``Message`` of a MessageStructure=json publish: ``default`` and the platform's own."""
     if platform == "fcm":
-        native: dict[str, Any] = {"notification": {"title": title, "body": body, "tag": collapse},
-                                  "collapse_key": collapse, "data": {k: str(v) for k, v in data.items()}}
+        note = {"title": title, "tag": collapse, **({"body": body} if body else {})}
+        fields = {**data, **({"badge": badge} if badge is not None else {})}
+        native: dict[str, Any] = {"notification": note, "collapse_key": collapse,
+                                  "data": {k: str(v) for k, v in fields.items()}}
     else:
-        native = {"aps": {"alert": {"title": title, "body": body}, "sound": "default", "thread-id": collapse},
-                  **data}
-    return {"default": f"{title}: {body}", SNS_KEY[platform]: json.dumps(native, separators=(",", ":"))}
+        aps: dict[str, Any] = {"alert": {"title": title, **({"body": body} if body else {})}, "sound": "default",
+                               "thread-id": collapse}
+        if badge is not None:
+            aps["badge"] = badge
+        native = {"aps": aps, **data}
+    return {"default": f"{title}: {body}" if body else title, SNS_KEY[platform]: json.dumps(native, separators=(",", ":"))}
 
 
-def publish(device: PushDevice, message: dict[str, str], collapse: str) -> str:
+def silent_payload(platform: str, data: dict[str, Any], badge: int) -> dict[str, str]:
+    """A background update (no alert, no sound): the app drops the conversation's notifications and
+    sets the badge.  APNs ``content-available``; FCM a data-only message."""
+    if platform == "fcm":
+        native: dict[str, Any] = {"data": {k: str(v) for k, v in {**data, "badge": badge}.items()},
+                                  "priority": "normal"}
+    else:
+        native = {"aps": {"content-available": 1, "badge": badge}, **data}
+    return {"default": "", SNS_KEY[platform]: json.dumps(native, separators=(",", ":"))}
+
+
+def publish(device: PushDevice, message: dict[str, str], collapse: str, background: bool = False) -> str:
     """One Publish; ``sent``, ``removed`` (SNS says the endpoint is disabled or gone) or ``failed``."""
     attrs = {}
     if device.platform in ("apns", "apns_sandbox"):
-        attrs = {"AWS.SNS.MOBILE.APNS.COLLAPSE_ID": {"DataType": "String", "StringValue": collapse},
-                 "AWS.SNS.MOBILE.APNS.PUSH_TYPE": {"DataType": "String", "StringValue": "alert"}}
+        attrs = {"AWS.SNS.MOBILE.APNS.PUSH_TYPE": {"DataType": "String",
+                                                   "StringValue": "background" if background else "alert"}}
+        if background:  # Apple requires priority 5 for background pushes
+            attrs["AWS.SNS.MOBILE.APNS.PRIORITY"] = {"DataType": "String", "StringValue": "5"}
+        else:
+            attrs["AWS.SNS.MOBILE.APNS.COLLAPSE_ID"] = {"DataType": "String", "StringValue": collapse}
     try:
         client().publish(TargetArn=device.endpoint_arn, Message=json.dumps(message), MessageStructure="json",
                          MessageAttributes=attrs)
@@ -230,27 +319,78 @@ def publish(device: PushDevice, message: dict[str, str], collapse: str) -> str:
 
 
 def run(job: dict[str, Any], s: Settings | None = None) -> dict[str, int]:
-    """Resolve and send one push job.  Reads: the recipients (1 Query or 1 BatchGetItem), their
-    presence (1 BatchGetItem), the devices of each one without an active device (1 Query each),
-    the sender's name (1 GetItem, only when something is sent)."""
+    """Resolve and send one push job (docs/push.md, "Costs").  Reads: the recipients (1 Query or 1
+    BatchGetItem), their presence (1 BatchGetItem), the preferences of those without an active
+    device (1 BatchGetItem per 100); then, for those the decision pushes only: their devices (1 Query
+    each), the companies' preview policies (1 BatchGetItem), the sender's name (1 GetItem) and each
+    one's badge (``unread_total``)."""
     s = s or settings()
-    outcome = {"sent": 0, "removed": 0, "failed": 0}
-    keys = _recipients(job)
-    if not keys:
+    outcome = {"sent": 0, "removed": 0, "failed": 0, "held": 0}
+    members, mentioned = _recipients(job)
+    if not members:
         return outcome
     now = int(job["nowMs"])
-    presence = Presence.many(keys)
-    offline = [k for k in keys if not is_active(presence.get(k), now, s.push_active_seconds)]
-    targets = [(k, d) for k in offline for d in PushDevice.of_user(k) if d.endpoint_arn]
+    presence = Presence.many(list(members))
+    offline = [k for k in members if not is_active(presence.get(k), now, s.push_active_seconds)]
+    if not offline:
+        return outcome
+    prefs = PushPreferences.many(offline)
+    pushable: list[tuple[str, push_rules.Event]] = []
+    for key in offline:
+        p, member = prefs_of(prefs.get(key)), members[key]
+        event = push_rules.Event(direct=bool(job.get("direct")), mentioned=key in mentioned,
+                                 keyword=push_rules.keyword_hit(p.keywords, job.get("text") or ""))
+        who = push_rules.Recipient(prefs=p, conversation_level=member.push_level,
+                                   muted_until=int(member.push_muted_until) if member.push_muted_until else None,
+                                   status=status_of(presence.get(key), now))
+        why = push_rules.decide(event, who, now)
+        if why == push_rules.PUSH:
+            pushable.append((key, event))
+        else:
+            outcome["held"] += 1
+            metrics.count("PushesHeld")
+            log.info("push held", extra={"reason": why})
+    targets = [(key, event, d) for key, event in pushable for d in devices_of(key)]
     if not targets:
         return outcome
-    tenant, uid = split_user_key(job["origin"])
-    sender = User.find(tenant, uid)
-    title = (sender.display_name if sender is not None and getattr(sender, "display_name", None) else None) or uid
+    origin_tenant, uid = split_user_key(job["origin"])
+    policies = preview_policies({origin_tenant, *(tenant_of(k) for k, _, _ in targets)})
+    sender = User.find(origin_tenant, uid)
+    name = (sender.display_name if sender is not None and getattr(sender, "display_name", None) else None) or uid
     collapse = collapse_key(job["conversationId"])
-    data = {"conversationId": job["conversationId"], "seq": job["seq"]}
-    for key, device in targets:
-        message = payload(device.platform or "fcm", title, job["preview"], collapse,
-                          {**data, "mention": not job.get("direct")})
+    data = {"type": "message", "conversationId": job["conversationId"], "seq": job["seq"]}
+    badges: dict[str, int] = {}
+    for key, event, device in targets:
+        if key not in badges:
+            badges[key] = unread_total(key)
+        level = push_rules.stricter(policies.get(origin_tenant), policies.get(tenant_of(key)))
+        title, body = push_rules.content(level, name, job["preview"])
+        message = payload(device.platform or "fcm", title, body, collapse,
+                          {**data, "mention": event.mentioned}, badge=badges[key])
         outcome[publish(device, message, collapse)] += 1
+    return outcome
+
+
+# --- read elsewhere clears (delivery worker) -------------------------------------------------
+
+def clear_job(key: str, conversation_id: str, last_read_seq: int, connection_id: str | None) -> dict[str, Any]:
+    """The job a moved read marker queues: the user's other phones drop the conversation's notifications."""
+    return {"kind": "push.clear", "user": key, "conversationId": conversation_id, "lastReadSeq": last_read_seq,
+            "exclude": connection_id}
+
+
+def clear(job: dict[str, Any]) -> dict[str, int]:
+    """A silent update to each device of the user but the one that read: 1 Query (devices); when there
+    is one, the badge (``unread_total``) and 1 background ``Publish`` per device."""
+    outcome = {"sent": 0, "removed": 0, "failed": 0}
+    exclude = job.get("exclude")
+    devices = [d for d in devices_of(job["user"]) if not (exclude and d.connection_id == exclude)]
+    if not devices:
+        return outcome
+    badge = unread_total(job["user"])
+    data = {"type": "read", "conversationId": job["conversationId"], "lastReadSeq": int(job["lastReadSeq"])}
+    collapse = collapse_key(job["conversationId"])
+    for device in devices:
+        outcome[publish(device, silent_payload(device.platform or "fcm", data, badge), collapse,
+                        background=True)] += 1
     return outcome

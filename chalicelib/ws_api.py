@@ -103,6 +103,9 @@ ACTIONS: dict[str, tuple[Handler, bool]] = {
     # mobile push: the caller's own devices (docs/push.md)
     "push.register": (_service("push.register"), True),
     "push.unregister": (_service("push.unregister"), True),
+    "push.preferences.get": (_service("push.get_preferences"), True),
+    "push.preferences.set": (_service("push.set_preferences"), True),
+    "push.conversation.set": (_service("push.set_conversation"), True),
     # ask the experts (docs/experts.md)
     "expert.ask": (_service("experts.ask"), True),
     "expert.accept": (_service("experts.accept"), True),

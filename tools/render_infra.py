@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import re
 import sys
 from contextlib import contextmanager
 from functools import lru_cache
@@ -566,11 +567,45 @@ def _function_overrides(st: Stage) -> dict[str, Any]:
     Without it, a container that has not yet seen a WebSocket event (the REST
     handler, a queue consumer) cannot post to sockets (chalicelib/runtime.py).
     """
-    if not st.has_websocket_api:
+    variables: dict[str, Any] = {}
+    if st.has_websocket_api:
+        variables["WS_MANAGEMENT_ENDPOINT"] = {
+            "Fn::Sub": "https://${WebsocketAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/" + st.api_stage}
+    apps = push_application_parameters(st)
+    if apps:  # PUSH_APPLICATIONS from the template's parameters (docs/operations.md, mobile push)
+        pairs = ", ".join(f'"{key}": "${{{lid}}}"' for lid, (key, _default) in sorted(apps.items()))
+        variables["PUSH_APPLICATIONS"] = {"Fn::Sub": "{" + pairs + "}"}
+    if not variables:
         return {}
-    url = {"Fn::Sub": "https://${WebsocketAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/" + st.api_stage}
-    return {fn: {"Properties": {"Environment": {"Variables": {"WS_MANAGEMENT_ENDPOINT": url}}}}
-            for fn in st.functions}
+    return {fn: {"Properties": {"Environment": {"Variables": variables}}} for fn in st.functions}
+
+
+PUSH_PLATFORMS = {"apns": "APNS", "apns_sandbox": "APNS_SANDBOX", "fcm": "GCM"}
+
+
+def push_application_parameters(st: Stage) -> dict[str, tuple[str, str]]:
+    """One template parameter per SNS platform application of ``PUSH_APPLICATIONS`` (mobile push):
+    logical id -> ("<platform>:<appId>", the stage config's ARN as its default placeholder)."""
+    apps = json.loads(st.env.get("PUSH_APPLICATIONS") or "{}")
+    out = {}
+    for key, arn in sorted(apps.items()):
+        platform, _, app_id = key.partition(":")
+        lid = "PushApp" + _camel(platform) + "".join(p.capitalize() for p in re.split(r"[^A-Za-z0-9]+", app_id) if p)
+        out[lid] = (key, arn)
+    return out
+
+
+def _push_parameters(st: Stage) -> dict[str, Any]:
+    """Ops set the ARNs of the platform applications they created at deploy time; the pattern keeps
+    each to its platform and to the names the functions' SNS permissions allow (<app>-<stage>-*)."""
+    params = {}
+    for lid, (key, default) in push_application_parameters(st).items():
+        platform = PUSH_PLATFORMS[key.partition(":")[0]]
+        params[lid] = {"Type": "String", "Default": default,
+                       "Description": f"ARN of the SNS platform application for {key} (mobile push, docs/push.md)",
+                       "AllowedPattern": f"^arn:aws:sns:[a-z0-9-]+:[0-9]{{12}}:app/{platform}/"
+                                         f"{st.app_name}-{st.name}-.+$"}
+    return params
 
 
 def _alarm(st: Stage, name: str, description: str, threshold: float, metric: dict[str, Any] | None = None,
@@ -701,7 +736,11 @@ def render_resources(stage_name: str) -> dict[str, Any]:
     outputs.update({f"{lid}Url": {"Value": {"Ref": lid}} for lid in queues(stage_name)})
     outputs["FilesBucketName"] = {"Value": {"Ref": "FilesBucket"}}
     outputs["AlarmTopicArn"] = {"Value": {"Ref": "AlarmTopic"}}
-    return {"Resources": resources, "Outputs": outputs}
+    template: dict[str, Any] = {"Resources": resources, "Outputs": outputs}
+    params = _push_parameters(st)
+    if params:
+        template = {"Parameters": params, **template}
+    return template
 
 
 # --- IAM: one role per function ----------------------------------------------------
@@ -947,7 +986,10 @@ _PUSH_REGISTER = {"push_devices": ["DeleteItem", "GetItem", "PutItem"],
 for _fn, _extra in {
     "api_handler": {**_PUSH_REGISTER, "queue:delivery": ["GetQueueUrl", "SendMessageBatch"]},
     "websocket_message": _PUSH_REGISTER,
-    "deliver": {"push_devices": ["DeleteItem", "Query"], "users": ["GetItem"],
+    # preferences of the offline recipients (BatchGetItem), the badge (the user's memberships and their
+    # conversations' last seq), the companies' preview policies (tenants BatchGetItem, already there)
+    "deliver": {"push_devices": ["BatchGetItem", "DeleteItem", "Query"], "users": ["GetItem"],
+                "members/index": ["Query"], "conversations": ["BatchGetItem"],
                 "sns:push": ["DeleteEndpoint", "Publish"]},
     "scim": {"push_devices": ["DeleteItem", "GetItem", "Query"], "sns:push": ["DeleteEndpoint"]},
 }.items():

@@ -86,6 +86,7 @@ HOME = {
     # search
     "UserSearchToken": "search",
     # push
+    "PushPreferences": "push",
     "PushDevice": "push",
     # experts
     "ExpertItem": "experts",
@@ -151,5 +152,5 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .screening import DlpFlag, DlpRules, FlagsByConversation, FlagsByQueue, FlagsBySender  # noqa: F401
     from .rosters import OnlineEntry  # noqa: F401
     from .search import UserSearchToken  # noqa: F401
-    from .push import PushDevice  # noqa: F401
+    from .push import PushDevice, PushPreferences  # noqa: F401
     from .experts import ExpertItem  # noqa: F401

@@ -89,6 +89,10 @@ class Member(Model):
     role = UnicodeAttribute(default="member")  # owner | admin | member
     joined_at = NumberAttribute()
     last_read_seq = NumberAttribute(default=0)
+    # Mobile push in this conversation (docs/push.md): all | mentions | nothing (None = the user's
+    # default level), and muted until (ms).  Read with the member item the push job reads anyway.
+    push_level = UnicodeAttribute(null=True)
+    push_muted_until = NumberAttribute(null=True)
 
     by_user = MembersByUser()
 

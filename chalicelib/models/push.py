@@ -1,7 +1,7 @@
 """Mobile push devices: one SNS platform endpoint per device token (docs/push.md)."""
 from __future__ import annotations
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import BooleanAttribute, ListAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.models import Model
 
 from .base import _Meta, _S
@@ -34,6 +34,9 @@ class PushDevice(Model):
     endpoint_arn = UnicodeAttribute(null=True)
     holder = UnicodeAttribute(null=True)     # claim items: "<user key>\x1f<device id>"
     updated_at = NumberAttribute(default=0)
+    # The socket the device registered on (push.register over WebSocket): a read on that socket sends
+    # no "read elsewhere" update to this device (docs/push.md).
+    connection_id = UnicodeAttribute(null=True)
 
     CLAIM = "-"
 
@@ -52,3 +55,47 @@ class PushDevice(Model):
             return cls.get(key, device_id, consistent_read=True)
         except cls.DoesNotExist:
             return None
+
+
+# --- push preferences --------------------------------------------------------------
+
+class PushPreferences(Model):
+    """A user's push preferences (docs/push.md): one item in the push-devices table.
+
+    ``owner`` = user key, ``device_id`` = ``~prefs`` (a device id can never
+    be that: the schema allows no ``~``), so the user's devices and
+    preferences share a partition and SCIM deactivation's Query finds both.
+    The push job reads the items of its offline recipients with BatchGetItem
+    (100 per request).  Not in ``ALL_MODELS``: ``PushDevice`` owns the table.
+    """
+
+    class Meta(_Meta):
+        table_name = _S.push_devices_table
+
+    owner = UnicodeAttribute(hash_key=True)
+    device_id = UnicodeAttribute(range_key=True)
+    level = UnicodeAttribute(null=True)          # all | mentions | nothing
+    keywords = ListAttribute(of=UnicodeAttribute, null=True)
+    timezone = UnicodeAttribute(null=True)       # IANA
+    quiet_start = UnicodeAttribute(null=True)    # HH:MM local
+    quiet_end = UnicodeAttribute(null=True)
+    quiet_days = ListAttribute(of=NumberAttribute, null=True)
+    notify_anyway = UnicodeAttribute(null=True)  # none | mentions | mentions_and_direct
+    status_holds = BooleanAttribute(null=True)
+    updated_at = NumberAttribute(default=0)
+
+    ITEM = "~prefs"
+
+    @classmethod
+    def find(cls, key: str) -> "PushPreferences | None":
+        """GetItem: 1 request."""
+        try:
+            return cls.get(key, cls.ITEM, consistent_read=True)
+        except cls.DoesNotExist:
+            return None
+
+    @classmethod
+    def many(cls, keys: list[str]) -> dict[str, "PushPreferences"]:
+        """BatchGetItem in pages of 100: user key -> preferences (users who set any)."""
+        unique = list(dict.fromkeys(keys))
+        return {item.owner: item for item in cls.batch_get([(k, cls.ITEM) for k in unique])} if unique else {}

@@ -54,6 +54,8 @@ class Tenant(Model):
     # Usage limits set by ops (tools/tenantctl.py limits; chalicelib/limits.py reads them, cached):
     # {"devicesPerUser", "connectsPerSecond", "sendsPerSecondUser", "sendsPerSecondTenant"}; absent = default.
     limits = MapAttribute(null=True)
+    # Mobile push preview policy (docs/push.md), set by the tenant's admins: full | sender | none.
+    push_preview = UnicodeAttribute(null=True)
     created_at = NumberAttribute(default=lambda: int(time.time()))
 
     by_issuer = TenantsByIssuer()

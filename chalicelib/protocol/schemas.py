@@ -462,10 +462,65 @@ _PUSH_UNREGISTER_RESULT = {"type": "object", "additionalProperties": False, "req
                            "properties": {"deviceId": {"type": "string"},
                                           "removed": {"type": "boolean",
                                                       "description": "false: the caller had no such device"}}}
+# Preferences (docs/push.md "Preferences"): the caller's own, and per conversation on the member item.
+PUSH_LEVEL = {"enum": ["all", "mentions", "nothing"],
+              "description": "all: every message; mentions: DMs, @-mentions of me and my keywords; nothing"}
+_NOTIFY_ANYWAY = {"enum": ["none", "mentions", "mentions_and_direct"],
+                  "description": "what still pushes in quiet hours and (statusHolds) do_not_disturb / in_meeting"}
+_QUIET_HOURS = {"type": ["object", "null"], "additionalProperties": False, "required": ["start", "end"],
+                "description": "local HH:MM in `timezone`, start != end (start > end spans midnight), end "
+                               "exclusive; days (0 = Monday) are the days a window starts, all when omitted; "
+                               "null = none",
+                "properties": {"start": HHMM, "end": HHMM,
+                               "days": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 6},
+                                        "maxItems": 7}}}
+_PREFS_FIELDS = {
+    "level": {**PUSH_LEVEL, "description": "the default level of my conversations (default mentions)"},
+    "keywords": {"type": "array", "maxItems": 50, "items": {"type": "string", "minLength": 1, "maxLength": 64},
+                 "description": "words or phrases that push like a mention (whole words; case and accents "
+                                "ignored) in conversations of at most PUSH_GROUP_MEMBERS members"},
+    "timezone": {"type": "string", "minLength": 1, "maxLength": 64,
+                 "description": "IANA time zone of quietHours (checked on save); default UTC"},
+    "quietHours": _QUIET_HOURS,
+    "notifyAnyway": _NOTIFY_ANYWAY,
+    "statusHolds": {"type": "boolean", "description": "do_not_disturb / in_meeting hold pushes (default true)"}}
+INBOUND["push.preferences.get"] = _action("push.preferences.get")
+INBOUND["push.preferences.set"] = _action("push.preferences.set", dict(_PREFS_FIELDS))
+INBOUND["push.conversation.set"] = _action("push.conversation.set", {
+    "conversationId": ID,
+    "level": {"enum": ["all", "mentions", "nothing", None],
+              "description": "my level here; null follows my default level"},
+    "mutedUntil": {"type": ["integer", "null"], "minimum": 0, "maximum": 9007199254740991,
+                   "description": "ms since the epoch: no push from here until then; null unmutes"}},
+    ["conversationId"])
+_PREFS_VIEW = {"type": "object", "additionalProperties": False,
+               "required": ["level", "keywords", "timezone", "quietHours", "notifyAnyway", "statusHolds", "updatedAt"],
+               "properties": {**_PREFS_FIELDS, "keywords": {"type": "array", "items": {"type": "string"}},
+                              "updatedAt": {"type": ["integer", "null"], "description": "null: never set (defaults)"}}}
+_PUSH_PREFS_RESULT = {"type": "object", "additionalProperties": False, "required": ["preferences"],
+                      "properties": {"preferences": _PREFS_VIEW}}
+_PUSH_CONVERSATION_RESULT = {"type": "object", "additionalProperties": False, "required": ["conversationId", "push"],
+                             "properties": {"conversationId": {"type": "string"}, "push": {
+                                 "type": "object", "additionalProperties": False, "required": ["level", "mutedUntil"],
+                                 "properties": {"level": {"enum": ["all", "mentions", "nothing", None]},
+                                                "mutedUntil": _NULL_INT}}}}
+# Tenant preview policy (admins, REST only).
+ADMIN["admin.push.get"] = _action("admin.push.get")
+ADMIN["admin.push.set"] = _action("admin.push.set", {"preview": {
+    "enum": ["full", "sender", "none"],
+    "description": "what a notification of a message to our users shows: full (sender and the DLP-redacted "
+                   "text preview), sender (sender and \"New message\"), none (\"New message\" only); across "
+                   "companies the stricter side wins"}}, ["preview"])
+_PUSH_POLICY = {"type": "object", "additionalProperties": False, "required": ["preview"],
+                "properties": {"preview": {"enum": ["full", "sender", "none"]}}}
 # The ``result`` of an ``ack``, for actions whose result shape is pinned (docs/schemas/result/).
 RESULTS: dict[str, dict[str, Any]] = {
     "push.register": {"$schema": DRAFT, "title": "push.register result", **_PUSH_REGISTER_RESULT},
     "push.unregister": {"$schema": DRAFT, "title": "push.unregister result", **_PUSH_UNREGISTER_RESULT},
+    "push.preferences.get": {"$schema": DRAFT, "title": "push.preferences.get result", **_PUSH_PREFS_RESULT},
+    "push.preferences.set": {"$schema": DRAFT, "title": "push.preferences.set result", **_PUSH_PREFS_RESULT},
+    "push.conversation.set": {"$schema": DRAFT, "title": "push.conversation.set result",
+                              **_PUSH_CONVERSATION_RESULT},
     "users.search": {"$schema": DRAFT, "title": "users.search result", **_SEARCH_RESULT},
     "users.get": {"$schema": DRAFT, "title": "users.get result", "type": "object", "additionalProperties": False,
                   "required": ["users", "notFound"], "properties": {
@@ -571,6 +626,9 @@ RESPONSES: dict[str, dict[str, Any]] = {
     "users.search": _SEARCH_RESULT,
     "push.register": _PUSH_REGISTER_RESULT,
     "push.unregister": _PUSH_UNREGISTER_RESULT,
+    "push.preferences.get": _PUSH_PREFS_RESULT, "push.preferences.set": _PUSH_PREFS_RESULT,
+    "push.conversation.set": _PUSH_CONVERSATION_RESULT,
+    "admin.push.get": _PUSH_POLICY, "admin.push.set": _PUSH_POLICY,
     "history": {"type": "object", "required": ["messages", "nextBeforeSeq"], "properties": {
         "messages": {"type": "array", "items": _OBJ}, "nextBeforeSeq": _NULL_INT}},
     "message.send": {"type": "object", "required": ["message", "duplicate"], "properties": {

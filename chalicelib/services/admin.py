@@ -173,6 +173,25 @@ def set_policy(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     return {"policy": policy}
 
 
+# --- mobile push preview policy (docs/push.md "Content policy") ---------------------
+
+def get_push_policy(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    require_admin(call)
+    tenant = Tenant.get(call.principal.tenant_id)
+    return {"preview": tenant.push_preview or "full"}
+
+
+def set_push_policy(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """What a notification of a message to our users may show: full | sender | none (audited)."""
+    require_admin(call)
+    tenant = Tenant.get(call.principal.tenant_id)
+    before = tenant.push_preview or "full"
+    tenant.update(actions=[Tenant.push_preview.set(body["preview"])])
+    audit(call, "push.preview.update", call.principal.tenant_id, before={"preview": before},
+          after={"preview": body["preview"]})
+    return {"preview": body["preview"]}
+
+
 # --- users and roles ------------------------------------------------------------
 
 def list_users(call: Call, body: dict[str, Any]) -> dict[str, Any]:

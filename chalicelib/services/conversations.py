@@ -37,6 +37,9 @@ def _own_view(call: Call, conv: Conversation, member: Member | None) -> dict[str
     """The caller's view: the guest side of an external conversation sees no preview of what it may
     not read (written after a revocation, or while a policy refuses; see ``policy.read_cutoff``)."""
     view = conversation_view(conv, member)
+    if member is not None:  # the caller's own mobile push setting here (push.conversation.set, docs/push.md)
+        view["push"] = {"level": member.push_level,
+                        "mutedUntil": int(member.push_muted_until) if member.push_muted_until else None}
     last = view["lastMessage"]
     if last and len(conv.tenants or ()) > 1 and conv.tenant_id != call.principal.tenant_id:
         try:

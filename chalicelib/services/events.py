@@ -86,6 +86,12 @@ def run(out: Any, job: dict[str, Any]) -> dict[str, list[str]]:
 
         push.run(job)
         return {}
+    if kind == "push.clear":
+        # Read on one device: the user's other phones drop the notification and badge (docs/push.md).
+        from .. import push
+
+        push.clear(job)
+        return {}
     if kind == "roster.build":
         rosters.build_step(out, job, int(time.time()))
         return {}

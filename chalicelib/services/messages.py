@@ -435,6 +435,11 @@ def read(call: Call, body: dict[str, Any]) -> dict[str, Any]:
                  "seq": last_read}
         events.to_conversation(call.delivery, conv, event, exclude_connection=call.connection_id,
                                origin=policy.key_of(call.principal), now_ms=call.now_ms())
+    if moved and call.settings.push_enabled:
+        # Read elsewhere clears: the user's phones drop this conversation's notifications and set the
+        # badge; a delivery worker's job, so the reply never waits for SNS (docs/push.md).
+        call.delivery.add(push.clear_job(member.user_key, conv.conversation_id, last_read, call.connection_id),
+                          on_worker=True)
     return {"conversationId": conv.conversation_id, "lastReadSeq": last_read,
             "unread": max(0, int(conv.last_seq or 0) - last_read)}
 

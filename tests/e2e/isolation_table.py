@@ -165,6 +165,12 @@ WS: list[Entry] = [
     # the victim's and unregistering the victim's id (as a device id) removes nothing of theirs.
     Entry("push.register", _x("ok", "ok", "ok", "ok", "ok"), PUSH_DEVICE),
     Entry("push.unregister", _x("ok", "ok", "ok", "ok", "ok"), {"deviceId": "{victim_uid}"}, hidden=("victim_email",)),
+    # push preferences: the caller's own item (never the victim's); a conversation's push level is the
+    # caller's own member item, so the access check of conversation.get applies (tests/e2e/test_push.py)
+    Entry("push.preferences.get", _x("ok", "ok", "ok", "ok", "ok"), hidden=("victim_email", "victim_uid")),
+    Entry("push.preferences.set", _x("ok", "ok", "ok", "ok", "ok"), {"keywords": ["ATTACK {marker}"]}),
+    Entry("push.conversation.set", _x(NF, "ok", "ok", None, NF), {"conversationId": "{conv}", "level": "nothing"},
+          why_not="role: a member sets its own push level"),
     # ask the experts (docs/experts.md): topics and questions are looked up in the caller's company only;
     # a question is the caller's to accept only once it was offered to the caller (tests/e2e/test_experts.py)
     Entry("expert.ask", _x(NF, NF, NF, None, FB), {"topicId": "{victim_uid}", "text": "ATTACK {marker}"},
@@ -183,6 +189,10 @@ REST: list[Entry] = [
           why_not="role/guest: the own company's directory is visible to its members"),
     Entry("POST /push/devices", _x("ok", "ok", "ok", "ok", "ok"), PUSH_DEVICE),
     Entry("DELETE /push/devices/{device_id}", _x("ok", "ok", "ok", "ok", "ok"), params={"device_id": "victim_uid"}),
+    Entry("GET /push/preferences", _x("ok", "ok", "ok", "ok", "ok"), hidden=("victim_email", "victim_uid")),
+    Entry("PUT /push/preferences", _x("ok", "ok", "ok", "ok", "ok"), {"keywords": ["ATTACK {marker}"]}),
+    Entry("PUT /conversations/{conversation_id}/push", _x(NF, "ok", "ok", None, NF), {"level": "nothing"}, params=C,
+          why_not="role: a member sets its own push level"),
     Entry("POST /experts/questions", _x(NF, NF, NF, None, FB), {"topicId": "{victim_uid}", "text": "ATTACK {marker}"},
           why_not="role: any member of the company may ask on its topics"),
     Entry("GET /conversations", _x("ok", "ok", "ok", None, "ok"), hidden=("conv_private",),
@@ -213,6 +223,9 @@ REST: list[Entry] = [
           why_not="policy: either side may revoke an active connection by design (that is case revoked)"),
     Entry("GET /admin/policy", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}),
     Entry("PUT /admin/policy", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}, {"mode": "all"}),
+    # the preview policy of mobile push: the caller's own company's only
+    Entry("GET /admin/push", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}),
+    Entry("PUT /admin/push", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}, {"preview": "none"}),
     Entry("GET /admin/users", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}, hidden=("victim_uid",)),
     Entry("PUT /admin/users/{user_id}/roles", {**_x(NF, NF, NF), **ADMIN_ROLE}, {"roles": ["admin"]},
           params={"user_id": "victim_uid"}),

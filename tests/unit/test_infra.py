@@ -122,6 +122,28 @@ def test_every_function_knows_the_connections_endpoint(rendered):
         assert url["Fn::Sub"].endswith("/" + render_infra.stage(stage).api_stage)
 
 
+def test_push_applications_are_template_parameters_within_the_sns_permissions(rendered):
+    """Ops set the platform application ARNs at deploy time (docs/operations.md); each parameter's
+    pattern keeps it to its platform and to the names the functions' SNS statements allow."""
+    import re
+
+    stage, template = rendered
+    apps = json.loads(_stage_env(stage)["PUSH_APPLICATIONS"])
+    params = template["Parameters"]
+    assert len(params) == len(apps)
+    allowed = {r for fn in render_infra.stage(stage).function_names
+               for st in render_infra.render_function_policy(stage, fn)["Statement"] if st["Sid"] == "PushEndpoints"
+               for r in st["Resource"] if ":app/" in r}
+    assert allowed == {f"arn:aws:sns:*:*:app/*/enterprise-chat-{stage}-*"}
+    for lid, param in params.items():
+        assert re.fullmatch(param["AllowedPattern"], param["Default"]) and param["Default"] in apps.values()
+        assert not re.fullmatch(param["AllowedPattern"], param["Default"].replace(f"-{stage}-", "-other-"))
+    for fn in render_infra.stage(stage).functions:
+        env = template["Resources"][fn]["Properties"]["Environment"]["Variables"]["PUSH_APPLICATIONS"]["Fn::Sub"]
+        assert set(json.loads(re.sub(r"\$\{(\w+)\}", lambda m: params[m.group(1)]["Default"], env)).items()) \
+            == set(apps.items())
+
+
 def test_alarms_cover_functions_tables_and_apis(rendered):
     stage, template = rendered
     alarms = [r["Properties"] for r in template["Resources"].values() if r.get("Type") == "AWS::CloudWatch::Alarm"]
