@@ -97,7 +97,7 @@ SUMMARIES: dict[str, str] = {
     "admin.exports.start": "Start an eDiscovery export (JSON Lines, asynchronous; admins; audited)",
     "admin.exports.get": "An export's state and progress; a presigned download when done (admins; audited)",
     "admin.files.download": "A presigned download of a file of the company's members, clean or kept by a legal "
-                            "hold after its deletion (admins; audited)",
+                            "hold after its deletion (admins and reviewers; audited)",
     "admin.review.list": "The review queue: screening entries by state, kind, conversation, sender and time, "
                          "newest first (reviewers; audited)",
     "admin.review.get": "One review item with its history (reviewers; audited)",

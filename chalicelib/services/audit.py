@@ -31,6 +31,14 @@ def require_reviewer(call: Call) -> User:
     return user
 
 
+def require_admin_or_reviewer(call: Call) -> User:
+    """Admins (who hold and release) and reviewers (who investigate) alike: a held file's download."""
+    user = User.find(call.principal.tenant_id, call.principal.user_id)
+    if user is None or not user.active or not {"admin", "reviewer"} & set(user.roles or []):
+        raise Forbidden("Only the company's admins and reviewers may do this.")
+    return user
+
+
 def audit(call: Call, action: str, target: str | None, before: Any = None, after: Any = None) -> None:
     """Append one entry (conditional put: an entry is never overwritten)."""
     now = call.now_ms()

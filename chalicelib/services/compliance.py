@@ -32,7 +32,7 @@ from ..config import settings
 from ..models import (Conversation, File, HeldOriginal, LegalHold, Message, RetentionRule, User, condition_failed,
                       split_user_key)
 from ..protocol.errors import Conflict, NotFound, ValidationFailed
-from .audit import audit, key_page, require_admin
+from .audit import audit, key_page, require_admin, require_admin_or_reviewer
 from .context import Call
 
 log = logging.getLogger("chat.compliance")
@@ -353,8 +353,9 @@ def release_hold(call: Call, body: dict[str, Any]) -> dict[str, Any]:
 
 def download_file(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     """A presigned GET of a file one of the company's members uploaded: a clean file, or one whose
-    message was deleted while a legal hold covered it (kept for the hold).  1 GetItem; audited."""
-    require_admin(call)
+    message was deleted while a legal hold covered it (kept for the hold), for the company's admins
+    and reviewers.  1 GetItem; audited."""
+    require_admin_or_reviewer(call)
     rec = File.find(body["fileId"], consistent=True)
     if rec is None or rec.tenant_id != call.principal.tenant_id \
             or not (rec.status == "clean" or (rec.status == "deleted" and rec.held_at is not None)):

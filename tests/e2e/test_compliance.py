@@ -21,6 +21,7 @@ from botocore.config import Config
 from chalicelib.config import settings
 from chalicelib.models import File, Message, User
 from chalicelib.protocol import schemas
+from chalicelib.services.tenants import upsert_user
 
 from ..conftest import RETENTION_DAY_SECONDS
 from .test_federation import api, connect_companies, make_company
@@ -578,9 +579,13 @@ async def test_a_hold_keeps_every_original_until_released(stack, sessions):
     assert refused.value.response["Error"]["Code"] == "AccessDenied"
     assert s3.get_object(**where)["Body"].read() == PNG
 
-    # ... and the company's admins can still download it (audited); nobody else can
+    # ... and the company's admins and reviewers can still download it (audited); nobody else can
     got = _ok(api(stack, a.admin, "GET", f"/admin/files/{file_id}/download"), 200, "admin.files.download")
     assert got["file"]["held"] and got["file"]["status"] == "deleted" and got["file"]["versionId"] == rec.version_id
+    assert requests.get(got["download"]["url"], timeout=30).content == PNG
+    reviewer = f"reviewer@{a.domain}"
+    upsert_user(a.tenant, f"{a.tenant}-reviewer", reviewer, "Reviewer", ["member", "reviewer"])
+    got = _ok(api(stack, reviewer, "GET", f"/admin/files/{file_id}/download"), 200, "admin.files.download")
     assert requests.get(got["download"]["url"], timeout=30).content == PNG
     r = api(stack, a.member, "GET", f"/admin/files/{file_id}/download")
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
@@ -593,7 +598,8 @@ async def test_a_hold_keeps_every_original_until_released(stack, sessions):
     r = api(stack, a.admin, "GET", f"/admin/files/{uuid.uuid4().hex}/download")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     entries = api(stack, a.admin, "GET", "/admin/audit").json()["entries"]
-    assert [e["action"] for e in entries].count("file.download") == 1
+    assert [(e["action"], e["actor"]) for e in entries if e["action"] == "file.download"] == \
+        [("file.download", f"{a.tenant}-reviewer"), ("file.download", a.user_id(a.admin))]
 
     # the export has every original, marked edited/deleted with times
     _, lines = _export(stack, a.admin, {"from": t0, "to": t1, "conversationIds": [conv]})
