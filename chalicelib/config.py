@@ -128,6 +128,10 @@ class Settings:
     push_preview_chars: int = 80
     # Ask the experts (docs/experts.md): expert topics and their questions, one table.
     experts_table: str = "chat-dev-experts"
+    # Usage each company can see (chalicelib/usage.py, docs/operations.md "Usage"): per tenant and UTC
+    # day, sharded counters (this many items per tenant-day).
+    usage_days_table: str = "chat-dev-usage-days"
+    usage_shards: int = 8
 
 
 DEFAULT_FILE_TYPES = ",".join([
@@ -226,6 +230,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         push_active_seconds=_int(env, "PUSH_ACTIVE_SECONDS", 120),
         push_preview_chars=_int(env, "PUSH_PREVIEW_CHARS", 80),
         experts_table=env.get("EXPERTS_TABLE", f"chat-{stage}-experts"),
+        usage_days_table=env.get("USAGE_DAYS_TABLE", f"chat-{stage}-usage-days"),
+        usage_shards=_int(env, "USAGE_SHARDS", 8),
     )
 
 

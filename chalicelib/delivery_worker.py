@@ -19,6 +19,10 @@ Failure handling, record by record (partial batch responses,
 
 A retried job may post to some connections twice: events are at least once
 and clients drop a seq they already have.
+
+Usage (chalicelib/usage.py): the posts and pushes of the whole batch are
+counted per company and written once, when the batch ends (one UpdateItem per
+company in the batch, not one per post).
 """
 from __future__ import annotations
 
@@ -50,7 +54,7 @@ def on_records(records: list[dict[str, Any]]) -> dict[str, Any]:
             log.warning("malformed delivery job dropped", extra={"messageId": record.get("messageId")})
             continue
         try:
-            failed = events.run(out, job)
+            failed = out.run(job, events.run)
         except Exception:  # noqa: BLE001 - reported to SQS, which redelivers this record alone
             metrics.count("DeliveryJobFailures")
             log.exception("delivery job failed", extra={"kind": job.get("kind"),
@@ -60,6 +64,7 @@ def on_records(records: list[dict[str, Any]]) -> dict[str, Any]:
         metrics.count("DeliveryJobsDone")
         if failed:
             _retry(out, job, failed)
+    out.tally.flush()
     return {"batchItemFailures": failures}
 
 
@@ -70,6 +75,10 @@ def _retry(out: Any, job: dict[str, Any], failed: dict[str, list[str]]) -> None:
         metrics.count("DeliveriesAbandoned", lost)
         log.warning("posts abandoned after retries", extra={"connections": lost, "attempts": attempt})
         return
-    out.queue([{"v": 1, "kind": "connections", "connections": ids, "payload": payload, "attempt": attempt}
+    from .fanout import job_tenant
+
+    tenant = job_tenant(job)
+    whose = {"tenant": tenant} if tenant else {}
+    out.queue([{"v": 1, "kind": "connections", "connections": ids, "payload": payload, "attempt": attempt, **whose}
                for payload, ids in failed.items()], delay_seconds=2 ** attempt)
     metrics.count("DeliveryRetriesQueued", lost)

@@ -55,6 +55,8 @@ METRICS: dict[str, str] = {
     "DeliveryJobsMalformed": "delivery queue messages that were not a job (dropped)",
     "DeliveryRetriesQueued": "connections whose posts kept failing, queued again in a new shard",
     "DeliveriesAbandoned": "connections given up after the last shard retry",
+    # usage each company can see (chalicelib/usage.py)
+    "UsageWriteFailures": "usage counts that could not be written (logged; the counted action stands)",
 }
 REFUSALS = "Refusals"  # by error code: every structured error answered to a client
 

@@ -953,6 +953,19 @@ for _fn, _extra in {
     for _key, _acts in _extra.items():
         FUNCTION_ACCESS[_fn][_key] = sorted({*FUNCTION_ACCESS[_fn].get(_key, []), *_acts})
 
+# Usage each company can see (chalicelib/usage.py): counted where it happens (ADD on a tenant-day
+# shard; in the send's transaction on the socket and REST), read by admins over REST (1 Query per
+# shard).  Connection-minutes are counted by whoever removes a connection record: websocket_disconnect
+# and, through the Gone cleanup above, every function that posts (added to each below).
+for _fn, _acts in {"api_handler": ["Query", "UpdateItem"], "websocket_message": ["UpdateItem"],
+                   "deliver": ["UpdateItem"], "websocket_disconnect": ["UpdateItem"],
+                   "file_uploaded": ["UpdateItem"], "file_scan_retry": ["UpdateItem"],
+                   "file_scan_result": ["UpdateItem"]}.items():
+    FUNCTION_ACCESS[_fn]["usage_days"] = sorted({*FUNCTION_ACCESS[_fn].get("usage_days", []), *_acts})
+for _fn, _access in FUNCTION_ACCESS.items():
+    if "@connections" in _access:
+        _access["usage_days"] = sorted({*_access.get("usage_days", []), "UpdateItem"})
+
 # The audit log is append-only: whoever writes it may only PutItem (test_infra checks it).
 AUDIT_TABLE = "audit"
 _ACCESS_PREFIX = {"queue": "sqs", "bucket": "s3", "sns": "sns"}

@@ -217,6 +217,8 @@ REST: list[Entry] = [
     Entry("PUT /admin/users/{user_id}/roles", {**_x(NF, NF, NF), **ADMIN_ROLE}, {"roles": ["admin"]},
           params={"user_id": "victim_uid"}),
     Entry("GET /admin/audit", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}, hidden=("victim_uid",)),
+    # usage (chalicelib/usage.py): always the caller's own company; tests/e2e/test_usage.py
+    Entry("GET /admin/usage", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}, hidden=("peer", "victim_uid")),
     # expert topics (docs/experts.md): the other company's admin names the victim as an expert / the
     # victim's id as a topic: neither exists in its own company
     Entry("GET /admin/experts/topics", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}, hidden=("victim_uid",)),
