@@ -132,6 +132,8 @@ class Settings:
     # day, sharded counters (this many items per tenant-day).
     usage_days_table: str = "chat-dev-usage-days"
     usage_shards: int = 8
+    # Fair delivery (chalicelib/fair.py): a company's posts per second on the shared delivery workers.
+    delivery_posts_per_second_tenant: int = 2000
 
 
 DEFAULT_FILE_TYPES = ",".join([
@@ -232,6 +234,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         experts_table=env.get("EXPERTS_TABLE", f"chat-{stage}-experts"),
         usage_days_table=env.get("USAGE_DAYS_TABLE", f"chat-{stage}-usage-days"),
         usage_shards=_int(env, "USAGE_SHARDS", 8),
+        delivery_posts_per_second_tenant=_int(env, "DELIVERY_POSTS_PER_SECOND_TENANT", 2000),
     )
 
 

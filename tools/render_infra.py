@@ -966,6 +966,11 @@ for _fn, _access in FUNCTION_ACCESS.items():
     if "@connections" in _access:
         _access["usage_days"] = sorted({*_access.get("usage_days", []), "UpdateItem"})
 
+# Fair delivery (chalicelib/fair.py): the worker takes each job's posts from its company's one-second
+# window (ratelimits, conditional UpdateItem) after reading the company's budget (tenants, cached).
+for _key, _acts in {"ratelimits": ["UpdateItem"], "tenants": ["GetItem"]}.items():
+    FUNCTION_ACCESS["deliver"][_key] = sorted({*FUNCTION_ACCESS["deliver"].get(_key, []), *_acts})
+
 # The audit log is append-only: whoever writes it may only PutItem (test_infra checks it).
 AUDIT_TABLE = "audit"
 _ACCESS_PREFIX = {"queue": "sqs", "bucket": "s3", "sns": "sns"}

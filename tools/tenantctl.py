@@ -12,7 +12,8 @@ the local stack (``--stack .devstack/stack.json``) and against AWS alike::
         --map "Global Administrator=admin" --map "External=guest"
     python -m tools.tenantctl show --tenant acme
     python -m tools.tenantctl limits --tenant acme --devices-per-user 5 \\
-        --connects-per-second 50 --sends-per-second-user 10 --sends-per-second-tenant 2000
+        --connects-per-second 50 --sends-per-second-user 10 --sends-per-second-tenant 2000 \
+        --delivery-posts-per-second 5000
     python -m tools.tenantctl limits --tenant acme          # show (0 resets one to the default)
     python -m tools.tenantctl usage --tenant acme --tenant globex --from 2026-11-01 --to 2026-11-30 \
         [--format csv]                                     # usage by UTC day (docs/operations.md "Usage")
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     lim.add_argument("--connects-per-second", type=int, default=None, help="new connections per second, tenant")
     lim.add_argument("--sends-per-second-user", type=int, default=None, help="messages per second per user")
     lim.add_argument("--sends-per-second-tenant", type=int, default=None, help="messages per second, tenant")
+    lim.add_argument("--delivery-posts-per-second", type=int, default=None,
+                     help="posts per second on the shared delivery workers, tenant (beyond: queued, late)")
 
     use = sub.add_parser("usage", help="usage by tenant and UTC day across tenants (docs/operations.md \"Usage\"): "
                                        "1 Query per shard of each named tenant, no Scan")
@@ -133,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "limits":
             values = {"devicesPerUser": args.devices_per_user, "connectsPerSecond": args.connects_per_second,
                       "sendsPerSecondUser": args.sends_per_second_user,
-                      "sendsPerSecondTenant": args.sends_per_second_tenant}
+                      "sendsPerSecondTenant": args.sends_per_second_tenant,
+                      "deliveryPostsPerSecond": args.delivery_posts_per_second}
             if any(v is not None for v in values.values()):
                 tenants.set_limits(args.tenant, values)
             print(json.dumps(tenants.limits_view(args.tenant), indent=2))

@@ -57,6 +57,10 @@ def test_posts_are_counted_for_the_origin_company_and_shards_carry_it(written):
 
 
 def test_the_worker_writes_its_batch_once_and_retried_shards_keep_the_tenant(monkeypatch, written):
+    from chalicelib import fair
+
+    monkeypatch.setattr(fair, "_budget", lambda tenant: 1000)
+    monkeypatch.setattr(fair, "_take", lambda window, posts: True)  # within budget (tests/unit/test_fair.py)
     delivery, queue = FakeDelivery(failing={"bad"}), FakeQueue()
     out = outbox(delivery, queue, worker=True)
     monkeypatch.setattr(delivery_worker.runtime, "outbox", lambda **_kw: out)
