@@ -1626,10 +1626,11 @@ ALL_MODELS = ALL_MODELS + (ExpertItem,)
 class UsageDay(Model):
     """One shard of one company's usage on one UTC day (chalicelib/usage.py): counters only ever ``ADD``ed.
 
-    ``shard_key`` = ``<tenant_id>#<shard>`` (``USAGE_SHARDS`` shards, 8 by default), ``day`` =
-    ``YYYY-MM-DD`` (UTC).  The shard is in the partition key, so a busy company's counting spreads
-    over that many partitions and no one key takes all of its writes; a company's days are read
-    with one Query per shard (``day BETWEEN``), summed.  Removed by TTL after ``USAGE_KEEP_DAYS``.
+    ``shard_key`` = ``<tenant_id>#<shard>`` (``USAGE_SHARDS`` shards, 8 by default, a random one per
+    write), ``day`` = ``YYYY-MM-DD`` (UTC).
+    The shard is in the partition key, so a busy company's counting spreads over that many
+    partitions and no one key takes all of its writes; a company's days are read with one Query per
+    shard (``day BETWEEN``), summed.  Removed by TTL after ``USAGE_KEEP_DAYS``.
     """
 
     class Meta(_Meta):

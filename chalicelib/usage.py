@@ -1,19 +1,27 @@
 """Usage each company can see (issue #21): per tenant and UTC day, what its users did and cost.
 
 Counted where the events happen, as **sharded counters** (``UsageDay``: ``USAGE_SHARDS`` items per
-tenant-day, the shard in the partition key, every count an ``ADD``), never a Scan and never one hot
-key: a company sending 1,000 messages a second spreads its counting over 8 partitions.  What each
-count costs (docs/data-model.md "Usage by day", U1-U6):
+tenant-day, the shard in the partition key, a random shard per write, every count an ``ADD``: no
+read, no condition, no conflict), never a Scan and never one hot key: a company's counting spreads
+over 8 partitions.  What each count costs (docs/data-model.md "Usage per tenant and day", U1-U6):
 
-* messages sent: one more item in the send's own TransactWriteItems (the sender's shard, stable per
-  user like the rate windows, so it adds no new transaction conflicts): **+2 WCU, no request**;
-* posts delivered and pushes: tallied in the invocation that posts (``Tally``, by the tenant of the
-  job's origin) and written once when it ends, one UpdateItem per tenant: **1 WCU per socket frame,
-  REST request or delivery worker batch**, whatever the number of posts;
+* messages sent and posts delivered (and pushes, on the delivery worker): tallied in the invocation
+  (``Tally``, by company; a send's by the sender's, a post's by the company of the user who caused
+  the event) and written **once when it ends**, one UpdateItem per company counted: the write the
+  socket frame, the REST request, the delivery worker's batch or the file event makes anyway for its
+  posts also carries the message.  **1 WCU per invocation**, whatever the number of posts;
 * uploads and their bytes: 1 UpdateItem (1 WCU) per file accepted clean;
 * connection-minutes: 1 UpdateItem (1 WCU) per socket closed (``$disconnect`` or the Gone cleanup,
   whichever removes the record);
 * DLP flags: 1 UpdateItem (1 WCU) per screening entry written.
+
+Why not an item in the send's TransactWriteItems: a transactional write costs double (2 WCU on
+every send), a plain UpdateItem on an item some transaction holds fails with ``TransactionConflict``
+(so sends' items would need shards of their own), and every send's transaction would be one item
+longer, while sends into one conversation are serialized on its seq.  The tally's write is the one
+the invocation makes for its posts anyway (1 WCU per invocation, after the ack on the socket).  It
+counts a stored, non-duplicate send exactly once, unless the function dies between the commit and
+the end of its invocation (then not at all: at most once; the client's retry is a duplicate).
 
 Reading a range is one Query per shard (``day BETWEEN``; ~0.5 RCU each for a month), summed; the
 stored bytes are the company's file usage item now (1 GetItem).  A count that cannot be written is
@@ -63,15 +71,6 @@ def _actions(counts: dict[str, int], day: str) -> list[Any]:
     if actions:
         actions.append(UsageDay.expires_at.set(expires_of(day)))
     return actions
-
-
-def send_item(tenant_id: str, user_key: str, now: float) -> tuple[Any, list[Any]]:
-    """The item and actions the send's transaction adds: ``messages + 1`` on the sender's shard."""
-    from .limits import shard_of
-    from .models import UsageDay
-
-    day = day_of(now)
-    return UsageDay(UsageDay.key_of(tenant_id, shard_of(user_key, shard_count())), day), _actions({"messages": 1}, day)
 
 
 def add(tenant_id: str, now: float | None = None, **counts: int) -> None:

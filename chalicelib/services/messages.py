@@ -3,8 +3,7 @@ mentions, history, sync, read markers and typing.
 
 Send = 1 BatchGetItem (membership, conversation, retention rules)
 + 1 TransactWriteItems (seq advance + message + idempotency key + sender's
-read marker + the user's and the tenant shard's rate windows + the company's
-usage shard of the day [+ thread root])
+read marker + the user's and the tenant shard's rate windows [+ thread root])
 + fan-out (see ``events``); the tenant's limits are cached (chalicelib/limits.py).  The seq is advanced
 under a condition on its previous value inside the same transaction as the
 message, so concurrent sends retry instead of colliding and no seq is ever
@@ -22,7 +21,7 @@ from typing import Any, Callable
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
-from .. import limits, metrics, policy, push, usage
+from .. import limits, metrics, policy, push
 from .. import retention
 from ..models import (batch_get_across, condition_failed, Conversation, HeldOriginal, Idempotency, Member, Message,
                       RateCounter, RetentionRule, tenant_of, transaction, user_ref)
@@ -179,6 +178,10 @@ def send(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     screening.record_flags(call, verdict, conv_id, "message", seq=int(msg.seq), message_id=msg.message_id)
     _announce(call, conv, view)
     metrics.count("MessagesSent")
+    # The company's usage of the day (chalicelib/usage.py): written with the posts of this invocation.
+    tally = getattr(call.delivery, "tally", None)
+    if tally is not None:
+        tally.charge(call.principal.tenant_id, messages=1)
     return {"message": view, "duplicate": False}
 
 
@@ -510,8 +513,7 @@ def _append(conv: Conversation, member: Member, idem_key: str, now: int, build: 
     One TransactWriteItems advances ``last_seq`` under a condition on its
     previous value, writes the message and the idempotency key and moves the
     author's read marker [, advances the sender's rate windows, each under
-    ``count < limit``, and counts the message in the company's usage]
-    [and the thread root's reply count]; a lost race
+    ``count < limit``] [and the thread root's reply count]; a lost race
     reloads the counter and retries.  The idempotency key's condition is the
     duplicate check: a retried append returns the original instead of a
     second message, with no read before the write.  ``kept``: the retention
@@ -540,8 +542,6 @@ def _append(conv: Conversation, member: Member, idem_key: str, now: int, build: 
                     tx.update(RateCounter(key=rate.key), actions=[RateCounter.count.add(1),
                                                                   RateCounter.expires_at.set(rate.expires_at)],
                               condition=RateCounter.under(rate.limit))
-                if rates:  # a user's send: the company's messages of the day (chalicelib/usage.py)
-                    tx.update(*usage.send_item(tenant_of(me), me, now / 1000))
                 if root_seq is not None:
                     tx.update(Message(conversation_id=conv_id, seq=root_seq),
                               actions=[Message.reply_count.add(1)], condition=Message.seq.exists())
