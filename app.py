@@ -283,6 +283,12 @@ def admin_delete_expert_topic(topic_id):
     return _rest("admin.experts.topics.delete", "experts.delete_topic", {"topicId": topic_id})
 
 
+# Usage each company can see (chalicelib/usage.py; docs/operations.md "Usage"): JSON or CSV.
+@app.route("/admin/usage", methods=["GET"])
+def admin_usage():
+    return _rest("admin.usage.get", "usage_report.get_usage", query_names=("from", "to", "format"))
+
+
 @app.route("/admin/audit", methods=["GET"])
 def admin_audit():
     return _rest("admin.audit.list", "admin.read_audit",

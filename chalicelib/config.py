@@ -133,6 +133,12 @@ class Settings:
     push_enabled: bool = True
     # Ask the experts (docs/experts.md): expert topics and their questions, one table.
     experts_table: str = "chat-dev-experts"
+    # Usage each company can see (chalicelib/usage.py, docs/operations.md "Usage"): per tenant and UTC
+    # day, sharded counters (this many items per tenant-day).
+    usage_days_table: str = "chat-dev-usage-days"
+    usage_shards: int = 8
+    # Fair delivery (chalicelib/fair.py): a company's posts per second on the shared delivery workers.
+    delivery_posts_per_second_tenant: int = 2000
 
 
 DEFAULT_FILE_TYPES = ",".join([
@@ -233,6 +239,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         push_group_members=_int(env, "PUSH_GROUP_MEMBERS", 100),
         push_enabled=env.get("PUSH_ENABLED", "1").strip().lower() not in ("0", "false", "no", "off"),
         experts_table=env.get("EXPERTS_TABLE", f"chat-{stage}-experts"),
+        usage_days_table=env.get("USAGE_DAYS_TABLE", f"chat-{stage}-usage-days"),
+        usage_shards=_int(env, "USAGE_SHARDS", 8),
+        delivery_posts_per_second_tenant=_int(env, "DELIVERY_POSTS_PER_SECOND_TENANT", 2000),
     )
 
 

@@ -15,6 +15,11 @@ invocation decides where the job runs:
 
 Events are at least once: a retried shard may post again; clients drop a
 seq they already have (docs/protocol.md "Delivery").
+
+Every post the gateway accepts is counted for the company whose user caused
+the event (``tenant``: the job's ``tenant``, else its ``origin``'s) in the
+outbox's ``tally``, which the invocation writes once when it ends
+(``chalicelib/usage.py``); queued shards carry the tenant on.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from . import metrics
+from .usage import Tally
 
 log = logging.getLogger("chat.fanout")
 
@@ -60,6 +66,8 @@ class Outbox:
         self._run = run
         self._deferred = deferred
         self._pending: list[dict[str, Any]] = []
+        self.tally = Tally()            # usage of this invocation, by tenant (written by its entry point)
+        self.tenant: str | None = None  # whose job is running: its posts are counted for this company
 
     # --- what services call ------------------------------------------------------------
 
@@ -79,6 +87,14 @@ class Outbox:
         if ids:
             self.add({"kind": "connections", "connections": ids,
                       "payload": payload.decode() if isinstance(payload, bytes) else payload})
+
+    def run(self, job: dict[str, Any], runner: Runner | None = None) -> Any:
+        """Run one job here (a worker's record, or a deferred job), its posts counted for its tenant."""
+        self.tenant = job_tenant(job)
+        try:
+            return (runner or self._run)(self, job)
+        finally:
+            self.tenant = None
 
     def flush(self) -> None:
         """Run what was deferred (after the ack has gone out).  Each job alone: one failing
@@ -105,13 +121,19 @@ class Outbox:
             return []
         size = max(1, self.limits.shard_size)
         if len(ids) <= self.limits.inline_max:
-            return list(self.delivery.fan_out(ids, payload).failed)
+            return self._posted(self.delivery.fan_out(ids, payload))
         shards = [ids[i:i + size] for i in range(0, len(ids), size)]
         first = shards.pop(0) if self.worker else None
-        self.queue([{"v": JOB_VERSION, "kind": "connections", "connections": shard, "payload": payload}
+        whose = {"tenant": self.tenant} if self.tenant else {}
+        self.queue([{"v": JOB_VERSION, "kind": "connections", "connections": shard, "payload": payload, **whose}
                     for shard in shards])
         metrics.count("DeliveryShardsQueued", len(shards))
-        return list(self.delivery.fan_out(first, payload).failed) if first else []
+        return self._posted(self.delivery.fan_out(first, payload)) if first else []
+
+    def _posted(self, report: Any) -> list[str]:
+        """Count the posts the gateway accepted for the running job's tenant; the failed ones."""
+        self.tally.charge(self.tenant, postsDelivered=len(report.delivered))
+        return list(report.failed)
 
     def queue(self, jobs: list[dict[str, Any]], delay_seconds: int = 0) -> None:
         if jobs:
@@ -124,7 +146,16 @@ class Outbox:
             self.queue([job])
             metrics.count("DeliveryJobsQueued")
         else:
-            self._run(self, job)
+            self.run(job)
+
+
+def job_tenant(job: dict[str, Any]) -> str | None:
+    """The company a job's posts are counted for: its ``tenant``, else its origin user's (None: nobody's,
+    e.g. presence changes)."""
+    if job.get("tenant"):
+        return str(job["tenant"])
+    origin = job.get("origin")
+    return origin.split("#", 1)[0] if isinstance(origin, str) and "#" in origin else None
 
 
 def batches(bodies: list[str], size: int = SQS_BATCH) -> list[list[str]]:

@@ -32,12 +32,18 @@ EVENTS = ("s3:ObjectCreated:*",)
 SCAN_RESULT_FUNCTION = "file_scan_result"
 
 
+def _count_posts() -> None:
+    """The notices' posts, counted for the uploader's company (chalicelib/usage.py): 1 UpdateItem."""
+    runtime.files_env().delivery.tally.flush()
+
+
 def _handle(bucket: str, key: str, version_id: str | None, source: str) -> None:
     ctx = logs.bind(route=source, key=key[:300])
     try:
         outcome = files.on_object_created(runtime.files_env(), bucket, key, version_id)
         log.info("object handled", extra={"outcome": outcome})
     finally:
+        _count_posts()
         logs.unbind(ctx)
 
 
@@ -83,6 +89,7 @@ def on_scan_result(event: dict[str, Any]) -> str:
         log.info("scan result handled", extra={"outcome": outcome, "status": result.status})
         return outcome
     finally:
+        _count_posts()
         logs.unbind(ctx)
 
 

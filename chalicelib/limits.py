@@ -1,5 +1,6 @@
 """Per-tenant usage limits (issue #21): devices per user, connects per second per tenant, sends per
-second per user and per tenant.  docs/operations.md "Limits" has the defaults, docs/data-model.md the
+second per user and per tenant; the delivery workers' posts-per-second budget (checked by
+chalicelib/fair.py).  docs/operations.md "Limits" has the defaults, docs/data-model.md the
 items and their cost.
 
 Every rate is a fixed one-second window: a counter item ``{kind}#{subject}#{second}`` in the
@@ -32,7 +33,8 @@ MAX_SHARDS = 64
 
 # tenant record field -> TenantLimits attribute (tenantctl limits writes these)
 FIELDS = {"devicesPerUser": "devices_per_user", "connectsPerSecond": "connects_per_second",
-          "sendsPerSecondUser": "sends_per_second_user", "sendsPerSecondTenant": "sends_per_second_tenant"}
+          "sendsPerSecondUser": "sends_per_second_user", "sendsPerSecondTenant": "sends_per_second_tenant",
+          "deliveryPostsPerSecond": "delivery_posts_per_second"}
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,13 @@ class TenantLimits:
     connects_per_second: int
     sends_per_second_user: int
     sends_per_second_tenant: int
+    delivery_posts_per_second: int = 2000  # the delivery workers' budget for the company (chalicelib/fair.py)
 
     @classmethod
     def defaults(cls) -> "TenantLimits":
         s = settings()
-        return cls(s.devices_per_user, s.connects_per_second, s.sends_per_second, s.sends_per_second_tenant)
+        return cls(s.devices_per_user, s.connects_per_second, s.sends_per_second, s.sends_per_second_tenant,
+                   s.delivery_posts_per_second_tenant)
 
     @classmethod
     def of(cls, stored: dict[str, Any] | None) -> "TenantLimits":
@@ -70,6 +74,10 @@ class Window:
     what: str
 
     def refused(self) -> RateLimited:
+        """The refusal; the window's company is counted as throttled (``TenantThrottled``, by tenant)."""
+        from . import metrics
+
+        metrics.tenant_throttled(self.key.split("#", 2)[1])
         return RateLimited(retry_after=self.retry_after, message=f"At most {self.what}.")
 
 

@@ -11,7 +11,11 @@ entry point finishes (:func:`invocation`), so a fan-out to 1,000
 connections is one line with ``DeliveriesPosted: 1000``, not 1,000 lines.
 Dimensions are the stage and the function only: no tenant or user ids,
 which would make a metric per tenant (cardinality and cost). Refusals carry
-one more dimension, the error ``code`` (a fixed, small set).
+one more dimension, the error ``code`` (a fixed, small set). One exception:
+``TenantThrottled`` (:func:`tenant_throttled`) has the dimensions stage and
+``tenant``, written only by an invocation that throttled that company (a
+send or connect window refused, a delivery job deferred), so only companies
+at their limits ever have one (docs/operations.md "Alarms").
 
 See docs/operations.md ("Metrics") for the names and alarms built on them.
 """
@@ -55,12 +59,20 @@ METRICS: dict[str, str] = {
     "DeliveryJobsMalformed": "delivery queue messages that were not a job (dropped)",
     "DeliveryRetriesQueued": "connections whose posts kept failing, queued again in a new shard",
     "DeliveriesAbandoned": "connections given up after the last shard retry",
+    # usage each company can see (chalicelib/usage.py)
+    "UsageWriteFailures": "usage counts that could not be written (logged; the counted action stands)",
+    # fair delivery (chalicelib/fair.py)
+    "DeliveryJobsDeferred": "delivery jobs over their company's posts/s budget, queued again with a delay",
+    "DeliveryPostsDeferred": "posts of those jobs (delivered later, never dropped)",
+    "DeliveryBudgetErrors": "budget checks that failed (the job was admitted)",
 }
 REFUSALS = "Refusals"  # by error code: every structured error answered to a client
+TENANT_THROTTLED = "TenantThrottled"  # by tenant: refusals by a rate window + delivery jobs deferred
 
 _lock = threading.Lock()
 _counts: Counter[str] = Counter()
 _refusals: Counter[str] = Counter()
+_throttled: Counter[str] = Counter()
 
 
 def count(name: str, n: int = 1) -> None:
@@ -74,6 +86,22 @@ def refusal(code: str) -> None:
     """One request refused with this error ``code`` (validation, policy, rate limit, ...)."""
     with _lock:
         _refusals[code if isinstance(code, str) and len(code) <= 40 else "other"] += 1
+
+
+def tenant_throttled(tenant_id: str | None, n: int = 1) -> None:
+    """The company ``tenant_id`` was held to one of its limits (a window refused, a job deferred)."""
+    if tenant_id and n:
+        with _lock:
+            _throttled[str(tenant_id)[:64]] += n
+
+
+def tenant_lines(throttled: dict[str, int], *, stage: str, function: str, timestamp_ms: int) -> list[dict[str, Any]]:
+    """One EMF document per throttled company (dimensions stage, tenant)."""
+    return [{"_aws": {"Timestamp": timestamp_ms, "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE, "Dimensions": [["stage", "tenant"]],
+                "Metrics": [{"Name": TENANT_THROTTLED, "Unit": "Count"}]}]},
+             "stage": stage, "function": function, "tenant": tenant, TENANT_THROTTLED: int(n)}
+            for tenant, n in sorted(throttled.items()) if n]
 
 
 def emf_lines(counts: dict[str, int], refusals: dict[str, int], *, stage: str, function: str,
@@ -111,16 +139,19 @@ def emf_lines(counts: dict[str, int], refusals: dict[str, int], *, stage: str, f
 def flush(function: str, *, stage: str | None = None, out: TextIO | None = None) -> int:
     """Write and reset the counters (one line; more only with several refusal codes). Returns lines written."""
     with _lock:
-        counts, refusals = dict(_counts), dict(_refusals)
+        counts, refusals, throttled = dict(_counts), dict(_refusals), dict(_throttled)
         _counts.clear()
         _refusals.clear()
-    if not counts and not refusals:
+        _throttled.clear()
+    if not counts and not refusals and not throttled:
         return 0
     if stage is None:
         from .config import settings  # noqa: PLC0415 - settings only when there is something to write
 
         stage = settings().stage
-    docs = emf_lines(counts, refusals, stage=stage, function=function, timestamp_ms=int(time.time() * 1000))
+    now_ms = int(time.time() * 1000)
+    docs = emf_lines(counts, refusals, stage=stage, function=function, timestamp_ms=now_ms)
+    docs += tenant_lines(throttled, stage=stage, function=function, timestamp_ms=now_ms)
     stream = out or sys.stdout
     for doc in docs:
         stream.write(json.dumps(doc, separators=(",", ":")) + "\n")

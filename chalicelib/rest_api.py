@@ -16,11 +16,11 @@ from .config import settings
 from .protocol import frames, schemas
 from .protocol.errors import ChatError, Internal, ValidationFailed
 from .services import connections
-from .services.context import Call
+from .services.context import Call, Text
 
 log = logging.getLogger("chat.rest")
 
-Reply = tuple[int, dict[str, Any], dict[str, str]]
+Reply = tuple[int, Any, dict[str, str]]
 
 
 def _error(err: ChatError) -> Reply:
@@ -75,8 +75,11 @@ def handle(headers: dict[str, str] | None, raw_body: bytes | str | None, query: 
                     source_ip=(ctx_info.get("identity") or {}).get("sourceIp"),
                     request_id=ctx_info.get("requestId"), schedule=runtime.schedule_compliance,
                     s3=runtime.s3)
-        return status, fn(call, {k: v for k, v in frame.body.items() if k not in ("action", "requestId")}), \
-            {"Content-Type": "application/json"}
+        result = fn(call, {k: v for k, v in frame.body.items() if k not in ("action", "requestId")})
+        call.delivery.tally.flush()  # posts made inline, counted for the company (chalicelib/usage.py)
+        if isinstance(result, Text):
+            return status, result.body, {"Content-Type": result.content_type}
+        return status, result, {"Content-Type": "application/json"}
     except ChatError as err:
         log.info("rest request refused", extra={"code": err.code, "reason": err.message})
         metrics.refusal(err.code)

@@ -76,6 +76,8 @@ SUMMARIES: dict[str, str] = {
     "admin.users.roles": "Set a user's roles; admins cannot drop their own admin role nor grant themselves "
                          "reviewer (admins; audited)",
     "admin.audit.list": "The company's audit log, newest first, by time window (admins)",
+    "admin.usage.get": "The company's usage by UTC day: messages, posts delivered, pushes, uploads and bytes, "
+                       "connection-minutes, DLP flags; JSON or CSV (admins)",
     "admin.dlp.rules.get": "The company's screening (DLP) rules (admins)",
     "admin.dlp.rules.set": "Replace the company's screening rules: validated, versioned, audited (admins)",
     "admin.dlp.flags.list": "Screening hits (flagged, redacted, blocked attempts), newest first (reviewers; "
@@ -271,6 +273,9 @@ def _operation(route: RestRoute, errors: dict) -> dict:
           "responses": {str(route.status): {"description": "OK", "content": {"application/json": {
               "schema": {"$ref": f"#/components/schemas/{_component(action)}"}}}},
               **{k: {"$ref": f"#/components/responses/Error{k}"} for k in errors}}}
+    if "format" in route.query and "csv" in (props["format"].get("enum") or ()):
+        op["responses"][str(route.status)]["content"]["text/csv"] = {
+            "schema": {"type": "string", "description": "with format=csv: a header line, then one line per row"}}
     skip = {"action", "requestId", *fields.values(), *route.query}
     body_props = {k: v for k, v in props.items() if k not in skip}
     if route.method in ("POST", "PUT", "PATCH") and body_props:

@@ -52,6 +52,10 @@ APP_ALARMS = (
     ("scans-failed", "ScansFailed", 1, 1, "a malware scan did not complete (GuardDuty UNSUPPORTED, ACCESS_DENIED, "
      "FAILED, or no verdict in time): uploads are refused"),
 )
+# A company held to one of its limits (TenantThrottled, by tenant: a send or connect window refused, a
+# delivery job deferred; chalicelib/metrics.py) in this many alarm periods in a row: it is at its limit
+# for real, not for a burst.  One alarm, each throttled company its own contributor (multi time series).
+TENANT_THROTTLED_PERIODS = 3
 GONE_RATIO = 0.2         # DeliveriesGone / DeliveriesPosted of websocket_message, 3 periods in a row,
 GONE_RATIO_MIN_POSTS = 100  # once a period has at least this many posts (a few drops in a quiet hour are noise)
 QUARANTINE_DAYS = 7
@@ -653,6 +657,14 @@ def _app_alarms(st: Stage) -> dict[str, Any]:
         out[f"App{metric}Alarm"] = _alarm(st, name, f"{metric} >= {threshold} in {periods} period(s) in a row: "
                                           f"{why} (see docs/operations.md#alarms)", threshold,
                                           metrics=stats, periods=periods)
+    throttled = [{"Id": "throttled", "Label": "TenantThrottled", "ReturnData": True, "Period": ALARM_PERIOD,
+                  "Expression": f'SELECT SUM("TenantThrottled") FROM SCHEMA("{APP_METRIC_NAMESPACE}", stage, tenant) '
+                                f"WHERE stage = '{stage_value}' GROUP BY tenant ORDER BY SUM() DESC"}]
+    out["AppTenantThrottledAlarm"] = _alarm(
+        st, "tenant-throttled", f"A company was held to its limits (sends, connects, delivery budget) in "
+        f"{TENANT_THROTTLED_PERIODS} periods in a row; the alarm's contributors name it (tenant): raise its "
+        "limit with tenantctl limits or talk to it (see docs/operations.md#alarms)", 1,
+        metrics=throttled, periods=TENANT_THROTTLED_PERIODS)
     if "websocket_message" in names:
         stats = [_app_metric(st, "gone", "DeliveriesGone", "websocket_message"),
                  _app_metric(st, "posted", "DeliveriesPosted", "websocket_message"),
@@ -995,6 +1007,24 @@ for _fn, _extra in {
 }.items():
     for _key, _acts in _extra.items():
         FUNCTION_ACCESS[_fn][_key] = sorted({*FUNCTION_ACCESS[_fn].get(_key, []), *_acts})
+
+# Usage each company can see (chalicelib/usage.py): counted where it happens (ADD on a tenant-day
+# shard; in the send's transaction on the socket and REST), read by admins over REST (1 Query per
+# shard).  Connection-minutes are counted by whoever removes a connection record: websocket_disconnect
+# and, through the Gone cleanup above, every function that posts (added to each below).
+for _fn, _acts in {"api_handler": ["Query", "UpdateItem"], "websocket_message": ["UpdateItem"],
+                   "deliver": ["UpdateItem"], "websocket_disconnect": ["UpdateItem"],
+                   "file_uploaded": ["UpdateItem"], "file_scan_retry": ["UpdateItem"],
+                   "file_scan_result": ["UpdateItem"]}.items():
+    FUNCTION_ACCESS[_fn]["usage_days"] = sorted({*FUNCTION_ACCESS[_fn].get("usage_days", []), *_acts})
+for _fn, _access in FUNCTION_ACCESS.items():
+    if "@connections" in _access:
+        _access["usage_days"] = sorted({*_access.get("usage_days", []), "UpdateItem"})
+
+# Fair delivery (chalicelib/fair.py): the worker takes each job's posts from its company's one-second
+# window (ratelimits, conditional UpdateItem) after reading the company's budget (tenants, cached).
+for _key, _acts in {"ratelimits": ["UpdateItem"], "tenants": ["GetItem"]}.items():
+    FUNCTION_ACCESS["deliver"][_key] = sorted({*FUNCTION_ACCESS["deliver"].get(_key, []), *_acts})
 
 # The audit log is append-only: whoever writes it may only PutItem (test_infra checks it).
 AUDIT_TABLE = "audit"

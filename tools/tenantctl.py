@@ -12,8 +12,11 @@ the local stack (``--stack .devstack/stack.json``) and against AWS alike::
         --map "Global Administrator=admin" --map "External=guest"
     python -m tools.tenantctl show --tenant acme
     python -m tools.tenantctl limits --tenant acme --devices-per-user 5 \\
-        --connects-per-second 50 --sends-per-second-user 10 --sends-per-second-tenant 2000
+        --connects-per-second 50 --sends-per-second-user 10 --sends-per-second-tenant 2000 \
+        --delivery-posts-per-second 5000
     python -m tools.tenantctl limits --tenant acme          # show (0 resets one to the default)
+    python -m tools.tenantctl usage --tenant acme --tenant globex --from 2026-11-01 --to 2026-11-30 \
+        [--format csv]                                     # usage by UTC day (docs/operations.md "Usage")
     python -m tools.tenantctl search-backfill --tenant acme
     python -m tools.tenantctl review-backfill --tenant acme
     python -m tools.tenantctl email-claims-backfill --tenant acme [--after USER_ID]
@@ -77,6 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     lim.add_argument("--connects-per-second", type=int, default=None, help="new connections per second, tenant")
     lim.add_argument("--sends-per-second-user", type=int, default=None, help="messages per second per user")
     lim.add_argument("--sends-per-second-tenant", type=int, default=None, help="messages per second, tenant")
+    lim.add_argument("--delivery-posts-per-second", type=int, default=None,
+                     help="posts per second on the shared delivery workers, tenant (beyond: queued, late)")
+
+    use = sub.add_parser("usage", help="usage by tenant and UTC day across tenants (docs/operations.md \"Usage\"): "
+                                       "1 Query per shard of each named tenant, no Scan")
+    use.add_argument("--tenant", action="append", required=True, help="repeatable: the tenants to report")
+    use.add_argument("--from", dest="first", default=None, help="first UTC day, YYYY-MM-DD (default: to - 30)")
+    use.add_argument("--to", dest="last", default=None, help="last UTC day, YYYY-MM-DD (default: today)")
+    use.add_argument("--format", choices=("json", "csv"), default="json")
 
     sus = sub.add_parser("suspend", help="suspend a tenant: its tokens are refused and its open sockets closed")
     sus.add_argument("--tenant", required=True)
@@ -140,10 +152,25 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "limits":
             values = {"devicesPerUser": args.devices_per_user, "connectsPerSecond": args.connects_per_second,
                       "sendsPerSecondUser": args.sends_per_second_user,
-                      "sendsPerSecondTenant": args.sends_per_second_tenant}
+                      "sendsPerSecondTenant": args.sends_per_second_tenant,
+                      "deliveryPostsPerSecond": args.delivery_posts_per_second}
             if any(v is not None for v in values.values()):
                 tenants.set_limits(args.tenant, values)
             print(json.dumps(tenants.limits_view(args.tenant), indent=2))
+        elif args.cmd == "usage":
+            from datetime import datetime, timezone
+
+            from chalicelib import usage
+
+            first, last = usage.window(args.first, args.last, datetime.now(timezone.utc).date())
+            rows = [{"tenantId": t, **day} for t in dict.fromkeys(args.tenant) for day in usage.read(t, first, last)]
+            if args.format == "csv":
+                sys.stdout.write(usage.csv_text(rows))
+            else:
+                print(json.dumps({"from": first.isoformat(), "to": last.isoformat(), "days": rows,
+                                  "totals": {t: {n: sum(r[n] for r in rows if r["tenantId"] == t)
+                                                 for n in usage.COUNTERS} for t in dict.fromkeys(args.tenant)}},
+                                 indent=2))
         elif args.cmd == "suspend":
             closed = tenants.set_status(args.tenant, "suspended")
             wait = args.resweep_seconds

@@ -88,6 +88,8 @@ HOME = {
     # push
     "PushPreferences": "push",
     "PushDevice": "push",
+    # usage
+    "UsageDay": "usage",
     # experts
     "ExpertItem": "experts",
 
@@ -97,11 +99,11 @@ HOME = {
 _ALL = ("Tenant", "DomainClaim", "TenantLink", "AuditEntry", "User", "Connection", "Presence", "Subscription",
         "Conversation", "Member", "Message", "Idempotency", "RateCounter", "File", "TenantUsage",
         "DirectoryGroup", "ScimCredential", "RetentionRule", "LegalHold", "Export", "HeldOriginal",
-        "DlpRules", "DlpFlag", "OnlineEntry", "UserSearchToken", "PushDevice", "ExpertItem")
+        "DlpRules", "DlpFlag", "OnlineEntry", "UserSearchToken", "PushDevice", "ExpertItem", "UsageDay")
 # DynamoDB TTL attribute per table (the local stack and infra/ enable these).
 _TTL = {"Connection": "expires_at", "Subscription": "expires_at", "Idempotency": "expires_at",
         "RateCounter": "expires_at", "File": "expires_at", "Message": "expires_at", "HeldOriginal": "expires_at",
-        "OnlineEntry": "expires_at"}
+        "OnlineEntry": "expires_at", "UsageDay": "expires_at"}
 
 
 def __getattr__(name: str) -> Any:
@@ -154,3 +156,4 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .search import UserSearchToken  # noqa: F401
     from .push import PushDevice, PushPreferences  # noqa: F401
     from .experts import ExpertItem  # noqa: F401
+    from .usage import UsageDay  # noqa: F401

@@ -767,3 +767,35 @@ OUTBOUND.update({
         ["questionId", "topicId", "conversationId", "expert"]),
     "expert.question.unanswered": _event("expert.question.unanswered", _Q, ["questionId", "topicId"]),
 })
+
+
+# --- usage each company can see (chalicelib/usage.py, docs/operations.md "Usage") ----------------
+_DAY = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "description": "a UTC day, YYYY-MM-DD"}
+_USAGE_COUNTS = {
+    "messages": "messages sent by the company's users",
+    "postsDelivered": "WebSocket posts of events the company's users caused, accepted by the gateway",
+    "pushes": "mobile pushes sent for the company's messages",
+    "uploads": "files of the company's users accepted (scanned clean)",
+    "uploadBytes": "bytes of those files",
+    "connectionMinutes": "minutes the company's sockets were open (each rounded up), counted when they close",
+    "dlpFlags": "screening entries (flagged, redacted, blocked attempts) written for the company",
+}
+_USAGE_DAY = {"type": "object", "required": ["day", *_USAGE_COUNTS], "properties": {
+    "day": _DAY, **{k: {"type": "integer", "minimum": 0, "description": v} for k, v in _USAGE_COUNTS.items()}}}
+ADMIN.update({
+    "admin.usage.get": _action("admin.usage.get", {
+        "from": {**_DAY, "description": "first UTC day (YYYY-MM-DD); default 30 days before `to`"},
+        "to": {**_DAY, "description": "last UTC day (YYYY-MM-DD), included; default today"},
+        "format": {"enum": ["json", "csv"], "description": "csv: text/csv, one line per day (header "
+                                                           "tenantId,day,messages,...); default json"}}),
+})
+RESPONSES.update({
+    "admin.usage.get": {"type": "object", "required": ["tenantId", "from", "to", "days", "totals", "storedBytes"],
+                        "properties": {
+        "tenantId": {"type": "string"}, "from": _DAY, "to": _DAY,
+        "days": {"type": "array", "items": _USAGE_DAY, "description": "every day of the window, oldest first"},
+        "totals": {"type": "object", "required": list(_USAGE_COUNTS), "properties": {
+            k: {"type": "integer", "minimum": 0} for k in _USAGE_COUNTS}},
+        "storedBytes": {"type": "integer", "minimum": 0,
+                        "description": "bytes of files the company holds now (against its quota)"}}},
+})

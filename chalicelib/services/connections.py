@@ -5,9 +5,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from .. import email_claims, limits, search_index
+from pynamodb.exceptions import DeleteError
+
+from .. import email_claims, limits, search_index, usage
 from ..identity import Principal, TenantIdentity
-from ..models import Connection, OnlineEntry, Presence, Subscription, User, user_key
+from ..models import Connection, OnlineEntry, Presence, Subscription, User, condition_failed, user_key
 from ..protocol.errors import Conflict, Forbidden, TooManyDevices
 
 if TYPE_CHECKING:
@@ -143,8 +145,23 @@ def disconnect(connection_id: str, clock: Callable[[], float] = time.time,
         rooms = Presence.remove_connection(conn.tenant_user, connection_id, int(clock() * 1000))
         OnlineEntry.remove(rooms, {connection_id})
     Subscription.drop_connection(connection_id)
-    Connection.remove(connection_id)
+    if conn is None:
+        Connection.remove(connection_id)
+    elif _removed(conn):  # only the call that removed the record counts its minutes (chalicelib/usage.py)
+        usage.add(conn.tenant_user.split("#", 1)[0], clock(),
+                  connectionMinutes=usage.connection_minutes(int(conn.connected_at or 0), clock()))
     return conn
+
+
+def _removed(conn: Connection) -> bool:
+    """DeleteItem under "it is still there": False when a concurrent cleanup removed it first."""
+    try:
+        conn.delete(condition=Connection.connection_id.exists())
+    except DeleteError as exc:
+        if condition_failed(exc):
+            return False
+        raise
+    return True
 
 
 def reap_stale(key: str, connection_id: str, alive: Callable[[str], bool],

@@ -31,6 +31,14 @@ class Call:
         return int(self.clock() * 1000)
 
 
+@dataclass(frozen=True)
+class Text:
+    """A REST reply that is not JSON (``GET /admin/usage?format=csv``): its body and content type."""
+
+    body: str
+    content_type: str
+
+
 def offset_cursor(value: Any) -> int:
     """A page cursor that is a position in a list (inbox, roster): a client's garbage is
     ``validation_failed``, never an internal error (found by tests/e2e/test_fuzz.py)."""

@@ -84,7 +84,8 @@ def run(out: Any, job: dict[str, Any]) -> dict[str, list[str]]:
         # Mobile push of a DM or mention (docs/push.md): always on a delivery worker.
         from .. import push
 
-        push.run(job)
+        sent = push.run(job)
+        out.tally.charge(job.get("origin", "").split("#", 1)[0], pushes=int((sent or {}).get("sent") or 0))
         return {}
     if kind == "push.clear":
         # Read on one device: the user's other phones drop the notification and badge (docs/push.md).

@@ -39,7 +39,7 @@ from urllib.parse import quote
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import UpdateError
 
-from .. import dlp, file_text, guardduty, metrics, policy
+from .. import dlp, file_text, guardduty, metrics, policy, usage
 from .. import scanner as scanning
 from ..identity import Principal
 from ..config import Settings
@@ -650,6 +650,8 @@ def _accept(env: FilesEnv, rec: File, version_id: str | None,
         return rec.status
     metrics.count("FilesClean")
     outcome = _announce(env, rec)
+    if outcome == "clean":  # the company's usage of the day (chalicelib/usage.py): 1 UpdateItem
+        usage.add(rec.tenant_id, env.now_ms() / 1000, uploads=1, uploadBytes=int(rec.size))
     if found is not None and found.action == "flag" and outcome == "clean" and screen is not None:
         screening.record_flags(screen[0][0], found, rec.conversation_id, "file_content", file_id=rec.file_id)
     return outcome

@@ -178,6 +178,10 @@ def send(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     screening.record_flags(call, verdict, conv_id, "message", seq=int(msg.seq), message_id=msg.message_id)
     _announce(call, conv, view)
     metrics.count("MessagesSent")
+    # The company's usage of the day (chalicelib/usage.py): written with the posts of this invocation.
+    tally = getattr(call.delivery, "tally", None)
+    if tally is not None:
+        tally.charge(call.principal.tenant_id, messages=1)
     return {"message": view, "duplicate": False}
 
 

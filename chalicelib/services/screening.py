@@ -25,7 +25,7 @@ from typing import Any
 
 from pynamodb.exceptions import PutError
 
-from .. import dlp
+from .. import dlp, usage
 from ..models import Conversation, DlpFlag, DlpRules, condition_failed, split_user_key
 from ..protocol.errors import Conflict, MessageBlocked, ValidationFailed
 from .audit import audit, next_cursor, require_admin, require_reviewer, time_window
@@ -122,6 +122,8 @@ def _entry(call: Call, tenant: str, rule_ids: list[str], action: str, text: dict
     except Exception:  # noqa: BLE001 - the caller's outcome (stored or refused) must not change
         log.exception(f"screening {what} not written", extra={"tenant": tenant, "conversation": conversation_id,
                                                               "source": source, "seq": seq, "rules": rule_ids})
+        return
+    usage.add(tenant, now / 1000, dlpFlags=1)  # the company's usage of the day (1 UpdateItem)
 
 
 def record_flags(call: Call, verdict: dlp.Verdict, conversation_id: str | None, source: str, *,

@@ -233,6 +233,8 @@ REST: list[Entry] = [
     # the SCIM role map (docs/scim.md): the other company's admin reads and sets its own map only
     Entry("GET /admin/scim/roles", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}),
     Entry("PUT /admin/scim/roles", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}, {"roleMap": {"attack": "admin"}}),
+    # usage (chalicelib/usage.py): always the caller's own company; tests/e2e/test_usage.py
+    Entry("GET /admin/usage", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}, hidden=("peer", "victim_uid")),
     # expert topics (docs/experts.md): the other company's admin names the victim as an expert / the
     # victim's id as a topic: neither exists in its own company
     Entry("GET /admin/experts/topics", {**_x("ok", "ok", "ok"), **ADMIN_ROLE}, hidden=("victim_uid",)),

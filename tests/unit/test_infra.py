@@ -325,3 +325,19 @@ def test_files_bucket_has_object_lock_for_legal_holds(rendered):
     originals = template["Resources"]["HeldOriginalTable"]["Properties"]
     assert originals["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert [ix["IndexName"] for ix in originals["GlobalSecondaryIndexes"]] == ["by_sender"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_tenant_throttled_alarm_watches_what_the_code_writes(stage):
+    """One multi-time-series alarm over TenantThrottled by tenant (chalicelib/metrics.py writes it with the
+    dimensions stage and tenant), the stage's own value, for TENANT_THROTTLED_PERIODS periods."""
+    from chalicelib import metrics
+
+    alarm = render_infra.render_resources(stage)["Resources"]["AppTenantThrottledAlarm"]["Properties"]
+    (query,) = alarm["Metrics"]
+    assert query["Expression"] == (f'SELECT SUM("{metrics.TENANT_THROTTLED}") FROM SCHEMA("EnterpriseChat", stage, '
+                                   f"tenant) WHERE stage = '{_stage_env(stage)['CHAT_STAGE']}' GROUP BY tenant "
+                                   "ORDER BY SUM() DESC")
+    doc, = metrics.tenant_lines({"acme": 1}, stage="x", function="deliver", timestamp_ms=0)
+    assert doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["stage", "tenant"]]
+    assert alarm["EvaluationPeriods"] == render_infra.TENANT_THROTTLED_PERIODS and alarm["Threshold"] == 1
