@@ -185,6 +185,17 @@ def ask_experts():
     return _rest("expert.ask", "experts.ask", status=201)
 
 
+@app.route("/experts/questions/{question_id}", methods=["DELETE"])
+def cancel_expert_question(question_id):
+    return _rest("expert.cancel", "experts.cancel", {"questionId": question_id})
+
+
+# A topic's waiting questions, for the people of its pool.
+@app.route("/experts/topics/{topic_id}/queue", methods=["GET"])
+def expert_topic_queue(topic_id):
+    return _rest("expert.queue", "experts.queue", {"topicId": topic_id}, query_names=("limit",))
+
+
 # --- tenant admins ---------------------------------------------------------------
 
 @app.route("/admin/connections", methods=["GET"])

@@ -355,6 +355,9 @@ class Presence(Model):
     # Large conversations (with an online roster, see ``OnlineEntry``) the user is a member of:
     # returned by the connect/disconnect update itself, so keeping rosters costs no read.
     rooms = UnicodeSetAttribute(null=True)
+    # Expert topics whose pool the user is (or was) in (h-experts2, docs/experts.md): read with the
+    # item publish() already reads, so presence changes of people in no pool cost nothing more.
+    expert_topics = UnicodeSetAttribute(null=True)
 
     @classmethod
     def find(cls, key: str) -> "Presence | None":
@@ -984,6 +987,8 @@ class DirectoryGroup(Model):
     member_display = UnicodeAttribute(null=True)
     created_at = NumberAttribute()
     updated_at = NumberAttribute()
+    # Expert topics naming this group (h-experts2): SCIM marks members it adds (models.mark_expert_pool).
+    expert_topics = UnicodeSetAttribute(null=True)
 
     @classmethod
     def find(cls, tenant_id: str, group_id: str) -> "DirectoryGroup | None":
@@ -1590,6 +1595,12 @@ class ExpertItem(Model):
     accepted_by = UnicodeAttribute(null=True)
     accepted_at = NumberAttribute(null=True)
     conversation_id = UnicodeAttribute(null=True)
+    # h-experts2: the experts of the latest wave, those who declined, when it was cancelled; a
+    # waiting marker (``w#<questionId>``) also keeps the asker's display name for the queue's list.
+    wave_members = UnicodeSetAttribute(null=True)
+    declined = UnicodeSetAttribute(null=True)
+    cancelled_at = NumberAttribute(null=True)
+    asked_by = UnicodeAttribute(null=True)
 
     @staticmethod
     def topic_key(topic_id: str) -> str:
@@ -1619,3 +1630,30 @@ class ExpertItem(Model):
 
 
 ALL_MODELS = ALL_MODELS + (ExpertItem,)
+
+
+# ---- experts: questions waiting, pools (h-experts2) ----
+
+def expert_waiting_key(question_id: str) -> str:
+    """The marker of a question nobody reachable took: exists while it waits (open and exhausted)."""
+    return f"w#{question_id}"
+
+
+def expert_waiting(tenant_id: str, topic_id: str, limit: int = 50) -> list[ExpertItem]:
+    """A topic's waiting questions, oldest first: 1 Query (``begins_with w#<topicId>.``); accepted and
+    cancelled questions have no marker, so the cost follows what waits, not the topic's history."""
+    return list(ExpertItem.query(tenant_id, ExpertItem.item_id.startswith(f"w#{topic_id}."), limit=limit))
+
+
+def mark_expert_pool(keys: list[str], topic_ids: set[str]) -> None:
+    """ADD the topics to each user's ``Presence.expert_topics`` (1 UpdateItem per user; creates the item
+    of a user who never connected).  A stale mark (removed from the pool) is cleared lazily when it is
+    next used (services/experts.on_available)."""
+    for key in dict.fromkeys(keys):
+        # (the activity map is created with the item, so a later connect can set a path under it)
+        Presence(user_key=key).update(actions=[Presence.expert_topics.add(set(topic_ids)),
+                                               Presence.activity.set(Presence.activity | {})])
+
+
+def unmark_expert_pool(key: str, topic_ids: set[str]) -> None:
+    Presence(user_key=key).update(actions=[Presence.expert_topics.delete(set(topic_ids))])

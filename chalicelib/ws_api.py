@@ -96,6 +96,9 @@ ACTIONS: dict[str, tuple[Handler, bool]] = {
     # ask the experts (docs/experts.md)
     "expert.ask": (_service(experts.ask), True),
     "expert.accept": (_service(experts.accept), True),
+    "expert.decline": (_service(experts.decline), True),
+    "expert.cancel": (_service(experts.cancel), True),
+    "expert.queue": (_service(experts.queue), True),
 }
 
 

@@ -47,6 +47,8 @@ SUMMARIES: dict[str, str] = {
     "push.unregister": "Remove one of my phones from mobile push (sign-out)",
     "expert.ask": "Ask a topic's experts (who they are stays hidden): offered to the reachable ones in waves "
                   "(docs/experts.md)",
+    "expert.cancel": "Withdraw my open question: the experts it was offered to hear expert.question.cancelled",
+    "expert.queue": "A topic's waiting questions (nobody reachable took them), for the people of its pool",
     "admin.experts.topics.list": "The company's expert topics (admins)",
     "admin.experts.topics.create": "Create an expert topic: tiers of users and directory groups, wave size, "
                                    "timeout (admins; audited)",

@@ -640,6 +640,11 @@ ADMIN.update({
 INBOUND["expert.ask"] = _action("expert.ask", {
     "topicId": TOPIC_ID, "text": {"type": "string", "minLength": 1, "maxLength": 4000}}, ["topicId", "text"])
 INBOUND["expert.accept"] = _action("expert.accept", {"questionId": QUESTION_ID}, ["questionId"])
+INBOUND["expert.decline"] = _action("expert.decline", {"questionId": QUESTION_ID}, ["questionId"])
+INBOUND["expert.cancel"] = _action("expert.cancel", {"questionId": QUESTION_ID}, ["questionId"])
+INBOUND["expert.queue"] = _action("expert.queue", {
+    "topicId": TOPIC_ID, "limit": {"type": "integer", "minimum": 1, "maximum": 50,
+                                   "description": "oldest first (50)"}}, ["topicId"])
 _EXPERT_TOPIC = {"type": "object", "additionalProperties": False,
                  "required": ["topicId", "name", "tiers", "waveSize", "timeoutSeconds", "createdAt", "updatedAt"],
                  "properties": {"topicId": {"type": "string"}, "name": {"type": "string"},
@@ -651,20 +656,37 @@ _EXPERT_QUESTION = {"type": "object", "additionalProperties": False,
                                  "conversationId"],
                     "properties": {"questionId": {"type": "string"}, "topicId": {"type": "string"},
                                    "topicName": {"type": ["string", "null"]}, "text": {"type": "string"},
-                                   "state": {"enum": ["open", "accepted"]},
+                                   "state": {"enum": ["open", "accepted", "cancelled"]},
                                    "waiting": {"type": "boolean",
                                                "description": "every reachable expert was offered it; it waits "
                                                               "in the topic's queue"},
                                    "createdAt": {"type": "integer"},
-                                   "conversationId": {"type": ["string", "null"]}}}
+                                   "conversationId": {"type": ["string", "null"]},
+                                   "askedBy": {"type": ["string", "null"],
+                                               "description": "the asker's display name (expert.queue only)"}}}
 _EXPERT_ASK_RESULT = {"type": "object", "additionalProperties": False, "required": ["question"],
                       "properties": {"question": _EXPERT_QUESTION}}
 RESULTS["expert.ask"] = {"$schema": DRAFT, "title": "expert.ask result", **_EXPERT_ASK_RESULT}
 RESULTS["expert.accept"] = {"$schema": DRAFT, "title": "expert.accept result", "type": "object",
                             "additionalProperties": False, "required": ["question", "conversation"],
                             "properties": {"question": _EXPERT_QUESTION, "conversation": {"type": "object"}}}
+_EXPERT_DECLINE_RESULT = {"type": "object", "additionalProperties": False,
+                          "required": ["questionId", "declined", "movedOn"],
+                          "properties": {"questionId": {"type": "string"}, "declined": {"type": "boolean"},
+                                         "movedOn": {"type": "boolean",
+                                                     "description": "the whole latest wave declined: the next "
+                                                                    "wave was offered now"}}}
+_EXPERT_QUEUE_RESULT = {"type": "object", "additionalProperties": False,
+                        "required": ["topicId", "topicName", "questions"],
+                        "properties": {"topicId": {"type": "string"}, "topicName": {"type": "string"},
+                                       "questions": {"type": "array", "items": _EXPERT_QUESTION}}}
+RESULTS["expert.decline"] = {"$schema": DRAFT, "title": "expert.decline result", **_EXPERT_DECLINE_RESULT}
+RESULTS["expert.cancel"] = {"$schema": DRAFT, "title": "expert.cancel result", **_EXPERT_ASK_RESULT}
+RESULTS["expert.queue"] = {"$schema": DRAFT, "title": "expert.queue result", **_EXPERT_QUEUE_RESULT}
 RESPONSES.update({
     "expert.ask": _EXPERT_ASK_RESULT,
+    "expert.cancel": _EXPERT_ASK_RESULT,
+    "expert.queue": _EXPERT_QUEUE_RESULT,
     "admin.experts.topics.list": {"type": "object", "required": ["topics"], "properties": {
         "topics": {"type": "array", "items": _EXPERT_TOPIC}}},
     "admin.experts.topics.create": {"type": "object", "required": ["topic"], "properties": {"topic": _EXPERT_TOPIC}},
@@ -683,4 +705,5 @@ OUTBOUND.update({
         **_Q, "conversationId": {"type": "string"}, "expert": {"type": "object"}},
         ["questionId", "topicId", "conversationId", "expert"]),
     "expert.question.unanswered": _event("expert.question.unanswered", _Q, ["questionId", "topicId"]),
+    "expert.question.cancelled": _event("expert.question.cancelled", _Q, ["questionId", "topicId"]),
 })

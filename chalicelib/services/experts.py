@@ -25,7 +25,8 @@ from typing import Any, Callable
 
 from pynamodb.exceptions import UpdateError
 
-from ..models import DirectoryGroup, ExpertItem, Presence, User, condition_failed, user_key
+from ..models import (DirectoryGroup, ExpertItem, Presence, User, condition_failed, expert_waiting,
+                      expert_waiting_key, mark_expert_pool, unmark_expert_pool, user_key)
 from ..protocol.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from . import events, presence as presence_service
 from .audit import audit, require_admin
@@ -91,6 +92,7 @@ def create_topic(call: Call, body: dict[str, Any]) -> dict[str, Any]:
                       timeout_seconds=int(body.get("timeoutSeconds") or 120), created_by=call.principal.user_id,
                       created_at=now, updated_at=now)
     item.save(condition=ExpertItem.item_id.does_not_exist())
+    _mark_pool(tenant, tiers, topic_id)
     view = _topic_view(item)
     audit(call, "experts.topic.create", topic_id, after=view)
     return {"topic": view}
@@ -124,6 +126,7 @@ def update_topic(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         item.timeout_seconds = int(body["timeoutSeconds"])
     item.updated_at = call.now_ms()
     item.save(condition=ExpertItem.item_id.exists())
+    _mark_pool(item.tenant_id, json.loads(item.tiers or "[]"), body["topicId"])
     view = _topic_view(item)
     audit(call, "experts.topic.update", body["topicId"], before=before, after=view)
     return {"topic": view}
@@ -141,6 +144,37 @@ def delete_topic(call: Call, body: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- the pool --------------------------------------------------------------------------------
+
+def _mark_pool(tenant: str, tiers: list[dict[str, list[str]]], topic_id: str) -> None:
+    """Mark the pool's people (``Presence.expert_topics``) and groups (``DirectoryGroup.expert_topics``,
+    so SCIM marks members it adds later): an expert becoming available is then found by the presence
+    item publish() reads anyway.  1 UpdateItem per person and per group (at most 3 x MAX_POOL people);
+    marks of people no longer in the pool are cleared lazily (``on_available``)."""
+    people: list[str] = []
+    for tier in tiers:
+        people.extend(_members(tenant, tier))
+        for gid in tier.get("groups") or []:
+            try:
+                DirectoryGroup(tenant_id=tenant, group_id=gid).update(
+                    actions=[DirectoryGroup.expert_topics.add({topic_id})],
+                    condition=DirectoryGroup.group_id.exists())
+            except UpdateError as exc:
+                if not condition_failed(exc):
+                    raise
+    mark_expert_pool([user_key(tenant, uid) for uid in people], {topic_id})
+
+
+def _in_pool(tenant: str, topic: ExpertItem, user_id: str) -> bool:
+    """Is the user in any tier of the topic now (named, or in one of its groups: 1 GetItem per group)?"""
+    tiers = json.loads(topic.tiers or "[]")
+    if any(user_id in (tier.get("users") or ()) for tier in tiers):
+        return True
+    for tier in tiers:
+        for gid in tier.get("groups") or []:
+            group = DirectoryGroup.find(tenant, gid)
+            if group is not None and user_id in (group.members or ()):
+                return True
+    return False
 
 def _members(tenant: str, tier: dict[str, list[str]]) -> list[str]:
     """A tier's people: named users plus the members of its groups now (1 GetItem per group)."""
@@ -180,6 +214,12 @@ def _question_view(q: ExpertItem, topic_name: str | None = None) -> dict[str, An
     return {"questionId": q.item_id[2:], "topicId": q.topic_id, "topicName": topic_name, "text": q.text,
             "state": q.state, "waiting": bool(q.exhausted), "createdAt": int(q.created_at or 0),
             "conversationId": q.conversation_id}
+
+
+def _offer_frame(question_id: str, topic_id: str, topic_name: str | None, text: str, asked_by: str | None,
+                 asked_at: int) -> dict[str, Any]:
+    return {"type": "expert.question.offered", "questionId": question_id, "topicId": topic_id,
+            "topicName": topic_name, "text": text, "askedBy": asked_by, "askedAt": asked_at}
 
 
 def _find_question(tenant: str, question_id: str) -> ExpertItem:
@@ -242,20 +282,26 @@ def _offer(out: Any, q: ExpertItem, topic: ExpertItem | None, now: int, idle_ms:
             if condition_failed(exc):
                 return "stale"
             raise
+        asker = User.find(tenant, q.asker)
+        # the topic's queue of waiting questions (1 PutItem): listed to its experts, offered to those
+        # who become available (on_available); gone when the question is accepted or cancelled
+        ExpertItem(tenant_id=tenant, item_id=expert_waiting_key(q.item_id[2:]), topic_id=q.topic_id, asker=q.asker,
+                   text=q.text, asked_by=asker.display_name if asker else None, state="open", exhausted=True,
+                   created_at=int(q.created_at or 0), updated_at=now).save()
         events.to_users(out, [asker_key], {"type": "expert.question.unanswered", "questionId": q.item_id[2:],
                                            "topicId": q.topic_id}, origin=asker_key, now_ms=now, on_worker=True)
         return "exhausted"
     try:
-        q.update(actions=[ExpertItem.offered.add(set(chosen)), ExpertItem.wave.set(wave + 1),
+        q.update(actions=[ExpertItem.offered.add(set(chosen)), ExpertItem.wave_members.set(set(chosen)),
+                          ExpertItem.wave.set(wave + 1),
                           ExpertItem.tier.set(tier_no), ExpertItem.updated_at.set(now)], condition=same_step)
     except UpdateError as exc:
         if condition_failed(exc):
             return "stale"
         raise
     asker = User.find(tenant, q.asker)
-    frame = {"type": "expert.question.offered", "questionId": q.item_id[2:], "topicId": q.topic_id,
-             "topicName": topic.name, "text": q.text, "askedBy": asker.display_name if asker else None,
-             "askedAt": int(q.created_at or 0)}
+    frame = _offer_frame(q.item_id[2:], q.topic_id, topic.name, q.text, asker.display_name if asker else None,
+                         int(q.created_at or 0))
     events.to_users(out, [user_key(tenant, uid) for uid in chosen], frame, origin=asker_key, now_ms=now,
                     on_worker=True)
     schedule({"job": "expert.escalate", "tenantId": tenant, "questionId": q.item_id[2:], "wave": wave + 1},
@@ -273,13 +319,19 @@ def escalate(out: Any, job: dict[str, Any], now_ms: int, idle_ms: int, schedule:
 
 
 def accept(call: Call, body: dict[str, Any]) -> dict[str, Any]:
-    """expert.accept: the first expert it was offered to wins (conditional UpdateItem)."""
+    """expert.accept: the first expert it was offered to wins (conditional UpdateItem).  A waiting
+    question (every reachable expert was offered it) may also be taken by anyone of its pool now, who
+    saw it in the topic's queue (``expert.queue``)."""
     p = call.principal
     q = _find_question(p.tenant_id, body["questionId"])
+    topic = None
     if p.user_id not in (q.offered or ()):
-        raise NotFound("No such question.")  # not offered to the caller: not the caller's to see
+        topic = ExpertItem.find(p.tenant_id, ExpertItem.topic_key(q.topic_id)) if q.exhausted else None
+        if topic is None or p.user_id == q.asker or not _in_pool(p.tenant_id, topic, p.user_id):
+            raise NotFound("No such question.")  # not offered to the caller: not the caller's to see
     if q.state != "open":
-        raise Conflict("Another expert already took the question.", state=q.state)
+        raise Conflict("The question was cancelled." if q.state == "cancelled"
+                       else "Another expert already took the question.", state=q.state)
     now = call.now_ms()
     try:
         q.update(actions=[ExpertItem.state.set("accepted"), ExpertItem.accepted_by.set(p.user_id),
@@ -289,7 +341,7 @@ def accept(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         if condition_failed(exc):
             raise Conflict("Another expert already took the question.", state="accepted") from None
         raise
-    topic = ExpertItem.find(p.tenant_id, ExpertItem.topic_key(q.topic_id))
+    topic = topic or ExpertItem.find(p.tenant_id, ExpertItem.topic_key(q.topic_id))
     topic_name = topic.name if topic is not None else "Experts"
     from . import conversations
 
@@ -304,6 +356,8 @@ def accept(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         raise
     conv_id = created["conversation"]["conversationId"]
     q.update(actions=[ExpertItem.conversation_id.set(conv_id)])
+    if q.exhausted:
+        ExpertItem(tenant_id=p.tenant_id, item_id=expert_waiting_key(q.item_id[2:])).delete()
     me = User.find(p.tenant_id, p.user_id)
     asker_key, my_key = user_key(p.tenant_id, q.asker), user_key(p.tenant_id, p.user_id)
     qid = q.item_id[2:]
@@ -316,3 +370,119 @@ def accept(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         events.to_users(call.delivery, others, {"type": "expert.question.taken", "questionId": qid,
                                                 "topicId": q.topic_id}, origin=my_key, now_ms=now)
     return {"question": _question_view(q, topic_name), "conversation": created["conversation"]}
+
+
+# --- waiting questions, declining, cancelling (docs/experts.md "Questions waiting") -----------
+
+MAX_ONLINE_TOPICS = 20     # topics looked at when one expert becomes available
+MAX_ONLINE_OFFERS = 20     # waiting questions offered per topic then (the oldest)
+
+
+def _waiting_view(m: ExpertItem, topic_name: str | None) -> dict[str, Any]:
+    return {"questionId": m.item_id[2:], "topicId": m.topic_id, "topicName": topic_name, "text": m.text,
+            "state": "open", "waiting": True, "createdAt": int(m.created_at or 0), "conversationId": None,
+            "askedBy": m.asked_by}
+
+
+def queue(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """expert.queue / GET /experts/topics/{topicId}/queue: the topic's waiting questions, oldest first,
+    for the people of its pool (anyone else: ``not_found``, as the pool is not disclosed).  GetItem
+    topic, 1 GetItem per group of its tiers (membership), 1 Query of the waiting markers."""
+    p = call.principal
+    topic = _topic(p.tenant_id, body["topicId"])
+    if not _in_pool(p.tenant_id, topic, p.user_id):
+        raise NotFound("No such expert topic.")
+    limit = min(int(body.get("limit") or 50), 50)
+    return {"topicId": body["topicId"], "topicName": topic.name,
+            "questions": [_waiting_view(m, topic.name) for m in expert_waiting(p.tenant_id, body["topicId"], limit)]}
+
+
+def decline(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """expert.decline: an expert it was offered to passes.  The question is not offered to them again;
+    when everyone of the latest wave declined, the next wave is offered now instead of at the timeout
+    (the same conditional step as an escalation, so the delayed job then finds it stale)."""
+    p = call.principal
+    q = _find_question(p.tenant_id, body["questionId"])
+    if p.user_id not in (q.offered or ()):
+        raise NotFound("No such question.")
+    if q.state != "open":
+        raise Conflict("The question is no longer open.", state=q.state)
+    try:
+        q.update(actions=[ExpertItem.declined.add({p.user_id})], condition=ExpertItem.state == "open")
+    except UpdateError as exc:
+        if condition_failed(exc):
+            raise Conflict("The question is no longer open.") from None
+        raise
+    moved = False
+    wave = set(q.wave_members or ())
+    if wave and wave <= set(q.declined or ()) and not q.exhausted:
+        assert call.schedule is not None, "expert.decline needs the compliance queue's scheduler"
+        topic = ExpertItem.find(p.tenant_id, ExpertItem.topic_key(q.topic_id))
+        moved = _offer(call.delivery, q, topic, call.now_ms(), call.settings.presence_idle_seconds * 1000,
+                       call.schedule) != "stale"
+    return {"questionId": q.item_id[2:], "declined": True, "movedOn": moved}
+
+
+def cancel(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """expert.cancel / DELETE /experts/questions/{questionId}: the asker withdraws an open question
+    (conditional UpdateItem); the experts it was offered to hear ``expert.question.cancelled``, its
+    escalation stops at the next step, and it leaves the topic's queue."""
+    p = call.principal
+    q = _find_question(p.tenant_id, body["questionId"])
+    if q.asker != p.user_id:
+        raise NotFound("No such question.")
+    now = call.now_ms()
+    try:
+        q.update(actions=[ExpertItem.state.set("cancelled"), ExpertItem.cancelled_at.set(now),
+                          ExpertItem.updated_at.set(now)],
+                 condition=(ExpertItem.state == "open") & ExpertItem.accepted_by.does_not_exist())
+    except UpdateError as exc:
+        if condition_failed(exc):
+            raise Conflict("The question is no longer open.", state=q.state) from None
+        raise
+    ExpertItem(tenant_id=p.tenant_id, item_id=expert_waiting_key(q.item_id[2:])).delete()
+    offered = [user_key(p.tenant_id, uid) for uid in sorted(q.offered or ())]
+    if offered:
+        events.to_users(call.delivery, offered, {"type": "expert.question.cancelled", "questionId": q.item_id[2:],
+                                                 "topicId": q.topic_id}, origin=user_key(p.tenant_id, p.user_id),
+                        now_ms=now, on_worker=True)  # REST posts to no socket
+    return {"question": _question_view(q)}
+
+
+def on_available(out: Any, job: dict[str, Any], now_ms: int) -> str:
+    """The compliance queue's ``expert.online`` step: a pool member became available (presence publish,
+    ``Presence.expert_topics``).  Per topic: GetItem topic (+1 GetItem per group, membership), 1 Query of
+    its waiting questions, 1 conditional UpdateItem per question offered (``offered`` gains the expert
+    unless they had it, or it is no longer open).  A topic the user is no longer in (or that is gone)
+    loses its mark (1 UpdateItem), so a stale mark costs one look."""
+    tenant, user_id = job["tenantId"], job["userId"]
+    me = User.find(tenant, user_id)
+    if me is None or not me.active:
+        return "inactive"
+    key = user_key(tenant, user_id)
+    stale: set[str] = set()
+    offered = 0
+    for topic_id in list(job.get("topicIds") or [])[:MAX_ONLINE_TOPICS]:
+        topic = ExpertItem.find(tenant, ExpertItem.topic_key(topic_id))
+        if topic is None or not _in_pool(tenant, topic, user_id):
+            stale.add(topic_id)
+            continue
+        for m in expert_waiting(tenant, topic_id, MAX_ONLINE_OFFERS):
+            if m.asker == user_id:
+                continue
+            qid = m.item_id[2:]
+            try:
+                ExpertItem(tenant_id=tenant, item_id=ExpertItem.question_key(qid)).update(
+                    actions=[ExpertItem.offered.add({user_id})],
+                    condition=(ExpertItem.state == "open") & ~ExpertItem.offered.contains(user_id))
+            except UpdateError as exc:
+                if condition_failed(exc):
+                    continue  # offered before (or taken/cancelled meanwhile)
+                raise
+            events.to_users(out, [key], _offer_frame(qid, topic_id, topic.name, m.text, m.asked_by,
+                                                     int(m.created_at or 0)),
+                            origin=user_key(tenant, m.asker), now_ms=now_ms, on_worker=True)
+            offered += 1
+    if stale:
+        unmark_expert_pool(key, stale)
+    return f"offered {offered}"

@@ -170,6 +170,10 @@ WS: list[Entry] = [
     Entry("expert.ask", _x(NF, NF, NF, None, FB), {"topicId": "{victim_uid}", "text": "ATTACK {marker}"},
           why_not="role: any member of the company may ask on its topics"),
     Entry("expert.accept", _x(NF, NF, NF, NF, NF), {"questionId": "{victim_uid}"}),
+    # only an expert it was offered to declines, only its asker cancels; a topic's queue is its pool's
+    Entry("expert.decline", _x(NF, NF, NF, NF, NF), {"questionId": "{victim_uid}"}),
+    Entry("expert.cancel", _x(NF, NF, NF, NF, NF), {"questionId": "{victim_uid}"}),
+    Entry("expert.queue", _x(NF, NF, NF, NF, NF), {"topicId": "{victim_uid}"}),
 ]
 
 C = {"conversation_id": "conv"}
@@ -185,6 +189,8 @@ REST: list[Entry] = [
     Entry("DELETE /push/devices/{device_id}", _x("ok", "ok", "ok", "ok", "ok"), params={"device_id": "victim_uid"}),
     Entry("POST /experts/questions", _x(NF, NF, NF, None, FB), {"topicId": "{victim_uid}", "text": "ATTACK {marker}"},
           why_not="role: any member of the company may ask on its topics"),
+    Entry("DELETE /experts/questions/{question_id}", _x(NF, NF, NF, NF, NF), params={"question_id": "victim_uid"}),
+    Entry("GET /experts/topics/{topic_id}/queue", _x(NF, NF, NF, NF, NF), params={"topic_id": "victim_uid"}),
     Entry("GET /conversations", _x("ok", "ok", "ok", None, "ok"), hidden=("conv_private",),
           why_not="role: lists only the caller's own memberships"),
     Entry("GET /conversations/{conversation_id}", _x(NF, "ok", "ok", None, NF), params=C,

@@ -240,3 +240,111 @@ async def test_question_text_is_screened_under_the_company_rules(stack, sessions
     assert err.value.code == "message_blocked"
     await s1.no_event("expert.question.offered", wait=1.0)
     assert ExpertItem.queue(co.tenant, t["topicId"]) == []
+
+
+# --- questions waiting, declining, cancelling (docs/experts.md "Questions waiting") ------------------
+
+async def test_nobody_available_then_an_expert_coming_online_sees_the_question(stack, sessions):
+    co = make_company(stack, "xw")
+    named, grouped, late = person(co, "named"), person(co, "grouped"), person(co, "late")
+    t = topic(stack, co, users=[co.user_id(named)], groups=[group(co, [grouped])], waveSize=3, timeoutSeconds=300)
+    asker = await sessions(co.member)
+    # nobody of the pool is online: the asker is told at once and the question waits in the topic's queue
+    q = await ask(asker, t["topicId"])
+    qid = q["questionId"]
+    await asker.event("expert.question.unanswered", questionId=qid)
+    assert ExpertItem.find(co.tenant, f"w#{qid}") is not None
+    # a named expert and a group's member come online: each is offered the waiting question
+    s_named, s_grouped = await sessions(named), await sessions(grouped)
+    for s in (s_named, s_grouped):
+        offer = await s.event("expert.question.offered", timeout=20, questionId=qid)
+        jsonschema.validate(offer, schemas.OUTBOUND["expert.question.offered"])
+        assert (offer["text"], offer["askedBy"]) == (q["text"], "Member")
+    # a reconnect (available again) offers nothing twice
+    await s_named.close()
+    s_named = await sessions(named)
+    await s_named.no_event("expert.question.offered", wait=2.0, questionId=qid)
+    # the topic's queue is listed to the people of its pool only
+    listed = await s_grouped.call("expert.queue", topicId=t["topicId"])
+    jsonschema.validate(listed, schemas.RESULTS["expert.queue"])
+    assert [(x["questionId"], x["waiting"], x["askedBy"]) for x in listed["questions"]] == [(qid, True, "Member")]
+    rest = ok(api(stack, grouped, "GET", f"/experts/topics/{t['topicId']}/queue"), "expert.queue")
+    assert [x["questionId"] for x in rest["questions"]] == [qid]
+    with pytest.raises(ActionError) as err:
+        await asker.call("expert.queue", topicId=t["topicId"])
+    assert err.value.code == "not_found"  # not in the pool: the topic's queue is not the asker's to see
+    refused(api(stack, co.member, "GET", f"/experts/topics/{t['topicId']}/queue"), "not_found")
+    # someone added to the pool while already online was not offered it, but sees it in the queue and takes it
+    s_late = await sessions(late)
+    ok(api(stack, co.admin, "PUT", f"{TOPICS}/{t['topicId']}",
+           json={"users": [co.user_id(named), co.user_id(late)], "groups": t["tiers"][0]["groups"]}),
+       "admin.experts.topics.update")
+    assert [x["questionId"] for x in (await s_late.call("expert.queue", topicId=t["topicId"]))["questions"]] == [qid]
+    res = await s_late.call("expert.accept", questionId=qid)
+    assert res["question"]["state"] == "accepted"
+    await asker.event("expert.question.accepted", questionId=qid)
+    for s in (s_named, s_grouped):
+        await s.event("expert.question.taken", questionId=qid)
+    # taken: it leaves the queue
+    assert (await s_grouped.call("expert.queue", topicId=t["topicId"]))["questions"] == []
+    assert ExpertItem.find(co.tenant, f"w#{qid}") is None
+
+
+async def test_decline_moves_on_without_waiting_for_the_timeout(stack, sessions):
+    co = make_company(stack, "xn")
+    a, b = person(co, "decl1"), person(co, "decl2")
+    t = topic(stack, co, users=[co.user_id(a), co.user_id(b)], waveSize=1, timeoutSeconds=900)
+    s_a, s_b = await sessions(a), await sessions(b)
+    asker = await sessions(co.member)
+    qid = (await ask(asker, t["topicId"]))["questionId"]
+    await s_a.event("expert.question.offered", questionId=qid)
+    # somebody it was not offered to cannot decline it
+    with pytest.raises(ActionError) as err:
+        await s_b.call("expert.decline", questionId=qid)
+    assert err.value.code == "not_found"
+    res = await s_a.call("expert.decline", questionId=qid)
+    jsonschema.validate(res, schemas.RESULTS["expert.decline"])
+    assert res == {"questionId": qid, "declined": True, "movedOn": True}
+    await s_b.event("expert.question.offered", questionId=qid)  # the next wave now, not in 900 s
+    assert (await s_b.call("expert.decline", questionId=qid))["movedOn"] is True
+    await asker.event("expert.question.unanswered", questionId=qid)
+    await s_a.no_event("expert.question.offered", wait=1.0, questionId=qid)  # never offered again
+    item = stored(co, qid)
+    assert (item.state, item.exhausted, item.declined) == ("open", True, {co.user_id(a), co.user_id(b)})
+
+
+async def test_the_asker_cancels_and_the_experts_offers_are_withdrawn(stack, sessions):
+    co, other = make_company(stack, "xc"), make_company(stack, "xk")
+    e1 = person(co, "expert1")
+    t = topic(stack, co, users=[co.user_id(e1)], timeoutSeconds=300)
+    s1 = await sessions(e1)
+    asker = await sessions(co.member)
+    qid = (await ask(asker, t["topicId"]))["questionId"]
+    await s1.event("expert.question.offered", questionId=qid)
+    # only the asker cancels: the expert, another member, another company's member find no such question
+    bystander = await sessions(person(co, "bystander"))
+    for s in (s1, bystander, await sessions(other.member)):
+        with pytest.raises(ActionError) as err:
+            await s.call("expert.cancel", questionId=qid)
+        assert err.value.code == "not_found"
+    res = await asker.call("expert.cancel", questionId=qid)
+    jsonschema.validate(res, schemas.RESULTS["expert.cancel"])
+    assert res["question"]["state"] == "cancelled"
+    cancelled = await s1.event("expert.question.cancelled", questionId=qid)
+    jsonschema.validate(cancelled, schemas.OUTBOUND["expert.question.cancelled"])
+    with pytest.raises(ActionError) as err:
+        await s1.call("expert.accept", questionId=qid)
+    assert err.value.code == "conflict"
+    with pytest.raises(ActionError) as err:
+        await asker.call("expert.cancel", questionId=qid)
+    assert err.value.code == "conflict"
+    # over REST; and an accepted question cannot be cancelled
+    qid2 = ok(api(stack, co.member, "POST", "/experts/questions", json={"topicId": t["topicId"], "text": "Again?"}),
+              "expert.ask", 201)["question"]["questionId"]
+    refused(api(stack, other.member, "DELETE", f"/experts/questions/{qid2}"), "not_found")
+    assert ok(api(stack, co.member, "DELETE", f"/experts/questions/{qid2}"), "expert.cancel")["question"]["state"] \
+        == "cancelled"
+    qid3 = (await ask(asker, t["topicId"]))["questionId"]
+    await s1.event("expert.question.offered", questionId=qid3)
+    await s1.call("expert.accept", questionId=qid3)
+    refused(api(stack, co.member, "DELETE", f"/experts/questions/{qid3}"), "conflict")
