@@ -190,6 +190,17 @@ def cancel_expert_question(question_id):
     return _rest("expert.cancel", "experts.cancel", {"questionId": question_id})
 
 
+# The asker keeps the expert's answer as the topic's Q&A entry; the company's entries are searched.
+@app.route("/experts/questions/{question_id}/answered", methods=["POST"], content_types=["application/json"])
+def mark_expert_question_answered(question_id):
+    return _rest("expert.answered", "experts.answered", {"questionId": question_id})
+
+
+@app.route("/experts/answers", methods=["GET"])
+def search_expert_answers():
+    return _rest("expert.search", "experts.search", query_names=("q", "topicId", "limit"))
+
+
 # A topic's waiting questions, for the people of its pool.
 @app.route("/experts/topics/{topic_id}/queue", methods=["GET"])
 def expert_topic_queue(topic_id):

@@ -1601,6 +1601,13 @@ class ExpertItem(Model):
     declined = UnicodeSetAttribute(null=True)
     cancelled_at = NumberAttribute(null=True)
     asked_by = UnicodeAttribute(null=True)
+    # h-experts2, Q&A entries (``a#<questionId>``) and their words (``k#...``): the kept answer, the
+    # expert's messages it came from (JSON [seq, ...]), when; TTL = the earliest expiry of those messages.
+    answer = UnicodeAttribute(null=True)
+    answer_seqs = UnicodeAttribute(null=True)
+    answered_at = NumberAttribute(null=True)
+    expert_name = UnicodeAttribute(null=True)  # the answering expert's display name, as it was
+    expires_at = NumberAttribute(null=True)
 
     @staticmethod
     def topic_key(topic_id: str) -> str:
@@ -1657,3 +1664,41 @@ def mark_expert_pool(keys: list[str], topic_ids: set[str]) -> None:
 
 def unmark_expert_pool(key: str, topic_ids: set[str]) -> None:
     Presence(user_key=key).update(actions=[Presence.expert_topics.delete(set(topic_ids))])
+
+
+# ---- experts: Q&A entries (h-experts2) ----
+# ``a#<questionId>``: a topic's kept question and answer (browse: Query ``begins_with a#<topicId>.``);
+# ``k#<scope>\x1f<word>\x1f<questionId>`` with scope = the topic id, or ``~`` for the whole company: the
+# entry's words, found by a prefix Query (the people search's token pattern, in the company's partition).
+# Both carry the entry's ``expires_at`` (TTL): they go when the first of the answer's messages expires.
+TTL_ATTRIBUTES[ExpertItem] = "expires_at"
+EXPERT_WORD_SEP = "\x1f"
+EXPERT_ALL_TOPICS = "~"
+
+
+def expert_entry_key(question_id: str) -> str:
+    return f"a#{question_id}"
+
+
+def expert_word_key(scope: str, word: str, question_id: str) -> str:
+    return f"k#{scope}{EXPERT_WORD_SEP}{word}{EXPERT_WORD_SEP}{question_id}"
+
+
+def expert_entries(tenant_id: str, topic_id: str, limit: int) -> list[ExpertItem]:
+    """A topic's Q&A entries, newest first: 1 Query."""
+    return list(ExpertItem.query(tenant_id, ExpertItem.item_id.startswith(f"a#{topic_id}."),
+                                 scan_index_forward=False, limit=limit))
+
+
+def expert_word_hits(tenant_id: str, scope: str, word: str, limit: int) -> list[str]:
+    """Question ids of entries with a word starting with ``word``: 1 Query (keys only are used)."""
+    prefix = f"k#{scope}{EXPERT_WORD_SEP}{word}"
+    return [i.item_id.rsplit(EXPERT_WORD_SEP, 1)[1]
+            for i in ExpertItem.query(tenant_id, ExpertItem.item_id.startswith(prefix), limit=limit)]
+
+
+def expert_write(puts: list[ExpertItem]) -> None:
+    """BatchWriteItem: 1 request per 25 items."""
+    with ExpertItem.batch_write() as batch:
+        for item in puts:
+            batch.save(item)

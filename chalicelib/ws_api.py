@@ -99,6 +99,8 @@ ACTIONS: dict[str, tuple[Handler, bool]] = {
     "expert.decline": (_service(experts.decline), True),
     "expert.cancel": (_service(experts.cancel), True),
     "expert.queue": (_service(experts.queue), True),
+    "expert.answered": (_service(experts.answered), True),
+    "expert.search": (_service(experts.search), True),
 }
 
 

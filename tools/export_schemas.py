@@ -48,6 +48,8 @@ SUMMARIES: dict[str, str] = {
     "expert.ask": "Ask a topic's experts (who they are stays hidden): offered to the reachable ones in waves "
                   "(docs/experts.md)",
     "expert.cancel": "Withdraw my open question: the experts it was offered to hear expert.question.cancelled",
+    "expert.answered": "Keep the expert's chosen messages as the topic's Q&A entry (the asker, once accepted)",
+    "expert.search": "Search the company's Q&A entries by words and/or topic (shown before asking)",
     "expert.queue": "A topic's waiting questions (nobody reachable took them), for the people of its pool",
     "admin.experts.topics.list": "The company's expert topics (admins)",
     "admin.experts.topics.create": "Create an expert topic: tiers of users and directory groups, wave size, "

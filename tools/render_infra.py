@@ -911,11 +911,14 @@ for _fn, _extra in {
 # DirectoryGroup.expert_topics; SCIM marks members it adds to such a group); a presence publication of a
 # marked user turning available queues one ``expert.online`` compliance job (every function that
 # publishes presence), which Queries the topics' waiting markers and offers them; accepting/cancelling
-# removes a marker, an exhausted question writes one.
+# removes a marker, an exhausted question writes one.  Q&A entries (expert.answered, expert.search): the
+# answer's messages (BatchGetItem), the entry and its words (BatchWriteItem), the hits (BatchGetItem).
 _COMPLIANCE_SEND = {"queue:compliance": ["GetQueueUrl", "SendMessage"]}
 for _fn, _extra in {
-    "api_handler": {"presence": ["UpdateItem"], "groups": ["UpdateItem"]},
-    "websocket_message": {"experts": ["DeleteItem", "Query"]},
+    "api_handler": {"presence": ["UpdateItem"], "groups": ["UpdateItem"],
+                    "experts": ["BatchGetItem", "BatchWriteItem"], "messages": ["BatchGetItem"]},
+    "websocket_message": {"experts": ["BatchGetItem", "BatchWriteItem", "DeleteItem", "Query"],
+                          "messages": ["BatchGetItem"]},
     "compliance_job": {"experts": ["PutItem", "Query"], "presence": ["UpdateItem"]},
     "scim": {"presence": ["UpdateItem"]},
     "websocket_connect": _COMPLIANCE_SEND,

@@ -642,6 +642,16 @@ INBOUND["expert.ask"] = _action("expert.ask", {
 INBOUND["expert.accept"] = _action("expert.accept", {"questionId": QUESTION_ID}, ["questionId"])
 INBOUND["expert.decline"] = _action("expert.decline", {"questionId": QUESTION_ID}, ["questionId"])
 INBOUND["expert.cancel"] = _action("expert.cancel", {"questionId": QUESTION_ID}, ["questionId"])
+INBOUND["expert.answered"] = _action("expert.answered", {
+    "questionId": QUESTION_ID,
+    "messageSeqs": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 10,
+                    "description": "the expert's messages in the question's conversation that answer it"}},
+    ["questionId", "messageSeqs"])
+INBOUND["expert.search"] = _action("expert.search", {
+    "q": {"type": "string", "minLength": 1, "maxLength": 4000,
+          "description": "words (or a draft question): entries with words starting with its longest ones"},
+    "topicId": {**TOPIC_ID, "description": "only this topic's entries (without q: its newest)"},
+    "limit": {"type": "integer", "minimum": 1, "maximum": 50, "description": "10"}})
 INBOUND["expert.queue"] = _action("expert.queue", {
     "topicId": TOPIC_ID, "limit": {"type": "integer", "minimum": 1, "maximum": 50,
                                    "description": "oldest first (50)"}}, ["topicId"])
@@ -656,7 +666,7 @@ _EXPERT_QUESTION = {"type": "object", "additionalProperties": False,
                                  "conversationId"],
                     "properties": {"questionId": {"type": "string"}, "topicId": {"type": "string"},
                                    "topicName": {"type": ["string", "null"]}, "text": {"type": "string"},
-                                   "state": {"enum": ["open", "accepted", "cancelled"]},
+                                   "state": {"enum": ["open", "accepted", "answered", "cancelled"]},
                                    "waiting": {"type": "boolean",
                                                "description": "every reachable expert was offered it; it waits "
                                                               "in the topic's queue"},
@@ -680,6 +690,22 @@ _EXPERT_QUEUE_RESULT = {"type": "object", "additionalProperties": False,
                         "required": ["topicId", "topicName", "questions"],
                         "properties": {"topicId": {"type": "string"}, "topicName": {"type": "string"},
                                        "questions": {"type": "array", "items": _EXPERT_QUESTION}}}
+_EXPERT_ENTRY = {"type": "object", "additionalProperties": False,
+                 "required": ["questionId", "topicId", "topicName", "question", "answer", "answeredBy",
+                              "conversationId", "askedAt", "answeredAt"],
+                 "properties": {"questionId": {"type": "string"}, "topicId": {"type": "string"},
+                                "topicName": {"type": ["string", "null"]}, "question": {"type": "string"},
+                                "answer": {"type": "string", "description": "the expert's chosen messages"},
+                                "answeredBy": {"type": ["string", "null"],
+                                               "description": "the expert's display name"},
+                                "conversationId": {"type": "string"}, "askedAt": {"type": "integer"},
+                                "answeredAt": {"type": "integer"}}}
+_EXPERT_ANSWERED_RESULT = {"type": "object", "additionalProperties": False, "required": ["entry"],
+                           "properties": {"entry": _EXPERT_ENTRY}}
+_EXPERT_SEARCH_RESULT = {"type": "object", "additionalProperties": False, "required": ["entries"],
+                         "properties": {"entries": {"type": "array", "items": _EXPERT_ENTRY}}}
+RESULTS["expert.answered"] = {"$schema": DRAFT, "title": "expert.answered result", **_EXPERT_ANSWERED_RESULT}
+RESULTS["expert.search"] = {"$schema": DRAFT, "title": "expert.search result", **_EXPERT_SEARCH_RESULT}
 RESULTS["expert.decline"] = {"$schema": DRAFT, "title": "expert.decline result", **_EXPERT_DECLINE_RESULT}
 RESULTS["expert.cancel"] = {"$schema": DRAFT, "title": "expert.cancel result", **_EXPERT_ASK_RESULT}
 RESULTS["expert.queue"] = {"$schema": DRAFT, "title": "expert.queue result", **_EXPERT_QUEUE_RESULT}
@@ -687,6 +713,8 @@ RESPONSES.update({
     "expert.ask": _EXPERT_ASK_RESULT,
     "expert.cancel": _EXPERT_ASK_RESULT,
     "expert.queue": _EXPERT_QUEUE_RESULT,
+    "expert.answered": _EXPERT_ANSWERED_RESULT,
+    "expert.search": _EXPERT_SEARCH_RESULT,
     "admin.experts.topics.list": {"type": "object", "required": ["topics"], "properties": {
         "topics": {"type": "array", "items": _EXPERT_TOPIC}}},
     "admin.experts.topics.create": {"type": "object", "required": ["topic"], "properties": {"topic": _EXPERT_TOPIC}},
@@ -705,5 +733,6 @@ OUTBOUND.update({
         **_Q, "conversationId": {"type": "string"}, "expert": {"type": "object"}},
         ["questionId", "topicId", "conversationId", "expert"]),
     "expert.question.unanswered": _event("expert.question.unanswered", _Q, ["questionId", "topicId"]),
+    "expert.question.answered": _event("expert.question.answered", _Q, ["questionId", "topicId"]),
     "expert.question.cancelled": _event("expert.question.cancelled", _Q, ["questionId", "topicId"]),
 })

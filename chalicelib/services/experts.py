@@ -25,8 +25,9 @@ from typing import Any, Callable
 
 from pynamodb.exceptions import UpdateError
 
-from ..models import (DirectoryGroup, ExpertItem, Presence, User, condition_failed, expert_waiting,
-                      expert_waiting_key, mark_expert_pool, unmark_expert_pool, user_key)
+from ..models import (EXPERT_ALL_TOPICS, DirectoryGroup, ExpertItem, Presence, User, condition_failed,
+                      expert_entries, expert_entry_key, expert_waiting, expert_waiting_key, expert_word_hits,
+                      expert_word_key, expert_write, mark_expert_pool, unmark_expert_pool, user_key)
 from ..protocol.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from . import events, presence as presence_service
 from .audit import audit, require_admin
@@ -486,3 +487,133 @@ def on_available(out: Any, job: dict[str, Any], now_ms: int) -> str:
     if stale:
         unmark_expert_pool(key, stale)
     return f"offered {offered}"
+
+
+# --- knowledge kept: Q&A entries (docs/experts.md "Knowledge kept") -----------------------------
+
+MAX_ANSWER_MESSAGES = 10
+MAX_ENTRY_WORDS = 40       # indexed words per entry (x2: the topic's and the company's index)
+MAX_QUERY_WORDS = 5        # the longest words of a search are looked up (1 Query each)
+MIN_QUERY_CHARS = 3
+WORD_HITS = 50             # keys read per looked-up word
+
+
+def words_of(text: str) -> list[str]:
+    """Normalized words (letters/digits runs, >= 3 characters, cut to 64), deduplicated, in order (pure)."""
+    from .. import search_index
+
+    out: list[str] = []
+    for word in search_index._RUNS.findall(search_index.normalize(text or "")):
+        word = word[:search_index.MAX_TOKEN_CHARS]
+        if len(word) >= MIN_QUERY_CHARS and word not in out:
+            out.append(word)
+    return out
+
+
+def _entry_view(e: ExpertItem, topic_name: str | None) -> dict[str, Any]:
+    return {"questionId": e.item_id[2:], "topicId": e.topic_id, "topicName": topic_name, "question": e.text,
+            "answer": e.answer, "answeredBy": e.expert_name, "conversationId": e.conversation_id,
+            "askedAt": int(e.created_at or 0), "answeredAt": int(e.answered_at or 0)}
+
+
+def answered(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """expert.answered / POST /experts/questions/{questionId}/answered: the asker keeps the expert's chosen
+    messages (by seq, in the question's conversation) as the topic's Q&A entry.  The entry and its words
+    expire with the first of those messages (TTL), and are shown only while all of them still are."""
+    from ..models import Message
+
+    p = call.principal
+    q = _find_question(p.tenant_id, body["questionId"])
+    if q.asker != p.user_id:
+        raise NotFound("No such question.")
+    if q.state != "accepted" or not q.conversation_id:
+        raise Conflict("Only an accepted question is marked answered, once.", state=q.state)
+    seqs = sorted(set(int(s) for s in body["messageSeqs"]))[:MAX_ANSWER_MESSAGES]
+    now = call.now_ms()
+    expert_key = user_key(p.tenant_id, q.accepted_by)
+    found = {m.seq: m for m in Message.batch_get([(q.conversation_id, s) for s in seqs])}
+    msgs = [found.get(s) for s in seqs]
+    if any(m is None or m.deleted or m.sender_key != expert_key or not m.body or not _alive(m, now)
+           for m in msgs):
+        raise ValidationFailed("Name messages the expert wrote in the question's conversation.")
+    expiries = [int(m.expires_at) for m in msgs if m.expires_at]
+    expires_at = min(expiries) if expiries else None
+    try:
+        q.update(actions=[ExpertItem.state.set("answered"), ExpertItem.answered_at.set(now),
+                          ExpertItem.updated_at.set(now)],
+                 condition=(ExpertItem.state == "accepted") & (ExpertItem.asker == p.user_id))
+    except UpdateError as exc:
+        if condition_failed(exc):
+            raise Conflict("The question was marked answered already.") from None
+        raise
+    topic = ExpertItem.find(p.tenant_id, ExpertItem.topic_key(q.topic_id))
+    expert = User.find(p.tenant_id, q.accepted_by)
+    qid = q.item_id[2:]
+    answer = "\n\n".join(m.body for m in msgs)
+    entry = ExpertItem(tenant_id=p.tenant_id, item_id=expert_entry_key(qid), topic_id=q.topic_id, text=q.text,
+                       answer=answer, answer_seqs=json.dumps(seqs), asker=q.asker, accepted_by=q.accepted_by,
+                       expert_name=expert.display_name if expert else None, conversation_id=q.conversation_id,
+                       created_at=int(q.created_at or 0), answered_at=now, updated_at=now, expires_at=expires_at)
+    words = words_of(f"{q.text}\n{answer}")[:MAX_ENTRY_WORDS]
+    expert_write([entry] + [ExpertItem(tenant_id=p.tenant_id, item_id=expert_word_key(scope, w, qid),
+                                       topic_id=q.topic_id, expires_at=expires_at)
+                            for w in words for scope in (q.topic_id, EXPERT_ALL_TOPICS)])
+    events.to_users(call.delivery, [expert_key], {"type": "expert.question.answered", "questionId": qid,
+                                                  "topicId": q.topic_id}, origin=user_key(p.tenant_id, p.user_id),
+                    now_ms=now, on_worker=True)
+    return {"entry": _entry_view(entry, topic.name if topic else None)}
+
+
+def _alive(m: Any, now_ms: int) -> bool:
+    """A message still shown: not deleted, not past its retention (TTL deletes lazily)."""
+    return not m.deleted and (not m.expires_at or int(m.expires_at) * 1000 > now_ms)
+
+
+def _visible(entries: list[ExpertItem], now_ms: int) -> list[ExpertItem]:
+    """The entries whose answer messages are all still shown (1 BatchGetItem per 100 messages): a
+    message deleted, or past a retention shortened since, hides its entry at once."""
+    from ..models import Message
+
+    entries = [e for e in entries if not e.expires_at or int(e.expires_at) * 1000 > now_ms]
+    keys = [(e.conversation_id, s) for e in entries for s in json.loads(e.answer_seqs or "[]")]
+    alive = {(m.conversation_id, m.seq) for m in Message.batch_get(keys) if _alive(m, now_ms)} if keys else set()
+    return [e for e in entries if all((e.conversation_id, s) in alive for s in json.loads(e.answer_seqs or "[]"))]
+
+
+def search(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """expert.search / GET /experts/answers: a company's Q&A entries (members, not guests).  With ``q``:
+    entries having words that start with the query's longest words (<= 5 Queries), the most words
+    matched first, then the newest; without: the topic's newest entries (1 Query).  Before asking, a
+    client shows ``expert.search`` with the topic and the draft question."""
+    p = call.principal
+    if p.roles == ("guest",):
+        raise Forbidden("Guests do not see the company's expert answers.")
+    tenant = p.tenant_id
+    limit = min(int(body.get("limit") or 10), 50)
+    topic_id = body.get("topicId")
+    names: dict[str, str | None] = {}
+    if topic_id:
+        names[topic_id] = _topic(tenant, topic_id).name
+    now = call.now_ms()
+    words = sorted(words_of(body.get("q") or ""), key=len, reverse=True)[:MAX_QUERY_WORDS]
+    if body.get("q") is not None and not words:
+        raise ValidationFailed(f"Search for at least one word of {MIN_QUERY_CHARS} characters.")
+    if not words:
+        if not topic_id:
+            raise ValidationFailed("Give q, topicId or both.")
+        found = _visible(expert_entries(tenant, topic_id, limit), now)
+    else:
+        score: dict[str, int] = {}
+        for w in words:
+            for qid in set(expert_word_hits(tenant, topic_id or EXPERT_ALL_TOPICS, w, WORD_HITS)):
+                score[qid] = score.get(qid, 0) + 1
+        # question ids are <topicId>.<ms>.<hex>: the most words matched, then the newest
+        best = sorted(score, key=lambda qid: (-score[qid], -int(qid.split(".")[1])))[:limit * 2]
+        got = {e.item_id[2:]: e for e in ExpertItem.batch_get([(tenant, expert_entry_key(qid)) for qid in best])} \
+            if best else {}
+        found = _visible([got[qid] for qid in best if qid in got], now)[:limit]
+    missing = {e.topic_id for e in found} - set(names)
+    if missing:
+        for t in ExpertItem.batch_get([(tenant, ExpertItem.topic_key(tid)) for tid in missing]):
+            names[t.item_id[2:]] = t.name
+    return {"entries": [_entry_view(e, names.get(e.topic_id)) for e in found[:limit]]}

@@ -174,6 +174,9 @@ WS: list[Entry] = [
     Entry("expert.decline", _x(NF, NF, NF, NF, NF), {"questionId": "{victim_uid}"}),
     Entry("expert.cancel", _x(NF, NF, NF, NF, NF), {"questionId": "{victim_uid}"}),
     Entry("expert.queue", _x(NF, NF, NF, NF, NF), {"topicId": "{victim_uid}"}),
+    # Q&A: only the asker marks answered; entries are searched in the caller's own company (guests: none)
+    Entry("expert.answered", _x(NF, NF, NF, NF, NF), {"questionId": "{victim_uid}", "messageSeqs": [1]}),
+    Entry("expert.search", _x(NF, NF, NF, NF, FB), {"topicId": "{victim_uid}", "q": "ATTACK {marker}"}),
 ]
 
 C = {"conversation_id": "conv"}
@@ -190,6 +193,9 @@ REST: list[Entry] = [
     Entry("POST /experts/questions", _x(NF, NF, NF, None, FB), {"topicId": "{victim_uid}", "text": "ATTACK {marker}"},
           why_not="role: any member of the company may ask on its topics"),
     Entry("DELETE /experts/questions/{question_id}", _x(NF, NF, NF, NF, NF), params={"question_id": "victim_uid"}),
+    Entry("POST /experts/questions/{question_id}/answered", _x(NF, NF, NF, NF, NF), {"messageSeqs": [1]},
+          params={"question_id": "victim_uid"}),
+    Entry("GET /experts/answers", _x(NF, NF, NF, NF, FB), {"topicId": "{victim_uid}", "q": "ATTACK"}),
     Entry("GET /experts/topics/{topic_id}/queue", _x(NF, NF, NF, NF, NF), params={"topic_id": "victim_uid"}),
     Entry("GET /conversations", _x("ok", "ok", "ok", None, "ok"), hidden=("conv_private",),
           why_not="role: lists only the caller's own memberships"),

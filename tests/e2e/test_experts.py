@@ -348,3 +348,77 @@ async def test_the_asker_cancels_and_the_experts_offers_are_withdrawn(stack, ses
     await s1.event("expert.question.offered", questionId=qid3)
     await s1.call("expert.accept", questionId=qid3)
     refused(api(stack, co.member, "DELETE", f"/experts/questions/{qid3}"), "conflict")
+
+
+# --- knowledge kept (docs/experts.md "Knowledge kept") -------------------------------------------------
+
+async def _send(s, conv: str, body: str) -> int:
+    res = await s.call("message.send", conversationId=conv, clientMessageId=uuid.uuid4().hex, body=body)
+    return res["message"]["seq"]
+
+
+async def test_answered_questions_become_qa_entries_only_their_company_sees(stack, sessions):
+    from chalicelib.models import Message
+
+    co, other = make_company(stack, "xk"), make_company(stack, "xl")
+    e1 = person(co, "expert1")
+    t = topic(stack, co, name="Lithium shipping", users=[co.user_id(e1)], timeoutSeconds=300)
+    s1 = await sessions(e1)
+    asker = await sessions(co.member)
+    q = await ask(asker, t["topicId"], "Can we ship lithium batteries to Norway by air?")
+    await s1.event("expert.question.offered", questionId=q["questionId"])
+    conv = (await s1.call("expert.accept", questionId=q["questionId"]))["conversation"]["conversationId"]
+    s_answer = await _send(s1, conv, "Yes, under UN3480 with a dangerous-goods declaration.")
+    s_more = await _send(s1, conv, "Packing instruction 965 applies; state of charge at most 30%.")
+    s_mine = await _send(asker, conv, "thanks")
+    # the answer's messages expire at some point (the company's retention): the entry goes with the first
+    expiry = int(time.time()) + 3600
+    Message(conversation_id=conv, seq=s_more).update(actions=[Message.expires_at.set(expiry)])
+    # only the asker marks answered, with the expert's own messages
+    with pytest.raises(ActionError) as err:
+        await s1.call("expert.answered", questionId=q["questionId"], messageSeqs=[s_answer])
+    assert err.value.code == "not_found"
+    with pytest.raises(ActionError) as err:
+        await asker.call("expert.answered", questionId=q["questionId"], messageSeqs=[s_answer, s_mine])
+    assert err.value.code == "validation_failed"
+    res = await asker.call("expert.answered", questionId=q["questionId"], messageSeqs=[s_more, s_answer])
+    jsonschema.validate(res, schemas.RESULTS["expert.answered"])
+    entry = res["entry"]
+    assert entry["answer"].startswith("Yes, under UN3480") and "instruction 965" in entry["answer"]
+    assert (entry["answeredBy"], entry["topicName"], entry["conversationId"]) == ("Expert1", "Lithium shipping", conv)
+    await s1.event("expert.question.answered", questionId=q["questionId"])
+    with pytest.raises(ActionError) as err:
+        await asker.call("expert.answered", questionId=q["questionId"], messageSeqs=[s_answer])
+    assert err.value.code == "conflict"
+    kept = ExpertItem.find(co.tenant, f"a#{q['questionId']}")
+    assert kept.expires_at == expiry  # no longer than its messages' retention
+    words = ExpertItem.query(co.tenant, ExpertItem.item_id.startswith(f"k#{t['topicId']}\x1f"))
+    assert {w.expires_at for w in words} == {expiry}
+    # any member of the company finds it by words (before asking: the draft question), by topic, REST too
+    bystander = await sessions(person(co, "bystander"))
+    hits = await bystander.call("expert.search", q="lithium NORWAY")
+    jsonschema.validate(hits, schemas.RESULTS["expert.search"])
+    assert [h["questionId"] for h in hits["entries"]] == [q["questionId"]]
+    draft = await bystander.call("expert.search", topicId=t["topicId"], q="Shipping batteries to Norway - allowed?")
+    assert [h["questionId"] for h in draft["entries"]] == [q["questionId"]]
+    assert [h["questionId"] for h in (await bystander.call("expert.search", topicId=t["topicId"]))["entries"]] \
+        == [q["questionId"]]
+    assert (await bystander.call("expert.search", q="submarine"))["entries"] == []
+    rest = ok(api(stack, co.member, "GET", "/experts/answers", params={"q": "UN3480"}), "expert.search")
+    assert [h["questionId"] for h in rest["entries"]] == [q["questionId"]]
+    # another company sees none of it; a guest does not search; an unknown topic is not_found
+    outsider = await sessions(other.member)
+    assert (await outsider.call("expert.search", q="lithium"))["entries"] == []
+    with pytest.raises(ActionError) as err:
+        await outsider.call("expert.search", topicId=t["topicId"], q="lithium")
+    assert err.value.code == "not_found"
+    refused(api(stack, person(co, "guest1", ("guest",)), "GET", "/experts/answers", params={"q": "lithium"}),
+            "forbidden")
+    # the entry is shown only while its messages are: one deleted, or past its retention, hides it at once
+    Message(conversation_id=conv, seq=s_more).update(actions=[Message.expires_at.set(int(time.time()) - 1)])
+    assert (await bystander.call("expert.search", q="lithium"))["entries"] == []
+    Message(conversation_id=conv, seq=s_more).update(actions=[Message.expires_at.set(expiry)])
+    assert len((await bystander.call("expert.search", q="lithium"))["entries"]) == 1
+    await s1.call("message.delete", conversationId=conv, seq=s_answer)
+    assert (await bystander.call("expert.search", q="lithium"))["entries"] == []
+    assert (await bystander.call("expert.search", topicId=t["topicId"]))["entries"] == []
