@@ -201,6 +201,12 @@ def search_expert_answers():
     return _rest("expert.search", "experts.search", query_names=("q", "topicId", "limit"))
 
 
+# The topics a member may ask: the company's and those connected companies share with it.
+@app.route("/experts/topics", methods=["GET"])
+def list_expert_topics():
+    return _rest("expert.topics", "experts.list_member_topics")
+
+
 # A topic's waiting questions, for the people of its pool.
 @app.route("/experts/topics/{topic_id}/queue", methods=["GET"])
 def expert_topic_queue(topic_id):
@@ -278,6 +284,17 @@ def admin_update_expert_topic(topic_id):
 @app.route("/admin/experts/topics/{topic_id}", methods=["DELETE"])
 def admin_delete_expert_topic(topic_id):
     return _rest("admin.experts.topics.delete", "experts.delete_topic", {"topicId": topic_id})
+
+
+# Sharing a topic with a connected company needs both admins: the host offers, the partner accepts.
+@app.route("/admin/experts/topics/{topic_id}/sharing", methods=["PUT"], content_types=["application/json"])
+def admin_share_expert_topic(topic_id):
+    return _rest("admin.experts.topics.share", "experts.share_topic", {"topicId": topic_id})
+
+
+@app.route("/admin/experts/shared/{peer}/{topic_id}", methods=["PUT"], content_types=["application/json"])
+def admin_accept_shared_expert_topic(peer, topic_id):
+    return _rest("admin.experts.shared.accept", "experts.accept_shared", {"peerTenantId": peer, "topicId": topic_id})
 
 
 @app.route("/admin/audit", methods=["GET"])

@@ -1607,6 +1607,11 @@ class ExpertItem(Model):
     answer_seqs = UnicodeAttribute(null=True)
     answered_at = NumberAttribute(null=True)
     expert_name = UnicodeAttribute(null=True)  # the answering expert's display name, as it was
+    # h-experts2, shared topics: the host's consent (topic: peer tenant ids); a question's asker of a
+    # partner company; a partner's consent item ``s#<hostTenant>#<topicId>`` names its host.
+    shared_with = UnicodeSetAttribute(null=True)
+    asker_tenant = UnicodeAttribute(null=True)
+    host_tenant = UnicodeAttribute(null=True)
     expires_at = NumberAttribute(null=True)
 
     @staticmethod
@@ -1702,3 +1707,15 @@ def expert_write(puts: list[ExpertItem]) -> None:
     with ExpertItem.batch_write() as batch:
         for item in puts:
             batch.save(item)
+
+
+# ---- experts: topics shared with a connected company (h-experts2) ----
+
+def expert_share_key(host_tenant: str, topic_id: str) -> str:
+    """The partner's consent to a host's shared topic, in the partner's partition."""
+    return f"s#{host_tenant}#{topic_id}"
+
+
+def expert_shares(tenant_id: str, limit: int = 100) -> list[ExpertItem]:
+    """The shared topics a company accepted: 1 Query (``begins_with s#``)."""
+    return list(ExpertItem.query(tenant_id, ExpertItem.item_id.startswith("s#"), limit=limit))

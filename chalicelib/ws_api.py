@@ -101,6 +101,7 @@ ACTIONS: dict[str, tuple[Handler, bool]] = {
     "expert.queue": (_service(experts.queue), True),
     "expert.answered": (_service(experts.answered), True),
     "expert.search": (_service(experts.search), True),
+    "expert.topics": (_service(experts.list_member_topics), True),
 }
 
 

@@ -919,7 +919,8 @@ for _fn, _extra in {
                     "experts": ["BatchGetItem", "BatchWriteItem"], "messages": ["BatchGetItem"]},
     "websocket_message": {"experts": ["BatchGetItem", "BatchWriteItem", "DeleteItem", "Query"],
                           "messages": ["BatchGetItem"]},
-    "compliance_job": {"experts": ["PutItem", "Query"], "presence": ["UpdateItem"]},
+    "compliance_job": {"experts": ["PutItem", "Query"], "presence": ["UpdateItem"],
+                       "tenants": ["BatchGetItem"]},  # a partner's asker: policy.allowed_recipients per wave
     "scim": {"presence": ["UpdateItem"]},
     "websocket_connect": _COMPLIANCE_SEND,
     "websocket_disconnect": _COMPLIANCE_SEND,

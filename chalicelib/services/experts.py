@@ -25,10 +25,12 @@ from typing import Any, Callable
 
 from pynamodb.exceptions import UpdateError
 
-from ..models import (EXPERT_ALL_TOPICS, DirectoryGroup, ExpertItem, Presence, User, condition_failed,
-                      expert_entries, expert_entry_key, expert_waiting, expert_waiting_key, expert_word_hits,
-                      expert_word_key, expert_write, mark_expert_pool, unmark_expert_pool, user_key)
+from ..models import (EXPERT_ALL_TOPICS, DirectoryGroup, ExpertItem, Presence, TenantLink, User, condition_failed,
+                      expert_entries, expert_entry_key, expert_share_key, expert_shares, expert_waiting,
+                      expert_waiting_key, expert_word_hits, expert_word_key, expert_write, mark_expert_pool,
+                      split_user_key, tenant_of, unmark_expert_pool, user_key)
 from ..protocol.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from .. import policy
 from . import events, presence as presence_service
 from .audit import audit, require_admin
 from .context import Call
@@ -37,7 +39,7 @@ log = logging.getLogger("chat.experts")
 
 MAX_TIERS = 3
 MAX_TOPICS = 100           # per company (one Query lists them)
-MAX_POOL = 200             # people per tier once groups are expanded
+MAX_POOL = 1000            # people per tier once groups are expanded (bench/experts_cost.py: 1,000)
 # Offer order by presence now; ranks above LAST_RESORT are offered only when the tier has nobody else.
 RANK = {"available": 0, "away": 1, "busy": 2, "do_not_disturb": 3, "in_meeting": 3}
 LAST_RESORT = 2
@@ -50,6 +52,7 @@ Schedule = Callable[[dict[str, Any], int], None]
 def _topic_view(t: ExpertItem) -> dict[str, Any]:
     return {"topicId": t.item_id[2:], "name": t.name, "tiers": json.loads(t.tiers or "[]"),
             "waveSize": int(t.wave_size or 1), "timeoutSeconds": int(t.timeout_seconds or 0),
+            "sharedWith": sorted(t.shared_with or ()),
             "createdAt": int(t.created_at or 0), "updatedAt": int(t.updated_at or 0)}
 
 
@@ -188,17 +191,31 @@ def _members(tenant: str, tier: dict[str, list[str]]) -> list[str]:
 
 
 def next_wave(tenant: str, tier: dict[str, list[str]], wave_size: int, skip: set[str], now_ms: int,
-              idle_ms: int) -> list[str]:
+              idle_ms: int, asker_key: str | None = None) -> list[str]:
     """Up to ``wave_size`` active members of the tier not in ``skip``, best presence first; [] when the
-    tier is exhausted.  1 GetItem per group, 1 BatchGetItem of the users, 1 of their presence."""
+    tier is exhausted.  1 GetItem per group, then pages of 100 people in the tier's order: 1 BatchGetItem
+    of their users and 1 of their presence per page, stopping once the pages read hold ``wave_size``
+    available people (they are then the wave whatever the rest holds: available ranks first, ties in
+    the tier's order), so a large pool with people online costs 2 BatchGetItems per wave, not 2 per
+    100 people (bench/experts_cost.py).  An asker of a partner company (shared topic): only experts
+    both companies' links and external-access policies allow now (``policy.allowed_recipients``)."""
     ids = [uid for uid in _members(tenant, tier) if uid not in skip]
-    if not ids:
-        return []
-    active = {u.user_id for u in User.batch_get([(tenant, uid) for uid in ids]) if u.active}
-    ids = [uid for uid in ids if uid in active]
-    items = Presence.many([user_key(tenant, uid) for uid in ids])
-    return pick_wave([(uid, presence_service.state(items.get(user_key(tenant, uid)), now_ms, idle_ms)["status"])
-                      for uid in ids], wave_size)
+    candidates: list[tuple[str, str]] = []
+    for start in range(0, len(ids), 100):
+        page = ids[start:start + 100]
+        active = {u.user_id for u in User.batch_get([(tenant, uid) for uid in page]) if u.active}
+        page = [uid for uid in page if uid in active]
+        if page and asker_key and tenant_of(asker_key) != tenant:
+            allowed = set(policy.allowed_recipients(asker_key, [user_key(tenant, uid) for uid in page], now_ms))
+            page = [uid for uid in page if user_key(tenant, uid) in allowed]
+        if not page:
+            continue
+        items = Presence.many([user_key(tenant, uid) for uid in page])
+        candidates += [(uid, presence_service.state(items.get(user_key(tenant, uid)), now_ms, idle_ms)["status"])
+                       for uid in page]
+        if sum(1 for _, status in candidates if status == "available") >= wave_size:
+            break
+    return pick_wave(candidates, wave_size)
 
 
 def pick_wave(candidates: list[tuple[str, str]], wave_size: int) -> list[str]:
@@ -212,7 +229,8 @@ def pick_wave(candidates: list[tuple[str, str]], wave_size: int) -> list[str]:
 # --- questions --------------------------------------------------------------------------------
 
 def _question_view(q: ExpertItem, topic_name: str | None = None) -> dict[str, Any]:
-    return {"questionId": q.item_id[2:], "topicId": q.topic_id, "topicName": topic_name, "text": q.text,
+    return {"questionId": q.item_id[2:], "topicId": q.topic_id, "tenantId": q.tenant_id, "topicName": topic_name,
+            "text": q.text,
             "state": q.state, "waiting": bool(q.exhausted), "createdAt": int(q.created_at or 0),
             "conversationId": q.conversation_id}
 
@@ -221,6 +239,15 @@ def _offer_frame(question_id: str, topic_id: str, topic_name: str | None, text: 
                  asked_at: int) -> dict[str, Any]:
     return {"type": "expert.question.offered", "questionId": question_id, "topicId": topic_id,
             "topicName": topic_name, "text": text, "askedBy": asked_by, "askedAt": asked_at}
+
+
+def _asker_key(q: ExpertItem) -> str:
+    """The asker's user key: of the topic's company, or of a partner company (shared topic)."""
+    return user_key(q.asker_tenant or q.tenant_id, q.asker)
+
+
+def _is_asker(p: Any, q: ExpertItem) -> bool:
+    return _asker_key(q) == user_key(p.tenant_id, p.user_id)
 
 
 def _find_question(tenant: str, question_id: str) -> ExpertItem:
@@ -235,10 +262,12 @@ def ask(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     p = call.principal
     if p.roles == ("guest",):
         raise Forbidden("Guests cannot ask the company's experts.")
-    topic = _topic(p.tenant_id, body["topicId"])
+    host = body.get("tenantId") or p.tenant_id
     me = User.find(p.tenant_id, p.user_id)
     if me is None or not me.active:
         raise NotFound("No such user.")
+    topic = _topic(p.tenant_id, body["topicId"]) if host == p.tenant_id else \
+        _shared_topic(p.tenant_id, host, body["topicId"], me, call.now_ms())
     from . import screening  # under the company's DLP rules, as a custom status is
 
     verdict = screening.screen_own(call, body["text"], "expert.question")
@@ -246,8 +275,9 @@ def ask(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     now = call.now_ms()
     topic_id = topic.item_id[2:]
     question_id = f"{topic_id}.{now:013d}.{uuid.uuid4().hex[:12]}"
-    q = ExpertItem(tenant_id=p.tenant_id, item_id=ExpertItem.question_key(question_id), topic_id=topic_id,
-                   asker=p.user_id, text=text, state="open", exhausted=False, tier=0, wave=0,
+    q = ExpertItem(tenant_id=host, item_id=ExpertItem.question_key(question_id), topic_id=topic_id,
+                   asker=p.user_id, asker_tenant=p.tenant_id if host != p.tenant_id else None, text=text,
+                   state="open", exhausted=False, tier=0, wave=0,
                    created_at=now, updated_at=now)
     q.save(condition=ExpertItem.item_id.does_not_exist())
     screening.record_flags(call, verdict, None, "expert.question")  # a flag rule's hit, for the reviewers
@@ -268,12 +298,14 @@ def _offer(out: Any, q: ExpertItem, topic: ExpertItem | None, now: int, idle_ms:
     tier_no = int(q.tier or 0)
     offered = set(q.offered or ())
     chosen: list[str] = []
+    asker_key = _asker_key(q)
+    own_asker = {q.asker} if tenant_of(asker_key) == tenant else set()
     while tier_no < len(tiers):
-        chosen = next_wave(tenant, tiers[tier_no], int(topic.wave_size or 1), offered | {q.asker}, now, idle_ms)
+        chosen = next_wave(tenant, tiers[tier_no], int(topic.wave_size or 1), offered | own_asker, now, idle_ms,
+                           asker_key)
         if chosen:
             break
         tier_no += 1
-    asker_key = user_key(tenant, q.asker)
     same_step = (ExpertItem.wave == wave) & (ExpertItem.state == "open")
     if not chosen:
         try:
@@ -283,11 +315,12 @@ def _offer(out: Any, q: ExpertItem, topic: ExpertItem | None, now: int, idle_ms:
             if condition_failed(exc):
                 return "stale"
             raise
-        asker = User.find(tenant, q.asker)
+        asker = User.find(*split_user_key(asker_key))
         # the topic's queue of waiting questions (1 PutItem): listed to its experts, offered to those
         # who become available (on_available); gone when the question is accepted or cancelled
-        ExpertItem(tenant_id=tenant, item_id=expert_waiting_key(q.item_id[2:]), topic_id=q.topic_id, asker=q.asker,
-                   text=q.text, asked_by=asker.display_name if asker else None, state="open", exhausted=True,
+        ExpertItem(tenant_id=tenant, item_id=expert_waiting_key(q.item_id[2:]), topic_id=q.topic_id,
+                   asker=q.asker, asker_tenant=q.asker_tenant, text=q.text,
+                   asked_by=asker.display_name if asker else None, state="open", exhausted=True,
                    created_at=int(q.created_at or 0), updated_at=now).save()
         events.to_users(out, [asker_key], {"type": "expert.question.unanswered", "questionId": q.item_id[2:],
                                            "topicId": q.topic_id}, origin=asker_key, now_ms=now, on_worker=True)
@@ -300,11 +333,15 @@ def _offer(out: Any, q: ExpertItem, topic: ExpertItem | None, now: int, idle_ms:
         if condition_failed(exc):
             return "stale"
         raise
-    asker = User.find(tenant, q.asker)
+    asker = User.find(*split_user_key(asker_key))
     frame = _offer_frame(q.item_id[2:], q.topic_id, topic.name, q.text, asker.display_name if asker else None,
                          int(q.created_at or 0))
     events.to_users(out, [user_key(tenant, uid) for uid in chosen], frame, origin=asker_key, now_ms=now,
                     on_worker=True)
+    # the asker sees the waves, never who is in them
+    events.to_users(out, [asker_key], {"type": "expert.question.wave", "questionId": q.item_id[2:],
+                                       "topicId": q.topic_id, "wave": wave + 1, "tier": tier_no + 1,
+                                       "experts": len(chosen)}, origin=asker_key, now_ms=now, on_worker=True)
     schedule({"job": "expert.escalate", "tenantId": tenant, "questionId": q.item_id[2:], "wave": wave + 1},
              int(topic.timeout_seconds or 120))
     return "offered"
@@ -328,12 +365,19 @@ def accept(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     topic = None
     if p.user_id not in (q.offered or ()):
         topic = ExpertItem.find(p.tenant_id, ExpertItem.topic_key(q.topic_id)) if q.exhausted else None
-        if topic is None or p.user_id == q.asker or not _in_pool(p.tenant_id, topic, p.user_id):
+        if topic is None or _is_asker(p, q) or not _in_pool(p.tenant_id, topic, p.user_id):
             raise NotFound("No such question.")  # not offered to the caller: not the caller's to see
     if q.state != "open":
         raise Conflict("The question was cancelled." if q.state == "cancelled"
                        else "Another expert already took the question.", state=q.state)
     now = call.now_ms()
+    asker_key = _asker_key(q)
+    asker = None
+    if tenant_of(asker_key) != p.tenant_id:
+        # a partner's asker (shared topic): the connection and both policies must allow it now
+        asker = User.find(*split_user_key(asker_key))
+        me = User.find(p.tenant_id, p.user_id)
+        policy.crossing(p.tenant_id, tenant_of(asker_key), now, a_user=me, b_user=asker, starting=True)
     try:
         q.update(actions=[ExpertItem.state.set("accepted"), ExpertItem.accepted_by.set(p.user_id),
                           ExpertItem.accepted_at.set(now), ExpertItem.updated_at.set(now)],
@@ -347,7 +391,8 @@ def accept(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     from . import conversations
 
     try:
-        created = conversations.create(call, {"kind": "group", "members": [q.asker], "name": topic_name[:80],
+        who = {"memberEmails": [asker.email]} if asker is not None else {"members": [q.asker]}
+        created = conversations.create(call, {"kind": "group", **who, "name": topic_name[:80],
                                               "topic": f"Ask the experts: {topic_name}"[:250]})
     except Exception:
         # give the question back (only this accept's own write is undone)
@@ -360,7 +405,7 @@ def accept(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     if q.exhausted:
         ExpertItem(tenant_id=p.tenant_id, item_id=expert_waiting_key(q.item_id[2:])).delete()
     me = User.find(p.tenant_id, p.user_id)
-    asker_key, my_key = user_key(p.tenant_id, q.asker), user_key(p.tenant_id, p.user_id)
+    my_key = user_key(p.tenant_id, p.user_id)
     qid = q.item_id[2:]
     events.to_users(call.delivery, [asker_key], {
         "type": "expert.question.accepted", "questionId": qid, "topicId": q.topic_id, "conversationId": conv_id,
@@ -380,8 +425,9 @@ MAX_ONLINE_OFFERS = 20     # waiting questions offered per topic then (the oldes
 
 
 def _waiting_view(m: ExpertItem, topic_name: str | None) -> dict[str, Any]:
-    return {"questionId": m.item_id[2:], "topicId": m.topic_id, "topicName": topic_name, "text": m.text,
-            "state": "open", "waiting": True, "createdAt": int(m.created_at or 0), "conversationId": None,
+    return {"questionId": m.item_id[2:], "topicId": m.topic_id, "tenantId": m.tenant_id, "topicName": topic_name,
+            "text": m.text, "state": "open", "waiting": True, "createdAt": int(m.created_at or 0),
+            "conversationId": None,
             "askedBy": m.asked_by}
 
 
@@ -429,8 +475,8 @@ def cancel(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     (conditional UpdateItem); the experts it was offered to hear ``expert.question.cancelled``, its
     escalation stops at the next step, and it leaves the topic's queue."""
     p = call.principal
-    q = _find_question(p.tenant_id, body["questionId"])
-    if q.asker != p.user_id:
+    q = _find_question(body.get("tenantId") or p.tenant_id, body["questionId"])
+    if not _is_asker(p, q):
         raise NotFound("No such question.")
     now = call.now_ms()
     try:
@@ -441,8 +487,8 @@ def cancel(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         if condition_failed(exc):
             raise Conflict("The question is no longer open.", state=q.state) from None
         raise
-    ExpertItem(tenant_id=p.tenant_id, item_id=expert_waiting_key(q.item_id[2:])).delete()
-    offered = [user_key(p.tenant_id, uid) for uid in sorted(q.offered or ())]
+    ExpertItem(tenant_id=q.tenant_id, item_id=expert_waiting_key(q.item_id[2:])).delete()
+    offered = [user_key(q.tenant_id, uid) for uid in sorted(q.offered or ())]
     if offered:
         events.to_users(call.delivery, offered, {"type": "expert.question.cancelled", "questionId": q.item_id[2:],
                                                  "topicId": q.topic_id}, origin=user_key(p.tenant_id, p.user_id),
@@ -469,8 +515,11 @@ def on_available(out: Any, job: dict[str, Any], now_ms: int) -> str:
             stale.add(topic_id)
             continue
         for m in expert_waiting(tenant, topic_id, MAX_ONLINE_OFFERS):
-            if m.asker == user_id:
+            asker_key = user_key(m.asker_tenant or tenant, m.asker)
+            if asker_key == key:
                 continue
+            if tenant_of(asker_key) != tenant and key not in policy.allowed_recipients(asker_key, [key], now_ms):
+                continue  # a partner's asker: the connection or a policy does not allow it now
             qid = m.item_id[2:]
             try:
                 ExpertItem(tenant_id=tenant, item_id=ExpertItem.question_key(qid)).update(
@@ -482,7 +531,7 @@ def on_available(out: Any, job: dict[str, Any], now_ms: int) -> str:
                 raise
             events.to_users(out, [key], _offer_frame(qid, topic_id, topic.name, m.text, m.asked_by,
                                                      int(m.created_at or 0)),
-                            origin=user_key(tenant, m.asker), now_ms=now_ms, on_worker=True)
+                            origin=asker_key, now_ms=now_ms, on_worker=True)
             offered += 1
     if stale:
         unmark_expert_pool(key, stale)
@@ -523,14 +572,14 @@ def answered(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     from ..models import Message
 
     p = call.principal
-    q = _find_question(p.tenant_id, body["questionId"])
-    if q.asker != p.user_id:
+    q = _find_question(body.get("tenantId") or p.tenant_id, body["questionId"])
+    if not _is_asker(p, q):
         raise NotFound("No such question.")
     if q.state != "accepted" or not q.conversation_id:
         raise Conflict("Only an accepted question is marked answered, once.", state=q.state)
     seqs = sorted(set(int(s) for s in body["messageSeqs"]))[:MAX_ANSWER_MESSAGES]
     now = call.now_ms()
-    expert_key = user_key(p.tenant_id, q.accepted_by)
+    expert_key = user_key(q.tenant_id, q.accepted_by)
     found = {m.seq: m for m in Message.batch_get([(q.conversation_id, s) for s in seqs])}
     msgs = [found.get(s) for s in seqs]
     if any(m is None or m.deleted or m.sender_key != expert_key or not m.body or not _alive(m, now)
@@ -546,16 +595,17 @@ def answered(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         if condition_failed(exc):
             raise Conflict("The question was marked answered already.") from None
         raise
-    topic = ExpertItem.find(p.tenant_id, ExpertItem.topic_key(q.topic_id))
-    expert = User.find(p.tenant_id, q.accepted_by)
+    tenant = q.tenant_id  # the topic's company keeps the entry (a partner's asker included)
+    topic = ExpertItem.find(tenant, ExpertItem.topic_key(q.topic_id))
+    expert = User.find(tenant, q.accepted_by)
     qid = q.item_id[2:]
     answer = "\n\n".join(m.body for m in msgs)
-    entry = ExpertItem(tenant_id=p.tenant_id, item_id=expert_entry_key(qid), topic_id=q.topic_id, text=q.text,
+    entry = ExpertItem(tenant_id=tenant, item_id=expert_entry_key(qid), topic_id=q.topic_id, text=q.text,
                        answer=answer, answer_seqs=json.dumps(seqs), asker=q.asker, accepted_by=q.accepted_by,
                        expert_name=expert.display_name if expert else None, conversation_id=q.conversation_id,
                        created_at=int(q.created_at or 0), answered_at=now, updated_at=now, expires_at=expires_at)
     words = words_of(f"{q.text}\n{answer}")[:MAX_ENTRY_WORDS]
-    expert_write([entry] + [ExpertItem(tenant_id=p.tenant_id, item_id=expert_word_key(scope, w, qid),
+    expert_write([entry] + [ExpertItem(tenant_id=tenant, item_id=expert_word_key(scope, w, qid),
                                        topic_id=q.topic_id, expires_at=expires_at)
                             for w in words for scope in (q.topic_id, EXPERT_ALL_TOPICS)])
     events.to_users(call.delivery, [expert_key], {"type": "expert.question.answered", "questionId": qid,
@@ -617,3 +667,98 @@ def search(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         for t in ExpertItem.batch_get([(tenant, ExpertItem.topic_key(tid)) for tid in missing]):
             names[t.item_id[2:]] = t.name
     return {"entries": [_entry_view(e, names.get(e.topic_id)) for e in found[:limit]]}
+
+
+# --- topics shared with a connected company (docs/experts.md "Across companies") -------------
+
+def _active_link(tenant: str, peer: str) -> None:
+    """Both sides of the connection must be active (1 BatchGetItem): else ``not_found`` / ``conflict``."""
+    mine, theirs = TenantLink.pair(tenant, peer)
+    if mine is None:
+        raise NotFound("No such connection.")
+    if mine.state != "active" or theirs is None or theirs.state != "active":
+        raise Conflict("The connection is not active.", state=mine.state)
+
+
+def share_topic(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """PUT /admin/experts/topics/{topicId}/sharing (admins; audited): offer (or stop offering) the topic to
+    a connected company.  Its people may ask once that company's admin accepted it too."""
+    require_admin(call)
+    tenant, peer = call.principal.tenant_id, body["peerTenantId"]
+    item = _topic(tenant, body["topicId"])
+    before = _topic_view(item)
+    if body["shared"]:
+        _active_link(tenant, peer)
+        item.update(actions=[ExpertItem.shared_with.add({peer}), ExpertItem.updated_at.set(call.now_ms())],
+                    condition=ExpertItem.item_id.exists())
+    else:
+        item.update(actions=[ExpertItem.shared_with.delete({peer}), ExpertItem.updated_at.set(call.now_ms())],
+                    condition=ExpertItem.item_id.exists())
+    view = _topic_view(item)
+    audit(call, "experts.topic.share", body["topicId"], before=before, after=view)
+    return {"topic": view}
+
+
+def accept_shared(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """PUT /admin/experts/shared/{peerTenantId}/{topicId} (admins; audited): our consent to a connected
+    company's topic it shares with us (``accepted: false`` withdraws it)."""
+    require_admin(call)
+    tenant, host, topic_id = call.principal.tenant_id, body["peerTenantId"], body["topicId"]
+    key = expert_share_key(host, topic_id)
+    if not body["accepted"]:
+        ExpertItem(tenant_id=tenant, item_id=key).delete()
+        audit(call, "experts.shared.withdraw", f"{host}/{topic_id}")
+        return {"tenantId": host, "topicId": topic_id, "accepted": False}
+    _active_link(tenant, host)
+    topic = ExpertItem.find(host, ExpertItem.topic_key(topic_id))
+    if topic is None or tenant not in (topic.shared_with or ()):
+        raise NotFound("No such expert topic shared with your company.")
+    now = call.now_ms()
+    ExpertItem(tenant_id=tenant, item_id=key, host_tenant=host, topic_id=topic_id, name=topic.name,
+               created_by=call.principal.user_id, created_at=now, updated_at=now).save()
+    audit(call, "experts.shared.accept", f"{host}/{topic_id}", after={"name": topic.name})
+    return {"tenantId": host, "topicId": topic_id, "accepted": True}
+
+
+def _shared_topic(tenant: str, host: str, topic_id: str, me: User, now_ms: int) -> ExpertItem:
+    """A host's topic our company may ask: our consent (GetItem), the host's (GetItem topic), and the
+    connection and both external-access policies now, for the asker (``policy.crossing``: 2 BatchGetItems).
+    Anything missing is ``not_found``; a refused crossing ``external_access_revoked``."""
+    if ExpertItem.find(tenant, expert_share_key(host, topic_id)) is None:
+        raise NotFound("No such expert topic.")
+    topic = ExpertItem.find(host, ExpertItem.topic_key(topic_id))
+    if topic is None or tenant not in (topic.shared_with or ()):
+        raise NotFound("No such expert topic.")
+    policy.crossing(tenant, host, now_ms, a_user=me, starting=True)
+    return topic
+
+
+def list_member_topics(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """expert.topics / GET /experts/topics: the topics a member may ask (not who answers them): the
+    company's own (1 Query) and the connected companies' shared ones both admins accepted and the
+    connection and policies allow now (1 Query of our consents, 1 BatchGetItem of the hosts' topics,
+    2 BatchGetItems per host company for the crossing)."""
+    p = call.principal
+    if p.roles == ("guest",):
+        raise Forbidden("Guests cannot ask the company's experts.")
+    out = [{"topicId": t.item_id[2:], "name": t.name, "tenantId": p.tenant_id, "shared": False}
+           for t in ExpertItem.topics(p.tenant_id, MAX_TOPICS)]
+    shares = expert_shares(p.tenant_id)
+    if shares:
+        me = User.find(p.tenant_id, p.user_id)
+        hosts = {(t.tenant_id, t.item_id[2:]): t for t in
+                 ExpertItem.batch_get([(s.host_tenant, ExpertItem.topic_key(s.topic_id)) for s in shares])}
+        allowed: dict[str, bool] = {}
+        for s in shares:
+            t = hosts.get((s.host_tenant, s.topic_id))
+            if t is None or p.tenant_id not in (t.shared_with or ()):
+                continue
+            if s.host_tenant not in allowed:
+                try:
+                    policy.crossing(p.tenant_id, s.host_tenant, call.now_ms(), a_user=me, starting=True)
+                    allowed[s.host_tenant] = True
+                except policy.ExternalAccessDenied:
+                    allowed[s.host_tenant] = False
+            if allowed[s.host_tenant]:
+                out.append({"topicId": s.topic_id, "name": t.name, "tenantId": s.host_tenant, "shared": True})
+    return {"topics": out}

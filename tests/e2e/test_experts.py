@@ -422,3 +422,101 @@ async def test_answered_questions_become_qa_entries_only_their_company_sees(stac
     await s1.call("message.delete", conversationId=conv, seq=s_answer)
     assert (await bystander.call("expert.search", q="lithium"))["entries"] == []
     assert (await bystander.call("expert.search", topicId=t["topicId"]))["entries"] == []
+
+
+# --- across companies (docs/experts.md "Across companies") ---------------------------------------------
+
+async def test_a_shared_topic_works_across_companies_and_stops_when_the_connection_is_revoked(stack, sessions):
+    from .test_federation import connect_companies
+
+    host, partner = make_company(stack, "xh"), make_company(stack, "xs")
+    connect_companies(stack, host, partner)
+    e1 = person(host, "expert1")
+    t = topic(stack, host, name="Customs", users=[host.user_id(e1)], timeoutSeconds=300)
+    s1 = await sessions(e1)
+    outsider = await sessions(partner.member)
+    # not shared yet: the partner's people find no such topic
+    with pytest.raises(ActionError) as err:
+        await outsider.call("expert.ask", tenantId=host.tenant, topicId=t["topicId"], text="HS code for drones?")
+    assert err.value.code == "not_found"
+    # the host offers it; until the partner's admin accepts, still nothing; members/guests may not share
+    refused(api(stack, host.member, "PUT", f"{TOPICS}/{t['topicId']}/sharing",
+                json={"peerTenantId": partner.tenant, "shared": True}), "forbidden")
+    shared = ok(api(stack, host.admin, "PUT", f"{TOPICS}/{t['topicId']}/sharing",
+                    json={"peerTenantId": partner.tenant, "shared": True}), "admin.experts.topics.share")["topic"]
+    assert shared["sharedWith"] == [partner.tenant]
+    with pytest.raises(ActionError) as err:
+        await outsider.call("expert.ask", tenantId=host.tenant, topicId=t["topicId"], text="HS code for drones?")
+    assert err.value.code == "not_found"
+    refused(api(stack, partner.member, "PUT", f"/admin/experts/shared/{host.tenant}/{t['topicId']}",
+                json={"accepted": True}), "forbidden")
+    ok(api(stack, partner.admin, "PUT", f"/admin/experts/shared/{host.tenant}/{t['topicId']}",
+           json={"accepted": True}), "admin.experts.shared.accept")
+    listed = await outsider.call("expert.topics")
+    jsonschema.validate(listed, schemas.RESULTS["expert.topics"])
+    assert {"topicId": t["topicId"], "name": "Customs", "tenantId": host.tenant, "shared": True} in listed["topics"]
+    # the partner's member asks; the host's expert is offered it, accepts; an external conversation of the two
+    q = await ask_shared(outsider, host, t["topicId"])
+    assert q["tenantId"] == host.tenant
+    offer = await s1.event("expert.question.offered", questionId=q["questionId"])
+    assert offer["askedBy"] == "Member"
+    res = await s1.call("expert.accept", questionId=q["questionId"])
+    conv_id = res["conversation"]["conversationId"]
+    accepted = await outsider.event("expert.question.accepted", questionId=q["questionId"])
+    assert accepted["conversationId"] == conv_id
+    assert {m.user_key for m in Member.of_conversation(conv_id)} == \
+        {user_key(host.tenant, host.user_id(e1)), user_key(partner.tenant, partner.user_id(partner.member))}
+    await outsider.call("message.send", conversationId=conv_id, clientMessageId=uuid.uuid4().hex, body="thanks!")
+    await s1.event("message.created")
+    # a question asked before the revocation: once revoked, the expert cannot take it, nobody can ask again
+    q2 = await ask_shared(outsider, host, t["topicId"], "And for spare parts?")
+    await s1.event("expert.question.offered", questionId=q2["questionId"])
+    r = api(stack, host.admin, "POST", f"/admin/connections/{partner.tenant}/revoke")
+    assert r.status_code == 200, r.text
+    with pytest.raises(ActionError) as err:
+        await s1.call("expert.accept", questionId=q2["questionId"])
+    assert err.value.code == "external_access_revoked"
+    assert stored(host, q2["questionId"]).state == "open"
+    with pytest.raises(ActionError) as err:
+        await outsider.call("expert.ask", tenantId=host.tenant, topicId=t["topicId"], text="Still there?")
+    assert err.value.code == "external_access_revoked"
+    assert all(x["tenantId"] == partner.tenant for x in (await outsider.call("expert.topics"))["topics"])
+
+
+async def ask_shared(s, host, topic_id: str, text: str = "Which HS code do drones have?") -> dict:
+    res = await s.call("expert.ask", tenantId=host.tenant, topicId=topic_id, text=text)
+    jsonschema.validate(res, schemas.RESULTS["expert.ask"])
+    return res["question"]
+
+
+async def test_a_shared_topic_offers_only_experts_both_policies_allow(stack, sessions):
+    from .test_federation import connect_companies
+
+    host, partner = make_company(stack, "xu"), make_company(stack, "xv")
+    connect_companies(stack, host, partner)
+    inside, outside = person(host, "inside"), person(host, "outside")
+    t = topic(stack, host, users=[host.user_id(inside), host.user_id(outside)], waveSize=1, timeoutSeconds=1)
+    ok(api(stack, host.admin, "PUT", f"{TOPICS}/{t['topicId']}/sharing",
+           json={"peerTenantId": partner.tenant, "shared": True}), "admin.experts.topics.share")
+    ok(api(stack, partner.admin, "PUT", f"/admin/experts/shared/{host.tenant}/{t['topicId']}",
+           json={"accepted": True}), "admin.experts.shared.accept")
+    # the host lets only one of its experts talk to other companies
+    r = api(stack, host.admin, "PUT", "/admin/policy", json={"mode": "users", "users": [host.user_id(inside)]})
+    assert r.status_code == 200, r.text
+    s_in, s_out = await sessions(inside), await sessions(outside)
+    outsider = await sessions(partner.member)
+    q = await ask_shared(outsider, host, t["topicId"])
+    await s_in.event("expert.question.offered", questionId=q["questionId"])
+    # the escalation step (compliance queue) skips the expert the host's policy keeps inside
+    await outsider.event("expert.question.unanswered", timeout=20, questionId=q["questionId"])
+    await s_out.no_event("expert.question.offered", wait=1.0, questionId=q["questionId"])
+    assert stored(host, q["questionId"]).offered == {host.user_id(inside)}
+    # the partner turns external access off: its people can no longer ask, nor see the shared topic
+    r = api(stack, partner.admin, "PUT", "/admin/policy", json={"mode": "off"})
+    assert r.status_code == 200, r.text
+    with pytest.raises(ActionError) as err:
+        await outsider.call("expert.ask", tenantId=host.tenant, topicId=t["topicId"], text="again?")
+    assert err.value.code == "external_access_revoked"
+    with pytest.raises(ActionError) as err:
+        await s_in.call("expert.accept", questionId=q["questionId"])
+    assert err.value.code == "external_access_revoked"
