@@ -70,6 +70,7 @@ bench: install
 	$(PY) bench/delivery_scale.py
 	$(PY) bench/delivery_model.py
 	$(PY) bench/hot_group.py
+	$(PY) bench/experts_cost.py
 	$(PY) bench/cost_model.py --json
 
 # The merged template is the whole stage: the app (Chalice) plus infra/ (tables,
