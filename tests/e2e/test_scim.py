@@ -557,3 +557,30 @@ async def test_auto_provision_refuses_a_second_subject_with_a_held_email(stack):
         assert [u["userId"] for u in found.json()["users"]] == [rest_sub], found.text
     finally:
         tenant.update(actions=[Tenant.auto_provision.set(False)])
+
+
+async def test_members_scim_adds_to_an_expert_pool_group_are_offered_waiting_questions(stack, acme, sessions):
+    """docs/experts.md "Questions waiting": a topic marks its groups; a member SCIM adds later is marked
+    too, so coming online offers them the topic's waiting questions."""
+    from chalicelib.models import ExpertItem, Presence, user_key
+
+    from .test_federation import api
+
+    bob = User.find_by_email("bob@acme.example").user_id
+    carol = User.find_by_email("carol@acme.example").user_id
+    gid = acme("POST", "/Groups", {"schemas": [GROUP], "displayName": _uniq("scim-experts"),
+                                   "members": [{"value": bob}]}, status=201).json()["id"]
+    r = api(stack, "alice@acme.example", "POST", "/admin/experts/topics",
+            json={"name": _uniq("SCIM topic"), "groups": [gid], "timeoutSeconds": 300})
+    assert r.status_code == 201, r.text
+    topic_id = r.json()["topic"]["topicId"]
+    assert topic_id in (Presence.find(user_key("acme", bob)).expert_topics or ())
+    acme("PATCH", f"/Groups/{gid}", _patch({"op": "add", "path": "members", "value": [{"value": carol}]}),
+         status=200)
+    assert topic_id in (Presence.find(user_key("acme", carol)).expert_topics or ())
+    asker = await sessions("dave@acme.example")
+    q = (await asker.call("expert.ask", topicId=topic_id, text="Who approves SCIM changes?"))["question"]
+    await asker.event("expert.question.unanswered", questionId=q["questionId"])  # bob and carol are offline
+    s_carol = await sessions("carol@acme.example")
+    await s_carol.event("expert.question.offered", timeout=20, questionId=q["questionId"])
+    assert carol in ExpertItem.find("acme", ExpertItem.question_key(q["questionId"])).offered
