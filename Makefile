@@ -72,6 +72,7 @@ bench: install
 	$(PY) bench/hot_group.py
 	$(PY) bench/email_claims.py
 	$(PY) bench/push_cost.py
+	$(PY) bench/experts_cost.py
 	$(PY) bench/cost_model.py --json
 
 # The merged template is the whole stage: the app (Chalice) plus infra/ (tables,

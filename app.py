@@ -200,6 +200,34 @@ def ask_experts():
     return _rest("expert.ask", "experts.ask", status=201)
 
 
+@app.route("/experts/questions/{question_id}", methods=["DELETE"])
+def cancel_expert_question(question_id):
+    return _rest("expert.cancel", "experts.cancel", {"questionId": question_id})
+
+
+# The asker keeps the expert's answer as the topic's Q&A entry; the company's entries are searched.
+@app.route("/experts/questions/{question_id}/answered", methods=["POST"], content_types=["application/json"])
+def mark_expert_question_answered(question_id):
+    return _rest("expert.answered", "experts.answered", {"questionId": question_id})
+
+
+@app.route("/experts/answers", methods=["GET"])
+def search_expert_answers():
+    return _rest("expert.search", "experts.search", query_names=("q", "topicId", "limit"))
+
+
+# The topics a member may ask: the company's and those connected companies share with it.
+@app.route("/experts/topics", methods=["GET"])
+def list_expert_topics():
+    return _rest("expert.topics", "experts.list_member_topics")
+
+
+# A topic's waiting questions, for the people of its pool.
+@app.route("/experts/topics/{topic_id}/queue", methods=["GET"])
+def expert_topic_queue(topic_id):
+    return _rest("expert.queue", "experts.queue", {"topicId": topic_id}, query_names=("limit",))
+
+
 # --- tenant admins ---------------------------------------------------------------
 
 @app.route("/admin/connections", methods=["GET"])
@@ -287,6 +315,17 @@ def admin_delete_expert_topic(topic_id):
 @app.route("/admin/usage", methods=["GET"])
 def admin_usage():
     return _rest("admin.usage.get", "usage_report.get_usage", query_names=("from", "to", "format"))
+
+
+# Sharing a topic with a connected company needs both admins: the host offers, the partner accepts.
+@app.route("/admin/experts/topics/{topic_id}/sharing", methods=["PUT"], content_types=["application/json"])
+def admin_share_expert_topic(topic_id):
+    return _rest("admin.experts.topics.share", "experts.share_topic", {"topicId": topic_id})
+
+
+@app.route("/admin/experts/shared/{peer}/{topic_id}", methods=["PUT"], content_types=["application/json"])
+def admin_accept_shared_expert_topic(peer, topic_id):
+    return _rest("admin.experts.shared.accept", "experts.accept_shared", {"peerTenantId": peer, "topicId": topic_id})
 
 
 @app.route("/admin/audit", methods=["GET"])

@@ -45,6 +45,10 @@ def handle(job: dict[str, Any]) -> str:
         s = runtime.settings()
         return experts.escalate(out, job, int(runtime.clock() * 1000), s.presence_idle_seconds * 1000,
                                 lambda nxt, delay: runtime.schedule_compliance(nxt, delay))
+    if kind == "expert.online":
+        from .services import experts
+
+        return experts.on_available(runtime.outbox(), job, int(runtime.clock() * 1000))
     log.warning("unknown compliance job dropped", extra={"job": str(kind)[:64]})
     return "dropped"
 

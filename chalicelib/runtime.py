@@ -5,6 +5,7 @@ its first invocation needs.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -166,7 +167,21 @@ def presence_env() -> Any:
     from .services.presence import PresenceEnv
 
     return _once("presence_env", lambda: PresenceEnv(
-        delivery=outbox(), clock=clock, settings=settings(), schedule=schedule_presence))
+        delivery=outbox(), clock=clock, settings=settings(), schedule=schedule_presence,
+        on_available=expert_available))
+
+
+def expert_available(key: str, topic_ids: list[str]) -> None:
+    """An expert pool's member became available: one compliance-queue job offers the topics' waiting
+    questions (services/experts.on_available), so the presence path only sends one SQS message."""
+    from .models import split_user_key
+
+    tenant, user_id = split_user_key(key)
+    try:
+        schedule_compliance({"job": "expert.online", "tenantId": tenant, "userId": user_id,
+                             "topicIds": topic_ids[:20]}, 0)
+    except Exception:  # noqa: BLE001 - presence must not fail for it; the queue's list still shows them
+        logging.getLogger("chat.experts").exception("expert.online not queued")
 
 
 def clock() -> float:

@@ -109,6 +109,12 @@ ACTIONS: dict[str, tuple[Handler, bool]] = {
     # ask the experts (docs/experts.md)
     "expert.ask": (_service("experts.ask"), True),
     "expert.accept": (_service("experts.accept"), True),
+    "expert.decline": (_service("experts.decline"), True),
+    "expert.cancel": (_service("experts.cancel"), True),
+    "expert.queue": (_service("experts.queue"), True),
+    "expert.answered": (_service("experts.answered"), True),
+    "expert.search": (_service("experts.search"), True),
+    "expert.topics": (_service("experts.list_member_topics"), True),
 }
 
 

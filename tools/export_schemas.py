@@ -52,6 +52,13 @@ SUMMARIES: dict[str, str] = {
     "admin.push.set": "Set the company's notification preview policy: full, sender or none (admins; audited)",
     "expert.ask": "Ask a topic's experts (who they are stays hidden): offered to the reachable ones in waves "
                   "(docs/experts.md)",
+    "expert.cancel": "Withdraw my open question: the experts it was offered to hear expert.question.cancelled",
+    "expert.answered": "Keep the expert's chosen messages as the topic's Q&A entry (the asker, once accepted)",
+    "expert.search": "Search the company's Q&A entries by words and/or topic (shown before asking)",
+    "expert.topics": "The expert topics I may ask: my company's and connected companies' shared ones",
+    "admin.experts.topics.share": "Offer an expert topic to a connected company, or stop (admins; audited)",
+    "admin.experts.shared.accept": "Accept (or withdraw) a connected company's shared expert topic (admins; audited)",
+    "expert.queue": "A topic's waiting questions (nobody reachable took them), for the people of its pool",
     "admin.experts.topics.list": "The company's expert topics (admins)",
     "admin.experts.topics.create": "Create an expert topic: tiers of users and directory groups, wave size, "
                                    "timeout (admins; audited)",

@@ -959,6 +959,27 @@ for _fn, _extra in {
 }.items():
     for _key, _acts in _extra.items():
         FUNCTION_ACCESS[_fn][_key] = sorted({*FUNCTION_ACCESS[_fn].get(_key, []), *_acts})
+# Questions waiting (docs/experts.md, h-experts2): a topic's save marks its pool (Presence.expert_topics,
+# DirectoryGroup.expert_topics; SCIM marks members it adds to such a group); a presence publication of a
+# marked user turning available queues one ``expert.online`` compliance job (every function that
+# publishes presence), which Queries the topics' waiting markers and offers them; accepting/cancelling
+# removes a marker, an exhausted question writes one.  Q&A entries (expert.answered, expert.search): the
+# answer's messages (BatchGetItem), the entry and its words (BatchWriteItem), the hits (BatchGetItem).
+_COMPLIANCE_SEND = {"queue:compliance": ["GetQueueUrl", "SendMessage"]}
+for _fn, _extra in {
+    "api_handler": {"presence": ["UpdateItem"], "groups": ["UpdateItem"],
+                    "experts": ["BatchGetItem", "BatchWriteItem"], "messages": ["BatchGetItem"]},
+    "websocket_message": {"experts": ["BatchGetItem", "BatchWriteItem", "DeleteItem", "Query"],
+                          "messages": ["BatchGetItem"]},
+    "compliance_job": {"experts": ["PutItem", "Query"], "presence": ["UpdateItem"],
+                       "tenants": ["BatchGetItem"]},  # a partner's asker: policy.allowed_recipients per wave
+    "scim": {"presence": ["UpdateItem"]},
+    "websocket_connect": _COMPLIANCE_SEND,
+    "websocket_disconnect": _COMPLIANCE_SEND,
+    "presence_flush": _COMPLIANCE_SEND,
+}.items():
+    for _key, _acts in _extra.items():
+        FUNCTION_ACCESS[_fn][_key] = sorted({*FUNCTION_ACCESS[_fn].get(_key, []), *_acts})
 # $disconnect publishes presence like $connect (to watchers of other companies too).
 for _key, _acts in {"queue:delivery": ["GetQueueUrl", "SendMessageBatch"],
                     "queue:presence": ["GetQueueUrl", "SendMessage"]}.items():

@@ -47,6 +47,8 @@ HOME = {
     "UsersByUserName": "users",
     "user_name_key": "users",
     # presence
+    "mark_expert_pool": "presence",
+    "unmark_expert_pool": "presence",
     "Connection": "presence",
     "ConnectionsByUser": "presence",
     "Presence": "presence",
@@ -91,6 +93,17 @@ HOME = {
     # usage
     "UsageDay": "usage",
     # experts
+    "expert_waiting_key": "experts",
+    "expert_waiting": "experts",
+    "EXPERT_WORD_SEP": "experts",
+    "EXPERT_ALL_TOPICS": "experts",
+    "expert_entry_key": "experts",
+    "expert_word_key": "experts",
+    "expert_entries": "experts",
+    "expert_word_hits": "experts",
+    "expert_write": "experts",
+    "expert_share_key": "experts",
+    "expert_shares": "experts",
     "ExpertItem": "experts",
 
 }
@@ -103,7 +116,7 @@ _ALL = ("Tenant", "DomainClaim", "TenantLink", "AuditEntry", "User", "Connection
 # DynamoDB TTL attribute per table (the local stack and infra/ enable these).
 _TTL = {"Connection": "expires_at", "Subscription": "expires_at", "Idempotency": "expires_at",
         "RateCounter": "expires_at", "File": "expires_at", "Message": "expires_at", "HeldOriginal": "expires_at",
-        "OnlineEntry": "expires_at", "UsageDay": "expires_at"}
+        "OnlineEntry": "expires_at", "UsageDay": "expires_at", "ExpertItem": "expires_at"}
 
 
 def __getattr__(name: str) -> Any:
@@ -145,7 +158,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .tenants import DomainClaim, Tenant, TenantLink, TenantsByIssuer  # noqa: F401
     from .audit import AuditEntry  # noqa: F401
     from .users import EMAIL_CLAIM, EmailClaim, email_claim_key, User, UsersByEmail, UsersByUserName, user_name_key  # noqa: F401
-    from .presence import Connection, ConnectionsByUser, Presence, Subscription, SubscriptionsByWatcher  # noqa: F401
+    from .presence import mark_expert_pool, unmark_expert_pool, Connection, ConnectionsByUser, Presence, Subscription, SubscriptionsByWatcher  # noqa: F401
     from .conversations import Conversation, Member, MembersByUser, PublicChannels  # noqa: F401
     from .messages import Idempotency, Message, MessagesByRetainedSender, MessagesByThread, RateCounter  # noqa: F401
     from .files import File, TenantUsage  # noqa: F401
@@ -155,5 +168,5 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .rosters import OnlineEntry  # noqa: F401
     from .search import UserSearchToken  # noqa: F401
     from .push import PushDevice, PushPreferences  # noqa: F401
-    from .experts import ExpertItem  # noqa: F401
+    from .experts import ExpertItem, expert_waiting_key, expert_waiting, EXPERT_WORD_SEP, EXPERT_ALL_TOPICS, expert_entry_key, expert_word_key, expert_entries, expert_word_hits, expert_write, expert_share_key, expert_shares  # noqa: F401
     from .usage import UsageDay  # noqa: F401

@@ -30,6 +30,8 @@ class DirectoryGroup(Model):
     member_display = UnicodeAttribute(null=True)
     created_at = NumberAttribute()
     updated_at = NumberAttribute()
+    # Expert topics naming this group (docs/experts.md): SCIM marks members it adds (models.mark_expert_pool).
+    expert_topics = UnicodeSetAttribute(null=True)
 
     @classmethod
     def find(cls, tenant_id: str, group_id: str) -> "DirectoryGroup | None":

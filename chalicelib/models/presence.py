@@ -95,6 +95,9 @@ class Presence(Model):
     # Large conversations (with an online roster, see ``OnlineEntry``) the user is a member of:
     # returned by the connect/disconnect update itself, so keeping rosters costs no read.
     rooms = UnicodeSetAttribute(null=True)
+    # Expert topics whose pool the user is (or was) in (docs/experts.md): read with the
+    # item publish() already reads, so presence changes of people in no pool cost nothing more.
+    expert_topics = UnicodeSetAttribute(null=True)
 
     @classmethod
     def find(cls, key: str) -> "Presence | None":
@@ -232,3 +235,19 @@ class Subscription(Model):
             for sub in found:
                 batch.delete(cls(watched_key=sub.watched_key, watcher_connection=connection_id))
         return len(found)
+
+
+# --- expert pools (docs/experts.md) ---
+
+def mark_expert_pool(keys: list[str], topic_ids: set[str]) -> None:
+    """ADD the topics to each user's ``Presence.expert_topics`` (1 UpdateItem per user; creates the item
+    of a user who never connected).  A stale mark (removed from the pool) is cleared lazily when it is
+    next used (services/experts.on_available)."""
+    for key in dict.fromkeys(keys):
+        # (the activity map is created with the item, so a later connect can set a path under it)
+        Presence(user_key=key).update(actions=[Presence.expert_topics.add(set(topic_ids)),
+                                               Presence.activity.set(Presence.activity | {})])
+
+
+def unmark_expert_pool(key: str, topic_ids: set[str]) -> None:
+    Presence(user_key=key).update(actions=[Presence.expert_topics.delete(set(topic_ids))])

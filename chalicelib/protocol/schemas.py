@@ -719,35 +719,115 @@ ADMIN.update({
     "admin.experts.topics.update": _action("admin.experts.topics.update", {"topicId": TOPIC_ID, **_TOPIC_FIELDS},
                                            ["topicId"]),
     "admin.experts.topics.delete": _action("admin.experts.topics.delete", {"topicId": TOPIC_ID}, ["topicId"]),
+    "admin.experts.topics.share": _action("admin.experts.topics.share", {
+        "topicId": TOPIC_ID, "peerTenantId": {**ID, "description": "a company connected to yours (active)"},
+        "shared": {"type": "boolean", "description": "offer the topic to it (its admin accepts), or stop"}},
+        ["topicId", "peerTenantId", "shared"]),
+    "admin.experts.shared.accept": _action("admin.experts.shared.accept", {
+        "peerTenantId": {**ID, "description": "the connected company sharing the topic"}, "topicId": TOPIC_ID,
+        "accepted": {"type": "boolean", "description": "let your people ask it, or withdraw that"}},
+        ["peerTenantId", "topicId", "accepted"]),
 })
 INBOUND["expert.ask"] = _action("expert.ask", {
+    "tenantId": {**ID, "description": "the topic's company when it is a connected company's shared topic "
+                                      "(expert.topics lists them); default: yours"},
     "topicId": TOPIC_ID, "text": {"type": "string", "minLength": 1, "maxLength": 4000}}, ["topicId", "text"])
 INBOUND["expert.accept"] = _action("expert.accept", {"questionId": QUESTION_ID}, ["questionId"])
+INBOUND["expert.decline"] = _action("expert.decline", {"questionId": QUESTION_ID}, ["questionId"])
+INBOUND["expert.cancel"] = _action("expert.cancel", {
+    "tenantId": {**ID, "description": "the topic's company when it is a connected company's shared topic "
+                                      "(expert.topics lists them); default: yours"},
+    "questionId": QUESTION_ID}, ["questionId"])
+INBOUND["expert.topics"] = _action("expert.topics")
+INBOUND["expert.answered"] = _action("expert.answered", {
+    "tenantId": {**ID, "description": "the topic's company when it is a connected company's shared topic "
+                                      "(expert.topics lists them); default: yours"},
+    "questionId": QUESTION_ID,
+    "messageSeqs": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 10,
+                    "description": "the expert's messages in the question's conversation that answer it"}},
+    ["questionId", "messageSeqs"])
+INBOUND["expert.search"] = _action("expert.search", {
+    "q": {"type": "string", "minLength": 1, "maxLength": 4000,
+          "description": "words (or a draft question): entries with words starting with its longest ones"},
+    "topicId": {**TOPIC_ID, "description": "only this topic's entries (without q: its newest)"},
+    "limit": {"type": "integer", "minimum": 1, "maximum": 50, "description": "10"}})
+INBOUND["expert.queue"] = _action("expert.queue", {
+    "topicId": TOPIC_ID, "limit": {"type": "integer", "minimum": 1, "maximum": 50,
+                                   "description": "oldest first (50)"}}, ["topicId"])
 _EXPERT_TOPIC = {"type": "object", "additionalProperties": False,
                  "required": ["topicId", "name", "tiers", "waveSize", "timeoutSeconds", "createdAt", "updatedAt"],
                  "properties": {"topicId": {"type": "string"}, "name": {"type": "string"},
                                 "tiers": {"type": "array", "items": EXPERT_TIER},
                                 "waveSize": {"type": "integer"}, "timeoutSeconds": {"type": "integer"},
+                                "sharedWith": {"type": "array", "items": {"type": "string"},
+                                               "description": "connected companies it is offered to"},
                                 "createdAt": {"type": "integer"}, "updatedAt": {"type": "integer"}}}
 _EXPERT_QUESTION = {"type": "object", "additionalProperties": False,
-                    "required": ["questionId", "topicId", "topicName", "text", "state", "waiting", "createdAt",
-                                 "conversationId"],
+                    "required": ["questionId", "topicId", "tenantId", "topicName", "text", "state", "waiting",
+                                 "createdAt", "conversationId"],
                     "properties": {"questionId": {"type": "string"}, "topicId": {"type": "string"},
+                                   "tenantId": {"type": "string", "description": "the topic's company"},
                                    "topicName": {"type": ["string", "null"]}, "text": {"type": "string"},
-                                   "state": {"enum": ["open", "accepted"]},
+                                   "state": {"enum": ["open", "accepted", "answered", "cancelled"]},
                                    "waiting": {"type": "boolean",
                                                "description": "every reachable expert was offered it; it waits "
                                                               "in the topic's queue"},
                                    "createdAt": {"type": "integer"},
-                                   "conversationId": {"type": ["string", "null"]}}}
+                                   "conversationId": {"type": ["string", "null"]},
+                                   "askedBy": {"type": ["string", "null"],
+                                               "description": "the asker's display name (expert.queue only)"}}}
 _EXPERT_ASK_RESULT = {"type": "object", "additionalProperties": False, "required": ["question"],
                       "properties": {"question": _EXPERT_QUESTION}}
 RESULTS["expert.ask"] = {"$schema": DRAFT, "title": "expert.ask result", **_EXPERT_ASK_RESULT}
 RESULTS["expert.accept"] = {"$schema": DRAFT, "title": "expert.accept result", "type": "object",
                             "additionalProperties": False, "required": ["question", "conversation"],
                             "properties": {"question": _EXPERT_QUESTION, "conversation": {"type": "object"}}}
+_EXPERT_DECLINE_RESULT = {"type": "object", "additionalProperties": False,
+                          "required": ["questionId", "declined", "movedOn"],
+                          "properties": {"questionId": {"type": "string"}, "declined": {"type": "boolean"},
+                                         "movedOn": {"type": "boolean",
+                                                     "description": "the whole latest wave declined: the next "
+                                                                    "wave was offered now"}}}
+_EXPERT_QUEUE_RESULT = {"type": "object", "additionalProperties": False,
+                        "required": ["topicId", "topicName", "questions"],
+                        "properties": {"topicId": {"type": "string"}, "topicName": {"type": "string"},
+                                       "questions": {"type": "array", "items": _EXPERT_QUESTION}}}
+_EXPERT_ENTRY = {"type": "object", "additionalProperties": False,
+                 "required": ["questionId", "topicId", "topicName", "question", "answer", "answeredBy",
+                              "conversationId", "askedAt", "answeredAt"],
+                 "properties": {"questionId": {"type": "string"}, "topicId": {"type": "string"},
+                                "topicName": {"type": ["string", "null"]}, "question": {"type": "string"},
+                                "answer": {"type": "string", "description": "the expert's chosen messages"},
+                                "answeredBy": {"type": ["string", "null"],
+                                               "description": "the expert's display name"},
+                                "conversationId": {"type": "string"}, "askedAt": {"type": "integer"},
+                                "answeredAt": {"type": "integer"}}}
+_EXPERT_ANSWERED_RESULT = {"type": "object", "additionalProperties": False, "required": ["entry"],
+                           "properties": {"entry": _EXPERT_ENTRY}}
+_EXPERT_SEARCH_RESULT = {"type": "object", "additionalProperties": False, "required": ["entries"],
+                         "properties": {"entries": {"type": "array", "items": _EXPERT_ENTRY}}}
+RESULTS["expert.answered"] = {"$schema": DRAFT, "title": "expert.answered result", **_EXPERT_ANSWERED_RESULT}
+RESULTS["expert.search"] = {"$schema": DRAFT, "title": "expert.search result", **_EXPERT_SEARCH_RESULT}
+_EXPERT_TOPICS_RESULT = {"type": "object", "additionalProperties": False, "required": ["topics"], "properties": {
+    "topics": {"type": "array", "items": {
+        "type": "object", "additionalProperties": False, "required": ["topicId", "name", "tenantId", "shared"],
+        "properties": {"topicId": {"type": "string"}, "name": {"type": "string"},
+                       "tenantId": {"type": "string", "description": "the topic's company (give it to expert.ask)"},
+                       "shared": {"type": "boolean", "description": "a connected company's topic"}}}}}}
+RESULTS["expert.topics"] = {"$schema": DRAFT, "title": "expert.topics result", **_EXPERT_TOPICS_RESULT}
+RESULTS["expert.decline"] = {"$schema": DRAFT, "title": "expert.decline result", **_EXPERT_DECLINE_RESULT}
+RESULTS["expert.cancel"] = {"$schema": DRAFT, "title": "expert.cancel result", **_EXPERT_ASK_RESULT}
+RESULTS["expert.queue"] = {"$schema": DRAFT, "title": "expert.queue result", **_EXPERT_QUEUE_RESULT}
 RESPONSES.update({
     "expert.ask": _EXPERT_ASK_RESULT,
+    "expert.cancel": _EXPERT_ASK_RESULT,
+    "expert.queue": _EXPERT_QUEUE_RESULT,
+    "expert.answered": _EXPERT_ANSWERED_RESULT,
+    "expert.topics": _EXPERT_TOPICS_RESULT,
+    "admin.experts.topics.share": {"type": "object", "required": ["topic"], "properties": {"topic": _EXPERT_TOPIC}},
+    "admin.experts.shared.accept": {"type": "object", "required": ["tenantId", "topicId", "accepted"], "properties": {
+        "tenantId": {"type": "string"}, "topicId": {"type": "string"}, "accepted": {"type": "boolean"}}},
+    "expert.search": _EXPERT_SEARCH_RESULT,
     "admin.experts.topics.list": {"type": "object", "required": ["topics"], "properties": {
         "topics": {"type": "array", "items": _EXPERT_TOPIC}}},
     "admin.experts.topics.create": {"type": "object", "required": ["topic"], "properties": {"topic": _EXPERT_TOPIC}},
@@ -762,10 +842,17 @@ OUTBOUND.update({
         "askedBy": {"type": ["string", "null"], "description": "the asker's display name"},
         "askedAt": {"type": "integer"}}, ["questionId", "topicId", "topicName", "text", "askedBy", "askedAt"]),
     "expert.question.taken": _event("expert.question.taken", _Q, ["questionId", "topicId"]),
+    "expert.question.wave": _event("expert.question.wave", {
+        **_Q, "wave": {"type": "integer", "minimum": 1, "description": "waves offered so far"},
+        "tier": {"type": "integer", "minimum": 1}, "experts": {"type": "integer", "minimum": 1,
+                                                               "description": "people offered it in this wave"}},
+        ["questionId", "topicId", "wave", "tier", "experts"]),
     "expert.question.accepted": _event("expert.question.accepted", {
         **_Q, "conversationId": {"type": "string"}, "expert": {"type": "object"}},
         ["questionId", "topicId", "conversationId", "expert"]),
     "expert.question.unanswered": _event("expert.question.unanswered", _Q, ["questionId", "topicId"]),
+    "expert.question.answered": _event("expert.question.answered", _Q, ["questionId", "topicId"]),
+    "expert.question.cancelled": _event("expert.question.cancelled", _Q, ["questionId", "topicId"]),
 })
 
 

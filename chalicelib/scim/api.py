@@ -25,7 +25,7 @@ from scim2_models import (Context, Error, Group, InvalidSyntaxException, Invalid
 
 from .. import email_claims, logs, metrics, search_index
 from ..identity import token_from_authorization
-from ..models import DirectoryGroup, EmailClaim, Tenant, User, condition_failed, user_name_key
+from ..models import DirectoryGroup, EmailClaim, Tenant, User, condition_failed, mark_expert_pool, user_key, user_name_key
 from ..protocol.errors import ChatError, Conflict
 from ..services import directory, scim_tokens
 from ..services.audit import audit
@@ -608,6 +608,9 @@ def _update_group(req: Request, group_id: str, new_state: Callable[[DirectoryGro
                 continue
             raise
         directory.sync_group(req.tenant_id, old_name, group.display_name, old_members, set(fields["members"]))
+        if group.expert_topics:  # a group of expert pools: its new members are marked (docs/experts.md)
+            mark_expert_pool([user_key(req.tenant_id, uid) for uid in sorted(set(fields["members"]) - old_members)],
+                             set(group.expert_topics))
         audit(req.call, "scim.group.update", group.group_id, before=before, after=_group_view(group))
         return 200, _dump(group_resource(group, req.base_url), req, Context.RESOURCE_REPLACEMENT_RESPONSE), {}
     raise Conflict("The group kept changing meanwhile; retry.")

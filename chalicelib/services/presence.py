@@ -40,6 +40,9 @@ class PresenceEnv:
     settings: Settings
     # schedule(user_key, delay_seconds): a delayed call of ``flush`` for that user
     schedule: Callable[[str, int], None]
+    # on_available(user_key, topic ids): the user of an expert pool became available (docs/experts.md
+    # "Questions waiting"); queues the offer of the topics' waiting questions, off this path.
+    on_available: Callable[[str, list[str]], None] | None = None
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -118,6 +121,7 @@ def publish(env: PresenceEnv, key: str, item: Presence | None = None) -> int:
             _schedule(env, item, wake, now)
         return 0
     last = int(item.published_at or 0)
+    was = item.published
     if now - last < window:
         _schedule(env, item, last + window, now)  # coalesce: publish the state at the window's end
         return 0
@@ -132,6 +136,9 @@ def publish(env: PresenceEnv, key: str, item: Presence | None = None) -> int:
         raise
     if wake is not None:
         _schedule(env, item, wake, now)
+    if item.expert_topics and st["status"] == "available" and env.on_available is not None \
+            and (not was or json.loads(was)[0] != "available"):
+        env.on_available(key, sorted(item.expert_topics))
     subs = Subscription.watchers(key)
     # watchers in other companies only while the connection and both policies share presence
     allowed = set(policy.allowed_recipients(key, [s.watcher_key for s in subs], now, "presence"))

@@ -2,7 +2,8 @@
 // Sign in through the company's own identity provider (OIDC code flow + PKCE), inbox with unread counts, conversations, live messages,
 // edits, deletes, reactions, threads, read receipts, typing, presence with custom status, files
 // (presigned POST straight to storage, scanned notice, presigned download), external conversations
-// marked as such, and a socket that reconnects by itself with jittered backoff and syncs what it missed.
+// marked as such, asking the experts (docs/experts.md), and a socket that reconnects by itself with jittered
+// backoff and syncs what it missed.
 
 const params = new URLSearchParams(location.search);
 const BACKOFF_INITIAL_MS = Number(params.get("backoff")) || 500; // ?backoff=ms (tests slow it down)
@@ -262,6 +263,7 @@ const state = {
   editing: null, // seq being edited inline
   confirmDelete: null, // seq whose delete waits for a second click
   people: new Map(), // "tenant#user" -> {displayName, external, ...} from users.get, or null (not visible)
+  experts: { topics: [], asked: new Map(), offers: new Map(), answers: [] }, // docs/experts.md
 };
 let chat = null;
 
@@ -779,6 +781,24 @@ function onEvent(f) {
       renderInbox();
       renderHeader();
       break;
+    case "expert.question.offered":
+      state.experts.offers.set(f.questionId, f);
+      renderExperts();
+      break;
+    case "expert.question.taken":
+    case "expert.question.cancelled":
+      state.experts.offers.delete(f.questionId);
+      renderExperts();
+      break;
+    case "expert.question.wave":
+      setAsked(f.questionId, `wave ${f.wave}: ${f.experts} expert${f.experts === 1 ? "" : "s"} asked`);
+      break;
+    case "expert.question.unanswered":
+      setAsked(f.questionId, "nobody available yet: waiting for an expert");
+      break;
+    case "expert.question.accepted":
+      setAsked(f.questionId, `accepted by ${f.expert.displayName || "an expert"}`);
+      break;
     case "typing":
       if (f.conversationId === state.open && !isMe(f.user)) {
         if (f.typing) state.typing.set(userKey(f.user), f.expiresAt); else state.typing.delete(userKey(f.user));
@@ -788,6 +808,103 @@ function onEvent(f) {
     default:
       break;
   }
+}
+
+// --- ask the experts (docs/experts.md) ----------------------------------------------------------
+
+function setAsked(questionId, status) {
+  const q = state.experts.asked.get(questionId) || { text: "" }; // an event may come before the ask's ack
+  q.status = status;
+  state.experts.asked.set(questionId, q);
+  renderExperts();
+}
+
+function chosenTopic() {
+  const [tenantId, topicId] = ($("expert-topic").value || "|").split("|");
+  return { tenantId, topicId };
+}
+
+function renderExperts() {
+  const ex = state.experts;
+  $("expert-offers").replaceChildren(...[...ex.offers.values()].map((f) => el("li", { "data-question": f.questionId },
+    el("span", { class: "q" }, f.text),
+    el("span", { class: "by" }, `${f.topicName || "expert topic"} · asked by ${f.askedBy || "someone"}`),
+    el("div", { class: "buttons" },
+      el("button", { class: "primary accept", type: "button", onclick: () => acceptQuestion(f.questionId) }, "Accept"),
+      el("button", { class: "decline", type: "button", onclick: () => declineQuestion(f.questionId) }, "Decline")))));
+  $("my-questions").replaceChildren(...[...ex.asked.entries()].map(([qid, q]) => el("li", { "data-question": qid },
+    el("span", { class: "q" }, q.text), el("span", { class: "status" }, q.status))));
+  $("expert-answers").replaceChildren(...ex.answers.map((e) => el("li", { "data-question": e.questionId },
+    el("span", { class: "q" }, e.question), el("span", { class: "a" }, e.answer),
+    el("span", { class: "by" }, `${e.topicName || ""} · answered by ${e.answeredBy || "an expert"}`))));
+}
+
+async function loadExpertTopics() {
+  try {
+    state.experts.topics = (await chat.call("expert.topics", {})).topics;
+  } catch {
+    state.experts.topics = []; // guests ask nobody
+  }
+  $("experts").classList.toggle("hidden", state.experts.topics.length === 0);
+  $("expert-topic").replaceChildren(...state.experts.topics.map((t) => el("option", { value: `${t.tenantId}|${t.topicId}` },
+    t.shared ? `${t.name} (${t.tenantId})` : t.name)));
+}
+
+async function searchAnswers(q) {
+  const { tenantId, topicId } = chosenTopic();
+  if (!topicId || (state.me && tenantId !== state.me.tenant)) return; // a partner's answers stay its own
+  try {
+    state.experts.answers = (await chat.call("expert.search", q ? { topicId, q } : { topicId })).entries;
+  } catch {
+    state.experts.answers = [];
+  }
+  renderExperts();
+}
+
+function onAskInput() {
+  clearTimeout(onAskInput.timer);
+  const text = $("ask-text").value.trim();
+  if (text.length < 3) return;
+  onAskInput.timer = setTimeout(() => searchAnswers(text), 400); // earlier answers, before asking
+}
+
+async function askExperts(e) {
+  e.preventDefault();
+  const text = $("ask-text").value.trim();
+  const { tenantId, topicId } = chosenTopic();
+  if (!text || !topicId) return;
+  try {
+    const fields = { topicId, text };
+    if (state.me && tenantId !== state.me.tenant) fields.tenantId = tenantId;
+    const { question } = await chat.call("expert.ask", fields);
+    const seen = state.experts.asked.get(question.questionId);
+    state.experts.asked.set(question.questionId, { text, status: seen ? seen.status : "asked" });
+    $("ask-text").value = "";
+    renderExperts();
+  } catch (err) {
+    flash(err.message);
+  }
+}
+
+async function acceptQuestion(questionId) {
+  try {
+    const res = await chat.call("expert.accept", { questionId });
+    state.experts.offers.delete(questionId);
+    renderExperts();
+    const conv = res.conversation;
+    state.convs.set(conv.conversationId, { ...(state.convs.get(conv.conversationId) || {}), ...conv });
+    await openConversation(conv.conversationId);
+  } catch (err) {
+    state.experts.offers.delete(questionId);
+    renderExperts();
+    flash(err.code === "conflict" ? "Another expert took it first." : err.message);
+  }
+}
+
+async function declineQuestion(questionId) {
+  state.experts.offers.delete(questionId);
+  renderExperts();
+  await chat.call("expert.decline", { questionId }).catch(() => {});
 }
 
 // --- actions -------------------------------------------------------------------------------------
@@ -1153,6 +1270,7 @@ async function enterApp(me, getToken) {
         renderAll();
         await markRead();
       }
+      loadExpertTopics(); // its own errors handled; nothing else waits for it
     } catch (err) {
       console.warn(err);
     }
@@ -1172,6 +1290,9 @@ $("signin-form").addEventListener("submit", async (e) => {
   }
 });
 $("composer").addEventListener("submit", sendFromComposer);
+$("ask-form").addEventListener("submit", askExperts);
+$("ask-text").addEventListener("input", onAskInput);
+$("answers-browse").addEventListener("click", () => searchAnswers(null));
 $("composer-input").addEventListener("input", onComposerInput);
 $("thread-composer").addEventListener("submit", sendFromThread);
 $("thread-close").addEventListener("click", closeThread);

@@ -509,6 +509,63 @@ class ChatClient:
         result = await self.call("conversation.create", timeout=timeout, kind="direct", **fields)
         return result["conversation"]
 
+    # --- ask the experts (docs/experts.md) ----------------------------------------------------
+
+    async def expert_topics(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
+        """The topics you may ask (``expert.topics``): ``{topicId, name, tenantId, shared}`` each; a shared
+        topic of a connected company has that company's ``tenantId`` (give it to ``ask_experts``)."""
+        return (await self.call("expert.topics", timeout=timeout))["topics"]
+
+    async def ask_experts(self, topic_id: str, text: str, *, tenant_id: str | None = None,
+                          timeout: float | None = None) -> dict[str, Any]:
+        """Ask a topic's experts without knowing who they are (``expert.ask``); returns the question.
+        Watch ``expert.question.wave`` (each wave offered), ``.accepted`` (who took it, the conversation)
+        and ``.unanswered`` on ``events()``.  Show ``search_answers(text, topic_id=...)`` first."""
+        fields: dict[str, Any] = {"topicId": topic_id, "text": text}
+        if tenant_id is not None:
+            fields["tenantId"] = tenant_id
+        return (await self.call("expert.ask", timeout=timeout, **fields))["question"]
+
+    async def accept_question(self, question_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """Take a question offered to you (``expert.accept``): ``{question, conversation}``; the first accept
+        wins, the others get ``ChatError`` ``conflict``."""
+        return await self.call("expert.accept", timeout=timeout, questionId=question_id)
+
+    async def decline_question(self, question_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """Pass on a question offered to you (``expert.decline``)."""
+        return await self.call("expert.decline", timeout=timeout, questionId=question_id)
+
+    async def cancel_question(self, question_id: str, *, tenant_id: str | None = None,
+                              timeout: float | None = None) -> dict[str, Any]:
+        """Withdraw your open question (``expert.cancel``); returns it (``state: "cancelled"``)."""
+        fields: dict[str, Any] = {"questionId": question_id}
+        if tenant_id is not None:
+            fields["tenantId"] = tenant_id
+        return (await self.call("expert.cancel", timeout=timeout, **fields))["question"]
+
+    async def expert_queue(self, topic_id: str, *, limit: int | None = None,
+                           timeout: float | None = None) -> list[dict[str, Any]]:
+        """A topic's waiting questions, for the people of its pool (``expert.queue``)."""
+        fields: dict[str, Any] = {"topicId": topic_id}
+        if limit is not None:
+            fields["limit"] = limit
+        return (await self.call("expert.queue", timeout=timeout, **fields))["questions"]
+
+    async def mark_answered(self, question_id: str, message_seqs: Iterable[int], *, tenant_id: str | None = None,
+                            timeout: float | None = None) -> dict[str, Any]:
+        """Keep the expert's messages (their seqs) as the topic's Q&A entry (``expert.answered``)."""
+        fields: dict[str, Any] = {"questionId": question_id, "messageSeqs": [int(s) for s in message_seqs]}
+        if tenant_id is not None:
+            fields["tenantId"] = tenant_id
+        return (await self.call("expert.answered", timeout=timeout, **fields))["entry"]
+
+    async def search_answers(self, q: str | None = None, *, topic_id: str | None = None, limit: int | None = None,
+                             timeout: float | None = None) -> list[dict[str, Any]]:
+        """The company's Q&A entries (``expert.search``): by words (or a draft question), by topic, or both;
+        without ``q``, the topic's newest (browse)."""
+        fields: dict[str, Any] = {k: v for k, v in (("q", q), ("topicId", topic_id), ("limit", limit)) if v is not None}
+        return (await self.call("expert.search", timeout=timeout, **fields))["entries"]
+
     async def sync(self, conversation_ids: Iterable[str] | None = None) -> dict[str, int]:
         """Fetch what was missed in the tracked (or given) conversations and deliver it as events.
 

@@ -220,6 +220,92 @@ class UnknownEvent(Event):
         return self.event_type
 
 
+# --- ask the experts (docs/experts.md) ----------------------------------------------------
+
+@dataclass
+class ExpertQuestionEvent(Event):
+    """Base of the ``expert.question.*`` events: which question of which topic."""
+
+    question_id: str = ""
+    topic_id: str = ""
+
+    @classmethod
+    def _ids(cls, f: dict[str, Any]) -> dict[str, Any]:
+        return {"question_id": str(f.get("questionId", "")), "topic_id": str(f.get("topicId", "")), "raw": f}
+
+    @classmethod
+    def from_frame(cls, f: dict[str, Any]) -> "ExpertQuestionEvent":
+        return cls(**cls._ids(f))
+
+
+@dataclass
+class ExpertQuestionOffered(ExpertQuestionEvent):
+    """A question on a topic you answer is offered to you: ``ChatClient.accept_question`` or ``decline_question``."""
+
+    type: ClassVar[str] = "expert.question.offered"
+    topic_name: str | None = None
+    text: str = ""
+    asked_by: str | None = None  # the asker's display name
+    asked_at: int = 0
+
+    @classmethod
+    def from_frame(cls, f: dict[str, Any]) -> "ExpertQuestionOffered":
+        return cls(**cls._ids(f), topic_name=f.get("topicName"), text=str(f.get("text", "")),
+                   asked_by=f.get("askedBy"), asked_at=int(f.get("askedAt") or 0))
+
+
+@dataclass
+class ExpertQuestionWave(ExpertQuestionEvent):
+    """Your question was offered to one more wave (``experts`` people of tier ``tier``; never who)."""
+
+    type: ClassVar[str] = "expert.question.wave"
+    wave: int = 0
+    tier: int = 0
+    experts: int = 0
+
+    @classmethod
+    def from_frame(cls, f: dict[str, Any]) -> "ExpertQuestionWave":
+        return cls(**cls._ids(f), wave=int(f.get("wave") or 0), tier=int(f.get("tier") or 0),
+                   experts=int(f.get("experts") or 0))
+
+
+@dataclass
+class ExpertQuestionAccepted(ExpertQuestionEvent):
+    """An expert took your question: ``expert`` ({tenantId, userId, displayName}), the conversation of you two."""
+
+    type: ClassVar[str] = "expert.question.accepted"
+    conversation_id: str = ""
+    expert: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_frame(cls, f: dict[str, Any]) -> "ExpertQuestionAccepted":
+        return cls(**cls._ids(f), conversation_id=str(f.get("conversationId", "")), expert=dict(f.get("expert") or {}))
+
+
+@dataclass
+class ExpertQuestionTaken(ExpertQuestionEvent):
+    type: ClassVar[str] = "expert.question.taken"
+
+
+@dataclass
+class ExpertQuestionUnanswered(ExpertQuestionEvent):
+    type: ClassVar[str] = "expert.question.unanswered"
+
+
+@dataclass
+class ExpertQuestionCancelled(ExpertQuestionEvent):
+    type: ClassVar[str] = "expert.question.cancelled"
+
+
+@dataclass
+class ExpertQuestionAnswered(ExpertQuestionEvent):
+    type: ClassVar[str] = "expert.question.answered"
+
+
+EXPERT_EVENTS = (ExpertQuestionOffered, ExpertQuestionWave, ExpertQuestionAccepted, ExpertQuestionTaken,
+                 ExpertQuestionUnanswered, ExpertQuestionCancelled, ExpertQuestionAnswered)
+
+
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(p.title() for p in rest)
@@ -253,7 +339,7 @@ class Synced(Event):
 
 EVENT_TYPES: dict[str, Any] = {cls.type: cls for cls in (
     MessageCreated, MessageEdited, MessageDeleted, ReactionChanged, Receipt, Typing, PresenceChanged,
-    MembersChanged, ConversationCreated, ConversationUpdated, FileReady, FileRejected, ServerError)}
+    MembersChanged, ConversationCreated, ConversationUpdated, FileReady, FileRejected, ServerError, *EXPERT_EVENTS)}
 
 
 def parse_event(frame: dict[str, Any]) -> Event:

@@ -176,6 +176,15 @@ WS: list[Entry] = [
     Entry("expert.ask", _x(NF, NF, NF, None, FB), {"topicId": "{victim_uid}", "text": "ATTACK {marker}"},
           why_not="role: any member of the company may ask on its topics"),
     Entry("expert.accept", _x(NF, NF, NF, NF, NF), {"questionId": "{victim_uid}"}),
+    # only an expert it was offered to declines, only its asker cancels; a topic's queue is its pool's
+    Entry("expert.decline", _x(NF, NF, NF, NF, NF), {"questionId": "{victim_uid}"}),
+    Entry("expert.cancel", _x(NF, NF, NF, NF, NF), {"questionId": "{victim_uid}"}),
+    Entry("expert.queue", _x(NF, NF, NF, NF, NF), {"topicId": "{victim_uid}"}),
+    # the caller's own company's topics (and shared ones it accepted): nothing of the victim's
+    Entry("expert.topics", _x("ok", "ok", "ok", "ok", FB), hidden=("victim_uid",)),
+    # Q&A: only the asker marks answered; entries are searched in the caller's own company (guests: none)
+    Entry("expert.answered", _x(NF, NF, NF, NF, NF), {"questionId": "{victim_uid}", "messageSeqs": [1]}),
+    Entry("expert.search", _x(NF, NF, NF, NF, FB), {"topicId": "{victim_uid}", "q": "ATTACK {marker}"}),
 ]
 
 C = {"conversation_id": "conv"}
@@ -195,6 +204,12 @@ REST: list[Entry] = [
           why_not="role: a member sets its own push level"),
     Entry("POST /experts/questions", _x(NF, NF, NF, None, FB), {"topicId": "{victim_uid}", "text": "ATTACK {marker}"},
           why_not="role: any member of the company may ask on its topics"),
+    Entry("DELETE /experts/questions/{question_id}", _x(NF, NF, NF, NF, NF), params={"question_id": "victim_uid"}),
+    Entry("POST /experts/questions/{question_id}/answered", _x(NF, NF, NF, NF, NF), {"messageSeqs": [1]},
+          params={"question_id": "victim_uid"}),
+    Entry("GET /experts/answers", _x(NF, NF, NF, NF, FB), {"topicId": "{victim_uid}", "q": "ATTACK"}),
+    Entry("GET /experts/topics", _x("ok", "ok", "ok", "ok", FB), hidden=("victim_uid",)),
+    Entry("GET /experts/topics/{topic_id}/queue", _x(NF, NF, NF, NF, NF), params={"topic_id": "victim_uid"}),
     Entry("GET /conversations", _x("ok", "ok", "ok", None, "ok"), hidden=("conv_private",),
           why_not="role: lists only the caller's own memberships"),
     Entry("GET /conversations/{conversation_id}", _x(NF, "ok", "ok", None, NF), params=C,
@@ -244,6 +259,12 @@ REST: list[Entry] = [
           params={"topic_id": "victim_uid"}),
     Entry("DELETE /admin/experts/topics/{topic_id}", {**_x(NF, NF, NF), **ADMIN_ROLE},
           params={"topic_id": "victim_uid"}),
+    # sharing: the other company's admin cannot share the victim's topic (not its own), nor accept a
+    # topic of the victim's company that was never shared with it
+    Entry("PUT /admin/experts/topics/{topic_id}/sharing", {**_x(NF, NF, NF), **ADMIN_ROLE},
+          {"peerTenantId": "{peer}", "shared": True}, params={"topic_id": "victim_uid"}),
+    Entry("PUT /admin/experts/shared/{peer}/{topic_id}", {**_x(NF, NF, "not_found|conflict"), **ADMIN_ROLE},
+          {"accepted": True}, params={"peer": "peer", "topic_id": "victim_uid"}),
     # compliance: a file of the company's members (kept by a hold after its deletion, or clean)
     Entry("GET /admin/files/{file_id}/download", {**_x(NF, NF, NF), **ADMIN_ROLE}, params={"file_id": "file"}),
     # the review queue: the other company's caller is its admin *and reviewer* (test_isolation.build);

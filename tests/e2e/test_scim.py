@@ -850,3 +850,30 @@ def test_email_claims_backfill_is_resumable_and_idempotent(stack, capsys):
     assert [EmailClaim.holder_of(tenant, f"p{i}@bf.example") for i in range(5)] == [f"u{i:02d}" for i in range(5)]
     # the claims are outside the tenant's partition: a Query of its users never meets them
     assert sorted(u.user_id for u in User.query(tenant)) == sorted(u.user_id for u in users)
+
+
+async def test_members_scim_adds_to_an_expert_pool_group_are_offered_waiting_questions(stack, acme, sessions):
+    """docs/experts.md "Questions waiting": a topic marks its groups; a member SCIM adds later is marked
+    too, so coming online offers them the topic's waiting questions."""
+    from chalicelib.models import ExpertItem, Presence, user_key
+
+    from .test_federation import api
+
+    bob = User.find_by_email("bob@acme.example").user_id
+    carol = User.find_by_email("carol@acme.example").user_id
+    gid = acme("POST", "/Groups", {"schemas": [GROUP], "displayName": _uniq("scim-experts"),
+                                   "members": [{"value": bob}]}, status=201).json()["id"]
+    r = api(stack, "alice@acme.example", "POST", "/admin/experts/topics",
+            json={"name": _uniq("SCIM topic"), "groups": [gid], "timeoutSeconds": 300})
+    assert r.status_code == 201, r.text
+    topic_id = r.json()["topic"]["topicId"]
+    assert topic_id in (Presence.find(user_key("acme", bob)).expert_topics or ())
+    acme("PATCH", f"/Groups/{gid}", _patch({"op": "add", "path": "members", "value": [{"value": carol}]}),
+         status=200)
+    assert topic_id in (Presence.find(user_key("acme", carol)).expert_topics or ())
+    asker = await sessions("dave@acme.example")
+    q = (await asker.call("expert.ask", topicId=topic_id, text="Who approves SCIM changes?"))["question"]
+    await asker.event("expert.question.unanswered", questionId=q["questionId"])  # bob and carol are offline
+    s_carol = await sessions("carol@acme.example")
+    await s_carol.event("expert.question.offered", timeout=20, questionId=q["questionId"])
+    assert carol in ExpertItem.find("acme", ExpertItem.question_key(q["questionId"])).offered

@@ -338,3 +338,42 @@ async def test_search_users_then_open_a_direct_conversation(stack, clients):
     with pytest.raises(ChatError) as err:
         await newbie.search_users("b")
     assert err.value.code == "validation_failed"
+
+
+async def test_sdk_ask_the_experts_waves_accept_and_answers(stack, clients):
+    """docs/experts.md through the SDK: ask, see the waves and who accepted, accept as an expert, keep the
+    answer, browse and search the topic's answers."""
+    from chatsdk import ExpertQuestionAccepted, ExpertQuestionOffered, ExpertQuestionWave
+
+    from .test_experts import person, topic
+    from .test_federation import make_company
+
+    co = make_company(stack, "xsdk")
+    expert_email = person(co, "sdkexpert")
+    t = topic(stack, co, name="Travel policy", users=[co.user_id(expert_email)], timeoutSeconds=300)
+    expert, asker = await clients(expert_email), await clients(co.member)
+    assert [x["topicId"] for x in await asker.expert_topics()] == [t["topicId"]]
+    offers = expert.events(ExpertQuestionOffered.type)
+    news = asker.events(ExpertQuestionWave.type, ExpertQuestionAccepted.type)
+    assert await asker.search_answers("business class", topic_id=t["topicId"]) == []  # shown before asking
+    q = await asker.ask_experts(t["topicId"], "May I fly business class to Tokyo?")
+    wave = await news.wait_for(ExpertQuestionWave, WAIT)
+    assert (wave.question_id, wave.wave, wave.tier, wave.experts) == (q["questionId"], 1, 1, 1)
+    offer = await offers.wait_for(lambda e: e.question_id == q["questionId"], WAIT)
+    assert isinstance(offer, ExpertQuestionOffered) and offer.asked_by == "Member" and "Tokyo" in offer.text
+    taken = await expert.accept_question(offer.question_id)
+    conv = taken["conversation"]["conversationId"]
+    accepted = await news.wait_for(ExpertQuestionAccepted, WAIT)
+    assert accepted.conversation_id == conv and accepted.expert["displayName"] == "Sdkexpert"
+    with pytest.raises(ChatError) as err:
+        await asker.accept_question(q["questionId"])
+    assert err.value.code == "not_found"
+    answer = await expert.send(conv, "Yes: flights over 8 hours may be booked in business class.")
+    entry = await asker.mark_answered(q["questionId"], [answer.message.seq])
+    assert entry["answer"].startswith("Yes: flights over 8 hours")
+    assert [e["questionId"] for e in await asker.search_answers("business class", topic_id=t["topicId"])] \
+        == [q["questionId"]]
+    assert [e["questionId"] for e in await expert.search_answers(topic_id=t["topicId"])] == [q["questionId"]]
+    # cancel: a second question, withdrawn
+    q2 = await asker.ask_experts(t["topicId"], "And to Osaka?")
+    assert (await asker.cancel_question(q2["questionId"]))["state"] == "cancelled"

@@ -537,3 +537,60 @@ async def test_sign_in_through_the_tenant_idp_in_the_browser(stack, browser):
     finally:
         await a_ctx.close()
         await b_ctx.close()
+
+
+async def test_ask_the_experts_in_the_browser(stack, browser):
+    """docs/experts.md on the page: earlier answers shown while typing, ask, the waves and who accepted;
+    the expert's offer with Accept opens the conversation; a kept answer is browsed."""
+    from playwright.async_api import expect
+
+    from .test_federation import api
+
+    expect.set_options(timeout=WAIT_MS)
+    bob_id = dev_token_grant(stack.origin, "bob@acme.example").sub
+    r = api(stack, "alice@acme.example", "POST", "/admin/experts/topics",
+            json={"name": "Travel policy", "users": [bob_id], "timeoutSeconds": 300})
+    assert r.status_code == 201, r.text
+    a_ctx, alice, a_errors = await _sign_in(browser, stack, "alice@acme.example")
+    b_ctx, bob, b_errors = await _sign_in(browser, stack, "bob@acme.example")
+    try:
+        await expect(alice.locator("#expert-topic option")).to_have_text(["Travel policy"])
+        await alice.fill("#ask-text", "May I fly business class to Tokyo?")
+        await alice.click("#ask-form button[type=submit]")
+        mine = alice.locator("#my-questions li")
+        await expect(mine.locator(".status")).to_have_text("wave 1: 1 expert asked")
+        offer = bob.locator("#expert-offers li", has_text="May I fly business class to Tokyo?")
+        await expect(offer.locator(".by")).to_have_text("Travel policy · asked by Alice Admin")
+        await offer.locator("button.accept").click()
+        await expect(bob.locator("#conv-name")).to_have_text("Travel policy")
+        await expect(mine.locator(".status")).to_have_text("accepted by Bob Builder")
+        conv = await bob.locator("#inbox li.open").get_attribute("data-conversation")
+        await bob.fill("#composer-input", "Yes: flights over 8 hours may be booked in business class.")
+        await bob.press("#composer-input", "Enter")
+        await expect(bob.locator("#messages .msg.mine .body").last).to_have_text(
+            "Yes: flights over 8 hours may be booked in business class.")
+        # the asker keeps the answer (SDK/API; the page shows answers), then anyone browses or finds it
+        qid = await mine.get_attribute("data-question")
+        from chalicelib.models import Message
+
+        import asyncio
+        import time
+
+        seqs: list[int] = []
+        deadline = time.monotonic() + 20
+        while not seqs and time.monotonic() < deadline:  # the page shows it while the send is in flight
+            seqs = [int(m.seq) for m in Message.query(conv, consistent_read=True) if (m.body or "").startswith("Yes")]
+            if not seqs:
+                await asyncio.sleep(0.2)
+        await alice.evaluate("([qid, seqs]) => window.chat.call('expert.answered', {questionId: qid, messageSeqs: seqs})",
+                             [qid, seqs])
+        await bob.click("#answers-browse")
+        await expect(bob.locator("#expert-answers li .a")).to_have_text(
+            "Yes: flights over 8 hours may be booked in business class.")
+        await alice.fill("#ask-text", "")
+        await alice.locator("#ask-text").press_sequentially("business Tokyo", delay=20)
+        await expect(alice.locator("#expert-answers li .q")).to_have_text("May I fly business class to Tokyo?")
+        assert not a_errors and not b_errors, a_errors + b_errors
+    finally:
+        await a_ctx.close()
+        await b_ctx.close()
