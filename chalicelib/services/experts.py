@@ -4,7 +4,7 @@ Admins of a company define *topics*: named users and/or directory groups,
 in up to ``MAX_TIERS`` tiers, a wave size and a timeout.  A member asks on a
 topic (``expert.ask`` / ``POST /experts/questions``) without ever seeing
 who is in the pool.  The question is offered to a *wave* of the current
-tier's members, chosen by presence now (available, then away, then busy;
+tier's members, chosen by presence now (available, then away; busy,
 do-not-disturb and in-a-meeting only once the tier has nobody else; offline
 experts never: nothing would reach them), as ``expert.question.offered``.
 A delayed compliance-queue job (``{"job": "expert.escalate"}``) offers the
@@ -41,8 +41,8 @@ MAX_TIERS = 3
 MAX_TOPICS = 100           # per company (one Query lists them)
 MAX_POOL = 1000            # people per tier once groups are expanded (bench/experts_cost.py: 1,000)
 # Offer order by presence now; ranks above LAST_RESORT are offered only when the tier has nobody else.
-RANK = {"available": 0, "away": 1, "busy": 2, "do_not_disturb": 3, "in_meeting": 3}
-LAST_RESORT = 2
+RANK = {"available": 0, "away": 1, "busy": 2, "do_not_disturb": 2, "in_meeting": 2}
+LAST_RESORT = 1
 
 Schedule = Callable[[dict[str, Any], int], None]
 
@@ -219,8 +219,8 @@ def next_wave(tenant: str, tier: dict[str, list[str]], wave_size: int, skip: set
 
 
 def pick_wave(candidates: list[tuple[str, str]], wave_size: int) -> list[str]:
-    """(user id, presence status) in the tier's order -> the wave (pure): available, away, busy first;
-    do-not-disturb / in-a-meeting only when none of those is left; offline never."""
+    """(user id, presence status) in the tier's order -> the wave (pure): available, then away;
+    busy / do-not-disturb / in-a-meeting only when none of those is left; offline never."""
     ranked = sorted((RANK[status], pos, uid) for pos, (uid, status) in enumerate(candidates) if status in RANK)
     first = [r for r in ranked if r[0] <= LAST_RESORT] or ranked
     return [uid for _, _, uid in first[:wave_size]]

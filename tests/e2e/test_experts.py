@@ -99,11 +99,13 @@ def test_topics_are_admin_only_audited_and_scoped_to_the_company(stack):
 
 async def test_offered_by_presence_accepted_by_one_with_a_conversation(stack, sessions):
     co = make_company(stack, "xa")
-    busy_one, first, second, offline = (person(co, n) for n in ("dnd", "first", "second", "offline"))
-    t = topic(stack, co, users=[co.user_id(e) for e in (busy_one, first, offline)],
-              groups=[group(co, [second])], waveSize=2, timeoutSeconds=300)
+    busy_one, first, second, offline, busy = (person(co, n) for n in ("dnd", "first", "second", "offline", "busy"))
+    t = topic(stack, co, users=[co.user_id(e) for e in (busy_one, first, offline, busy)],
+              groups=[group(co, [second])], waveSize=3, timeoutSeconds=300)
     dnd = await sessions(busy_one)
     await dnd.call("presence.set", status="do_not_disturb")
+    s_busy = await sessions(busy)
+    await s_busy.call("presence.set", status="busy")
     s1, s2 = await sessions(first), await sessions(second)
     asker = await sessions(co.member)
     q = await ask(asker, t["topicId"])
@@ -111,13 +113,15 @@ async def test_offered_by_presence_accepted_by_one_with_a_conversation(stack, se
     assert (q["state"], q["topicName"], q["waiting"]) == ("open", "Export control", False)
     for email in (busy_one, first, second, offline):
         assert co.user_id(email) not in str(q)
-    # available experts first (a group's member too); do-not-disturb and offline ones not while others remain
+    # available experts first (a group's member too); busy, do-not-disturb and offline ones not while others
+    # remain, even with room left in the wave (3)
     for s in (s1, s2):
         offer = await s.event("expert.question.offered", questionId=q["questionId"])
         jsonschema.validate(offer, schemas.OUTBOUND["expert.question.offered"])
         assert (offer["askedBy"], offer["text"], offer["topicName"]) == \
             ("Member", "Can we ship lithium batteries to Norway?", "Export control")
     await dnd.no_event("expert.question.offered", wait=1.0)
+    await s_busy.no_event("expert.question.offered", wait=0.5)
     assert stored(co, q["questionId"]).offered == {co.user_id(first), co.user_id(second)}
     # somebody it was not offered to cannot take it (nor see that it exists)
     with pytest.raises(ActionError) as err:

@@ -2,16 +2,16 @@
 from chalicelib.services.experts import pick_wave
 
 
-def test_available_then_away_then_busy_in_the_tiers_order():
+def test_available_then_away_in_the_tiers_order_and_busy_skipped():
     people = [("a", "away"), ("b", "available"), ("c", "busy"), ("d", "available"), ("e", "away")]
     assert pick_wave(people, 3) == ["b", "d", "a"]
-    assert pick_wave(people, 10) == ["b", "d", "a", "e", "c"]
+    assert pick_wave(people, 10) == ["b", "d", "a", "e"]
 
 
-def test_do_not_disturb_and_meetings_only_when_nobody_else_is_left():
-    people = [("a", "do_not_disturb"), ("b", "in_meeting"), ("c", "away")]
+def test_busy_do_not_disturb_and_meetings_only_when_nobody_else_is_left():
+    people = [("a", "do_not_disturb"), ("b", "in_meeting"), ("c", "away"), ("d", "busy")]
     assert pick_wave(people, 5) == ["c"]
-    assert pick_wave(people[:2], 5) == ["a", "b"]
+    assert pick_wave(people[:2] + people[3:], 5) == ["a", "b", "d"]
     assert pick_wave(people[:2], 1) == ["a"]
 
 
