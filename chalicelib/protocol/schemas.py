@@ -747,8 +747,9 @@ INBOUND["expert.answered"] = _action("expert.answered", {
                     "description": "the expert's messages in the question's conversation that answer it"}},
     ["questionId", "messageSeqs"])
 INBOUND["expert.search"] = _action("expert.search", {
-    "q": {"type": "string", "minLength": 1, "maxLength": 4000,
-          "description": "words (or a draft question): entries with words starting with its longest ones"},
+    "q": {"type": "string", "minLength": 1, "maxLength": 500,
+          "description": "words (or the start of a draft question, at most 500 characters: it also travels "
+                         "in a GET query string): entries with words starting with its longest ones"},
     "topicId": {**TOPIC_ID, "description": "only this topic's entries (without q: its newest)"},
     "limit": {"type": "integer", "minimum": 1, "maximum": 50, "description": "10"}})
 INBOUND["expert.queue"] = _action("expert.queue", {

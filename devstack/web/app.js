@@ -865,7 +865,8 @@ function onAskInput() {
   clearTimeout(onAskInput.timer);
   const text = $("ask-text").value.trim();
   if (text.length < 3) return;
-  onAskInput.timer = setTimeout(() => searchAnswers(text), 400); // earlier answers, before asking
+  // earlier answers, before asking (the search takes the draft's first 500 characters)
+  onAskInput.timer = setTimeout(() => searchAnswers(text.slice(0, 500)), 400);
 }
 
 async function askExperts(e) {

@@ -562,7 +562,8 @@ class ChatClient:
     async def search_answers(self, q: str | None = None, *, topic_id: str | None = None, limit: int | None = None,
                              timeout: float | None = None) -> list[dict[str, Any]]:
         """The company's Q&A entries (``expert.search``): by words (or a draft question), by topic, or both;
-        without ``q``, the topic's newest (browse)."""
+        without ``q``, the topic's newest (browse).  A draft longer than the protocol's 500 characters is cut."""
+        q = q[:500] if q is not None else None
         fields: dict[str, Any] = {k: v for k, v in (("q", q), ("topicId", topic_id), ("limit", limit)) if v is not None}
         return (await self.call("expert.search", timeout=timeout, **fields))["entries"]
 

@@ -79,7 +79,7 @@ def test_rules_are_validated_versioned_and_audited(stack, company):
     assert stale.status_code == 409 and stale.json()["error"]["code"] == "conflict"
     entry = api(stack, company.admin, "GET", "/admin/audit", params={"actionName": "dlp.rules.update"}).json()
     assert len(entry["entries"]) == 1
-    assert entry["entries"][0]["before"] == {"version": 0, "rules": []}
+    assert entry["entries"][0]["before"] == {"version": 0, "rules": [], "blockedText": "masked"}
     assert entry["entries"][0]["after"]["rules"] == saved["rules"]
 
 
