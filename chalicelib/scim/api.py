@@ -70,16 +70,6 @@ def _provider() -> Any:
 # --- entry point ------------------------------------------------------------------
 
 @metrics.flushed("scim")
-def _call(tenant_id: str, source_ip: str | None, request_id: str | None) -> Call:
-    """The service call of one SCIM request, on behalf of the tenant's directory, with the runtime's
-    clock, settings and @connections client (deactivation closes sockets)."""
-    from .. import runtime
-
-    return Call(principal=directory.directory_principal(tenant_id), delivery=None, clock=runtime.clock,
-                settings=runtime.settings(), source_ip=source_ip, request_id=request_id,
-                management=runtime.management_client)
-
-
 def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     ctx = event.get("requestContext") or {}
     request_id = str(ctx.get("requestId") or getattr(context, "aws_request_id", "") or uuid.uuid4())[:64]
@@ -93,7 +83,7 @@ def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         req = Request(method=str(event.get("httpMethod") or "GET").upper(),
                       segments=_segments(event.get("path") or ""), query=dict(event.get("queryStringParameters") or {}),
                       body=_body(event), base_url=_base_url(event, headers),
-                      call=_call(tenant_id, (ctx.get("identity") or {}).get("sourceIp"), request_id))
+                      call=directory.scim_call(tenant_id, (ctx.get("identity") or {}).get("sourceIp"), request_id))
         with _provider():  # its ScimPolicy applies to every parse, patch and dump below
             status, body, extra = _route(req)
         return _response(status, body, extra)
@@ -488,7 +478,7 @@ def _write_user(req: Request, user: User, fields: dict[str, Any], now: int) -> U
         raise UniquenessException(detail="Another user already has this email address.") from None
     except email_claims.UserConditionFailed:
         raise NotFoundException(detail=f"No user {user.user_id[:64]!r} in this directory.") from None
-    directory.set_active(req.call, user, fields["active"], now)
+    directory.set_active(user, fields["active"], now)
     search_index.sync(before, user)
     return user
 
@@ -526,7 +516,7 @@ def _delete_user(req: Request, user_id: str) -> Reply:
     indexed = search_index.entries_of(user)
     now = req.call.now_ms()
     user.update(actions=[User.scim_deleted_at.set(now), User.updated_at.set(now)])
-    directory.set_active(req.call, user, False, now)
+    directory.set_active(user, False, now)
     search_index.sync(indexed, user)  # no longer found by anyone
     for group in DirectoryGroup.of_tenant(req.tenant_id):
         if user.user_id in (group.members or set()):

@@ -25,8 +25,6 @@ class Call:
     schedule: Callable[[dict[str, Any], int], None] | None = None
     # s3(): the storage client (presigned URLs, object calls), built on first use by the entry point
     s3: Callable[[], Any] | None = None
-    # management(): the API Gateway @connections client (closing a deactivated user's sockets)
-    management: Callable[[], Any] | None = None
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

@@ -12,11 +12,12 @@ closed here through the ``@connections`` API; API Gateway then sends each its
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable
+from typing import Iterable
 
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import UpdateError
 
+from .. import runtime
 from ..identity import Principal
 from ..models import Connection, User, condition_failed, user_key
 from .connections import disconnect
@@ -28,23 +29,24 @@ ACTOR = "scim"  # the audit log's actor for everything the tenant's IdP changes
 _RETRIES = 5
 
 
-def directory_principal(tenant_id: str) -> Principal:
-    """Who acts for the tenant's directory (audit actor ``scim``) in the call the SCIM entry point builds."""
-    return Principal(tenant_id=tenant_id, user_id=ACTOR, email=f"{ACTOR}@{tenant_id}.invalid")
+def scim_call(tenant_id: str, source_ip: str | None, request_id: str | None) -> Call:
+    """A service call on behalf of the tenant's directory (audit actor ``scim``)."""
+    return Call(principal=Principal(tenant_id=tenant_id, user_id=ACTOR, email=f"{ACTOR}@{tenant_id}.invalid"),
+                delivery=None, clock=runtime.clock, settings=runtime.settings(), source_ip=source_ip,
+                request_id=request_id)
 
 
-def close_sockets(tenant_id: str, user_id: str, management: Callable[[], Any]) -> int:
+def close_sockets(tenant_id: str, user_id: str) -> int:
     """Close every open socket of one user (Query by_user + one DELETE @connections each).
 
-    ``management()`` gives the @connections client (built by the entry point,
-    on first need).  A record whose socket is already gone (GoneException) is
-    removed here, as a post answering Gone would; the others are removed by
-    the ``$disconnect`` API Gateway sends after the close.
+    A record whose socket is already gone (GoneException) is removed here,
+    as a post answering Gone would; the others are removed by the
+    ``$disconnect`` API Gateway sends after the close.
     """
     closed = 0
     client = None
     for conn in list(Connection.of_user(tenant_id, user_id)):
-        client = client or management()
+        client = client or runtime.management_client()
         try:
             client.delete_connection(ConnectionId=conn.connection_id)
             closed += 1
@@ -57,17 +59,15 @@ def close_sockets(tenant_id: str, user_id: str, management: Callable[[], Any]) -
     return closed
 
 
-def set_active(call: Call, user: User, active: bool, now_ms: int) -> bool:
-    """Activate or deactivate one user; deactivation closes their sockets at once (through
-    ``call.management``). True if it changed."""
+def set_active(user: User, active: bool, now_ms: int) -> bool:
+    """Activate or deactivate one user; deactivation closes their sockets at once. True if it changed."""
     status = "active" if active else "deactivated"
     changed = user.status != status
     if changed:
         user.update(actions=[User.status.set(status), User.updated_at.set(now_ms)])
     if not active:
         # Also when unchanged: a retried request (or a $connect racing the first one) leaves nothing open.
-        assert call.management is not None, "closing sockets needs the @connections client (Call.management)"
-        close_sockets(user.tenant_id, user.user_id, call.management)
+        close_sockets(user.tenant_id, user.user_id)
         # and their phones stop getting pushes (docs/push.md): devices and SNS endpoints removed.
         from .. import push
         from ..models import user_key

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
 from urllib.parse import urlparse
 
 from .. import identity
@@ -199,7 +198,7 @@ def limits_view(tenant_id: str) -> dict[str, object]:
 STATUSES = ("active", "suspended")
 
 
-def set_status(tenant_id: str, status: str, management: Callable[[], Any]) -> int:
+def set_status(tenant_id: str, status: str) -> int:
     """Suspend or resume a tenant (``Tenant.status``); suspending closes every open socket of it.
 
     Returns how many sockets were closed.  A suspended tenant's tokens are refused (``forbidden``,
@@ -217,10 +216,10 @@ def set_status(tenant_id: str, status: str, management: Callable[[], Any]) -> in
         raise ValidationFailed(f"unknown tenant {tenant_id!r}") from None
     if tenant.status != status:
         tenant.update(actions=[Tenant.status.set(status)])
-    return close_all_sockets(tenant_id, management) if status == "suspended" else 0
+    return close_all_sockets(tenant_id) if status == "suspended" else 0
 
 
-def close_all_sockets(tenant_id: str, management: Callable[[], Any]) -> int:
+def close_all_sockets(tenant_id: str) -> int:
     """Close every open socket of a tenant's users, as SCIM deactivation closes one user's
     (services/directory.close_sockets): Query the tenant's users (1 per 1 MB page, keys only), then per
     user 1 Query ``by_user`` and 1 DELETE @connections per socket; each socket then gets its
@@ -229,5 +228,5 @@ def close_all_sockets(tenant_id: str, management: Callable[[], Any]) -> int:
 
     closed = 0
     for user in User.query(tenant_id, attributes_to_get=["tenant_id", "user_id"]):
-        closed += close_sockets(tenant_id, user.user_id, management)
+        closed += close_sockets(tenant_id, user.user_id)
     return closed
