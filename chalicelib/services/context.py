@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..identity import Principal
-from ..stage_settings import Settings
 
+if TYPE_CHECKING:  # the entry point (runtime) builds the settings; a service only reads them
+    from ..config import Settings
 
 
 @dataclass(frozen=True)

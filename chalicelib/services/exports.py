@@ -28,7 +28,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import UpdateError
@@ -38,11 +38,12 @@ from ..identity import Principal
 from ..models import (Conversation, Export, File, HeldOriginal, Member, Message, User, condition_failed, user_key,
                       user_ref)
 from ..protocol.errors import NotFound, ValidationFailed
-from ..stage_settings import Settings
 from .audit import audit, require_admin
 from .compliance import tenant_conversation
 from .context import Call
 
+if TYPE_CHECKING:  # the entry point builds the settings; a service only reads them
+    from ..config import Settings
 
 log = logging.getLogger("chat.exports")
 

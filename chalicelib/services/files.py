@@ -42,7 +42,7 @@ from pynamodb.exceptions import UpdateError
 from .. import dlp, file_text, guardduty, metrics, policy, usage
 from .. import scanner as scanning
 from ..identity import Principal
-from ..stage_settings import Settings
+from ..config import Settings
 from ..models import File, TenantUsage, condition_failed, user_ref
 from ..protocol.errors import ChatError, Conflict, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
 from . import messages, screening

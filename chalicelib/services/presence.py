@@ -14,16 +14,17 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import policy
 from ..identity import Principal
 from ..models import Conversation, Member, Presence, Subscription, condition_failed, user_key, user_ref
 from ..protocol.errors import ValidationFailed
 from ..protocol.frames import dumps
-from ..stage_settings import Settings
 from .context import Call, offset_cursor
 
+if TYPE_CHECKING:  # the entry point builds the settings; a service only reads them
+    from ..config import Settings
 
 # Highest first: what the user shows when devices or settings disagree.
 PRECEDENCE = ("do_not_disturb", "in_meeting", "busy", "available", "away", "offline")
