@@ -13,7 +13,8 @@ What the client does for you (docs/protocol.md, "Reconnecting"):
   message (``client.complete_seq``): live events are best effort, so one can
   be missing below the highest; a message that arrives past a gap triggers a
   ``sync`` of that conversation (after ``gap_sync_delay`` seconds, in case the
-  missing one is just late), and every sync starts at the gap, not the top;
+  missing one is just late; longer while replies are slow, see ``gap_wait``),
+  and every sync starts at the gap, not the top;
 * when the socket drops, reconnects with jittered exponential backoff (a
   fresh token from the token source each time) and sends ``sync`` for every
   tracked conversation; missed messages are delivered as ``MessageCreated``
@@ -238,6 +239,10 @@ class ChatClient:
         # Long enough for a late shard or a retried one (delivery workers retry after 2 s) to close
         # a gap by itself: a shorter wait turns reordering into a sync storm (docs/delivery.md).
         self.gap_sync_delay = 3.0
+        # ... and longer while the service answers slowly: events then lag as much as replies do, and
+        # syncing sooner would add load exactly when the service has none to spare (see gap_wait).
+        self.gap_sync_max_delay = 30.0
+        self.reply_seconds: float | None = None  # smoothed seconds from a request to its reply
         self._gap_syncs: set[str] = set()
         self.user_id: str | None = None  # the token's ``sub``, once connected
         self.connections = 0  # successful handshakes so far
@@ -351,10 +356,13 @@ class ChatClient:
                 await ws.send(json.dumps({"action": action, "requestId": rid, **fields}))
             except ConnectionClosed as exc:
                 raise ConnectionLost(f"the connection closed while sending: {exc}") from exc
+            sent = time.monotonic()
             try:
                 reply = await asyncio.wait_for(fut, max(0.0, deadline - time.monotonic()))
             except asyncio.TimeoutError:
+                self._observe_reply_time(time.monotonic() - sent)
                 raise RequestTimeout(f"no reply to {action} in time") from None
+            self._observe_reply_time(time.monotonic() - sent)
         finally:
             self._pending.pop(rid, None)
         if reply.get("type") == "ack":
@@ -791,6 +799,17 @@ class ChatClient:
             self.complete_seq[cid] = max(self.complete_seq.get(cid, 0), seq)
             self.high_seq[cid] = max(self.high_seq.get(cid, 0), seq)
 
+    def _observe_reply_time(self, seconds: float) -> None:
+        """Smooth the reply time as TCP smooths its round trip (1/8 of each new sample)."""
+        prev = self.reply_seconds
+        self.reply_seconds = seconds if prev is None else prev + (seconds - prev) / 8
+
+    def gap_wait(self) -> float:
+        """Seconds to let a gap close by itself: ``gap_sync_delay``, or four smoothed reply times when the
+        service is slow (a late event is as late as a slow reply), at most ``gap_sync_max_delay``."""
+        slow = 4 * (self.reply_seconds or 0.0)
+        return min(self.gap_sync_max_delay, max(self.gap_sync_delay, slow))
+
     def _fill_gap_later(self, cid: str) -> None:
         """A live message arrived past a missing one: sync that conversation unless the gap closes first."""
         if cid in self._gap_syncs or not self.sync_on_reconnect:
@@ -799,7 +818,7 @@ class ChatClient:
 
         async def fill() -> None:
             try:
-                await asyncio.sleep(self.gap_sync_delay)
+                await asyncio.sleep(self.gap_wait())
                 if self.complete_seq.get(cid, 0) < self.high_seq.get(cid, 0) and self.connected:
                     await self.sync([cid])
             except ChatError as exc:  # the next gap or reconnect syncs again

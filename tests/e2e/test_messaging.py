@@ -408,10 +408,16 @@ async def test_body_over_its_byte_limit_is_payload_too_large(sessions):
     assert reply["error"]["limit"] == 8 * 1024
 
 
-async def test_rate_limit_per_connection_has_retry_after(sessions):
-    alice = await sessions("alice@acme.example")
-    conv = await _group(alice, "bob@acme.example")
-    # 40 sends at once on one connection; accepted ones contend for the same seq, so allow time
+async def test_rate_limit_per_connection_has_retry_after(stack, sessions):
+    """A company of its own with 2 sends per second per user: 40 sends at once on one connection are
+    refused beyond 2 per second however slowly the machine handles them (it would need 20 seconds
+    for none to be refused), each refusal with the time left in its one-second window."""
+    from .test_limits import company
+
+    _tid, ann, ben = company(stack, sends_per_second_user=2)
+    alice = await sessions(ann)
+    conv = await _group(alice, ben)
+    # accepted ones contend for the same seq, so allow time
     replies = await asyncio.gather(*[alice.raw("message.send", _timeout=60, conversationId=conv,
                                                clientMessageId=cmid(), body=f"spam {i}") for i in range(40)])
     limited = [r for r in replies if r["type"] == "error"]

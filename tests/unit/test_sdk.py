@@ -69,3 +69,23 @@ def test_chat_error_from_frame():
     err = ChatError.from_frame({"type": "error", "requestId": "r1",
                                 "error": {"code": "rate_limited", "message": "slow down", "retryAfter": 0.4}})
     assert (err.code, err.message, err.retry_after, err.request_id) == ("rate_limited", "slow down", 0.4, "r1")
+
+
+def test_gap_wait_grows_with_slow_replies_and_is_capped():
+    """A slow service delays events as much as replies: the client waits longer before syncing a gap
+    (4 smoothed reply times), so recovery does not add load when there is none to spare."""
+    from chatsdk import ChatClient
+
+    c = ChatClient("http://127.0.0.1:1", "token")
+    assert c.gap_wait() == c.gap_sync_delay == 3.0  # nothing measured yet
+    c._observe_reply_time(0.05)  # noqa: SLF001 - a reply's time as request() measures it
+    assert c.gap_wait() == 3.0  # a fast service: the plain delay
+    for _ in range(40):
+        c._observe_reply_time(5.0)  # noqa: SLF001
+    assert 19.0 < c.gap_wait() <= 20.0  # replies of 5 s: a gap is given 4 x 5 s
+    for _ in range(40):
+        c._observe_reply_time(15.0)  # noqa: SLF001 - timeouts count as what they waited
+    assert c.gap_wait() == c.gap_sync_max_delay == 30.0
+    for _ in range(60):
+        c._observe_reply_time(0.05)  # noqa: SLF001
+    assert c.gap_wait() == 3.0  # and back once it is fast again
