@@ -77,10 +77,11 @@ def _company(pool: int) -> tuple[str, list[str], str]:
 def _call(tenant: str, user_id: str, roles: tuple[str, ...], out: Outbox, scheduled: list) -> Any:
     from chalicelib.config import settings
     from chalicelib.identity import Principal
-    from chalicelib.services.context import Call
+    from chalicelib.services.context import Call, Scheduler
 
     return Call(principal=Principal(tenant, user_id, f"{user_id}@x.example", roles), delivery=out,
-                clock=time.time, settings=settings(), schedule=lambda job, delay: scheduled.append(job))
+                clock=time.time, settings=settings(),
+                schedule=Scheduler(compliance=lambda job, delay: scheduled.append(job)))
 
 
 def measure(origin: str, pool: int, waves: int, wave_size: int) -> dict[str, Any]:

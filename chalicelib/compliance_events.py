@@ -17,27 +17,20 @@ from . import logs, metrics, runtime
 log = logging.getLogger("chat.compliance_events")
 
 
-def export_env() -> Any:
-    from .services.exports import ExportEnv
-
-    return ExportEnv(s3=runtime.s3(), clock=runtime.clock, settings=runtime.settings(),
-                     schedule=lambda job: runtime.schedule_compliance(job, 0))
-
-
 def handle(job: dict[str, Any]) -> str:
     kind = job.get("job")
     if kind == "hold.sweep":
         from .services import compliance
 
-        return compliance.sweep_step(job, lambda nxt, delay=0: runtime.schedule_compliance(nxt, delay))
+        return compliance.sweep_step(runtime.env(), job)
     if kind == "retention.backfill":
         from .services import compliance
 
-        return compliance.backfill_step(job, lambda nxt, delay=0: runtime.schedule_compliance(nxt, delay))
+        return compliance.backfill_step(runtime.env(), job)
     if kind == "export":
         from .services import exports
 
-        return exports.export_step(export_env(), job)
+        return exports.export_step(runtime.env(), job)
     if kind == "expert.escalate":
         from .services import experts
 

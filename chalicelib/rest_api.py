@@ -12,11 +12,10 @@ from typing import Any, Callable
 
 from . import logs, metrics, runtime
 from .identity import token_from_authorization
-from .config import settings
 from .protocol import frames, schemas
 from .protocol.errors import ChatError, Internal, ValidationFailed
 from .services import connections
-from .services.context import Call, Text
+from .services.context import Text
 
 log = logging.getLogger("chat.rest")
 
@@ -71,10 +70,8 @@ def handle(headers: dict[str, str] | None, raw_body: bytes | str | None, query: 
         except frames.FrameError as err:
             raise err.error from None
         ctx_info = context or {}
-        call = Call(principal=principal, delivery=runtime.outbox(), clock=runtime.clock, settings=settings(),
-                    source_ip=(ctx_info.get("identity") or {}).get("sourceIp"),
-                    request_id=ctx_info.get("requestId"), schedule=runtime.schedule_compliance,
-                    s3=runtime.s3)
+        call = runtime.env(delivery=runtime.outbox()).acting(
+            principal, source_ip=(ctx_info.get("identity") or {}).get("sourceIp"), request_id=ctx_info.get("requestId"))
         result = fn(call, {k: v for k, v in frame.body.items() if k not in ("action", "requestId")})
         call.delivery.tally.flush()  # posts made inline, counted for the company (chalicelib/usage.py)
         if isinstance(result, Text):

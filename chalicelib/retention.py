@@ -1,6 +1,6 @@
 """Retention decisions as pure functions: which period applies to a message or file, and its expiry.
 
-Why here and not in a service: the write path (``services/messages._append``),
+Why here and not in a service: the write path (``services/timeline.append``),
 the hold sweeps, the file tagging and ``tools/render_infra.py`` (S3 lifecycle
 rules) must agree on the same rules, and unit tests check them with an
 injected clock and no AWS at all.  See docs/compliance.md.

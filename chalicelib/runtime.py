@@ -163,12 +163,27 @@ def schedule_presence(key: str, delay_seconds: int) -> None:
                         DelaySeconds=int(delay_seconds))
 
 
-def presence_env() -> Any:
-    from .services.presence import PresenceEnv
+def scheduler() -> Any:
+    """Every kind of delayed work, each on its queue (``services.context.Scheduler``)."""
+    from .services.context import Scheduler
 
-    return _once("presence_env", lambda: PresenceEnv(
-        delivery=outbox(), clock=clock, settings=settings(), schedule=schedule_presence,
-        on_available=expert_available))
+    return _once("scheduler", lambda: Scheduler(
+        compliance=schedule_compliance, presence_flush=schedule_presence, expert_online=expert_available,
+        file_scan=schedule_file_scan, verdict_check=schedule_verdict_check, upload_release=schedule_upload_release))
+
+
+def env(delivery: Any = None) -> Any:
+    """The collaborators services take (``services.context.Env``): built by each entry point, clients
+    built on first use.  ``delivery``: the invocation's outbox, if it posts anything."""
+    from .services.context import Env
+
+    return Env(clock=clock, settings=settings(), delivery=delivery, s3=s3, management=management_client,
+               schedule=scheduler(), scanner=_scanner)
+
+
+def presence_env() -> Any:
+    """The presence functions' Env (one outbox for the container's presence publications)."""
+    return _once("presence_env", lambda: env(delivery=outbox()))
 
 
 def expert_available(key: str, topic_ids: list[str]) -> None:
@@ -233,15 +248,15 @@ def schedule_upload_release(file_id: str, release_at_ms: int, delay_seconds: int
                         MessageBody=json.dumps({"fileId": file_id, "releaseAt": int(release_at_ms)}))
 
 
-def files_env() -> Any:
+def _scanner() -> Any:
     from . import scanner
-    from .services.files import FilesEnv
 
-    return _once("files_env", lambda: FilesEnv(
-        s3=s3(), delivery=outbox(), clock=clock, settings=settings(),
-        scanner=lambda: _once("scanner", lambda: scanner.from_settings(settings())),
-        retry=schedule_file_scan, schedule_release=schedule_upload_release,
-        await_verdict=schedule_verdict_check))
+    return _once("scanner", lambda: scanner.from_settings(settings()))
+
+
+def files_env() -> Any:
+    """The file events' Env (one outbox for the container's file notices)."""
+    return _once("files_env", lambda: env(delivery=outbox()))
 
 
 # --- compliance: hold sweeps and export steps (docs/compliance.md) ------------------------

@@ -7,7 +7,6 @@ message path).
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import logging
 from typing import Any, Callable
@@ -18,7 +17,7 @@ from .config import settings
 from .protocol import frames
 from .protocol.errors import ChatError, Internal
 from .services import connections
-from .services.context import Call
+
 from .ws_connect import context_of, principal_from
 
 log = logging.getLogger("chat.ws")
@@ -44,21 +43,8 @@ def _service(path: str, *args: Any) -> Handler:
     def handle(principal: Principal | None, frame: frames.Frame, cid: str, out: Any) -> dict[str, Any]:
         assert principal is not None
         fn = _function(path)
-        call = Call(principal=principal, delivery=out, clock=runtime.clock,
-                    settings=settings(), connection_id=cid, schedule=runtime.schedule_compliance,
-                    s3=runtime.s3)
+        call = runtime.env(delivery=out).acting(principal, connection_id=cid)
         result = fn(call, frame.body, *args)
-        return {"type": "ack", "requestId": frame.request_id, "action": frame.action, "result": result}
-    return handle
-
-
-def _presence(path: str, with_connection: bool = False) -> Handler:
-    def handle(principal: Principal | None, frame: frames.Frame, cid: str, out: Any) -> dict[str, Any]:
-        assert principal is not None
-        fn = _function(path)
-        args = (principal, cid) if with_connection else (principal,)
-        env = dataclasses.replace(runtime.presence_env(), delivery=out)
-        result = fn(env, *args, frame.body)
         return {"type": "ack", "requestId": frame.request_id, "action": frame.action, "result": result}
     return handle
 
@@ -90,11 +76,11 @@ ACTIONS: dict[str, tuple[Handler, bool]] = {
     "read": (_service("messages.read"), True),
     "typing.start": (_service("messages.typing", True), True),
     "typing.stop": (_service("messages.typing", False), True),
-    "presence.set": (_presence("presence.set_status"), True),
-    "presence.custom": (_presence("presence.set_custom"), True),
-    "presence.heartbeat": (_presence("presence.heartbeat", with_connection=True), True),
-    "presence.subscribe": (_presence("presence.subscribe", with_connection=True), True),
-    "presence.unsubscribe": (_presence("presence.unsubscribe", with_connection=True), True),
+    "presence.set": (_service("presence.set_status"), True),
+    "presence.custom": (_service("presence.set_custom"), True),
+    "presence.heartbeat": (_service("presence.heartbeat"), True),
+    "presence.subscribe": (_service("presence.subscribe"), True),
+    "presence.unsubscribe": (_service("presence.unsubscribe"), True),
     "file.upload.request": (_service("files.request_upload"), True),
     "file.download.request": (_service("files.request_download"), True),
     # people: display names for the user keys clients see (docs/protocol.md "People")

@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         from devstack.launcher import app_env
 
         os.environ.update(app_env(json.loads(Path(args.stack).read_text())))
-    from chalicelib import models
+    from chalicelib import models, runtime
     from chalicelib.protocol.errors import ChatError, ValidationFailed
     from chalicelib.services import tenants
 
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  for n in usage.COUNTERS} for t in dict.fromkeys(args.tenant)}},
                                  indent=2))
         elif args.cmd == "suspend":
-            closed = tenants.set_status(args.tenant, "suspended")
+            closed = tenants.set_status(runtime.env(), args.tenant, "suspended")
             wait = args.resweep_seconds
             if wait is None:
                 from chalicelib.config import settings
@@ -181,10 +181,10 @@ def main(argv: list[str] | None = None) -> int:
             if wait > 0:
                 print(json.dumps({"suspended": args.tenant, "closed": closed, "resweepIn": wait}), flush=True)
                 time.sleep(wait)
-                closed += tenants.close_all_sockets(args.tenant)
+                closed += tenants.close_all_sockets(runtime.env(), args.tenant)
             print(json.dumps({"suspended": args.tenant, "closed": closed}))
         elif args.cmd == "resume":
-            tenants.set_status(args.tenant, "active")
+            tenants.set_status(runtime.env(), args.tenant, "active")
             print(json.dumps({"resumed": args.tenant}))
         elif args.cmd == "show":
             t = models.Tenant.get(args.tenant)

@@ -23,7 +23,7 @@ from scim2_models import (Context, Error, Group, InvalidSyntaxException, Invalid
                           NotFoundException, PatchOp, ResourceType, ResponseParameters, Schema, SCIMException,
                           SearchRequest, UnauthorizedException, UniquenessException)
 
-from .. import email_claims, logs, metrics, search_index
+from .. import email_claims, logs, metrics, runtime, search_index
 from ..identity import token_from_authorization
 from ..models import DirectoryGroup, EmailClaim, Tenant, User, condition_failed, mark_expert_pool, user_key, user_name_key
 from ..protocol.errors import ChatError, Conflict
@@ -83,7 +83,8 @@ def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         req = Request(method=str(event.get("httpMethod") or "GET").upper(),
                       segments=_segments(event.get("path") or ""), query=dict(event.get("queryStringParameters") or {}),
                       body=_body(event), base_url=_base_url(event, headers),
-                      call=directory.scim_call(tenant_id, (ctx.get("identity") or {}).get("sourceIp"), request_id))
+                      call=directory.scim_call(runtime.env(), tenant_id, (ctx.get("identity") or {}).get("sourceIp"),
+                                               request_id))
         with _provider():  # its ScimPolicy applies to every parse, patch and dump below
             status, body, extra = _route(req)
         return _response(status, body, extra)
@@ -478,7 +479,7 @@ def _write_user(req: Request, user: User, fields: dict[str, Any], now: int) -> U
         raise UniquenessException(detail="Another user already has this email address.") from None
     except email_claims.UserConditionFailed:
         raise NotFoundException(detail=f"No user {user.user_id[:64]!r} in this directory.") from None
-    directory.set_active(user, fields["active"], now)
+    directory.set_active(req.call, user, fields["active"], now)
     search_index.sync(before, user)
     return user
 
@@ -516,7 +517,7 @@ def _delete_user(req: Request, user_id: str) -> Reply:
     indexed = search_index.entries_of(user)
     now = req.call.now_ms()
     user.update(actions=[User.scim_deleted_at.set(now), User.updated_at.set(now)])
-    directory.set_active(user, False, now)
+    directory.set_active(req.call, user, False, now)
     search_index.sync(indexed, user)  # no longer found by anyone
     for group in DirectoryGroup.of_tenant(req.tenant_id):
         if user.user_id in (group.members or set()):

@@ -1,10 +1,8 @@
 """Retention settings and legal holds: what tenant admins set, what the write path reads, and the
 sweeps that apply a hold to what was already written.  See docs/compliance.md.
 
-* The write path (``messages._append``) calls :func:`message_retention`:
-  1 BatchGetItem of the sender's company rule items (default period,
-  override for this conversation, holds on the sender and on the
-  conversation) decides the message's expiry (``retention.decide``).
+* The write path reads the rule items and tags file objects through
+  ``services/holds.py`` (``message_retention``, ``held_now``, ``tag_file``).
 * Placing or releasing a hold changes the hold marker item at once (new
   messages follow it) and queues a sweep (SQS, ``compliance_events``) that
   reconciles the messages already written: Query by the sparse
@@ -13,7 +11,7 @@ sweeps that apply a hold to what was already written.  See docs/compliance.md.
   sweep recomputes the expiry from the markers *now*, so a sweep that runs
   late or twice, or a place and a release racing, end in the same state.
 * File objects follow their message: a ``retention`` tag (``<n>d`` or
-  ``hold``) that the bucket's lifecycle rules act on.
+  ``hold``) that the bucket's lifecycle rules act on (``holds.tag_file``).
 
 Every admin function requires an admin of the caller's own tenant and
 writes an audit entry (``audit.require_admin``/``audit.audit``).
@@ -28,12 +26,12 @@ from typing import Any
 from pynamodb.exceptions import DeleteError, UpdateError
 
 from .. import retention
-from ..config import settings
 from ..models import (Conversation, File, HeldOriginal, LegalHold, Message, RetentionRule, User, condition_failed,
                       split_user_key)
 from ..protocol.errors import Conflict, NotFound, ValidationFailed
 from .audit import audit, key_page, require_admin, require_admin_or_reviewer
-from .context import Call
+from .context import Call, Env
+from .holds import REJECTED_TTL_SECONDS, delete_object, legal_hold, object_where, rule_items, tag_file, untag_file
 
 log = logging.getLogger("chat.compliance")
 
@@ -45,145 +43,6 @@ SWEEP_PAGES_PER_STEP = 20  # then the step hands on to the next SQS message (Lam
 
 
 # --- the write path ---------------------------------------------------------------------
-
-def _rules(subjects: list[str]) -> dict[str, RetentionRule]:
-    """BatchGetItem: the rule items that exist among ``subjects`` (1 request for up to 100)."""
-    return {r.subject: r for r in RetentionRule.batch_get(list(dict.fromkeys(subjects)))}
-
-
-def decision_for(sender_key: str, conversation_id: str) -> retention.Decision:
-    return retention.decide(_rules(retention.subjects_for(sender_key, conversation_id)), sender_key,
-                            conversation_id, settings().retention_day_seconds)
-
-
-def message_retention(sender_key: str, conversation_id: str, now_ms: int,
-                      rules: dict[str, RetentionRule] | None = None) -> dict[str, Any]:
-    """Attributes a new message gets: ``expires_at`` (unless held), ``retain_s``, ``retained_sender``.
-
-    ``rules`` are the rule items of ``retention.subjects_for`` when the caller
-    already read them (the send path reads them with the conversation).
-    """
-    if rules is None:
-        return decision_for(sender_key, conversation_id).attributes(sender_key, now_ms)
-    return retention.decide(rules, sender_key, conversation_id,
-                            settings().retention_day_seconds).attributes(sender_key, now_ms)
-
-
-def held_now(sender_key: str, conversation_id: str) -> bool:
-    """Does an active hold of the sender's company cover a message of ``sender_key`` here?
-
-    1 BatchGetItem, strongly consistent, of the 2 hold markers (user, conversation): what
-    ``message.edit``/``message.delete`` read before deciding whether to keep the original.
-    """
-    tenant, user = split_user_key(sender_key)
-    subjects = [retention.user_hold_subject(tenant, user), retention.conversation_hold_subject(tenant, conversation_id)]
-    return any(r.holds for r in RetentionRule.batch_get(subjects, consistent_read=True))
-
-
-def _object(rec: File) -> dict[str, Any]:
-    where: dict[str, Any] = {"Bucket": settings().files_bucket, "Key": rec.object_key}
-    if rec.version_id:
-        where["VersionId"] = rec.version_id
-    return where
-
-
-def legal_hold(rec: File, on: bool) -> None:
-    """S3 Object Lock legal hold ON/OFF on the file's scanned version (1 PutObjectLegalHold).
-
-    While ON, S3 refuses to delete that version (``AccessDenied``), whoever asks,
-    and lifecycle rules skip it.  The bucket has Object Lock enabled (infra/).
-    """
-    from .. import runtime  # the client is built on first use
-
-    runtime.s3().put_object_legal_hold(**_object(rec), LegalHold={"Status": "ON" if on else "OFF"})
-
-
-def tag_file(msg: Message, sweep: bool = False) -> None:
-    """Give a file message's object the ``retention`` tag its message's state implies (no-op without one).
-
-    The file record gets the message's expiry too, so it goes with the message.
-    A held object also gets an S3 legal hold; a sweep (``sweep``) turns it off
-    again once no hold covers the message (a new notice that is not held needs
-    no request for that).
-    """
-    if msg.kind != "file" or not msg.file or msg.retain_s is None:
-        return
-    rec = File.find(msg.file.as_dict().get("fileId", ""), consistent=True)
-    if rec is None or rec.status != "clean":
-        return
-    day = settings().retention_day_seconds
-    held = msg.expires_at is None
-    tag = retention.file_tag(int(msg.retain_s), held, day)
-    from .. import runtime  # the client is built on first use
-
-    runtime.s3().put_object_tagging(**_object(rec), Tagging={"TagSet": [{"Key": retention.TAG_KEY, "Value": tag}]})
-    if held or sweep:
-        legal_hold(rec, held)
-    file_expiry(rec, None if held else int(msg.expires_at))
-
-
-def file_expiry(rec: File, expires_at: int | None, forever: bool = False) -> bool:
-    """Set (or remove) a clean file record's expiry, and keep its quota accounting exactly once.
-
-    Setting an expiry commits the bytes to go (S3 lifecycle removes the object, TTL the record, and
-    neither tells us): the first time, a conditional UpdateItem sets ``quota_returned`` and the bytes
-    go back to the company's quota (1 more UpdateItem); a retried or repeated step finds the flag and
-    returns nothing.  Removing the expiry because the company now keeps forever (``forever``) charges
-    the bytes again under the same flag; a hold removes the expiry but leaves the quota as it is
-    (held bytes do not count, as for a message deleted under a hold).  True if the quota changed.
-    """
-    from ..models import TenantUsage
-
-    now = int(time.time())
-    if expires_at is not None:
-        try:
-            rec.update(actions=[File.expires_at.set(int(expires_at)), File.quota_returned.set(now)],
-                       condition=File.quota_returned.does_not_exist() & File.file_id.exists())
-            # (a record TTL removed fails the condition too; the fallback below then changes nothing)
-        except UpdateError as exc:
-            if not condition_failed(exc):
-                raise
-            _update_existing(rec, [File.expires_at.set(int(expires_at))])
-            return False
-        TenantUsage.release(rec.tenant_id, int(rec.size))
-        return True
-    if forever:
-        try:
-            rec.update(actions=[File.expires_at.remove(), File.quota_returned.remove()],
-                       condition=File.quota_returned.exists())
-        except UpdateError as exc:
-            if not condition_failed(exc):
-                raise
-        else:
-            TenantUsage.charge(rec.tenant_id, int(rec.size))
-            return True
-    _update_existing(rec, [File.expires_at.remove()])
-    return False
-
-
-def _update_existing(rec: File, actions: list[Any]) -> None:
-    """UpdateItem that never recreates a record its TTL removed meanwhile."""
-    try:
-        rec.update(actions=actions, condition=File.file_id.exists())
-    except UpdateError as exc:
-        if not condition_failed(exc):
-            raise
-
-
-def untag_file(msg: Message) -> None:
-    """A file message whose company now keeps forever: the object loses its ``retention`` tag (no lifecycle
-    rule matches it) and its legal hold, the record its expiry, the quota counts its bytes again."""
-    if msg.kind != "file" or not msg.file:
-        return
-    rec = File.find(msg.file.as_dict().get("fileId", ""), consistent=True)
-    if rec is None or rec.status != "clean":
-        return
-    from .. import runtime
-
-    runtime.s3().delete_object_tagging(**_object(rec))
-    legal_hold(rec, False)
-    file_expiry(rec, None, forever=True)
-
 
 # --- helpers shared by the admin routes ------------------------------------------------------
 
@@ -286,8 +145,7 @@ def _marker(h: LegalHold) -> str:
 
 
 def _schedule_sweep(call: Call, h: LegalHold, gen: str, delay: int = SWEEP_DELAY_SECONDS) -> None:
-    assert call.schedule is not None, "a hold's sweep needs the compliance queue (Call.schedule)"
-    call.schedule({"job": "hold.sweep", "tenantId": h.tenant_id, "holdId": h.hold_id, "gen": gen}, delay)
+    call.schedule.job({"job": "hold.sweep", "tenantId": h.tenant_id, "holdId": h.hold_id, "gen": gen}, delay)
 
 
 def place_hold(call: Call, body: dict[str, Any]) -> dict[str, Any]:
@@ -362,10 +220,10 @@ def download_file(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         raise NotFound("No such file.")
     from .files import _disposition, file_view
 
-    assert call.s3 is not None, "a download link is presigned with the storage client (Call.s3)"
     seconds = call.settings.download_url_seconds
-    url = call.s3().generate_presigned_url("get_object", ExpiresIn=seconds, Params={
-        **_object(rec), "ResponseContentDisposition": _disposition(rec.name), "ResponseContentType": rec.content_type})
+    url = call.storage().generate_presigned_url("get_object", ExpiresIn=seconds, Params={
+        **object_where(call, rec), "ResponseContentDisposition": _disposition(rec.name),
+        "ResponseContentType": rec.content_type})
     held = rec.held_at is not None
     audit(call, "file.download", rec.file_id, after={"conversationId": rec.conversation_id, "status": rec.status,
                                                      "held": held})
@@ -384,7 +242,7 @@ class _Markers:
 
     def load(self, subjects: list[str]) -> None:
         missing = [s for s in dict.fromkeys(subjects) if s not in self._held]
-        found = _rules(missing) if missing else {}
+        found = rule_items(missing) if missing else {}
         for s in missing:
             self._held[s] = bool(found.get(s) is not None and found[s].holds)
 
@@ -396,7 +254,7 @@ class _Markers:
         return any(self._held[s] for s in subjects)
 
 
-def _reconcile(msg: Message, markers: _Markers) -> bool:
+def _reconcile(env: Env, msg: Message, markers: _Markers) -> bool:
     """Set or remove one message's expiry as the holds now say (conditional: never recreates an
     expired item).  True if the message still existed."""
     if msg.retain_s is None or not msg.retained_sender:
@@ -411,11 +269,11 @@ def _reconcile(msg: Message, markers: _Markers) -> bool:
         if condition_failed(exc):
             return False  # retention removed it meanwhile
         raise
-    tag_file(msg, sweep=True)
+    tag_file(env, msg, sweep=True)
     return True
 
 
-def _reconcile_original(orig: HeldOriginal, markers: _Markers, now_ms: int) -> bool:
+def _reconcile_original(env: Env, orig: HeldOriginal, markers: _Markers, now_ms: int) -> bool:
     """Keep or release one kept original as the holds now say.  Held: no expiry (and its deleted file's
     version under S3 legal hold).  Not held: the message's expiry (``created_at + retain_s``), or - for a
     company without retention, where nothing would have been kept - removed now, with its file version.
@@ -429,7 +287,7 @@ def _reconcile_original(orig: HeldOriginal, markers: _Markers, now_ms: int) -> b
     else:
         actions = []
     if orig.file_id:
-        _reconcile_held_file(orig, held, now_ms)
+        _reconcile_held_file(env, orig, held, now_ms)
     try:
         if actions:
             key.update(actions=actions, condition=HeldOriginal.version.exists())
@@ -442,7 +300,7 @@ def _reconcile_original(orig: HeldOriginal, markers: _Markers, now_ms: int) -> b
     return True
 
 
-def _reconcile_held_file(orig: HeldOriginal, held: bool, now_ms: int) -> None:
+def _reconcile_held_file(env: Env, orig: HeldOriginal, held: bool, now_ms: int) -> None:
     """The object version of a file message deleted while held: legal hold ON while a hold covers it;
     after the last one, OFF and then the normal course: the retention tag (lifecycle expires it with
     its message) or, without retention, deleted as the delete would have done."""
@@ -450,21 +308,17 @@ def _reconcile_held_file(orig: HeldOriginal, held: bool, now_ms: int) -> None:
     if rec is None or rec.status != "deleted" or rec.held_at is None:
         return
     if held:
-        legal_hold(rec, True)
+        legal_hold(env, rec, True)
         rec.update(actions=[File.expires_at.remove()])
         return
-    from .. import runtime
-    from .files import REJECTED_TTL_SECONDS, _delete_object
-
-    legal_hold(rec, False)
+    legal_hold(env, rec, False)
     if orig.retain_s is not None:
-        day = settings().retention_day_seconds
-        tag = retention.file_tag(int(orig.retain_s), False, day)
-        runtime.s3().put_object_tagging(**_object(rec),
-                                        Tagging={"TagSet": [{"Key": retention.TAG_KEY, "Value": tag}]})
+        tag = retention.file_tag(int(orig.retain_s), False, env.settings.retention_day_seconds)
+        env.storage().put_object_tagging(**object_where(env, rec),
+                                         Tagging={"TagSet": [{"Key": retention.TAG_KEY, "Value": tag}]})
         rec.update(actions=[File.expires_at.set(retention.expiry(int(orig.created_at), int(orig.retain_s)))])
     else:
-        _delete_object(runtime.s3(), settings().files_bucket, rec.object_key, rec.version_id)
+        delete_object(env.storage(), env.settings.files_bucket, rec.object_key, rec.version_id)
         rec.update(actions=[File.held_at.remove(), File.expires_at.set(now_ms // 1000 + REJECTED_TTL_SECONDS)])
 
 
@@ -492,8 +346,8 @@ def _drop_lease(item: Any, token: str) -> None:
             raise
 
 
-def sweep_step(job: dict[str, Any], schedule: Any) -> str:
-    """One step of a hold's sweep: up to SWEEP_PAGES_PER_STEP pages, then hand on (``schedule(job)``).
+def sweep_step(env: Env, job: dict[str, Any]) -> str:
+    """One step of a hold's sweep: up to SWEEP_PAGES_PER_STEP pages, then hand on (the next job).
 
     Placing and releasing a hold each start a sweep (``gen``).  The sweeps of one
     hold must not interleave (a late step of the placing sweep would turn a
@@ -508,17 +362,17 @@ def sweep_step(job: dict[str, Any], schedule: Any) -> str:
     if hold.sweep_gen and gen != hold.sweep_gen:
         return "superseded"
     if not _take_lease(hold, gen, int(time.time())):
-        schedule(job, SWEEP_BUSY_DELAY_SECONDS)
+        env.schedule.job(job, SWEEP_BUSY_DELAY_SECONDS)
         return "busy"
     try:
         if hold.sweep_gen and gen != hold.sweep_gen:  # a new sweep began while we took the lease
             return "superseded"
-        return _sweep_pages(hold, job, schedule, gen)
+        return _sweep_pages(env, hold, job, gen)
     finally:
         _drop_lease(hold, gen)
 
 
-def _sweep_pages(hold: LegalHold, job: dict[str, Any], schedule: Any, gen: str) -> str:
+def _sweep_pages(env: Env, hold: LegalHold, job: dict[str, Any], gen: str) -> str:
     tenant = hold.tenant_id
     cursor = job.get("cursor")
     # Two phases: the messages (their expiry), then the originals a hold kept of edits and deletes.
@@ -544,8 +398,8 @@ def _sweep_pages(hold: LegalHold, job: dict[str, Any], schedule: Any, gen: str) 
         items = list(page)
         cursor = page.last_evaluated_key
         for item in items:
-            touched += int(_reconcile(item, markers) if phase == "messages"
-                           else _reconcile_original(item, markers, now_ms))
+            touched += int(_reconcile(env, item, markers) if phase == "messages"
+                           else _reconcile_original(env, item, markers, now_ms))
         if not cursor:
             if phase == "messages":
                 phase = "originals"
@@ -563,7 +417,7 @@ def _sweep_pages(hold: LegalHold, job: dict[str, Any], schedule: Any, gen: str) 
             return "superseded"
         raise
     if not finished:
-        schedule({**job, "phase": phase, "cursor": cursor})
+        env.schedule.job({**job, "phase": phase, "cursor": cursor})
         return "continued"
     log.info("hold sweep done", extra={"holdId": hold.hold_id, "state": hold.state, "swept": int(hold.swept or 0)})
     return "done"
@@ -612,29 +466,29 @@ def start_backfill(call: Call, conversation_id: str | None, delay: int = SWEEP_D
                RetentionRule.bf_finished_at.remove()]
     actions.append(RetentionRule.bf_scope.set(scope) if scope else RetentionRule.bf_scope.remove())
     RetentionRule(subject=backfill_subject(tenant)).update(actions=actions)
-    assert call.schedule is not None, "a backfill needs the compliance queue (Call.schedule)"
-    call.schedule({"job": "retention.backfill", "tenantId": tenant, "gen": gen}, delay)
+    call.schedule.job({"job": "retention.backfill", "tenantId": tenant, "gen": gen}, delay)
     return gen
 
 
 class _Rules:
     """The rule items messages depend on (default, override, holds), read in batches, cached per step."""
 
-    def __init__(self) -> None:
+    def __init__(self, day_seconds: int) -> None:
+        self._day_seconds = day_seconds
         self._found: dict[str, RetentionRule | None] = {}
 
     def decision(self, sender_key: str, conversation_id: str) -> retention.Decision:
         subjects = retention.subjects_for(sender_key, conversation_id)
         missing = [s for s in subjects if s not in self._found]
         if missing:
-            got = _rules(missing)
+            got = rule_items(missing)
             for s in missing:
                 self._found[s] = got.get(s)
         return retention.decide({s: r for s in subjects if (r := self._found[s]) is not None}, sender_key,
-                                conversation_id, settings().retention_day_seconds)
+                                conversation_id, self._day_seconds)
 
 
-def _recompute(msg: Message, rules: _Rules) -> bool:
+def _recompute(env: Env, msg: Message, rules: _Rules) -> bool:
     """One message's retention as the rules say now (holds win).  True if it changed."""
     decision = rules.decision(msg.sender_key, msg.conversation_id)
     expires = decision.expires_at(int(msg.created_at))
@@ -642,7 +496,10 @@ def _recompute(msg: Message, rules: _Rules) -> bool:
            int(msg.expires_at) if msg.expires_at is not None else None)
     if old == (decision.retain_s, expires):
         if msg.kind == "file":  # a retried step whose message update went through: its file still follows
-            (untag_file if decision.retain_s is None else lambda m: tag_file(m, sweep=True))(msg)
+            if decision.retain_s is None:
+                untag_file(env, msg)
+            else:
+                tag_file(env, msg, sweep=True)
         return False
     if decision.retain_s is None:
         actions = [Message.retain_s.remove(), Message.retained_sender.remove(), Message.expires_at.remove()]
@@ -656,9 +513,9 @@ def _recompute(msg: Message, rules: _Rules) -> bool:
             return False  # retention removed it meanwhile
         raise
     if decision.retain_s is None:
-        untag_file(msg)
+        untag_file(env, msg)
     else:
-        tag_file(msg, sweep=True)
+        tag_file(env, msg, sweep=True)
     return True
 
 
@@ -672,7 +529,7 @@ def _owner(conversation_id: str, tenant: str) -> str | None:
     return None
 
 
-def backfill_step(job: dict[str, Any], schedule: Any) -> str:
+def backfill_step(env: Env, job: dict[str, Any]) -> str:
     """One step: up to BACKFILL_PAGES_PER_STEP Query pages, then hand on with the cursor in the job."""
     tenant, gen = job["tenantId"], job.get("gen")
     item = _rule(backfill_subject(tenant))
@@ -681,16 +538,16 @@ def backfill_step(job: dict[str, Any], schedule: Any) -> str:
     if not _take_lease(item, gen, int(time.time()), RetentionRule.bf_gen == gen):
         now_item = _rule(backfill_subject(tenant))
         if now_item is not None and now_item.bf_gen == gen:  # another step of this backfill holds the lease
-            schedule(job, SWEEP_BUSY_DELAY_SECONDS)
+            env.schedule.job(job, SWEEP_BUSY_DELAY_SECONDS)
             return "busy"
         return "superseded"
     try:
-        return _backfill_pages(item, job, schedule)
+        return _backfill_pages(env, item, job)
     finally:
         _drop_lease(item, gen)
 
 
-def _backfill_pages(item: RetentionRule, job: dict[str, Any], schedule: Any) -> str:
+def _backfill_pages(env: Env, item: RetentionRule, job: dict[str, Any]) -> str:
     from ..models import Member, user_key
 
     tenant = job["tenantId"]
@@ -703,7 +560,7 @@ def _backfill_pages(item: RetentionRule, job: dict[str, Any], schedule: Any) -> 
         state["started"] = True
         state["convs"] = sorted(item.bf_scope) if scoped else []
         state["users"] = []
-    rules = _Rules()
+    rules = _Rules(env.settings.retention_day_seconds)
     changed = pages = 0
     done = False
     while pages < BACKFILL_PAGES_PER_STEP:
@@ -717,7 +574,7 @@ def _backfill_pages(item: RetentionRule, job: dict[str, Any], schedule: Any) -> 
             page = Message.query(conv, filter_condition=Message.sender_key.startswith(f"{tenant}#"),
                                  limit=BACKFILL_PAGE, last_evaluated_key=state["mc"])
             for msg in page:
-                changed += int(_recompute(msg, rules))
+                changed += int(_recompute(env, msg, rules))
             pages += 1
             state["mc"] = page.last_evaluated_key
             if not state["mc"]:
@@ -758,5 +615,5 @@ def _backfill_pages(item: RetentionRule, job: dict[str, Any], schedule: Any) -> 
     if done:
         log.info("retention backfill done", extra={"tenantId": tenant, "processed": int(item.bf_processed or 0)})
         return "done"
-    schedule({**job, **state})
+    env.schedule.job({**job, **state})
     return "continued"

@@ -9,7 +9,7 @@ from pynamodb.exceptions import DeleteError
 
 from .. import email_claims, limits, search_index, usage
 from ..identity import Principal, TenantIdentity
-from ..models import Connection, OnlineEntry, Presence, Subscription, User, condition_failed, user_key
+from ..models import Connection, OnlineEntry, Presence, Subscription, User, condition_failed, tenant_of, user_key
 from ..protocol.errors import Conflict, Forbidden, TooManyDevices
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ def disconnect(connection_id: str, clock: Callable[[], float] = time.time,
     if conn is None:
         Connection.remove(connection_id)
     elif _removed(conn):  # only the call that removed the record counts its minutes (chalicelib/usage.py)
-        usage.add(conn.tenant_user.split("#", 1)[0], clock(),
+        usage.add(tenant_of(conn.tenant_user), clock(),
                   connectionMinutes=usage.connection_minutes(int(conn.connected_at or 0), clock()))
     return conn
 

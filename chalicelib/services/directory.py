@@ -17,11 +17,10 @@ from typing import Iterable
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import UpdateError
 
-from .. import runtime
 from ..identity import Principal
 from ..models import Connection, User, condition_failed, user_key
 from .connections import disconnect
-from .context import Call
+from .context import Call, Env
 
 log = logging.getLogger("chat.directory")
 
@@ -29,14 +28,13 @@ ACTOR = "scim"  # the audit log's actor for everything the tenant's IdP changes
 _RETRIES = 5
 
 
-def scim_call(tenant_id: str, source_ip: str | None, request_id: str | None) -> Call:
+def scim_call(env: Env, tenant_id: str, source_ip: str | None, request_id: str | None) -> Call:
     """A service call on behalf of the tenant's directory (audit actor ``scim``)."""
-    return Call(principal=Principal(tenant_id=tenant_id, user_id=ACTOR, email=f"{ACTOR}@{tenant_id}.invalid"),
-                delivery=None, clock=runtime.clock, settings=runtime.settings(), source_ip=source_ip,
-                request_id=request_id)
+    return env.acting(Principal(tenant_id=tenant_id, user_id=ACTOR, email=f"{ACTOR}@{tenant_id}.invalid"),
+                      source_ip=source_ip, request_id=request_id)
 
 
-def close_sockets(tenant_id: str, user_id: str) -> int:
+def close_sockets(env: Env, tenant_id: str, user_id: str) -> int:
     """Close every open socket of one user (Query by_user + one DELETE @connections each).
 
     A record whose socket is already gone (GoneException) is removed here,
@@ -46,7 +44,10 @@ def close_sockets(tenant_id: str, user_id: str) -> int:
     closed = 0
     client = None
     for conn in list(Connection.of_user(tenant_id, user_id)):
-        client = client or runtime.management_client()
+        if client is None:
+            if env.management is None:
+                raise RuntimeError("closing sockets needs the @connections client")
+            client = env.management()
         try:
             client.delete_connection(ConnectionId=conn.connection_id)
             closed += 1
@@ -59,7 +60,7 @@ def close_sockets(tenant_id: str, user_id: str) -> int:
     return closed
 
 
-def set_active(user: User, active: bool, now_ms: int) -> bool:
+def set_active(env: Env, user: User, active: bool, now_ms: int) -> bool:
     """Activate or deactivate one user; deactivation closes their sockets at once. True if it changed."""
     status = "active" if active else "deactivated"
     changed = user.status != status
@@ -67,7 +68,7 @@ def set_active(user: User, active: bool, now_ms: int) -> bool:
         user.update(actions=[User.status.set(status), User.updated_at.set(now_ms)])
     if not active:
         # Also when unchanged: a retried request (or a $connect racing the first one) leaves nothing open.
-        close_sockets(user.tenant_id, user.user_id)
+        close_sockets(env, user.tenant_id, user.user_id)
         # and their phones stop getting pushes (docs/push.md): devices and SNS endpoints removed.
         from .. import push
         from ..models import user_key

@@ -22,7 +22,7 @@ from collections import defaultdict
 from typing import Any, Iterable
 
 from .. import metrics, policy
-from ..models import Member, Presence, split_user_key
+from ..models import Member, Presence, split_user_key, tenant_of
 from ..protocol.frames import dumps
 from . import rosters
 
@@ -85,7 +85,7 @@ def run(out: Any, job: dict[str, Any]) -> dict[str, list[str]]:
         from .. import push
 
         sent = push.run(job)
-        out.tally.charge(job.get("origin", "").split("#", 1)[0], pushes=int((sent or {}).get("sent") or 0))
+        out.tally.charge(tenant_of(job.get("origin", "")), pushes=int((sent or {}).get("sent") or 0))
         return {}
     if kind == "push.clear":
         # Read on one device: the user's other phones drop the notification and badge (docs/push.md).

@@ -281,8 +281,7 @@ def ask(call: Call, body: dict[str, Any]) -> dict[str, Any]:
                    created_at=now, updated_at=now)
     q.save(condition=ExpertItem.item_id.does_not_exist())
     screening.record_flags(call, verdict, None, "expert.question")  # a flag rule's hit, for the reviewers
-    assert call.schedule is not None, "expert.ask needs the compliance queue's scheduler"
-    _offer(call.delivery, q, topic, now, call.settings.presence_idle_seconds * 1000, call.schedule)
+    _offer(call.delivery, q, topic, now, call.settings.presence_idle_seconds * 1000, call.schedule.job)
     return {"question": _question_view(q, topic.name)}
 
 
@@ -463,10 +462,9 @@ def decline(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     moved = False
     wave = set(q.wave_members or ())
     if wave and wave <= set(q.declined or ()) and not q.exhausted:
-        assert call.schedule is not None, "expert.decline needs the compliance queue's scheduler"
         topic = ExpertItem.find(p.tenant_id, ExpertItem.topic_key(q.topic_id))
         moved = _offer(call.delivery, q, topic, call.now_ms(), call.settings.presence_idle_seconds * 1000,
-                       call.schedule) != "stale"
+                       call.schedule.job) != "stale"
     return {"questionId": q.item_id[2:], "declined": True, "movedOn": moved}
 
 

@@ -27,8 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import UpdateError
@@ -40,10 +39,8 @@ from ..models import (Conversation, Export, File, HeldOriginal, Member, Message,
 from ..protocol.errors import NotFound, ValidationFailed
 from .audit import audit, require_admin
 from .compliance import tenant_conversation
-from .context import Call
+from .context import Call, Env
 
-if TYPE_CHECKING:  # the entry point builds the settings; a service only reads them
-    from ..config import Settings
 
 log = logging.getLogger("chat.exports")
 
@@ -53,17 +50,6 @@ PAGE = 100                     # messages per Query page
 STEP_SECONDS = 20              # time budget of one step (the function's timeout is 30 s)
 CLOCK_SKEW_MS = 60_000         # seqs are allocated in time order up to concurrent senders' clock skew
 SSE = "aws:kms"
-
-
-@dataclass(frozen=True)
-class ExportEnv:
-    s3: Any
-    clock: Callable[[], float]
-    settings: Settings
-    schedule: Callable[[dict[str, Any]], None]  # queue the next step
-
-    def now_ms(self) -> int:
-        return int(self.clock() * 1000)
 
 
 
@@ -107,8 +93,7 @@ def start_export(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     exp.save(condition=Export.export_id.does_not_exist())
     audit(call, "export.start", export_id,
           after={"from": start, "to": end, "userIds": user_ids, "conversationIds": conv_ids})
-    assert call.schedule is not None, "an export runs on the compliance queue (Call.schedule)"
-    call.schedule({"job": "export", "tenantId": tenant, "exportId": export_id, "step": 0}, 0)
+    call.schedule.job({"job": "export", "tenantId": tenant, "exportId": export_id, "step": 0}, 0)
     return {"export": _view(exp)}
 
 
@@ -121,9 +106,8 @@ def get_export(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         raise NotFound("No such export.") from None
     view = _view(exp)
     if exp.state == "done":
-        assert call.s3 is not None, "a download link is presigned with the storage client (Call.s3)"
         seconds = call.settings.export_url_seconds
-        url = call.s3().generate_presigned_url("get_object", ExpiresIn=seconds, Params={
+        url = call.storage().generate_presigned_url("get_object", ExpiresIn=seconds, Params={
             "Bucket": call.settings.files_bucket, "Key": exp.object_key,
             "ResponseContentType": "application/x-ndjson",
             "ResponseContentDisposition": f'attachment; filename="export-{exp.export_id}.jsonl"'})
@@ -267,7 +251,7 @@ def _message_line(m: Message, files: dict[str, File], kept: list[HeldOriginal] |
 class _Writer:
     """Lines into a buffer; 5 MiB parts to the multipart upload as the buffer fills."""
 
-    def __init__(self, env: ExportEnv, exp: Export, buf: bytes, parts: list[dict[str, Any]]) -> None:
+    def __init__(self, env: Env, exp: Export, buf: bytes, parts: list[dict[str, Any]]) -> None:
         self.env, self.exp, self.buf, self.parts = env, exp, bytearray(buf), parts
         self.written = 0
 
@@ -282,7 +266,7 @@ class _Writer:
         if not self.buf:
             return
         number = len(self.parts) + 1
-        resp = self.env.s3.upload_part(Bucket=self.env.settings.files_bucket, Key=self.exp.object_key,
+        resp = self.env.storage().upload_part(Bucket=self.env.settings.files_bucket, Key=self.exp.object_key,
                                        UploadId=self.exp.upload_id, PartNumber=number, Body=bytes(self.buf))
         self.parts.append({"n": number, "etag": resp["ETag"]})
         self.buf = bytearray()
@@ -292,20 +276,20 @@ def _carry_key(exp: Export, step: int) -> str:
     return f"{PREFIX}{exp.tenant_id}/{exp.export_id}.carry/{step:06d}"
 
 
-def _fail(exp: Export, env: ExportEnv, why: str) -> str:
+def _fail(exp: Export, env: Env, why: str) -> str:
     log.warning("export failed", extra={"exportId": exp.export_id, "reason": why[:300]})
     exp.update(actions=[Export.state.set("failed"), Export.error.set(why[:500]),
                         Export.finished_at.set(env.now_ms()), Export.updated_at.set(env.now_ms())])
     if exp.upload_id:
         try:
-            env.s3.abort_multipart_upload(Bucket=env.settings.files_bucket, Key=exp.object_key,
+            env.storage().abort_multipart_upload(Bucket=env.settings.files_bucket, Key=exp.object_key,
                                           UploadId=exp.upload_id)
         except ClientError:
             pass
     return "failed"
 
 
-def export_step(env: ExportEnv, job: dict[str, Any]) -> str:
+def export_step(env: Env, job: dict[str, Any]) -> str:
     """Run one step of an export (at least once, possibly redelivered): returns its outcome."""
     try:
         exp = Export.get(job["tenantId"], job["exportId"], consistent_read=True)
@@ -325,12 +309,12 @@ def export_step(env: ExportEnv, job: dict[str, Any]) -> str:
     if exp.state == "queued":
         plan, listing_done = _next_chunk(exp, listing, chunk)
         listed = len(plan)
-        exp.upload_id = env.s3.create_multipart_upload(
+        exp.upload_id = env.storage().create_multipart_upload(
             Bucket=bucket, Key=exp.object_key, ContentType="application/x-ndjson",
             ServerSideEncryption=SSE)["UploadId"]
         carry = b""
     else:
-        carry = env.s3.get_object(Bucket=bucket, Key=_carry_key(exp, step - 1))["Body"].read() if step else b""
+        carry = env.storage().get_object(Bucket=bucket, Key=_carry_key(exp, step - 1))["Body"].read() if step else b""
     out = _Writer(env, exp, carry, [p.as_dict() if hasattr(p, "as_dict") else dict(p) for p in exp.parts or []])
     counts = {k: int(v) for k, v in (exp.counts.as_dict() if exp.counts else {}).items()}
     if exp.state == "queued":
@@ -404,11 +388,12 @@ def export_step(env: ExportEnv, job: dict[str, Any]) -> str:
         out.add(summary)
         counts["bytes"] += len(_line(summary))
         out.flush()
-        env.s3.complete_multipart_upload(
+        env.storage().complete_multipart_upload(
             Bucket=bucket, Key=exp.object_key, UploadId=exp.upload_id,
             MultipartUpload={"Parts": [{"PartNumber": int(p["n"]), "ETag": p["etag"]} for p in out.parts]})
     else:  # always (also empty): the next step reads it
-        env.s3.put_object(Bucket=bucket, Key=_carry_key(exp, step), Body=bytes(out.buf), ServerSideEncryption=SSE)
+        env.storage().put_object(Bucket=bucket, Key=_carry_key(exp, step), Body=bytes(out.buf),
+                                 ServerSideEncryption=SSE)
     actions = [Export.step.set(step + 1), Export.position.set(position), Export.parts.set(out.parts),
                Export.counts.set(counts), Export.updated_at.set(now), Export.upload_id.set(exp.upload_id),
                Export.plan.set(plan), Export.state.set("done" if done else "running"),
@@ -426,11 +411,11 @@ def export_step(env: ExportEnv, job: dict[str, Any]) -> str:
         raise
     if step:
         try:
-            env.s3.delete_object(Bucket=bucket, Key=_carry_key(exp, step - 1))
+            env.storage().delete_object(Bucket=bucket, Key=_carry_key(exp, step - 1))
         except ClientError:
             pass  # the exports/ lifecycle rule removes leftovers
     if done:
         log.info("export done", extra={"exportId": exp.export_id, **counts})
         return "done"
-    env.schedule({"job": "export", "tenantId": exp.tenant_id, "exportId": exp.export_id, "step": step + 1})
+    env.schedule.job({"job": "export", "tenantId": exp.tenant_id, "exportId": exp.export_id, "step": step + 1})
     return "continued"

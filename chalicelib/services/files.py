@@ -32,8 +32,7 @@ import logging
 import re
 import unicodedata
 import uuid
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from botocore.exceptions import ClientError
@@ -42,12 +41,15 @@ from pynamodb.exceptions import UpdateError
 from .. import dlp, file_text, guardduty, metrics, policy, usage
 from .. import scanner as scanning
 from ..identity import Principal
-from ..config import Settings
 from ..models import File, TenantUsage, condition_failed, user_ref
 from ..protocol.errors import ChatError, Conflict, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
-from . import messages, screening
-from .context import Call
+from . import screening, timeline
 from . import events
+from .context import Call, Env
+from .holds import REJECTED_TTL_SECONDS, delete_object
+
+if TYPE_CHECKING:  # the entry point builds the settings; a service only reads them
+    from ..config import Settings
 
 log = logging.getLogger("chat.files")
 
@@ -56,40 +58,10 @@ QUARANTINE_PREFIX = "quarantine/"
 GUARDDUTY_VALIDATION_KEY = "malware-protection-resource-validation-object"
 SSE = "aws:kms"  # the bucket's default too (infra/); the POST policy requires it explicitly
 PENDING_TTL_SECONDS = 7 * 24 * 3600   # a pending record outlives every retry, then expires
-REJECTED_TTL_SECONDS = 30 * 24 * 3600  # quarantined/deleted records are kept a while for support
 READ_CHUNK = 256 * 1024
 MAX_NAME_CHARS = 255
 SAFE_NAME_CHARS = 100
 SQS_MAX_DELAY_SECONDS = 900
-
-
-@dataclass(frozen=True)
-class FilesEnv:
-    """What the event side needs (the request side gets the same from ``runtime``)."""
-
-    s3: Any
-    delivery: Any
-    clock: Callable[[], float]
-    settings: Settings
-    scanner: Callable[[], scanning.Scanner]
-    # retry(bucket, key, version_id, delay_seconds): scan this object again later
-    retry: Callable[[str, str, str | None, int], None]
-    # schedule_release(file_id, release_at_ms, delay_seconds): check an unused reservation later
-    schedule_release: Callable[[str, int, int], None] | None = None
-    # await_verdict(bucket, key, version_id, delay_seconds): SCANNER=guardduty - refuse the file if
-    # GuardDuty's verdict has not arrived by then (``verdict_overdue``)
-    await_verdict: Callable[[str, str, str | None, int], None] | None = None
-
-    def now_ms(self) -> int:
-        return int(self.clock() * 1000)
-
-
-def _s3() -> Any:
-    from .. import runtime  # the client is built on first use, not at import
-
-    return runtime.s3()
-
-
 
 
 def notice(rec: File) -> dict[str, Any]:
@@ -176,7 +148,7 @@ def request_upload(call: Call, body: dict[str, Any]) -> dict[str, Any]:
                               limit=max_upload_bytes(s))
     if ctype not in s.file_types:
         raise ValidationFailed(f"contentType {ctype[:100]} is not allowed.")
-    messages._rate_limit(call)  # an upload request counts as a send
+    timeline.rate_limit(call)  # an upload request counts as a send
     conv, _member = policy.may_share_files(p, body["conversationId"], call.now_ms())
     if conv.archived:
         raise Conflict("The conversation is archived.")
@@ -195,7 +167,7 @@ def request_upload(call: Call, body: dict[str, Any]) -> dict[str, Any]:
                created_at=now, updated_at=now, expires_at=now // 1000 + PENDING_TTL_SECONDS)
     try:
         rec.save(condition=File.file_id.does_not_exist())
-        post = _s3().generate_presigned_post(
+        post = call.storage().generate_presigned_post(
             Bucket=s.files_bucket, Key=rec.object_key,
             Fields={"Content-Type": ctype, "x-amz-server-side-encryption": SSE},
             Conditions=[{"Content-Type": ctype}, {"x-amz-server-side-encryption": SSE},
@@ -203,7 +175,9 @@ def request_upload(call: Call, body: dict[str, Any]) -> dict[str, Any]:
             ExpiresIn=s.upload_url_seconds)
         # The reservation is given back if no upload arrives before the form expires (+ grace).
         release_at = now + (s.upload_url_seconds + s.upload_release_grace_seconds) * 1000
-        _schedule_release(file_id, release_at, s.upload_url_seconds + s.upload_release_grace_seconds)
+        if call.schedule.upload_release is None:
+            raise RuntimeError("an upload form needs the files queue to release an unused reservation")
+        call.schedule.upload_release(file_id, release_at, s.upload_url_seconds + s.upload_release_grace_seconds)
     except Exception:
         TenantUsage.release(p.tenant_id, size)
         raise
@@ -227,63 +201,13 @@ def request_download(call: Call, body: dict[str, Any]) -> dict[str, Any]:
               "ResponseContentDisposition": _disposition(rec.name), "ResponseContentType": rec.content_type}
     if rec.version_id:
         params["VersionId"] = rec.version_id
-    url = _s3().generate_presigned_url("get_object", Params=params, ExpiresIn=call.settings.download_url_seconds)
+    url = call.storage().generate_presigned_url("get_object", Params=params,
+                                                ExpiresIn=call.settings.download_url_seconds)
     return {"file": file_view(rec),
             "download": {"url": url, "expiresAt": call.now_ms() + call.settings.download_url_seconds * 1000}}
 
 
-def message_deleted(file_id: str, now: int, held: bool = False) -> None:
-    """The file's message became a tombstone: the object goes, the record says so, the quota is freed.
-
-    ``held``: a legal hold covers the message.  The scanned version is kept
-    instead, under an S3 Object Lock legal hold (S3 then refuses to delete it),
-    and the record keeps ``held_at`` and no expiry: the company's admins can
-    still download it (``compliance.download_file``) until the last hold ends.
-    """
-    rec = File.find(file_id, consistent=True)
-    if rec is None or rec.status != "clean":
-        return
-    actions = [File.status.set("deleted"), File.reason.set("message_deleted"), File.updated_at.set(now)]
-    actions += [File.held_at.set(now), File.expires_at.remove()] if held \
-        else [File.expires_at.set(now // 1000 + REJECTED_TTL_SECONDS)]
-    # The user deleted it: the company's quota gets the bytes back even when a hold keeps them - unless
-    # setting its retention expiry gave them back already (``quota_returned``, docs/files.md "Quota").
-    returns = None
-    for _ in range(2):  # the flag can only appear between the two tries, never go
-        try:
-            if rec.quota_returned is None:
-                rec.update(actions=actions + [File.quota_returned.set(now // 1000)],
-                           condition=(File.status == "clean") & File.quota_returned.does_not_exist())
-                returns = True
-            else:
-                rec.update(actions=actions, condition=(File.status == "clean") & File.quota_returned.exists())
-                returns = False
-            break
-        except UpdateError as exc:
-            if not condition_failed(exc):
-                raise
-            rec = File.find(file_id, consistent=True)
-            if rec is None or rec.status != "clean":
-                return  # a concurrent delete did it
-    if returns is None:
-        return
-    if returns:
-        TenantUsage.release(rec.tenant_id, int(rec.size))
-    if held:
-        from .compliance import legal_hold
-
-        legal_hold(rec, True)
-    else:
-        _delete_object(_s3(), _bucket(), rec.object_key, rec.version_id)
-
-
-def _schedule_release(file_id: str, release_at: int, delay_seconds: int) -> None:
-    from .. import runtime
-
-    runtime.schedule_upload_release(file_id, release_at, delay_seconds)
-
-
-def release_unused(env: FilesEnv, file_id: str, release_at: int) -> str:
+def release_unused(env: Env, file_id: str, release_at: int) -> str:
     """The delayed check queued by ``request_upload``: give back the reservation of a form never used.
 
     Exactly once: the record moves ``pending`` -> ``expired`` under a condition
@@ -302,8 +226,8 @@ def release_unused(env: FilesEnv, file_id: str, release_at: int) -> str:
         return "uploaded"  # the scan (or its retries) decides; not ours
     now = env.now_ms()
     if now < release_at:  # SQS delays at most 900 s: wait again for the rest
-        if env.schedule_release is not None:
-            env.schedule_release(file_id, release_at, -(-(release_at - now) // 1000))
+        if env.schedule.upload_release is not None:
+            env.schedule.upload_release(file_id, release_at, -(-(release_at - now) // 1000))
         return "waiting"
     try:
         rec.update(actions=[File.status.set("expired"), File.reason.set("upload_expired"),
@@ -318,15 +242,9 @@ def release_unused(env: FilesEnv, file_id: str, release_at: int) -> str:
     return "released"
 
 
-def _bucket() -> str:
-    from ..config import settings
-
-    return settings().files_bucket
-
-
 # --- S3 events -----------------------------------------------------------------------
 
-def _not_an_upload(env: FilesEnv, bucket: str, key: str) -> bool:
+def _not_an_upload(env: Env, bucket: str, key: str) -> bool:
     # exports/: eDiscovery exports the app writes itself (docs/compliance.md); quarantined copies;
     # GuardDuty's validation object.
     return bucket != env.settings.files_bucket or key.startswith((QUARANTINE_PREFIX, "exports/")) \
@@ -339,7 +257,7 @@ def _record_of(key: str) -> File | None:
     return rec if rec is not None and rec.object_key == key else None
 
 
-def _arrived(env: FilesEnv, rec: File) -> None:
+def _arrived(env: Env, rec: File) -> None:
     """The upload arrived: from now on the scan decides, never the unused-form release."""
     if rec.status == "pending" and rec.uploaded_at is None:
         try:
@@ -350,7 +268,7 @@ def _arrived(env: FilesEnv, rec: File) -> None:
             rec.refresh(consistent_read=True)
 
 
-def on_object_created(env: FilesEnv, bucket: str, key: str, version_id: str | None = None) -> str:
+def on_object_created(env: Env, bucket: str, key: str, version_id: str | None = None) -> str:
     """Handle one ObjectCreated notification (at least once, in any order); returns the outcome.
 
     ``SCANNER=guardduty``: only records the arrival and waits for GuardDuty's
@@ -363,17 +281,17 @@ def on_object_created(env: FilesEnv, bucket: str, key: str, version_id: str | No
     rec = _record_of(key)
     if rec is None:
         log.warning("object without a file record removed", extra={"key": key[:300]})
-        _delete_object(env.s3, bucket, key, version_id)
+        delete_object(env.storage(), bucket, key, version_id)
         return "orphan"
     _arrived(env, rec)
     if rec.status == "expired":
         # Landed after its reservation was given back (a form used past expiry + grace): never served.
-        _delete_object(env.s3, bucket, key, version_id)
+        delete_object(env.storage(), bucket, key, version_id)
         return "expired"
     if rec.status != "pending":
         if version_id and version_id != rec.version_id:
             # Another upload through a still-valid URL after the decision: never served, removed.
-            _delete_object(env.s3, bucket, key, version_id)
+            delete_object(env.storage(), bucket, key, version_id)
             return "superseded"
         if rec.status == "clean" and rec.seq is None:
             _announce(env, rec)  # a previous invocation stopped between the two steps
@@ -383,23 +301,23 @@ def on_object_created(env: FilesEnv, bucket: str, key: str, version_id: str | No
     return _scan(env, rec, version_id)
 
 
-def _await_verdict(env: FilesEnv, rec: File, version_id: str | None) -> str:
+def _await_verdict(env: Env, rec: File, version_id: str | None) -> str:
     """SCANNER=guardduty: nothing is announced before GuardDuty's verdict; queue the deadline check."""
-    if env.await_verdict is not None:
-        env.await_verdict(env.settings.files_bucket, rec.object_key, version_id,
-                          min(SQS_MAX_DELAY_SECONDS, env.settings.guardduty_verdict_seconds))
+    if env.schedule.verdict_check is not None:
+        env.schedule.verdict_check(env.settings.files_bucket, rec.object_key, version_id,
+                                   min(SQS_MAX_DELAY_SECONDS, env.settings.guardduty_verdict_seconds))
     log.info("upload recorded; waiting for the malware verdict", extra={"fileId": rec.file_id})
     return "awaiting_verdict"
 
 
-def _head(env: FilesEnv, rec: File, version_id: str | None) -> tuple[str | None, dict[str, Any]] | str:
+def _head(env: Env, rec: File, version_id: str | None) -> tuple[str | None, dict[str, Any]] | str:
     """HeadObject, checked against the record: (version, where) to read it; or the outcome when there is
     nothing to read: ``missing`` (moved by a concurrent invocation), or the rejection of a size or type
     that differs from what was declared."""
     where = {"Bucket": env.settings.files_bucket, "Key": rec.object_key,
              **({"VersionId": version_id} if version_id else {})}
     try:
-        head = env.s3.head_object(**where)
+        head = env.storage().head_object(**where)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NoSuchVersion", "NotFound"):
             return "missing"  # already moved by a concurrent invocation
@@ -414,13 +332,14 @@ def _head(env: FilesEnv, rec: File, version_id: str | None) -> tuple[str | None,
     return version_id, where
 
 
-def _scan(env: FilesEnv, rec: File, version_id: str | None) -> str:
+def _scan(env: Env, rec: File, version_id: str | None) -> str:
     """The function's own malware engine (builtin, clamd): its verdict becomes GuardDuty's event shape
     and goes to the decision GuardDuty's event reaches on AWS (``handle_scan_result``)."""
     checked = _head(env, rec, version_id)
     if isinstance(checked, str):
         return checked
     version_id, where = checked
+    assert env.scanner is not None, "the files entry point wires the scanner"
     try:
         verdict, _text = _run_scanner(env, rec, where, env.scanner())
         status, threats = (guardduty.NO_THREATS_FOUND, ()) if verdict.clean else \
@@ -438,12 +357,12 @@ def _scan(env: FilesEnv, rec: File, version_id: str | None) -> str:
 
 # --- the malware verdict: GuardDuty's event on AWS, the function's own engine locally -------
 
-def handle_scan_result(env: FilesEnv, event: dict[str, Any]) -> str:
+def handle_scan_result(env: Env, event: dict[str, Any]) -> str:
     """A "GuardDuty Malware Protection Object Scan Result" event; :class:`guardduty.Malformed` if it is not one."""
     return on_scan_result(env, guardduty.parse(event))
 
 
-def on_scan_result(env: FilesEnv, result: guardduty.ScanResult) -> str:
+def on_scan_result(env: Env, result: guardduty.ScanResult) -> str:
     """The file decision on a malware verdict (at least once, in any order with ObjectCreated).
 
     ``NO_THREATS_FOUND``: the built-in checks, the checksum and the content
@@ -464,7 +383,7 @@ def on_scan_result(env: FilesEnv, result: guardduty.ScanResult) -> str:
     if rec.status != "pending":
         if version_id and rec.version_id and version_id != rec.version_id:
             # A second upload through the same form, decided on the first: never served.
-            _delete_object(env.s3, env.settings.files_bucket, rec.object_key, version_id)
+            delete_object(env.storage(), env.settings.files_bucket, rec.object_key, version_id)
             return "superseded"
         return rec.status
     if result.status == guardduty.THREATS_FOUND:
@@ -479,7 +398,7 @@ def on_scan_result(env: FilesEnv, result: guardduty.ScanResult) -> str:
                    quarantine=False)
 
 
-def verdict_overdue(env: FilesEnv, bucket: str, key: str, version_id: str | None) -> str:
+def verdict_overdue(env: Env, bucket: str, key: str, version_id: str | None) -> str:
     """SCANNER=guardduty, ``GUARDDUTY_VERDICT_SECONDS`` after the upload: still no verdict -> refused
     (``scan_failed``), once; an error is logged (is the plan active, the EventBridge rule there?)."""
     if _not_an_upload(env, bucket, key):
@@ -494,7 +413,7 @@ def verdict_overdue(env: FilesEnv, bucket: str, key: str, version_id: str | None
                    quarantine=False)
 
 
-def _rulesets(env: FilesEnv, rec: File) -> tuple[Any, list[dlp.Ruleset]] | None:
+def _rulesets(env: Env, rec: File) -> tuple[Any, list[dlp.Ruleset]] | None:
     """The screening call and the rule sets of every company in the file's conversation (the uploader's
     first), or None when the conversation is gone or no company has rules (nothing to extract then)."""
     from ..models import Conversation  # noqa: PLC0415
@@ -503,13 +422,12 @@ def _rulesets(env: FilesEnv, rec: File) -> tuple[Any, list[dlp.Ruleset]] | None:
     if conv is None:
         return None
     uploader = user_ref(rec.uploader_key)
-    call = Call(principal=Principal(tenant_id=uploader["tenantId"], user_id=uploader["userId"], email=""),
-                delivery=env.delivery, clock=env.clock, settings=env.settings)
+    call = env.acting(Principal(tenant_id=uploader["tenantId"], user_id=uploader["userId"], email=""))
     sets = screening.rulesets(screening.tenants_of(call, conv), env.clock(), env.settings.dlp_cache_seconds)
     return (call, sets) if any(sets) else None
 
 
-def _check(env: FilesEnv, rec: File, version_id: str | None) -> str:
+def _check(env: Env, rec: File, version_id: str | None) -> str:
     """No threats found: the built-in checks (type, EICAR), the checksum and the text's extraction in one
     pass, then the decision (screening included, in ``_accept``)."""
     checked = _head(env, rec, version_id)
@@ -527,7 +445,7 @@ def _check(env: FilesEnv, rec: File, version_id: str | None) -> str:
     return _accept(env, rec, version_id, (screen, extracted) if screen and extracted is not None else None)
 
 
-def _run_scanner(env: FilesEnv, rec: File, where: dict[str, Any], engine: scanning.Scanner,
+def _run_scanner(env: Env, rec: File, where: dict[str, Any], engine: scanning.Scanner,
                  collector: file_text.Collector | None = None
                  ) -> tuple[scanning.Verdict, file_text.Extracted | None]:
     """One pass over the object: the scanner's session, the checksum and the text collector together."""
@@ -535,7 +453,7 @@ def _run_scanner(env: FilesEnv, rec: File, where: dict[str, Any], engine: scanni
     try:
         digest = hashlib.sha256()
         seen = 0
-        body = env.s3.get_object(**where)["Body"]
+        body = env.storage().get_object(**where)["Body"]
         try:
             for chunk in body.iter_chunks(READ_CHUNK):
                 seen += len(chunk)
@@ -555,7 +473,7 @@ def _run_scanner(env: FilesEnv, rec: File, where: dict[str, Any], engine: scanni
     return verdict, (collector.finish() if verdict.clean and collector is not None else None)
 
 
-def _defer(env: FilesEnv, rec: File, version_id: str | None, why: str) -> str:
+def _defer(env: Env, rec: File, version_id: str | None, why: str) -> str:
     """Scanner unavailable: stay pending, count the attempt, queue a delayed retry (backoff).
 
     After the last attempt the file is refused as ``scan_failed`` (never clean unscanned): the
@@ -573,11 +491,12 @@ def _defer(env: FilesEnv, rec: File, version_id: str | None, why: str) -> str:
     delay = min(SQS_MAX_DELAY_SECONDS, env.settings.scan_retry_seconds * 2 ** (attempts - 1))
     log.warning("scanner unavailable; retry queued",
                 extra={"fileId": rec.file_id, "attempts": attempts, "delay": delay, "reason": why[:200]})
-    env.retry(env.settings.files_bucket, rec.object_key, version_id, delay)
+    assert env.schedule.file_scan is not None, "a deferred scan needs the files queue"
+    env.schedule.file_scan(env.settings.files_bucket, rec.object_key, version_id, delay)
     return "pending"
 
 
-def _decide(env: FilesEnv, rec: File, actions: list[Any]) -> bool:
+def _decide(env: Env, rec: File, actions: list[Any]) -> bool:
     """pending -> a final state, once (conditional UpdateItem); False if another invocation decided."""
     try:
         rec.update(actions=actions + [File.updated_at.set(env.now_ms())], condition=File.status == "pending")
@@ -609,7 +528,7 @@ def screen_content(call: Call, sets: list[dlp.Ruleset], extracted: file_text.Ext
     return dlp.Verdict(action, extracted.text, extracted.text, hits)
 
 
-def _accept(env: FilesEnv, rec: File, version_id: str | None,
+def _accept(env: Env, rec: File, version_id: str | None,
             screen: tuple[tuple[Call, list[dlp.Ruleset]], file_text.Extracted] | None = None) -> str:
     uploader = user_ref(rec.uploader_key)
     try:
@@ -646,7 +565,7 @@ def _accept(env: FilesEnv, rec: File, version_id: str | None,
     if not _decide(env, rec, actions):
         rec.refresh(consistent_read=True)
         if version_id and version_id != rec.version_id:
-            _delete_object(env.s3, env.settings.files_bucket, rec.object_key, version_id)
+            delete_object(env.storage(), env.settings.files_bucket, rec.object_key, version_id)
         return rec.status
     metrics.count("FilesClean")
     outcome = _announce(env, rec)
@@ -657,7 +576,7 @@ def _accept(env: FilesEnv, rec: File, version_id: str | None,
     return outcome
 
 
-def _announce(env: FilesEnv, rec: File) -> str:
+def _announce(env: Env, rec: File) -> str:
     """Post the notice (idempotent on the file id) and remember its seq."""
     from ..models import Conversation, Member  # noqa: PLC0415 - keep this module's imports small
 
@@ -666,14 +585,14 @@ def _announce(env: FilesEnv, rec: File) -> str:
     try:
         if conv is None or member is None:
             raise NotFound("The uploader is no longer a member.")
-        view, _dup = messages.post_file_notice(env.delivery, conv, member, notice(rec), env.now_ms())
+        view, _dup = timeline.post_file_notice(env, conv, member, notice(rec), env.now_ms())
     except (NotFound, Conflict) as err:
         # Lost the conversation between scan and post: the file goes, like a deleted message.
         log.info("file notice not posted", extra={"fileId": rec.file_id, "reason": err.message})
         rec.update(actions=[File.status.set("deleted"), File.reason.set("not_allowed"),
                             File.expires_at.set(env.now_ms() // 1000 + REJECTED_TTL_SECONDS)])
         TenantUsage.release(rec.tenant_id, int(rec.size))
-        _delete_object(env.s3, env.settings.files_bucket, rec.object_key, rec.version_id)
+        delete_object(env.storage(), env.settings.files_bucket, rec.object_key, rec.version_id)
         _tell_uploader(env, rec, "not_allowed", err.message)
         return "deleted"
     rec.update(actions=[File.seq.set(view["seq"])])
@@ -681,7 +600,7 @@ def _announce(env: FilesEnv, rec: File) -> str:
     return "clean"
 
 
-def _reject(env: FilesEnv, rec: File, version_id: str | None, verdict: scanning.Verdict,
+def _reject(env: Env, rec: File, version_id: str | None, verdict: scanning.Verdict,
             quarantine: bool = True, extra: dict[str, str] | None = None) -> str:
     status = "quarantined" if quarantine else "deleted"
     if not _decide(env, rec, [File.status.set(status), File.reason.set(verdict.reason or "rejected"),
@@ -689,15 +608,15 @@ def _reject(env: FilesEnv, rec: File, version_id: str | None, verdict: scanning.
                    + ([File.version_id.set(version_id)] if version_id else [])):
         rec.refresh(consistent_read=True)
         if version_id and version_id != rec.version_id:
-            _delete_object(env.s3, env.settings.files_bucket, rec.object_key, version_id)
+            delete_object(env.storage(), env.settings.files_bucket, rec.object_key, version_id)
         return rec.status
     metrics.count("FilesQuarantined" if quarantine else "FilesRefused")
     bucket = env.settings.files_bucket
     if quarantine:
         source = {"Bucket": bucket, "Key": rec.object_key, **({"VersionId": version_id} if version_id else {})}
-        env.s3.copy_object(Bucket=bucket, Key=QUARANTINE_PREFIX + rec.object_key, CopySource=source,
+        env.storage().copy_object(Bucket=bucket, Key=QUARANTINE_PREFIX + rec.object_key, CopySource=source,
                            ServerSideEncryption=SSE, MetadataDirective="COPY")
-    _delete_object(env.s3, bucket, rec.object_key, version_id)
+    delete_object(env.storage(), bucket, rec.object_key, version_id)
     TenantUsage.release(rec.tenant_id, int(rec.size))
     log.warning("file rejected", extra={"fileId": rec.file_id, "reason": verdict.reason,
                                         "detail": (verdict.detail or "")[:200]})
@@ -717,17 +636,9 @@ _REASONS = {
 }
 
 
-def _tell_uploader(env: FilesEnv, rec: File, reason: str, message: str,
+def _tell_uploader(env: Env, rec: File, reason: str, message: str,
                    extra: dict[str, str] | None = None) -> None:
     """``file.rejected`` on the uploader's devices only: nobody else ever saw the file."""
     frame = {"type": "file.rejected", "conversationId": rec.conversation_id, "fileId": rec.file_id,
              "name": rec.name, "reason": reason, "message": message, **(extra or {})}
     events.to_users(env.delivery, [rec.uploader_key], frame, origin=rec.uploader_key, now_ms=env.now_ms())
-
-
-def _delete_object(s3: Any, bucket: str, key: str, version_id: str | None) -> None:
-    """DeleteObject (of exactly that version when known: no delete marker, nothing left behind)."""
-    try:
-        s3.delete_object(Bucket=bucket, Key=key, **({"VersionId": version_id} if version_id else {}))
-    except ClientError as exc:
-        log.warning("object delete failed", extra={"key": key[:300], "error": str(exc)[:200]})

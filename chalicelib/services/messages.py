@@ -2,7 +2,7 @@
 mentions, history, sync, read markers and typing.
 
 Send = 1 BatchGetItem (membership, conversation, retention rules)
-+ 1 TransactWriteItems (seq advance + message + idempotency key + sender's
++ 1 TransactWriteItems (``timeline.append``: seq advance + message + idempotency key + sender's
 read marker + the user's and the tenant shard's rate windows [+ thread root])
 + fan-out (see ``events``); the tenant's limits are cached (chalicelib/limits.py).  The seq is advanced
 under a condition on its previous value inside the same transaction as the
@@ -12,55 +12,27 @@ skipped or half-written.
 from __future__ import annotations
 
 import dataclasses
-import random
 import re
-import time
 import uuid
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
-from .. import limits, metrics, policy, push
-from .. import retention
+from .. import metrics, policy, push, retention
 from ..models import (batch_get_across, condition_failed, Conversation, HeldOriginal, Idempotency, Member, Message,
-                      RateCounter, RetentionRule, tenant_of, transaction, user_ref)
-from ..protocol.errors import ChatError, Conflict, Forbidden, Internal, NotFound, PayloadTooLarge, RateLimited, ValidationFailed
-from . import screening
+                      RetentionRule, tenant_of, transaction, user_ref)
+from ..protocol.errors import ChatError, Conflict, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
+from . import events, holds, screening, timeline
 from .context import Call
-from . import events
+from .timeline import message_view
 
-IDEMPOTENCY_TTL_SECONDS = 7 * 24 * 3600
 REDELIVER_WINDOW_MS = 120_000  # a retried send re-announces its original for this long (see _redeliver)
-MAX_SEND_ATTEMPTS = 25
 MAX_REVISIONS = 20
 MAX_EMOJI_PER_MESSAGE = 50
-PREVIEW_CHARS = 120
 MENTION = re.compile(r"<@([A-Za-z0-9._:-]{1,128})>")
 MENTION_ALL = "<!channel>"
 
 
-
-
-def message_view(msg: Message) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "conversationId": msg.conversation_id, "seq": int(msg.seq), "messageId": msg.message_id,
-        "clientMessageId": msg.client_message_id, "sender": user_ref(msg.sender_key), "kind": msg.kind,
-        "body": None if msg.deleted else msg.body, "createdAt": int(msg.created_at),
-        "editedAt": int(msg.edited_at) if msg.edited_at else None, "deleted": bool(msg.deleted),
-        "threadRootSeq": int(msg.thread_root_seq) if msg.thread_root_seq else None,
-        "replyCount": int(msg.reply_count or 0),
-        "mentions": list(msg.mentions or []), "mentionAll": bool(msg.mention_all),
-        "reactions": _reaction_counts(msg),
-    }
-    if msg.kind == "file":
-        view["file"] = None if msg.deleted or not msg.file else dict(msg.file.as_dict())
-    return view
-
-
-def _reaction_counts(msg: Message) -> dict[str, int]:
-    raw = msg.reaction_sets()
-    return {emoji: len(users) for emoji, users in sorted(raw.items()) if users}
 
 
 def _check_body(call: Call, body: str) -> str:
@@ -75,23 +47,6 @@ def _check_body(call: Call, body: str) -> str:
     except UnicodeEncodeError:
         raise ValidationFailed("body is not valid UTF-8 text.") from None
     return body
-
-
-def _rate_limit(call: Call) -> None:
-    """The send windows checked on their own (an upload request counts as a send): 1 conditional
-    UpdateItem per window (the user's, then the user's shard of the tenant's)."""
-    for window in _rate_windows(call):
-        limits.take(window)
-
-
-def _rate_windows(call: Call) -> tuple[limits.Window, ...]:
-    """The sender's one-second send windows (chalicelib/limits.py): the user's (all devices and REST
-    together) and the user's shard of the tenant's; advanced inside the send's own transaction."""
-    now = call.clock()
-    tenant = call.principal.tenant_id
-    me = policy.key_of(call.principal)
-    mine = limits.for_tenant(tenant)
-    return (limits.user_send_window(mine, me, now), limits.tenant_send_window(mine, tenant, me, now))
 
 
 def _mentions(conv: Conversation, body: str) -> tuple[list[str], bool]:
@@ -153,7 +108,7 @@ def send(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     except ChatError:
         # A retry of a send that was stored before (the conversation was archived, a policy or a
         # rule changed since): the original's ack, as always for a duplicate.  Read only on refusals.
-        original = _original(idem_key, conv_id)
+        original = timeline.original_of(idem_key, conv_id)
         if original is None:
             raise
         return {"message": _redeliver(call, conv, message_view(original)), "duplicate": True}
@@ -169,9 +124,9 @@ def send(call: Call, body: dict[str, Any]) -> dict[str, Any]:
             mentions=mentions, mention_all=mention_all, reactions={},
         )
 
-    kept = _retention(me, conv_id, now, rules)
-    msg, duplicate = _append(conv, member, idem_key, now, build, text, root_seq, kept=kept,
-                             rates=_rate_windows(call))
+    kept = timeline.retention_attributes(call, me, conv_id, now, rules)
+    msg, duplicate = timeline.append(conv, member, idem_key, now, build, text, root_seq, kept=kept,
+                             rates=timeline.rate_windows(call))
     view = message_view(msg)
     if duplicate:
         return {"message": _redeliver(call, conv, view), "duplicate": True}
@@ -205,11 +160,6 @@ def _announce(call: Call, conv: Conversation, view: dict[str, Any]) -> None:
     job = push.job_for(conv, view, policy.key_of(call.principal), call.now_ms(), call.settings)
     if job is not None:
         call.delivery.add(job, on_worker=True)
-
-
-def _original(idem_key: str, conv_id: str) -> Message | None:
-    hit = Idempotency.find(idem_key)
-    return Message.find(conv_id, hit.seq) if hit else None
 
 
 def _own_message(call: Call, body: dict[str, Any], write: bool = True) -> tuple[Conversation, Member, Message]:
@@ -260,10 +210,8 @@ def _replace(msg: Message, actions: list[Any], kind: str, now: int) -> bool:
     replaced version (docs/compliance.md "What a hold keeps").  ``conflict``
     if the message was deleted meanwhile.
     """
-    from .compliance import held_now  # (compliance imports this module)
-
     not_deleted = Message.deleted == False  # noqa: E712
-    if not held_now(msg.sender_key, msg.conversation_id):
+    if not holds.held_now(msg.sender_key, msg.conversation_id):
         try:
             msg.update(actions=actions, condition=not_deleted)
         except UpdateError as exc:
@@ -315,8 +263,7 @@ def delete(call: Call, body: dict[str, Any]) -> dict[str, Any]:
         else:
             msg.deleted, msg.body, msg.revisions, msg.edited_at = True, None, [], now
     if msg.kind == "file" and msg.file:
-        from .files import message_deleted  # (files imports this module)
-        message_deleted(msg.file.as_dict()["fileId"], call.now_ms(), held=held)
+        holds.file_message_deleted(call, msg.file.as_dict()["fileId"], call.now_ms(), held=held)
     event = {"type": "message.deleted", "conversationId": conv.conversation_id, "seq": int(msg.seq)}
     events.to_conversation(call.delivery, conv, event, exclude_connection=call.connection_id,
                            origin=policy.key_of(call.principal), now_ms=call.now_ms())
@@ -345,7 +292,7 @@ def react(call: Call, body: dict[str, Any], add: bool) -> dict[str, Any]:
     if verdict is not None:  # the key was stored as typed: its review entries say "flag", even under a redact
         screening.record_flags(call, dataclasses.replace(verdict, action="flag") if verdict.action else verdict,
                                conv.conversation_id, "reaction", seq=int(msg.seq), message_id=msg.message_id)
-    counts = _reaction_counts(msg)
+    counts = timeline.reaction_counts(msg)
     event = {"type": "reaction.changed", "conversationId": conv.conversation_id, "seq": int(msg.seq),
              "emoji": emoji, "user": user_ref(member.user_key), "added": add, "count": counts.get(emoji, 0),
              "reactions": counts}
@@ -465,14 +412,6 @@ def typing(call: Call, body: dict[str, Any], started: bool) -> dict[str, Any]:
 RECENT_WRITE_MS = 5000  # a conversation written this recently is read strongly consistent (see _recent)
 
 
-def _retention(sender_key: str, conversation_id: str, now: int, rules: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Retention attributes of a new message of ``sender_key``: expiry unless a legal hold covers it
-    (``rules``: the rule items, when already read)."""
-    from .compliance import message_retention  # (compliance imports this module)
-
-    return message_retention(sender_key, conversation_id, now, rules)
-
-
 def _recent(call: Call, conv: Conversation) -> bool:
     """Read a seq window strongly consistent when the conversation was just written to.
 
@@ -501,111 +440,3 @@ def _with_tombstones(conversation_id: str, page: list[Message], low: int, high: 
         high = min(high, max((int(m.seq) for m in page), default=low - 1))
     views += [tombstone_view(conversation_id, s) for s in missing_seqs((m.seq for m in page), low, high)]
     return views
-
-
-# --- the ordered append shared by every message kind ---------------------------------
-
-# Positions of _append's items in the TransactWriteItems request, as cancellation reasons name them:
-# pynamodb sends the puts first, then the updates, each in the order they were added; the rate
-# windows (the user's, the tenant shard's) are _TX_RATE, _TX_RATE + 1, then the thread root.
-_TX_MESSAGE, _TX_IDEMPOTENCY, _TX_CONVERSATION, _TX_MEMBER, _TX_RATE = range(5)
-
-def _append(conv: Conversation, member: Member, idem_key: str, now: int, build: Callable[[int], Message],
-            preview_text: str, root_seq: int | None = None, *, kept: dict[str, Any] | None = None,
-            rates: tuple[limits.Window, ...] = ()) -> tuple[Message, bool]:
-    """Write ``build(seq)`` at the next seq: (message, duplicate).
-
-    One TransactWriteItems advances ``last_seq`` under a condition on its
-    previous value, writes the message and the idempotency key and moves the
-    author's read marker [, advances the sender's rate windows, each under
-    ``count < limit``] [and the thread root's reply count]; a lost race
-    reloads the counter and retries.  The idempotency key's condition is the
-    duplicate check: a retried append returns the original instead of a
-    second message, with no read before the write.  ``kept``: the retention
-    attributes, when the caller read the rules already.
-    """
-    conv_id = conv.conversation_id
-    me = member.user_key
-    if kept is None:  # retention / legal hold (docs/compliance.md): 1 BatchGetItem
-        kept = _retention(me, conv_id, now)
-    for attempt in range(MAX_SEND_ATTEMPTS):
-        seq = int(conv.last_seq or 0) + 1
-        msg = build(seq)
-        for name, value in kept.items():
-            setattr(msg, name, value)
-        preview = {"seq": seq, "sender": me, "text": preview_text[:PREVIEW_CHARS], "at": now}
-        try:
-            with transaction() as tx:
-                tx.update(conv, actions=[Conversation.last_seq.set(seq), Conversation.last_activity_at.set(now),
-                                         Conversation.last_preview.set(preview)],
-                          condition=(Conversation.last_seq == (seq - 1)) & (Conversation.archived == False))  # noqa: E712
-                tx.save(msg, condition=Message.seq.does_not_exist())
-                tx.save(Idempotency(key=idem_key, seq=seq, expires_at=int(now / 1000) + IDEMPOTENCY_TTL_SECONDS),
-                        condition=Idempotency.key.does_not_exist())
-                tx.update(member, actions=[Member.last_read_seq.set(seq)], condition=Member.user_key.exists())
-                for rate in rates:
-                    tx.update(RateCounter(key=rate.key), actions=[RateCounter.count.add(1),
-                                                                  RateCounter.expires_at.set(rate.expires_at)],
-                              condition=RateCounter.under(rate.limit))
-                if root_seq is not None:
-                    tx.update(Message(conversation_id=conv_id, seq=root_seq),
-                              actions=[Message.reply_count.add(1)], condition=Message.seq.exists())
-        except TransactWriteError as exc:
-            reasons = [r.code if r else None for r in (exc.cancellation_reasons or [])]
-            failed = {i for i, code in enumerate(reasons) if code == "ConditionalCheckFailed"}
-            if _TX_IDEMPOTENCY in failed:
-                original = _original(idem_key, conv_id)  # this send was stored before (a retry)
-                if original is not None:
-                    return original, True
-            if _TX_MEMBER in failed:
-                raise NotFound("No such conversation.") from None
-            full = [rate for i, rate in enumerate(rates) if _TX_RATE + i in failed]
-            if full:
-                raise full[0].refused() from None
-            # Another send took this seq (or the item was busy): reload and retry.
-            time.sleep(random.uniform(0, min(0.2, 0.005 * (2 ** attempt))))
-            conv = Conversation.find(conv_id, consistent=True)
-            if conv is None:
-                raise NotFound("No such conversation.") from None
-            if conv.archived:
-                raise Conflict("The conversation is archived.") from None
-            continue
-        return msg, False
-    raise Internal("The conversation is too busy; retry with the same clientMessageId.")
-
-
-def post_file_notice(delivery: Any, conv: Conversation, member: Member, file: dict[str, Any],
-                     now: int) -> tuple[dict[str, Any], bool]:
-    """Post the notice of a clean file into its conversation, as its uploader: (message view, duplicate).
-
-    The same ordered, gap-free, idempotent path as ``send`` (the idempotency
-    key is the file id, so a redelivered S3 event never posts twice): the
-    notice has a seq, shows in history and sync, and moves unread counts.
-    Members get ``message.created`` and ``file.ready`` on every device.
-    """
-    conv_id = conv.conversation_id
-    client_message_id = f"file:{file['fileId']}"
-    idem_key = Idempotency.key_for(conv_id, member.user_key, client_message_id)
-    original = _original(idem_key, conv_id)
-    if original is not None:
-        return message_view(original), True
-    if conv.archived:
-        raise Conflict("The conversation is archived.")
-
-    def build(seq: int) -> Message:
-        return Message(conversation_id=conv_id, seq=seq, message_id=str(uuid.uuid4()),
-                       client_message_id=client_message_id, sender_key=member.user_key, kind="file",
-                       body=file["name"], created_at=now, mentions=[], mention_all=False, reactions={}, file=file)
-
-    msg, duplicate = _append(conv, member, idem_key, now, build, file["name"])
-    from .compliance import tag_file  # the object follows its message's retention (docs/compliance.md)
-
-    tag_file(msg)
-    view = message_view(msg)
-    if not duplicate:
-        events.to_conversation(delivery, conv, {"type": "message.created", "message": view, "mention": False},
-                               origin=member.user_key, now_ms=now, purpose="files")
-        events.to_conversation(delivery, conv, {"type": "file.ready", "conversationId": conv_id,
-                                                "seq": int(msg.seq), "file": file},
-                               origin=member.user_key, now_ms=now, purpose="files")
-    return view, duplicate

@@ -13,39 +13,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
 from .. import policy
 from ..identity import Principal
 from ..models import Conversation, Member, Presence, Subscription, condition_failed, user_key, user_ref
 from ..protocol.errors import ValidationFailed
 from ..protocol.frames import dumps
-from .context import Call, offset_cursor
+from .context import Call, Env, offset_cursor
 
-if TYPE_CHECKING:  # the entry point builds the settings; a service only reads them
-    from ..config import Settings
 
 # Highest first: what the user shows when devices or settings disagree.
 PRECEDENCE = ("do_not_disturb", "in_meeting", "busy", "available", "away", "offline")
 MANUAL = frozenset({"do_not_disturb", "in_meeting", "busy", "away"})
 SQS_MAX_DELAY_SECONDS = 900
 ROSTER_CONVERSATIONS = 100  # most recent direct/group conversations whose members form the roster
-
-
-@dataclass(frozen=True)
-class PresenceEnv:
-    delivery: Any
-    clock: Callable[[], float]
-    settings: Settings
-    # schedule(user_key, delay_seconds): a delayed call of ``flush`` for that user
-    schedule: Callable[[str, int], None]
-    # on_available(user_key, topic ids): the user of an expert pool became available (docs/experts.md
-    # "Questions waiting"); queues the offer of the topics' waiting questions, off this path.
-    on_available: Callable[[str, list[str]], None] | None = None
-
-    def now_ms(self) -> int:
-        return int(self.clock() * 1000)
 
 
 
@@ -92,7 +74,7 @@ def _next_wake(item: Presence, st: dict[str, Any], now: int, idle_ms: int) -> in
     return min(wakes) if wakes else None
 
 
-def _schedule(env: PresenceEnv, item: Presence, due: int, now: int) -> None:
+def _schedule(env: Env, item: Presence, due: int, now: int) -> None:
     """Queue one delayed flush unless one is already due earlier (conditional UpdateItem)."""
     try:
         item.update(actions=[Presence.flush_due_at.set(due)],
@@ -102,10 +84,11 @@ def _schedule(env: PresenceEnv, item: Presence, due: int, now: int) -> None:
         if condition_failed(exc):
             return
         raise
-    env.schedule(item.user_key, min(SQS_MAX_DELAY_SECONDS, max(0, math.ceil((due - now) / 1000))))
+    assert env.schedule.presence_flush is not None, "presence needs its queue to publish a change later"
+    env.schedule.presence_flush(item.user_key, min(SQS_MAX_DELAY_SECONDS, max(0, math.ceil((due - now) / 1000))))
 
 
-def publish(env: PresenceEnv, key: str, item: Presence | None = None) -> int:
+def publish(env: Env, key: str, item: Presence | None = None) -> int:
     """Tell watchers if the user's presence changed; returns the number of posts made."""
     now = env.now_ms()
     idle_ms = env.settings.presence_idle_seconds * 1000
@@ -136,9 +119,9 @@ def publish(env: PresenceEnv, key: str, item: Presence | None = None) -> int:
         raise
     if wake is not None:
         _schedule(env, item, wake, now)
-    if item.expert_topics and st["status"] == "available" and env.on_available is not None \
+    if item.expert_topics and st["status"] == "available" and env.schedule.expert_online is not None \
             and (not was or json.loads(was)[0] != "available"):
-        env.on_available(key, sorted(item.expert_topics))
+        env.schedule.expert_online(key, sorted(item.expert_topics))
     subs = Subscription.watchers(key)
     # watchers in other companies only while the connection and both policies share presence
     allowed = set(policy.allowed_recipients(key, [s.watcher_key for s in subs], now, "presence"))
@@ -155,7 +138,7 @@ def publish(env: PresenceEnv, key: str, item: Presence | None = None) -> int:
     return len(watchers)
 
 
-def flush(env: PresenceEnv, key: str) -> int:
+def flush(env: Env, key: str) -> int:
     """The delayed call: clear the pending mark, then publish whatever is true now."""
     item = Presence.find(key)
     if item is None:
@@ -166,8 +149,8 @@ def flush(env: PresenceEnv, key: str) -> int:
 
 # --- actions -------------------------------------------------------------------
 
-def set_status(env: PresenceEnv, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
-    key = policy.key_of(principal)
+def set_status(env: Call, body: dict[str, Any]) -> dict[str, Any]:
+    key = policy.key_of(env.principal)
     status = body["status"]
     until = body.get("until")
     now = env.now_ms()
@@ -181,8 +164,9 @@ def set_status(env: PresenceEnv, principal: Principal, body: dict[str, Any]) -> 
     return view(key, Presence.find(key), now, env.settings.presence_idle_seconds * 1000)
 
 
-def set_custom(env: PresenceEnv, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
-    key = policy.key_of(principal)
+def set_custom(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    env = call
+    key = policy.key_of(call.principal)
     now = env.now_ms()
     text, emoji, expires = body.get("text"), body.get("emoji"), body.get("expiresAt")
     if expires is not None and expires <= now:
@@ -192,7 +176,6 @@ def set_custom(env: PresenceEnv, principal: Principal, body: dict[str, Any]) -> 
     # here: the connect, disconnect and presence functions publish presence but never screen.
     from . import screening
 
-    call = Call(principal=principal, delivery=env.delivery, clock=env.clock, settings=env.settings)
     screened: dict[str, Any] = {}
     if text:
         screened["text"] = screening.screen_own(call, text, "status")
@@ -214,9 +197,9 @@ def set_custom(env: PresenceEnv, principal: Principal, body: dict[str, Any]) -> 
     return view(key, Presence.find(key), now, env.settings.presence_idle_seconds * 1000)
 
 
-def heartbeat(env: PresenceEnv, principal: Principal, connection_id: str, body: dict[str, Any]) -> dict[str, Any]:
+def heartbeat(env: Call, body: dict[str, Any]) -> dict[str, Any]:
     """Device activity: at most one small write, and a fan-out only if the state changed."""
-    key = policy.key_of(principal)
+    key, connection_id = policy.key_of(env.principal), env.connection_id
     now = env.now_ms()
     idle_ms = env.settings.presence_idle_seconds * 1000
     item = Presence.find(key)
@@ -254,8 +237,10 @@ def visible_keys(principal: Principal, watch: list[str], cap: int, now_ms: int) 
     return policy.allowed_recipients(me, list(keys), now_ms, "presence")[:cap]
 
 
-def subscribe(env: PresenceEnv, principal: Principal, connection_id: str, body: dict[str, Any]) -> dict[str, Any]:
+def subscribe(env: Call, body: dict[str, Any]) -> dict[str, Any]:
     """Roster snapshot (paged) and, on the first page, the subscription to its changes."""
+    principal, connection_id = env.principal, env.connection_id
+    assert connection_id is not None, "a roster subscription belongs to a socket"
     cap = env.settings.presence_roster_cap
     keys = sorted(visible_keys(principal, body.get("watch") or [], cap, env.now_ms()))
     start = offset_cursor(body.get("cursor"))
@@ -272,5 +257,6 @@ def subscribe(env: PresenceEnv, principal: Principal, connection_id: str, body: 
             "nextCursor": str(nxt) if nxt is not None else None}
 
 
-def unsubscribe(env: PresenceEnv, principal: Principal, connection_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    return {"unsubscribed": Subscription.drop_connection(connection_id)}
+def unsubscribe(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    assert call.connection_id is not None, "a roster subscription belongs to a socket"
+    return {"unsubscribed": Subscription.drop_connection(call.connection_id)}

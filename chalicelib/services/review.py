@@ -27,7 +27,7 @@ from pynamodb.expressions.condition import size
 
 from .. import policy
 from ..identity import Principal
-from ..models import Conversation, DlpFlag, Message, condition_failed
+from ..models import Conversation, DlpFlag, Message, condition_failed, split_user_key
 from ..protocol.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from .audit import audit, next_cursor, require_reviewer, time_window
 from .context import Call
@@ -286,7 +286,7 @@ def resolve(call: Call, body: dict[str, Any]) -> dict[str, Any]:
 # --- cases: an entry with its context ------------------------------------------------------------
 
 def _message(m: Message, flagged_seq: int | None) -> dict[str, Any]:
-    tenant, user = m.sender_key.split("#", 1)
+    tenant, user = split_user_key(m.sender_key)
     revisions = [{"body": r["body"], "at": int(r["at"])}
                  for r in (x.as_dict() if hasattr(x, "as_dict") else x for x in (m.revisions or []))]
     return {"seq": int(m.seq), "messageId": m.message_id, "sender": {"tenantId": tenant, "userId": user},

@@ -10,6 +10,7 @@ from ..auth import ALLOWED_ALGORITHMS
 from .. import email_claims, search_index
 from ..models import DomainClaim, Tenant, User
 from ..protocol.errors import Conflict, ValidationFailed
+from .context import Env
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -198,7 +199,7 @@ def limits_view(tenant_id: str) -> dict[str, object]:
 STATUSES = ("active", "suspended")
 
 
-def set_status(tenant_id: str, status: str) -> int:
+def set_status(env: Env, tenant_id: str, status: str) -> int:
     """Suspend or resume a tenant (``Tenant.status``); suspending closes every open socket of it.
 
     Returns how many sockets were closed.  A suspended tenant's tokens are refused (``forbidden``,
@@ -216,10 +217,10 @@ def set_status(tenant_id: str, status: str) -> int:
         raise ValidationFailed(f"unknown tenant {tenant_id!r}") from None
     if tenant.status != status:
         tenant.update(actions=[Tenant.status.set(status)])
-    return close_all_sockets(tenant_id) if status == "suspended" else 0
+    return close_all_sockets(env, tenant_id) if status == "suspended" else 0
 
 
-def close_all_sockets(tenant_id: str) -> int:
+def close_all_sockets(env: Env, tenant_id: str) -> int:
     """Close every open socket of a tenant's users, as SCIM deactivation closes one user's
     (services/directory.close_sockets): Query the tenant's users (1 per 1 MB page, keys only), then per
     user 1 Query ``by_user`` and 1 DELETE @connections per socket; each socket then gets its
@@ -228,5 +229,5 @@ def close_all_sockets(tenant_id: str) -> int:
 
     closed = 0
     for user in User.query(tenant_id, attributes_to_get=["tenant_id", "user_id"]):
-        closed += close_sockets(tenant_id, user.user_id)
+        closed += close_sockets(env, tenant_id, user.user_id)
     return closed

@@ -216,7 +216,7 @@ def _usage(tenant: str) -> int:
 
 @pytest.mark.slow
 async def test_a_file_set_to_expire_returns_its_quota_exactly_once(stack, sessions):
-    from chalicelib.services import compliance
+    from chalicelib.services import holds
 
     a = make_company(stack, "quota")
     _ok(api(stack, a.admin, "PUT", "/admin/retention", json={"days": 3650}), 200, "admin.retention.set")
@@ -234,15 +234,15 @@ async def test_a_file_set_to_expire_returns_its_quota_exactly_once(stack, sessio
     # its expiry is set: the bytes are committed to go, so they no longer count
     assert rec.expires_at is not None and rec.quota_returned is not None and _usage(a.tenant) == 0
     # a retried step (the announcement's, a sweep's, a backfill's) sets the expiry again: nothing more
-    assert compliance.file_expiry(rec, int(rec.expires_at)) is False
-    assert compliance.file_expiry(File.find(file_id, consistent=True), int(rec.expires_at)) is False
+    assert holds.file_expiry(rec, int(rec.expires_at)) is False
+    assert holds.file_expiry(File.find(file_id, consistent=True), int(rec.expires_at)) is False
     assert _usage(a.tenant) == 0
     # keep forever: the expiry goes, the bytes count again (once, however often it is retried)
     _ok(api(stack, a.admin, "PUT", "/admin/retention", json={"days": None}), 200, "admin.retention.set")
     _wait(lambda: _backfill(stack, a.admin), 60, "the keep-forever backfill")
     rec = File.find(file_id, consistent=True)
     assert rec.expires_at is None and rec.quota_returned is None and _usage(a.tenant) == len(PNG)
-    assert compliance.file_expiry(rec, None, forever=True) is False and _usage(a.tenant) == len(PNG)
+    assert holds.file_expiry(rec, None, forever=True) is False and _usage(a.tenant) == len(PNG)
     _ok(api(stack, a.admin, "PUT", "/admin/retention", json={"days": 3650}), 200, "admin.retention.set")
     _wait(lambda: _backfill(stack, a.admin), 60, "the backfill back to 3650 days")
     assert File.find(file_id, consistent=True).quota_returned is not None and _usage(a.tenant) == 0

@@ -26,6 +26,7 @@ from chalicelib import scanner
 from chalicelib.config import settings
 from chalicelib.models import File, TenantUsage, User
 from chalicelib.protocol import schemas
+from chalicelib.services.context import Env, Scheduler
 
 from .client import ActionError, Session, token_for
 
@@ -371,8 +372,8 @@ async def test_scanner_down_leaves_the_file_pending_and_queues_a_retry(stack, se
     delivery = _Recorder()
 
     def env(engine):
-        return files.FilesEnv(s3=s3(), delivery=delivery, clock=time.time, settings=settings(),
-                              scanner=lambda: engine, retry=lambda *a: retries.append(a))
+        return Env(s3=s3, delivery=delivery, clock=time.time, settings=settings(),
+                   scanner=lambda: engine, schedule=Scheduler(file_scan=lambda *a: retries.append(a)))
 
     dead = scanner.Pipeline(scanner.TypeCheck(), scanner.ClamdScanner("tcp:127.0.0.1:9", io_timeout=0.5))
     for attempt in (1, 2):
@@ -426,8 +427,8 @@ async def test_a_scan_abandoned_after_the_last_attempt_refuses_the_file_and_free
     delivery = _Recorder()
     cfg = dataclasses.replace(settings(), scan_max_attempts=2)
     dead = scanner.Pipeline(scanner.TypeCheck(), scanner.ClamdScanner("tcp:127.0.0.1:9", io_timeout=0.5))
-    env = files.FilesEnv(s3=s3(), delivery=delivery, clock=time.time, settings=cfg,
-                         scanner=lambda: dead, retry=lambda *a: retries.append(a))
+    env = Env(s3=s3, delivery=delivery, clock=time.time, settings=cfg,
+              scanner=lambda: dead, schedule=Scheduler(file_scan=lambda *a: retries.append(a)))
     assert files.on_object_created(env, cfg.files_bucket, key, put.get("VersionId")) == "pending"
     assert len(retries) == 1 and delivery.delivery.frames == []
     assert files.on_object_created(env, cfg.files_bucket, key, put.get("VersionId")) == "deleted"
@@ -468,13 +469,11 @@ async def _pending_object(stack, sessions, data: bytes, name: str = "diagram.png
 def _guardduty_env(delivery, **cfg):
     import dataclasses
 
-    from chalicelib.services import files
-
     waits: list[tuple] = []
-    env = files.FilesEnv(s3=s3(), delivery=delivery, clock=time.time,
-                         settings=dataclasses.replace(settings(), scanner="guardduty", **cfg),
-                         scanner=lambda: scanner.from_settings(settings()), retry=lambda *a: None,
-                         await_verdict=lambda *a: waits.append(a))
+    env = Env(s3=s3, delivery=delivery, clock=time.time,
+              settings=dataclasses.replace(settings(), scanner="guardduty", **cfg),
+              scanner=lambda: scanner.from_settings(settings()),
+              schedule=Scheduler(file_scan=lambda *a: None, verdict_check=lambda *a: waits.append(a)))
     return env, waits
 
 

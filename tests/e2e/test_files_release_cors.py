@@ -24,6 +24,7 @@ from chalicelib import scanner
 from chalicelib.config import settings
 from chalicelib.models import File
 from chalicelib.services import files
+from chalicelib.services.context import Env, Scheduler
 
 from .client import ActionError, Session
 from .test_files import PNG, _group, _post, _Recorder, _usage, s3
@@ -31,11 +32,11 @@ from .test_files import PNG, _group, _post, _Recorder, _usage, s3
 pytestmark = pytest.mark.e2e
 
 
-def _env(engine: Any = None, scheduled: list | None = None) -> files.FilesEnv:
+def _env(engine: Any = None, scheduled: list | None = None) -> Env:
     sched = scheduled if scheduled is not None else []
-    return files.FilesEnv(s3=s3(), delivery=_Recorder(), clock=time.time, settings=settings(),
-                          scanner=lambda: engine or scanner.from_settings(settings()),
-                          retry=lambda *a: None, schedule_release=lambda *a: sched.append(a))
+    return Env(s3=s3, delivery=_Recorder(), clock=time.time, settings=settings(),
+               scanner=lambda: engine or scanner.from_settings(settings()),
+               schedule=Scheduler(file_scan=lambda *a: None, upload_release=lambda *a: sched.append(a)))
 
 
 async def _until(check: Callable[[], bool], timeout: float = 30.0) -> None:

@@ -252,6 +252,7 @@ def test_watchers_are_told_exactly_what_is_recorded_as_published(stack):
 
     from chalicelib import runtime
     from chalicelib.services import presence
+    from chalicelib.services.context import Env, Scheduler
 
     from .test_files import _Recorder  # records what a fan-out would post
 
@@ -263,8 +264,8 @@ def test_watchers_are_told_exactly_what_is_recorded_as_published(stack):
     Subscription.replace_for("race-watcher-conn", watcher, [target], int(time.time()) + 600)
     scheduled: list[tuple[str, int]] = []
     recorder = _Recorder()
-    env = presence.PresenceEnv(delivery=recorder, clock=time.time, settings=runtime.settings(),
-                               schedule=lambda k, d: scheduled.append((k, d)))
+    env = Env(delivery=recorder, clock=time.time, settings=runtime.settings(),
+              schedule=Scheduler(presence_flush=lambda k, d: scheduled.append((k, d))))
     try:
         item = Presence.find(target)  # the disconnect's publication read the user offline ...
         Presence.add_connection(target, "race-conn", now)  # ... and a new device connects meanwhile

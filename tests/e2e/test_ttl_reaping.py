@@ -57,7 +57,7 @@ def _plain_table(client, name: str) -> str:
 
 
 def _message(conv: str, seq: int, expires_at: int, reply_to: int | None = None) -> dict:
-    """An item as messages._append writes it for a sender under retention."""
+    """An item as timeline.append writes it for a sender under retention."""
     item = {"conversation_id": {"S": conv}, "seq": {"N": str(seq)}, "created_at": {"N": "1"},
             "sender_key": {"S": "acme#u1"}, "retained_sender": {"S": "acme#u1"}, "retain_s": {"N": "1"},
             "expires_at": {"N": str(expires_at)}, "body": {"S": f"message {seq}"}}

@@ -17,7 +17,7 @@ import pytest
 from chalicelib.config import settings
 from chalicelib.fanout import FanoutLimits
 from chalicelib.identity import Principal
-from chalicelib.services.context import Call
+from chalicelib.services.context import Call, Scheduler
 from chalicelib.services.tenants import TenantSpec, register_tenant, upsert_user
 
 
@@ -63,7 +63,7 @@ class Company:
         """A call by one of the company's users (by name), or by any ``Principal``."""
         return Call(principal=self.users[who] if isinstance(who, str) else who, delivery=self.outbox, clock=self.clock, settings=settings(),
                     connection_id=connection_id,
-                    schedule=lambda job, delay=0: self.scheduled.append((job, delay)))
+                    schedule=Scheduler(compliance=lambda job, delay=0: self.scheduled.append((job, delay))))
 
 
 @pytest.fixture(scope="session")
