@@ -112,26 +112,38 @@ class Presence(Model):
 
         ``max_devices``: the live set must hold fewer ids than this (the user's device limit), in the
         same conditional update; None (nothing written) when it is full.  Only a refused or a first
-        ever connection pays a consistent GetItem, to tell the two apart.
+        ever connection pays a consistent GetItem, to tell the two apart.  Two first connections at
+        once: one creates the item (under "absent"), the other finds it and adds itself as usual -
+        a full set is decided only on the set as read, never on a lost race.
         """
         item = cls(user_key=key)
         room = (cls.connections.does_not_exist() | (size(cls.connections) < max_devices)) \
             if max_devices is not None else None
         exists = cls.user_key.exists()
-        try:
-            item.update(actions=[cls.connections.add({connection_id}), cls.activity[connection_id].set(now),
-                                 cls.last_seen_at.set(now), cls.updated_at.set(now)],
-                        condition=exists & room if room is not None else exists)
-        except UpdateError as exc:
-            if not condition_failed(exc):
-                raise
-            if room is not None and cls.find(key) is not None:
-                return None  # the item exists: the live set is full
+        for _ in range(3):
+            try:
+                item.update(actions=[cls.connections.add({connection_id}), cls.activity[connection_id].set(now),
+                                     cls.last_seen_at.set(now), cls.updated_at.set(now)],
+                            condition=exists & room if room is not None else exists)
+                return set(item.rooms or ())
+            except UpdateError as exc:
+                if not condition_failed(exc):
+                    raise
+            current = cls.find(key)
+            if current is not None:
+                if max_devices is not None and len(current.connections or ()) >= max_devices:
+                    return None  # the live set is full
+                continue  # created by a concurrent first connection (or a slot freed): add as usual
             # First connection ever: the activity map must exist before a path under it is set.
-            item.update(actions=[cls.connections.add({connection_id}), cls.activity.set({connection_id: now}),
-                                 cls.last_seen_at.set(now), cls.updated_at.set(now)],
-                        condition=room)
-        return set(item.rooms or ())
+            try:
+                item.update(actions=[cls.connections.add({connection_id}), cls.activity.set({connection_id: now}),
+                                     cls.last_seen_at.set(now), cls.updated_at.set(now)],
+                            condition=cls.user_key.does_not_exist())
+                return set(item.rooms or ())
+            except UpdateError as exc:
+                if not condition_failed(exc):
+                    raise
+        raise RuntimeError(f"the live set of {key} kept changing; connect again")
 
     @classmethod
     def remove_connection(cls, key: str, connection_id: str, now: int) -> set[str]:
