@@ -45,7 +45,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.fuzz]
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAME_EXAMPLES = int(os.environ.get("FUZZ_FRAME_EXAMPLES", "150"))
-REST_EXAMPLES = int(os.environ.get("FUZZ_REST_EXAMPLES", "12"))
+REST_EXAMPLES = int(os.environ.get("FUZZ_REST_EXAMPLES", "8"))  # FUZZ_REST_EXAMPLES=50 for a deeper run
 REPLY_TIMEOUT = 15.0
 REPLIES = ("ack", "pong", "error")
 
