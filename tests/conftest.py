@@ -66,6 +66,11 @@ def stack() -> Stack:
     # The seeded users are shared by the whole suite, whose sessions may still be closing: a per-user
     # device limit of 10 would refuse them by test order (tests/e2e/test_limits.py sets its own per company).
     env.update(DEVICES_PER_USER="1000")
+    # Warm containers keep a tenant (identity, limits) this long: 8 s instead of 30, so suspension and
+    # auto-provisioning are seen within a test.  Also for this process: tenantctl, run from here, waits
+    # that long before its second sweep (tests/e2e/test_suspension.py).
+    env.update(TENANT_CACHE_SECONDS="8")
+    os.environ["TENANT_CACHE_SECONDS"] = env["TENANT_CACHE_SECONDS"]
     try:
         with launcher.running(state_dir, env, timeout=STARTUP_TIMEOUT) as info:
             # This test process talks to the same DynamoDB/S3 over HTTP, like the app.

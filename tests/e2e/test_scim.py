@@ -594,7 +594,8 @@ async def test_auto_provision_refuses_a_second_subject_with_a_held_email(stack):
     try:
         fresh = f"{_uniq('jit')}@acme.example"
         fresh_sub = _uniq("jit-sub")
-        # The tenant cache (TENANT_CACHE_SECONDS, 30 s) picks the setting up: then the unknown user is created.
+        # The tenant cache (TENANT_CACHE_SECONDS, 8 s on the test stack) picks the setting up: then the
+        # unknown user is created.
         deadline = asyncio.get_running_loop().time() + 45
         while (status := await handshake_status(stack, craft(stack, "acme", sub=fresh_sub, email=fresh))) != 101:
             assert status == 403 and asyncio.get_running_loop().time() < deadline, status
@@ -720,7 +721,7 @@ def test_concurrent_first_sign_ins_over_rest_create_exactly_one_user(stack):
 
         def first_request(sub):
             token = craft(stack, "acme", sub=sub, email=email)
-            while True:  # a worker that has not seen auto-provisioning yet (tenant cache, 30 s) answers 403
+            while True:  # a worker that has not seen auto-provisioning yet (tenant cache) answers 403
                 resp = requests.get(f"{stack.origin}/conversations", headers={"Authorization": f"Bearer {token}"},
                                     timeout=30)
                 if resp.status_code != 403 or time.monotonic() > stop:
