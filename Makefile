@@ -77,11 +77,15 @@ bench: install
 
 # The merged template is the whole stage: the app (Chalice) plus infra/ (tables,
 # bucket, alarms). Refuses to package when infra/ is stale against the models.
+# Chalice writes one deployment.zip for all functions; split_package cuts one zip
+# per function (build/package/functions/, what its handler can import) and points
+# each CodeUri at it; check_function_zips imports each zip alone or fails.
 package: install
 	$(PY) tools/render_infra.py --stage $(STAGE) --check
 	AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/chalice package --stage $(STAGE) \
 	    --merge-template infra/resources-$(STAGE).json build/package
-	@ls -l build/package/deployment.zip
+	$(PY) tools/split_package.py build/package
+	$(PY) tools/check_function_zips.py build/package
 
 # --- deployment (docs/operations.md) -------------------------------------------
 STAGE ?= dev
@@ -120,7 +124,8 @@ lint-infra: package $(CHECKOV_STAMP)
 	$(CHECKOV_VENV)/bin/python tools/checkov_gate.py build/checkov.json infra/checkov-suppressions.yaml
 
 # `chalice deploy` cannot merge templates: deploy the packaged template with
-# CloudFormation. Needs the AWS CLI and credentials; DEPLOY_BUCKET holds the code zip.
+# CloudFormation. Needs the AWS CLI and credentials; DEPLOY_BUCKET holds the code
+# zips (`aws cloudformation package` uploads each function's CodeUri zip).
 deploy: package
 	@test -n "$(DEPLOY_BUCKET)" || { echo "usage: make deploy STAGE=dev|prod DEPLOY_BUCKET=<s3 bucket>" >&2; exit 2; }
 	aws cloudformation package --template-file build/package/sam.json \

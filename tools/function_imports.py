@@ -3,8 +3,10 @@
 Every handler in ``app.py`` imports its own module inside its body (REST
 routes name their service as ``"module.function"``), so the modules a
 function runs are visible in the source: this module reads them with ``ast``
-for ``bench/cold_start.py`` (cold import per function) and
-``tests/unit/test_imports.py`` (import boundaries), so neither keeps a list
+for ``bench/cold_start.py`` (cold import per function),
+``tests/unit/test_imports.py`` (import boundaries) and
+``tools/split_package.py`` (one zip per function: :func:`closure` follows
+every import from there, those inside functions too), so none keeps a list
 that could drift from the handlers.
 """
 from __future__ import annotations
@@ -93,3 +95,86 @@ def function_modules(app_path: Path = ROOT / "app.py", *, dispatched: bool = Tru
                     mods |= dispatched_services()
                 out.setdefault(function, set()).update(mods)
     return out
+
+
+def handlers(app_path: Path = ROOT / "app.py") -> dict[str, str]:
+    """``app.<attr>`` (a function's ``Handler`` in the packaged template) -> its Chalice function name.
+
+    Chalice points ``api_handler`` at the Chalice object itself (``app.app``)."""
+    tree = ast.parse(app_path.read_text())
+    out = {n.name: f for n in tree.body if isinstance(n, ast.FunctionDef) and (f := _function_of(n))}
+    return {k: v for k, v in out.items() if v != "api_handler"} | {"app": "api_handler"}
+
+
+def _runs(tree: ast.Module, nested: bool) -> list[ast.AST]:
+    """The nodes that may run: every node (``nested``) or the module level; never an ``if TYPE_CHECKING:`` body."""
+    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and
+               getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING"
+               for stmt in node.body for n in ast.walk(stmt)}
+    nodes = ast.walk(tree) if nested else iter(tree.body)
+    return [n for n in nodes if id(n) not in skipped]
+
+
+def imports_of(source: str, module: str, is_package: bool, ours: set[str],
+               nested: bool = True) -> tuple[set[str], set[str]]:
+    """(our modules, other modules) that ``module``'s source imports, in functions too unless not ``nested``.
+
+    ``ours``: every module of the package(s) being walked; ``from pkg import x`` names
+    module ``pkg.x`` when that is one of them, else a name of ``pkg``."""
+    tops = {m.split(".")[0] for m in ours}
+    package = module if is_package else module.rpartition(".")[0]
+    mods: set[str] = set()
+    other: set[str] = set()
+    for node in _runs(ast.parse(source), nested):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            if base.split(".")[0] not in tops:
+                other.add(base)
+                continue
+            mods.add(base)
+            mods |= {f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in ours}
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                top = alias.name.split(".")[0]
+                (mods if top in tops else other).add(alias.name)
+    return mods, other - {"__future__"}
+
+
+def _is_lazy_package(source: str) -> bool:
+    """A package whose ``__getattr__`` imports its submodules on first use (PEP 562): any of them may load."""
+    return any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in ast.parse(source).body)
+
+
+def closure(roots: set[str], sources: dict[str, tuple[str, bool]],
+            dynamic: dict[str, set[str]] | None = None) -> tuple[set[str], set[str]]:
+    """(our modules, other modules but the standard library's) that importing ``roots`` may ever load, imports
+    in functions included.
+
+    ``sources``: module -> (source, is_package) of every module of ours; ``dynamic``: module -> the
+    modules it imports by name at run time (``importlib``), which no import statement shows.
+    Parent packages count (importing ``a.b`` runs ``a/__init__.py``); a lazy package loads all its
+    submodules. Raises ``LookupError`` naming a module that is imported but has no source."""
+    ours, dynamic = set(sources), dynamic or {}
+    seen: set[str] = set()
+    other: set[str] = set()
+    todo = list(roots)
+    while todo:
+        mod = todo.pop()
+        if mod in seen:
+            continue
+        if mod not in sources:
+            raise LookupError(f"{mod} is imported but not in the package")
+        seen.add(mod)
+        source, is_package = sources[mod]
+        mods, others = imports_of(source, mod, is_package, ours)
+        parts = mod.split(".")
+        mods |= {".".join(parts[:i]) for i in range(1, len(parts))} | dynamic.get(mod, set())
+        if is_package and _is_lazy_package(source):
+            mods |= {m for m in ours if m.rpartition(".")[0] == mod}
+        other |= others
+        todo += sorted(mods - seen)
+    return seen, {t for t in other if t.split(".")[0] not in sys.stdlib_module_names}

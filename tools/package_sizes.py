@@ -1,18 +1,16 @@
-"""What each Lambda function ships and what it imports of it, from the package ``make package`` built.
+"""What each Lambda function ships, from the package ``make package`` built.
 
-``chalice package`` builds one ``deployment.zip`` and points every function's
-``CodeUri`` at it (it has no per-function packaging), so every function
-ships the same bytes.  This tool reads that zip and, per function, sums the
-parts the function imports on a cold start (its third-party packages, found
-by importing its modules as ``bench/cold_start.py`` does, plus ``app.py``,
-``chalicelib`` and ``chalice``): what a per-function package would hold.
+``chalice package`` builds one ``deployment.zip`` with everything;
+``tools/split_package.py`` cuts one zip per function from it and points each
+function's ``CodeUri`` at its own.  This tool reports both: the shared zip by
+part, and per function the zip its ``CodeUri`` names (zipped and unzipped
+bytes, the distributions in it), into ``bench/results/package_sizes.json``.
 
-    make package && .venv/bin/python tools/package_sizes.py [build/package/deployment.zip]
+    make package && .venv/bin/python tools/package_sizes.py [build/package]
 """
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import zipfile
 from collections import defaultdict
@@ -21,16 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tools.function_imports import function_modules  # noqa: E402
+from tools.function_imports import handlers  # noqa: E402
 
-THIRD_PARTY = """
-import sys, json
-import app
-{imports}
-import boto3
-std = set(sys.stdlib_module_names)
-print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} - std)))
-"""
+MB = 1024 * 1024
 
 
 def parts(zip_path: Path) -> dict[str, tuple[int, int]]:
@@ -48,35 +39,48 @@ def parts(zip_path: Path) -> dict[str, tuple[int, int]]:
     return {k: (v[0], v[1]) for k, v in sizes.items()}
 
 
-def imported(modules: set[str]) -> list[str]:
-    code = THIRD_PARTY.format(imports="\n".join(f"import {m}" for m in sorted(modules)))
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                         env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1", "LOG_LEVEL": "WARNING"})
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def function_zips(package_dir: Path) -> dict[str, dict]:
+    """Chalice function name -> its logical id, zip, sizes and distributions, as the packaged template points."""
+    template = json.loads((package_dir / "sam.json").read_text())
+    by_handler = handlers()
+    out = {}
+    for lid, res in sorted(template["Resources"].items()):
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        props = res["Properties"]
+        path = package_dir / props["CodeUri"]
+        with zipfile.ZipFile(path) as z:
+            unzipped = sum(i.file_size for i in z.infolist())
+            dists = sorted({n.split("/")[0].removesuffix(".dist-info") for n in z.namelist()
+                            if n.split("/")[0].endswith(".dist-info")})
+        out[by_handler[props["Handler"].removeprefix("app.")]] = {
+            "logical_id": lid, "code_uri": props["CodeUri"], "zipped": path.stat().st_size,
+            "unzipped": unzipped, "distributions": dists}
+    return out
+
+
+def table(functions: dict[str, dict]) -> str:
+    lines = [f"{'function':22} {'LogicalId':20} {'zipped MB':>9} {'unzipped MB':>11}  distributions"]
+    for name, f in sorted(functions.items()):
+        dists = ", ".join(d.rsplit("-", 1)[0] for d in f["distributions"])
+        lines.append(f"{name:22} {f['logical_id']:20} {f['zipped'] / MB:9.1f} {f['unzipped'] / MB:11.1f}  {dists}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
-    zip_path = Path(argv[1]) if len(argv) > 1 else ROOT / "build" / "package" / "deployment.zip"
-    sizes = parts(zip_path)
-    total = (zip_path.stat().st_size, sum(u for _, u in sizes.values()))
-    mb = 1024 * 1024
-    print(f"deployment.zip (every function): {total[0] / mb:.1f} MB zipped, {total[1] / mb:.1f} MB unzipped")
+    package_dir = Path(argv[1]) if len(argv) > 1 else ROOT / "build" / "package"
+    shared = package_dir / "deployment.zip"
+    sizes = parts(shared)
+    total = (shared.stat().st_size, sum(u for _, u in sizes.values()))
+    print(f"deployment.zip (chalice's, all in one): {total[0] / MB:.1f} MB zipped, {total[1] / MB:.1f} MB unzipped")
     biggest = sorted(sizes.items(), key=lambda kv: -kv[1][1])[:8]
-    print("largest parts: " + ", ".join(f"{k} {u / mb:.1f} MB" for k, (_, u) in biggest))
-    print(f"\n{'function':22} {'imports, zipped MB':>18} {'unzipped MB':>12}  not needed of the shared zip")
-    rows = {}
-    for function, modules in sorted(function_modules().items()):
-        names = {n.lower() for n in imported(modules)} | {"app", "chalicelib", "chalice"}
-        needed = [k for k in sizes if k.lower() in names]
-        z = sum(sizes[k][0] for k in needed)
-        u = sum(sizes[k][1] for k in needed)
-        unused = sorted((k for k in sizes if k not in needed), key=lambda k: -sizes[k][1])[:4]
-        rows[function] = {"zipped": z, "unzipped": u, "parts": sorted(needed)}
-        print(f"{function:22} {z / mb:18.1f} {u / mb:12.1f}  {', '.join(unused)}")
+    print("largest parts: " + ", ".join(f"{k} {u / MB:.1f} MB" for k, (_, u) in biggest))
+    functions = function_zips(package_dir)
+    print(table(functions))
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "package_sizes.json").write_text(json.dumps({"zip": {"zipped": total[0], "unzipped": total[1]},
-                                                        "parts": sizes, "functions": rows}, indent=2) + "\n")
+                                                        "parts": sizes, "functions": functions}, indent=2) + "\n")
     return 0
 
 
