@@ -6,7 +6,7 @@ the ones that verify tokens (``auth.py``) load the JWT and crypto libraries.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 
 # The company roles a directory user can hold (docs/compliance.md "Review queue" for ``reviewer``):
@@ -71,3 +71,18 @@ def token_from_authorization(headers: Mapping[str, str] | None) -> str | None:
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
     return None
+
+
+def authorizer_context(principal: Principal) -> dict[str, Any]:
+    """Who a connection is, as the $connect authorizer's ``context`` (strings, numbers or booleans only)."""
+    return {"tenantId": principal.tenant_id, "userId": principal.user_id, "email": principal.email,
+            "roles": ",".join(principal.roles)}
+
+
+def principal_from(authorizer: dict[str, Any] | None) -> Principal | None:
+    """The principal from an event's ``requestContext.authorizer``; None when it names nobody."""
+    if not authorizer or not authorizer.get("tenantId") or not authorizer.get("userId"):
+        return None
+    roles = tuple(r for r in str(authorizer.get("roles") or "").split(",") if r)
+    return Principal(tenant_id=str(authorizer["tenantId"]), user_id=str(authorizer["userId"]),
+                     email=str(authorizer.get("email") or ""), roles=roles)

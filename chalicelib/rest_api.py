@@ -57,7 +57,9 @@ def handle(headers: dict[str, str] | None, raw_body: bytes | str | None, query: 
     request_id = ((context or {}).get("requestId") or "rest")[:64]
     ctx = logs.bind(route=action, api="rest")
     try:
-        principal, _user = connections.authenticate(runtime.verifier(), token_from_authorization(headers))
+        from .token_verifier import verifier  # pyjwt and cryptography load on the first token checked
+
+        principal, _user = connections.authenticate(verifier(), token_from_authorization(headers))
         body: dict[str, Any] = {}
         if raw_body:
             body = frames.loads(raw_body)
@@ -87,3 +89,4 @@ def handle(headers: dict[str, str] | None, raw_body: bytes | str | None, query: 
         return _error(Internal())
     finally:
         logs.unbind(ctx)
+

@@ -28,32 +28,11 @@ def _once(name: str, build: Any) -> Any:
     return obj
 
 
-def _lookup_tenant(issuer: str) -> Any:
-    from .identity import TenantIdentity
-    from .models import Tenant
-
-    tenant = Tenant.for_issuer(issuer)
-    if tenant is None:
-        return None
-    return TenantIdentity(
-        tenant_id=tenant.tenant_id, issuer=tenant.issuer, audience=tenant.audience,
-        domains=tuple(d.lower() for d in tenant.domains), algorithms=tuple(tenant.algorithms),
-        email_claim=tenant.email_claim, roles_claim=tenant.roles_claim, jwks_uri=tenant.jwks_uri,
-        subject_claim=tenant.subject_claim or "sub",
-        auto_provision=bool(tenant.auto_provision), active=tenant.status == "active",
-    )
-
-
-def verifier() -> Any:
-    """The token verifier (``auth.TokenVerifier``; pyjwt is loaded only by the functions that verify)."""
-    from .auth import JwksCache, TenantDirectory, TokenVerifier
-
-    s = settings()
-    return _once("verifier", lambda: TokenVerifier(
-        TenantDirectory(_lookup_tenant, s.tenant_cache_seconds),
-        JwksCache(s.jwks_refetch_seconds),
-        s.jwt_leeway_seconds,
-    ))
+def context_of(event: dict[str, Any]) -> dict[str, Any]:
+    """A WebSocket event's ``requestContext``; the first one also tells the management endpoint."""
+    ctx = event.get("requestContext") or {}
+    remember_endpoint(ctx.get("apiId", ""), ctx.get("stage", ""), ctx.get("domainName", ""))
+    return ctx
 
 
 def remember_endpoint(api_id: str, stage: str, domain_name: str) -> None:

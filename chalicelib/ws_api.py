@@ -12,13 +12,12 @@ import logging
 from typing import Any, Callable
 
 from . import logs, metrics, runtime
-from .identity import Principal
+from .identity import Principal, principal_from
 from .config import settings
 from .protocol import frames
 from .protocol.errors import ChatError, Internal
 from .services import connections
 
-from .ws_connect import context_of, principal_from
 
 log = logging.getLogger("chat.ws")
 
@@ -107,7 +106,7 @@ ACTIONS: dict[str, tuple[Handler, bool]] = {
 @metrics.flushed("websocket_message")
 def on_message(event: dict[str, Any]) -> dict[str, Any]:
     """$default: one frame in, one ack/result or error frame out (plus any events)."""
-    ctx = context_of(event)
+    ctx = runtime.context_of(event)
     cid = ctx.get("connectionId", "")
     token_ctx = logs.bind(requestId=ctx.get("requestId"), connectionId=cid, route="$default")
     request_id: str | None = None

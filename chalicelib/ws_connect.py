@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from . import logs, metrics, runtime
-from .identity import Principal, token_from_ws_connect
+from .identity import Principal, authorizer_context, principal_from, token_from_ws_connect
 from .config import settings
 from .models import user_key
 from .protocol import frames
@@ -23,32 +23,13 @@ from .services import connections, presence
 log = logging.getLogger("chat.ws")
 
 
-def context_of(event: dict[str, Any]) -> dict[str, Any]:
-    ctx = event.get("requestContext") or {}
-    runtime.remember_endpoint(ctx.get("apiId", ""), ctx.get("stage", ""), ctx.get("domainName", ""))
-    return ctx
-
-
 # --- identity that travels with the connection ------------------------------------------
 # The $connect route has a Lambda REQUEST authorizer (``authorize``): it verifies the token once
 # and API Gateway hands its ``context`` to every later event of that connection as
-# ``requestContext.authorizer``, so a frame needs no read to know who sent it.  The authorizer
-# allows even a refused token, with the refusal in its context: $connect then answers the same
-# structured refusal as ever (API Gateway's own 401/403 would carry no error code).
-
-def _principal_context(principal: Principal) -> dict[str, Any]:
-    # (authorizer context values must be strings, numbers or booleans)
-    return {"tenantId": principal.tenant_id, "userId": principal.user_id, "email": principal.email,
-            "roles": ",".join(principal.roles)}
-
-
-def principal_from(authorizer: dict[str, Any] | None) -> Principal | None:
-    if not authorizer or not authorizer.get("tenantId") or not authorizer.get("userId"):
-        return None
-    roles = tuple(r for r in str(authorizer.get("roles") or "").split(",") if r)
-    return Principal(tenant_id=str(authorizer["tenantId"]), user_id=str(authorizer["userId"]),
-                     email=str(authorizer.get("email") or ""), roles=roles)
-
+# ``requestContext.authorizer``, so a frame needs no read to know who sent it
+# (``identity.principal_from``).  The authorizer allows even a refused token, with the refusal in
+# its context: $connect then answers the same structured refusal as ever (API Gateway's own
+# 401/403 would carry no error code).
 
 @metrics.flushed("ws_authorizer")
 def authorize(event: dict[str, Any]) -> dict[str, Any]:
@@ -57,8 +38,8 @@ def authorize(event: dict[str, Any]) -> dict[str, Any]:
     token_ctx = logs.bind(requestId=ctx.get("requestId"), connectionId=ctx.get("connectionId"), route="authorizer")
     try:
         token = token_from_ws_connect(event.get("headers") or {}, event.get("queryStringParameters") or {})
-        principal, _user = connections.authenticate(runtime.verifier(), token)
-        principal_id, context = user_key(principal.tenant_id, principal.user_id), _principal_context(principal)
+        principal, _user = connections.authenticate(_verifier(), token)
+        principal_id, context = user_key(principal.tenant_id, principal.user_id), authorizer_context(principal)
     except ChatError as err:
         principal_id, context = "refused", {"refusedCode": err.code, "refusedStatus": err.status,
                                             "refusedMessage": err.message}
@@ -92,7 +73,7 @@ def on_connect(event: dict[str, Any]) -> dict[str, Any]:
 
     Without an authorizer in front (``requestContext.authorizer`` absent) the token is verified here.
     """
-    ctx = context_of(event)
+    ctx = runtime.context_of(event)
     cid = ctx.get("connectionId", "")
     token_ctx = logs.bind(requestId=ctx.get("requestId"), connectionId=cid, route="$connect")
     try:
@@ -108,7 +89,7 @@ def on_connect(event: dict[str, Any]) -> dict[str, Any]:
             source_ip=(ctx.get("identity") or {}).get("sourceIp"),
             device=query.get("device"),
         )
-        principal = connections.connect(runtime.verifier, runtime.clock, settings().connection_ttl_seconds,
+        principal = connections.connect(_verifier, runtime.clock, settings().connection_ttl_seconds,
                                         req, principal=principal_from(authorizer), alive=_alive)
         log.info("connected", extra={"tenantId": principal.tenant_id, "userId": principal.user_id})
         _publish_presence(user_key(principal.tenant_id, principal.user_id))
@@ -134,7 +115,7 @@ def on_connect(event: dict[str, Any]) -> dict[str, Any]:
 
 @metrics.flushed("websocket_disconnect")
 def on_disconnect(event: dict[str, Any]) -> dict[str, Any]:
-    ctx = context_of(event)
+    ctx = runtime.context_of(event)
     cid = ctx.get("connectionId", "")
     token_ctx = logs.bind(requestId=ctx.get("requestId"), connectionId=cid, route="$disconnect")
     try:
@@ -177,3 +158,10 @@ def _header(headers: dict[str, str], name: str) -> str:
         if key.lower() == name:
             return value
     return ""
+
+
+def _verifier() -> Any:
+    """The container's token verifier; pyjwt and cryptography load on the first token checked here."""
+    from .token_verifier import verifier
+
+    return verifier()
