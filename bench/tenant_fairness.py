@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
+import random
 import statistics
 import sys
 import time
@@ -43,11 +45,20 @@ NAME = "bench-tenant-fairness"
 B_MEMBERS, SENDERS_B = 10, 2
 A_SENDERS, A_STORM = 10, 8
 # A's limits, scaled to what one shared 2-core machine can carry (the defaults are sized for AWS):
-A_LIMITS = {"sends-per-second-user": 1, "sends-per-second-tenant": 8, "connects-per-second": 3,
-            "delivery-posts-per-second": 40}
+A_LIMITS = {"sends-per-second-user": 1, "sends-per-second-tenant": 2, "connects-per-second": 2,
+            "delivery-posts-per-second": 20}
 A_ATTEMPTS_PER_USER = 2.0   # send attempts a second per A device: twice its limit, whatever the replies take
 DRAIN_S = 180.0
-ENV = {**STACK_ENV, "DELIVERY_LARGE_MEMBERS": "6", "DELIVERY_INLINE_MAX": "6", "DELIVERY_SHARD_SIZE": "8"}
+# The reconnect storm's clients wait the 429's Retry-After before trying again, as the SDK does;
+# FAIRNESS_STORM=hammer makes them ignore it and retry every 50 ms (a client that is broken).
+# FAIRNESS_STORM=off or FAIRNESS_FLOOD=off leave out one part of A's flood, to see what each costs B.
+STORM = os.environ.get("FAIRNESS_STORM", "sdk")
+HAMMER = STORM == "hammer"
+FLOOD = os.environ.get("FAIRNESS_FLOOD", "on") != "off"
+WARM_S = 6.0  # B chats this long before phase 1, so that B's baseline is its steady state
+CACHE_S = 8  # the stack's TENANT_CACHE_SECONDS: how long a container keeps a company's limits
+ENV = {**STACK_ENV, "DELIVERY_LARGE_MEMBERS": "6", "DELIVERY_INLINE_MAX": "6", "DELIVERY_SHARD_SIZE": "8",
+       "TENANT_CACHE_SECONDS": str(CACHE_S)}
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -155,7 +166,7 @@ async def flood_a(devs: Devices, conv: str, senders: list[str], seconds: float) 
 
 
 async def storm_a(ws_url: str, tokens: list[str], seconds: float) -> dict[str, int]:
-    """A's reconnect storm: each user opens and closes a socket in a loop."""
+    """A's reconnect storm: each user opens and closes a socket in a loop (honouring 429s unless HAMMER)."""
     outcomes: Counter[str] = Counter()
 
     async def user(token: str) -> None:
@@ -168,6 +179,8 @@ async def storm_a(ws_url: str, tokens: list[str], seconds: float) -> dict[str, i
             except InvalidStatus as exc:
                 code = exc.response.status_code
                 outcomes["rate_limited" if code == 429 else f"refused:{code}"] += 1
+                if code == 429 and not HAMMER:  # as the SDK does: wait what the refusal says, then retry
+                    await asyncio.sleep(float(exc.response.headers.get("Retry-After") or 1) + random.random() * 0.2)
             except Exception as exc:  # noqa: BLE001 - counted
                 outcomes[f"error:{type(exc).__name__}"] += 1
             await asyncio.sleep(0.05)
@@ -203,66 +216,95 @@ def emf_since(log: Path, offset: int) -> dict[str, Any]:
     return {"delivery_jobs_deferred": deferred, "tenant_throttled": dict(throttled)}
 
 
+def company_a(info: dict[str, Any], chat: list[tuple[str, str]], storm: list[str], seconds: float,
+              to_parent: Any, from_parent: Any) -> None:
+    """Company A's clients, in a process of their own (on a real network they are other machines,
+    so their event loop must not delay B's measurements): open A's devices and its conversation,
+    wait for the go, flood and storm, then wait for A's acked messages to reach every A device."""
+    async def go() -> dict[str, Any]:
+        devs = Devices(info["origin"], info["ws"])
+        await devs.open([e for e, _ in chat], concurrency=4)
+        storm_tokens = await tokens_for(info["origin"], storm)
+        conv = (await devs.call(chat[0][0], "conversation.create", kind="group",
+                                members=[u for _, u in chat[1:]]))["conversation"]["conversationId"]
+        to_parent.put("ready")
+        await asyncio.to_thread(from_parent.get)
+        try:
+            sends, connects = await asyncio.gather(
+                flood_a(devs, conv, [e for e, _ in chat], seconds if FLOOD else 0),
+                storm_a(info["ws"], storm_tokens, seconds if STORM != "off" else 0))
+            to_parent.put("flood over")
+            drain_start, lost = time.perf_counter(), 0
+            for cmid in sends["acked"]:
+                try:
+                    await devs.delivered(cmid, len(chat) - 1, timeout=max(1.0, DRAIN_S - (time.perf_counter() - drain_start)))
+                except asyncio.TimeoutError:
+                    lost += 1
+            return {"sends": sends["outcomes"], "acked": len(sends["acked"]), "connects": connects, "lost": lost,
+                    "drained_s": round(time.perf_counter() - drain_start, 1)}
+        finally:
+            await devs.close_all()
+
+    to_parent.put(asyncio.run(go()))
+
+
 async def run(info: dict[str, Any], seconds: float) -> dict[str, Any]:
     origin, ws_url = info["origin"], info["ws"]
     b_tid, b_people = await asyncio.to_thread(company, origin, "quiet-b", B_MEMBERS)
     a_tid, a_people = await asyncio.to_thread(company, origin, "flood-a", A_SENDERS + A_STORM,
                                               {k: v for k, v in A_LIMITS.items() if k != "connects-per-second"})
     a_chat, a_storm = a_people[:A_SENDERS], a_people[A_SENDERS:]
+    ctx = multiprocessing.get_context("spawn")
+    to_parent, from_parent = ctx.Queue(), ctx.Queue()
+    a_process = ctx.Process(target=company_a, args=(info, a_chat, [e for e, _ in a_storm], seconds,
+                                                    to_parent, from_parent), daemon=True)
+    a_process.start()
     devs = Devices(origin, ws_url)
-    await devs.open([e for e, _ in b_people] + [e for e, _ in a_chat], concurrency=4)
+    await devs.open([e for e, _ in b_people], concurrency=4)
+    assert await asyncio.to_thread(to_parent.get, True, 300) == "ready"
     from tools import tenantctl  # the connect limit after A's devices are in: the storm meets it
 
     assert tenantctl.main(["limits", "--tenant", a_tid, f"--connects-per-second={A_LIMITS['connects-per-second']}"]) == 0
     limited_at = time.monotonic()
-    storm_tokens = await tokens_for(origin, [e for e, _ in a_storm])
     b_conv = (await devs.call(b_people[0][0], "conversation.create", kind="group",
                               members=[u for _, u in b_people[1:]]))["conversation"]["conversationId"]
-    a_conv = (await devs.call(a_chat[0][0], "conversation.create", kind="group",
-                              members=[u for _, u in a_chat[1:]]))["conversation"]["conversationId"]
     await asyncio.sleep(3)  # conversation announcements and presence settle
     b_senders = [e for e, _ in b_people[:SENDERS_B]]
     log = ROOT / ".devstack" / NAME / "stack.log"
     try:
+        await chat_b(devs, b_conv, b_senders, B_MEMBERS - 1, WARM_S)  # containers' caches warm: not measured
         print(f"phase 1: B alone, {SENDERS_B} senders ~1/s each into {B_MEMBERS} members, {seconds:.0f} s", flush=True)
         alone = await chat_b(devs, b_conv, b_senders, B_MEMBERS - 1, seconds)
         print("  ", json.dumps(alone), flush=True)
-        # A's limits read when its devices connected are cached 30 s per container: let them expire
-        await asyncio.sleep(max(1.0, 32 - (time.monotonic() - limited_at)))
+        # A's limits read when its devices connected are cached per container: let them expire
+        await asyncio.sleep(max(1.0, CACHE_S + 2 - (time.monotonic() - limited_at)))
         offset = log.stat().st_size if log.exists() else 0
         print(f"phase 2: the same B traffic while A floods ({A_SENDERS} devices at "
-              f"{A_ATTEMPTS_PER_USER:.0f}/s each, {A_STORM} users reconnecting)", flush=True)
-        flooded, a_sends, a_connects = await asyncio.gather(
-            chat_b(devs, b_conv, b_senders, B_MEMBERS - 1, seconds),
-            flood_a(devs, a_conv, [e for e, _ in a_chat], seconds),
-            storm_a(ws_url, storm_tokens, seconds))
+              f"{A_ATTEMPTS_PER_USER:.0f}/s each, {A_STORM} users reconnecting; A's clients in their own process)",
+              flush=True)
+        from_parent.put("go")
+        flooded = await chat_b(devs, b_conv, b_senders, B_MEMBERS - 1, seconds)
         print("  ", json.dumps(flooded), flush=True)
-        drain_start = time.perf_counter()
-        lost = 0
-        for cmid in a_sends["acked"]:
-            left = max(1.0, DRAIN_S - (time.perf_counter() - drain_start))
-            try:
-                await devs.delivered(cmid, A_SENDERS - 1, timeout=left)
-            except asyncio.TimeoutError:
-                lost += 1
-        drained_s = time.perf_counter() - drain_start
+        assert await asyncio.to_thread(to_parent.get, True, 600) == "flood over"
+        a = await asyncio.to_thread(to_parent.get, True, DRAIN_S + 120)
         emf = emf_since(log, offset) if log.exists() else {}
     finally:
         await devs.close_all()
+        a_process.join(timeout=30)
 
     def ratio(key: str) -> float | None:
         base, now = alone[key]["p99"], flooded[key]["p99"]
         return round(now / base, 2) if base and now is not None else None
 
-    a_errors = sum(v for k, v in a_sends["outcomes"].items() if k.startswith("error"))
+    a_errors = sum(v for k, v in a["sends"].items() if k.startswith("error"))
     return {
         "phase_seconds": seconds, "b_alone": alone, "b_with_flood": flooded,
         "b_ack_p99_ratio": ratio("ack_ms"), "b_delivery_p99_ratio": ratio("delivery_ms"),
-        "a_sends": a_sends["outcomes"], "a_send_errors": a_errors, "a_connects": a_connects,
-        "a_acked": len(a_sends["acked"]), "a_lost": lost, "a_drain_seconds": round(drained_s, 1),
+        "a_sends": a["sends"], "a_send_errors": a_errors, "a_connects": a["connects"],
+        "a_acked": a["acked"], "a_lost": a["lost"], "a_drain_seconds": a["drained_s"],
         "a_limits": A_LIMITS, "emf": {**emf, "tenant_throttled": {("A" if t == a_tid else "B" if t == b_tid else t): n
                                                                   for t, n in (emf.get("tenant_throttled") or {}).items()}},
-        "stack_env": ENV,
+        "stack_env": ENV, "storm": STORM, "flood": FLOOD,
     }
 
 

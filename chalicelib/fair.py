@@ -75,13 +75,16 @@ def decide(job: dict[str, Any], tenant_id: str | None, shard_size: int, now: flo
     budget = (budget_of or _budget)(tenant_id)
     w = posts_window(budget, tenant_id, shard_size, now)
     try:
-        admitted = (take or _take)(w, posts)
+        # a window this container already knows is full costs no request (chalicelib/limits.py Known)
+        admitted = not limits.known.refuses(w, posts) and (take or _take)(w, posts)
     except Exception:  # noqa: BLE001 - the budget store failing must not stop delivery
         metrics.count("DeliveryBudgetErrors")
         log.exception("delivery budget not checked; job admitted", extra={"tenant": tenant_id})
         return Decision(tenant_id, posts)
     if admitted:
+        limits.known.taken(w, posts)
         return Decision(tenant_id, posts)
+    limits.known.refused(w, posts)
     return Decision(tenant_id, posts, defer_delay(int(job.get("deferrals") or 0) + 1))
 
 

@@ -8,6 +8,11 @@ ratelimits table, advanced by ``ADD count 1`` under ``count < limit`` (one condi
 checked action, or one item of the send's own transaction) and expiring by TTL a minute later.
 A window that is full refuses until the next second starts: ``retryAfter`` is the time left in it.
 
+A container remembers what it has learnt of the current windows (``known``): once a window has
+refused it, or its own takes have filled it, the next attempt in the same second is refused
+without a request.  A flood at many times its limit then costs DynamoDB about one refused write
+per window, second and container, not one per attempt.
+
 A tenant-wide counter written by every send of a large company would be a hot key (one DynamoDB
 partition takes ~1,000 writes/s, a transactional write counts twice), so tenant windows are
 **sharded**: ``shards(limit)`` sub-windows, each with ``limit / shards`` (rounded up), and a user
@@ -120,12 +125,76 @@ def connect_window(limits: TenantLimits, tenant_id: str, user_key: str, now: flo
                          f"{limits.connects_per_second} new connections per second for the company")
 
 
+class Known:
+    """What this container has learnt of the current windows: enough to refuse without a request.
+
+    Exact, never a guess.  Within its second a window's count only grows, and this container's
+    own successful takes are part of it; so if the window refused ``n`` units here, it refuses
+    ``n`` or more again, and if this container alone has taken ``t`` > 0 units, any take that
+    would pass ``limit`` is refused too (``t`` > 0 also means the window exists, so the "an empty
+    window takes any job" rule of the delivery budget cannot apply).  Window keys hold their
+    second, so a new second starts unknown; entries of past seconds are dropped as time moves on.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._second = 0
+        self._taken: dict[str, int] = {}
+        self._refused: dict[str, int] = {}
+
+    @staticmethod
+    def _second_of(w: Window) -> int:
+        return w.expires_at - WINDOW_TTL_SECONDS
+
+    def _advance(self, second: int) -> None:
+        if second > self._second:  # a new second: what was known of the older ones is of no use
+            self._second = second
+            self._taken = {k: v for k, v in self._taken.items() if k.endswith(f"#{second}")}
+            self._refused = {k: v for k, v in self._refused.items() if k.endswith(f"#{second}")}
+
+    def refuses(self, w: Window, units: int = 1) -> bool:
+        """Whether DynamoDB would surely refuse ``units`` more from ``w`` now."""
+        with self._lock:
+            refused = self._refused.get(w.key)
+            if refused is not None and units >= refused:
+                return True
+            taken = self._taken.get(w.key, 0)
+            return taken > 0 and taken + units > w.limit
+
+    def taken(self, w: Window, units: int = 1) -> None:
+        with self._lock:
+            self._advance(self._second_of(w))
+            self._taken[w.key] = self._taken.get(w.key, 0) + units
+
+    def refused(self, w: Window, units: int = 1) -> None:
+        with self._lock:
+            self._advance(self._second_of(w))
+            self._refused[w.key] = min(units, self._refused.get(w.key, units))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._taken.clear()
+            self._refused.clear()
+
+
+known = Known()
+
+
+def refuse_if_known(windows: tuple[Window, ...]) -> None:
+    """``rate_limited`` at once when this container already knows one of ``windows`` is full (no request)."""
+    for w in windows:
+        if known.refuses(w):
+            raise w.refused()
+
+
 def take(w: Window) -> None:
-    """One conditional UpdateItem; ``rate_limited`` when the window is full (or its item throttled)."""
+    """One conditional UpdateItem (none when the window is known full here); ``rate_limited`` when
+    the window is full (or its item throttled)."""
     from pynamodb.exceptions import UpdateError
 
     from .models import RateCounter
 
+    refuse_if_known((w,))
     try:
         ok = RateCounter.take(w.key, w.expires_at, w.limit)
     except UpdateError as exc:
@@ -133,7 +202,9 @@ def take(w: Window) -> None:
             raise w.refused() from None
         raise
     if not ok:
+        known.refused(w)
         raise w.refused()
+    known.taken(w)
 
 
 # --- the tenant's limits, cached per container ------------------------------------------------

@@ -87,3 +87,15 @@ def stack() -> Stack:
     denied = [line for line in log_path.read_text(errors="replace").splitlines() if "iam denied" in line]
     assert not denied, ("calls a function's role does not allow (add them to FUNCTION_ACCESS in "
                         "tools/render_infra.py, then `make infra`):\n" + "\n".join(denied[:20]))
+
+
+@pytest.fixture(autouse=True)
+def _rate_windows_forgotten():
+    """What a container has learnt of the current rate windows (chalicelib/limits.py ``known``) is
+    per process: tests in this process start without it, as a fresh container would."""
+    import sys
+
+    limits = sys.modules.get("chalicelib.limits")
+    if limits is not None:
+        limits.known.clear()
+    yield

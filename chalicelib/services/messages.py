@@ -18,7 +18,7 @@ from typing import Any
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
-from .. import metrics, policy, push, retention
+from .. import limits, metrics, policy, push, retention
 from ..models import (batch_get_across, condition_failed, Conversation, HeldOriginal, Idempotency, Member, Message,
                       RetentionRule, tenant_of, transaction, user_ref)
 from ..protocol.errors import ChatError, Conflict, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
@@ -89,6 +89,8 @@ def send(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     conv_id = body["conversationId"]
     text = _check_body(call, body["body"])
     me = policy.key_of(p)
+    rates = timeline.rate_windows(call)
+    limits.refuse_if_known(rates)  # a flood past its limit: refused before any request (chalicelib/limits.py)
     conv, member, rules = _read_for_send(conv_id, me)
     idem_key = Idempotency.key_for(conv_id, me, body["clientMessageId"])
     try:
@@ -126,7 +128,7 @@ def send(call: Call, body: dict[str, Any]) -> dict[str, Any]:
 
     kept = timeline.retention_attributes(call, me, conv_id, now, rules)
     msg, duplicate = timeline.append(conv, member, idem_key, now, build, text, root_seq, kept=kept,
-                             rates=timeline.rate_windows(call))
+                             rates=rates)
     view = message_view(msg)
     if duplicate:
         return {"message": _redeliver(call, conv, view), "duplicate": True}

@@ -129,6 +129,8 @@ def append(conv: Conversation, member: Member, idem_key: str, now: int, build: C
             if _TX_MEMBER in failed:
                 raise NotFound("No such conversation.") from None
             full = [rate for i, rate in enumerate(rates) if _TX_RATE + i in failed]
+            for rate in full:
+                limits.known.refused(rate)  # the next attempt in this second is refused without a request
             if full:
                 raise full[0].refused() from None
             # Another send took this seq (or the item was busy): reload and retry.
@@ -139,6 +141,8 @@ def append(conv: Conversation, member: Member, idem_key: str, now: int, build: C
             if conv.archived:
                 raise Conflict("The conversation is archived.") from None
             continue
+        for rate in rates:
+            limits.known.taken(rate)
         return msg, False
     raise Internal("The conversation is too busy; retry with the same clientMessageId.")
 

@@ -96,3 +96,45 @@ def test_too_many_devices_is_a_documented_handshake_refusal():
     err = TooManyDevices(3)
     assert err.status == 403 == ERROR_CODES["too_many_devices"][0]
     assert err.to_body() == {"code": "too_many_devices", "limit": 3, "message": err.message}
+
+
+def test_a_window_known_full_here_refuses_without_a_request(monkeypatch):
+    """After one refusal in a second, this container refuses the rest of that second itself."""
+    from chalicelib.models import RateCounter
+
+    requests: list[str] = []
+
+    def take(key, expires_at, limit):
+        requests.append(key)
+        return requests.count(key) <= limit
+
+    monkeypatch.setattr(RateCounter, "take", take)
+    w = limits.window("connect", "acme#0", 2, 7.4, "2 new connections per second for the company")
+    limits.take(w)
+    limits.take(w)                      # this container's own takes fill the window...
+    for _ in range(5):
+        with pytest.raises(RateLimited) as exc:
+            limits.take(w)              # ...so the rest of the second costs no request
+        assert exc.value.fields["retryAfter"] == pytest.approx(0.6)
+    assert len(requests) == 2
+    limits.take(limits.window("connect", "acme#0", 2, 8.0, ""))  # the next second asks again
+    assert len(requests) == 3
+
+
+def test_known_is_exact_refusals_and_own_takes_only():
+    known = limits.Known()
+    w = limits.window("send-user", "acme#alice", 3, 100.0, "")
+    assert not known.refuses(w)
+    known.taken(w)
+    known.taken(w)
+    assert not known.refuses(w)         # 2 of 3 taken here: another may still fit
+    known.taken(w)
+    assert known.refuses(w)             # 3 of 3 here: DynamoDB has at least as many
+    budget = limits.window("deliver", "acme#0", 40, 100.0, "")
+    known.refused(budget, 8)
+    assert known.refuses(budget, 8) and known.refuses(budget, 20) and not known.refuses(budget, 4)
+    big = limits.window("deliver", "globex#0", 40, 100.0, "")
+    assert not known.refuses(big, 500)  # never taken here: the window may be empty, which takes any job
+    later = limits.window("send-user", "acme#alice", 3, 101.2, "")
+    known.taken(later)                  # a new second: the old one is forgotten
+    assert not known.refuses(later) and not known._taken.get(w.key)
