@@ -47,7 +47,7 @@ A_SENDERS, A_STORM = 10, 8
 # A's limits, scaled to what one shared 2-core machine can carry (the defaults are sized for AWS):
 A_LIMITS = {"sends-per-second-user": 1, "sends-per-second-tenant": 2, "connects-per-second": 2,
             "delivery-posts-per-second": 20}
-A_ATTEMPTS_PER_USER = 2.0   # send attempts a second per A device: twice its limit, whatever the replies take
+A_ATTEMPTS_PER_USER = float(os.environ.get("FAIRNESS_A_RATE", "2.0"))  # attempts a second per A device: 2 = twice its limit
 DRAIN_S = 180.0
 # The reconnect storm's clients wait the 429's Retry-After before trying again, as the SDK does;
 # FAIRNESS_STORM=hammer makes them ignore it and retry every 50 ms (a client that is broken).
