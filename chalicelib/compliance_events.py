@@ -34,14 +34,11 @@ def handle(job: dict[str, Any]) -> str:
     if kind == "expert.escalate":
         from .services import experts
 
-        out = runtime.outbox()
-        s = runtime.settings()
-        return experts.escalate(out, job, int(runtime.clock() * 1000), s.presence_idle_seconds * 1000,
-                                lambda nxt, delay: runtime.schedule_compliance(nxt, delay))
+        return experts.escalate(runtime.env(delivery=runtime.outbox()), job)
     if kind == "expert.online":
         from .services import experts
 
-        return experts.on_available(runtime.outbox(), job, int(runtime.clock() * 1000))
+        return experts.on_available(runtime.env(delivery=runtime.outbox()), job)
     log.warning("unknown compliance job dropped", extra={"job": str(kind)[:64]})
     return "dropped"
 

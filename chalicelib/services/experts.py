@@ -33,7 +33,7 @@ from ..protocol.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from .. import policy
 from . import events, presence as presence_service
 from .audit import audit, require_admin
-from .context import Call
+from .context import Call, Env
 
 log = logging.getLogger("chat.experts")
 
@@ -346,13 +346,13 @@ def _offer(out: Any, q: ExpertItem, topic: ExpertItem | None, now: int, idle_ms:
     return "offered"
 
 
-def escalate(out: Any, job: dict[str, Any], now_ms: int, idle_ms: int, schedule: Schedule) -> str:
+def escalate(env: Env, job: dict[str, Any]) -> str:
     """The compliance queue's ``expert.escalate`` step: nobody accepted wave ``job["wave"]`` in time."""
     q = ExpertItem.find(job["tenantId"], ExpertItem.question_key(job["questionId"]))
     if q is None or q.state != "open" or int(q.wave or 0) != int(job.get("wave") or 0):
         return "stale"
     topic = ExpertItem.find(q.tenant_id, ExpertItem.topic_key(q.topic_id))
-    return _offer(out, q, topic, now_ms, idle_ms, schedule)
+    return _offer(env.delivery, q, topic, env.now_ms(), env.settings.presence_idle_seconds * 1000, env.schedule.job)
 
 
 def accept(call: Call, body: dict[str, Any]) -> dict[str, Any]:
@@ -494,12 +494,13 @@ def cancel(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     return {"question": _question_view(q)}
 
 
-def on_available(out: Any, job: dict[str, Any], now_ms: int) -> str:
+def on_available(env: Env, job: dict[str, Any]) -> str:
     """The compliance queue's ``expert.online`` step: a pool member became available (presence publish,
     ``Presence.expert_topics``).  Per topic: GetItem topic (+1 GetItem per group, membership), 1 Query of
     its waiting questions, 1 conditional UpdateItem per question offered (``offered`` gains the expert
     unless they had it, or it is no longer open).  A topic the user is no longer in (or that is gone)
     loses its mark (1 UpdateItem), so a stale mark costs one look."""
+    out, now_ms = env.delivery, env.now_ms()
     tenant, user_id = job["tenantId"], job["userId"]
     me = User.find(tenant, user_id)
     if me is None or not me.active:

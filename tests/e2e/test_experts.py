@@ -191,10 +191,11 @@ async def test_escalation_next_wave_next_tier_then_unanswered_and_waiting(stack,
     assert (item.state, item.exhausted, int(item.tier)) == ("open", True, 2)  # past the last tier
     assert list(ExpertItem.queue(co.tenant, t["topicId"]))[0].item_id == ExpertItem.question_key(qid)
     # a late step of the same escalation is stale and offers nothing twice
+    from chalicelib import runtime
     from chalicelib.services import experts
 
     late = {"job": "expert.escalate", "tenantId": co.tenant, "questionId": qid, "wave": 1}
-    assert experts.escalate(None, late, int(time.time() * 1000), 60_000, lambda *_: None) == "stale"
+    assert experts.escalate(runtime.env(), late) == "stale"
     await s_a1.no_event("expert.question.offered", wait=1.0, questionId=qid)
     # the question waits in the queue: an expert it was offered to can still take it
     res = await s_a1.call("expert.accept", questionId=qid)
