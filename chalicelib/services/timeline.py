@@ -15,14 +15,15 @@ from typing import Any, Callable
 
 from pynamodb.exceptions import TransactWriteError
 
-from .. import limits, policy
+from .. import limits, metrics, policy
 from ..models import Conversation, Idempotency, Member, Message, RateCounter, transaction, user_ref
-from ..protocol.errors import Conflict, Internal, NotFound
+from ..protocol.errors import Conflict, NotFound, RateLimited
 from . import events, holds
 from .context import Call, Env
 
 IDEMPOTENCY_TTL_SECONDS = 7 * 24 * 3600
 MAX_SEND_ATTEMPTS = 25
+BUSY_RETRY_SECONDS = 1.0  # retryAfter of a send that lost every race for the conversation's next seq
 PREVIEW_CHARS = 120
 
 
@@ -144,7 +145,12 @@ def append(conv: Conversation, member: Member, idem_key: str, now: int, build: C
         for rate in rates:
             limits.known.taken(rate)
         return msg, False
-    raise Internal("The conversation is too busy; retry with the same clientMessageId.")
+    # Every attempt lost the race for the next seq: the conversation takes sends faster than one
+    # item can order them (docs/proof.md, "Rate into one conversation").  Back-pressure, not a
+    # failure: nothing was stored, and the client's retry with the same clientMessageId is safe.
+    metrics.count("ConversationBusy")
+    raise RateLimited(retry_after=BUSY_RETRY_SECONDS,
+                      message="The conversation is busy; retry with the same clientMessageId.")
 
 
 def post_file_notice(env: Env, conv: Conversation, member: Member, file: dict[str, Any],

@@ -94,3 +94,26 @@ def test_read_moves_the_marker_and_never_back(company):
     messages.read(bob, {"conversationId": conv, "seq": seqs[0]})
     member = Member.get(conv, f"{company.tenant}#{company.users['bob'].user_id}")
     assert int(member.last_read_seq) == seqs[2]
+
+
+def test_a_send_that_loses_every_race_is_rate_limited_and_stores_nothing(company, monkeypatch):
+    """A conversation taking sends faster than its seq counter can order them answers back-pressure
+    (``rate_limited`` + ``retryAfter``), never ``internal``: the retry with the same id is safe."""
+    from chalicelib.models import Conversation
+    from chalicelib.protocol.errors import RateLimited
+    from chalicelib.services import timeline
+
+    conv = _group(company)
+    stale = Conversation.find(conv, consistent=True)
+    _send(company, conv, "someone else's send took the next seq")
+    read = messages._read_for_send
+    monkeypatch.setattr(messages, "_read_for_send", lambda c, me: (stale, *read(c, me)[1:]))
+    monkeypatch.setattr(timeline.Conversation, "find", classmethod(lambda cls, *a, **k: stale))
+    monkeypatch.setattr(timeline, "MAX_SEND_ATTEMPTS", 3)
+    with pytest.raises(RateLimited) as exc:
+        _send(company, conv, "never stored", cmid="busy-1")
+    assert exc.value.to_body()["code"] == "rate_limited" and exc.value.to_body()["retryAfter"] == 1.0
+    me = f"{company.tenant}#{company.users['alice'].user_id}"
+    assert Idempotency.find(Idempotency.key_for(conv, me, "busy-1")) is None
+    assert [m.body for m in Message.query(conv, Message.seq >= stale.last_seq + 1)] \
+        == ["someone else's send took the next seq"]
