@@ -76,7 +76,7 @@ ACTIONS: dict[str, tuple[Handler, bool]] = {
     "typing.start": (_service("messages.typing", True), True),
     "typing.stop": (_service("messages.typing", False), True),
     "presence.set": (_service("presence.set_status"), True),
-    "presence.custom": (_service("presence.set_custom"), True),
+    "presence.custom": (_service("presence_status.set_custom"), True),
     "presence.heartbeat": (_service("presence.heartbeat"), True),
     "presence.subscribe": (_service("presence.subscribe"), True),
     "presence.unsubscribe": (_service("presence.unsubscribe"), True),

@@ -10,7 +10,6 @@ See docs/presence.md.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from typing import Any
@@ -160,39 +159,6 @@ def set_status(env: Call, body: dict[str, Any]) -> dict[str, Any]:
                Presence.manual_until.set(until) if until else Presence.manual_until.remove(),
                Presence.manual.remove() if status == "available" else Presence.manual.set(status)]
     Presence(user_key=key).update(actions=actions)
-    publish(env, key)
-    return view(key, Presence.find(key), now, env.settings.presence_idle_seconds * 1000)
-
-
-def set_custom(call: Call, body: dict[str, Any]) -> dict[str, Any]:
-    env = call
-    key = policy.key_of(call.principal)
-    now = env.now_ms()
-    text, emoji, expires = body.get("text"), body.get("emoji"), body.get("expiresAt")
-    if expires is not None and expires <= now:
-        raise ValidationFailed("expiresAt must be in the future.")
-    # DLP under the user's own company's rules (a status belongs to no conversation): the text may be
-    # blocked, redacted or flagged; the emoji, like a reaction, only blocked (or flagged).  Imported
-    # here: the connect, disconnect and presence functions publish presence but never screen.
-    from . import screening
-
-    screened: dict[str, Any] = {}
-    if text:
-        screened["text"] = screening.screen_own(call, text, "status")
-        text = screened["text"].text
-    if emoji:
-        screened["emoji"] = screening.screen_own(call, emoji, "status")
-    if text or emoji:
-        actions = [Presence.custom_text.set(text) if text else Presence.custom_text.remove(),
-                   Presence.custom_emoji.set(emoji) if emoji else Presence.custom_emoji.remove(),
-                   Presence.custom_expires_at.set(expires) if expires else Presence.custom_expires_at.remove()]
-    else:
-        actions = [Presence.custom_text.remove(), Presence.custom_emoji.remove(), Presence.custom_expires_at.remove()]
-    Presence(user_key=key).update(actions=actions + [Presence.updated_at.set(now)])
-    for f, verdict in screened.items():
-        if f == "emoji" and verdict.action:  # stored as typed
-            verdict = dataclasses.replace(verdict, action="flag")
-        screening.record_flags(call, verdict, None, "status")
     publish(env, key)
     return view(key, Presence.find(key), now, env.settings.presence_idle_seconds * 1000)
 
