@@ -89,4 +89,3 @@ def handle(headers: dict[str, str] | None, raw_body: bytes | str | None, query: 
         return _error(Internal())
     finally:
         logs.unbind(ctx)
-
