@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tools.function_imports import handlers  # noqa: E402
-from tools.split_package import FUNCTION, RUNTIME_TOPS, Plan, plan  # noqa: E402
+from tools.split_package import FUNCTION, RUNTIME_TOPS, Plan, plan, runs_here  # noqa: E402
 
 # Import names only these functions may ship (the rest must not carry them).
 ONLY = {"pydantic": {"scim"}, "pydantic_core": {"scim"}, "scim2_models": {"scim"}}
@@ -43,7 +43,7 @@ ONLY = {"pydantic": {"scim"}, "pydantic_core": {"scim"}, "scim2_models": {"scim"
 _EXTRACTING = threading.Lock()
 
 CHILD = r"""
-import importlib, json, sys, sysconfig
+import importlib, importlib.util, json, sys, sysconfig
 cfg = json.loads(sys.argv[1])
 sys.path[:0] = [cfg["code"], cfg["runtime"]]
 def fail(name, e):
@@ -66,7 +66,23 @@ outside = sorted(n for n, m in list(sys.modules.items())
                  if getattr(m, "__file__", None) and not m.__file__.startswith(allowed))
 if outside:
     fail(outside[0], ImportError("loaded from outside the zip: " + sys.modules[outside[0]].__file__))
-print(json.dumps({"loaded": len(sys.modules)}))
+# Our bytecode was used, not compiled again (-B: nothing is written, so a .pyc found came in the zip):
+# each module loaded from the zip has its unchecked hash-based .pyc, of this magic and this source.
+unused = []
+for n, m in list(sys.modules.items()):
+    f = getattr(m, "__file__", None) or ""
+    if f.startswith(cfg["code"]) and f.endswith(".py"):
+        cached = importlib.util.cache_from_source(f)
+        try:
+            head = open(cached, "rb").read(16)
+        except OSError:
+            head = b""
+        src = open(f, "rb").read()
+        if head != importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little") + importlib.util.source_hash(src):
+            unused.append(n)
+if unused and cfg["bytecode"]:
+    fail(sorted(unused)[0], ImportError(f"no usable bytecode in the zip for {len(unused)} modules"))
+print(json.dumps({"loaded": len(sys.modules), "compiled_at_start": len(unused)}))
 """
 
 
@@ -99,9 +115,10 @@ def check_one(p: Plan, res: dict, package_dir: Path, tmp: Path, runtime: Path) -
     zip_path = package_dir / props["CodeUri"]
     with zipfile.ZipFile(zip_path) as zf:
         names = zf.namelist()
-        if p.files != set(names):
-            return f"{name}: {zip_path.name} differs from its closure: missing {sorted(p.files - set(names))[:5]}, " \
-                   f"extra {sorted(set(names) - p.files)[:5]}"
+        sources = {n for n in names if not n.endswith(".pyc")}
+        if p.files != sources:
+            return f"{name}: {zip_path.name} differs from its closure: missing {sorted(p.files - sources)[:5]}, " \
+                   f"extra {sorted(sources - p.files)[:5]}"
         code = tmp / hashlib.sha256(zip_path.read_bytes()).hexdigest()[:16]
         with _EXTRACTING:  # functions with identical zips share one extraction
             if not code.exists():
@@ -109,7 +126,8 @@ def check_one(p: Plan, res: dict, package_dir: Path, tmp: Path, runtime: Path) -
     env = {"PATH": "/usr/bin:/bin", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
     env |= {k: v for k, v in props.get("Environment", {}).get("Variables", {}).items() if isinstance(v, str)}
     cfg = {"code": str(code), "runtime": str(runtime), "handler": props["Handler"],
-           "modules": sorted(p.modules), "imports": sorted(p.imports), "extensions": _extensions(names)}
+           "modules": sorted(p.modules), "imports": sorted(p.imports), "extensions": _extensions(names),
+           "bytecode": runs_here(props.get("Runtime", ""))}
     out = subprocess.run([sys.executable, "-I", "-S", "-B", "-c", CHILD, json.dumps(cfg)], env=env, cwd=tmp,
                          capture_output=True, text=True, timeout=300)
     if out.returncode:
@@ -119,8 +137,9 @@ def check_one(p: Plan, res: dict, package_dir: Path, tmp: Path, runtime: Path) -
             return f"{name}: import {failed['module']} failed: {failed['error']}"
         except (ValueError, KeyError):
             return f"{name}: {out.stderr.strip()[-800:]}"
+    report = json.loads(out.stdout.splitlines()[-1])
     print(f"ok {p.logical_id:20} {len(p.modules):3} chalicelib modules, {len(cfg['extensions'])} extensions, "
-          f"{json.loads(out.stdout.splitlines()[-1])['loaded']} modules loaded")
+          f"{report['loaded']} modules loaded, {report['compiled_at_start']} compiled at start")
     return None
 
 

@@ -15,7 +15,13 @@ its handler can import at run time:
   ``PyJWT[crypto]`` brings cryptography), whole: all files of their ``RECORD``.
 
 Stale ``__pycache__`` files Chalice copies from the work tree are dropped (the
-zip's 1980 timestamps never match them, so Lambda never used them).  The zips
+zip's 1980 timestamps never match them, so Lambda never used them), and every
+``.py`` gets its bytecode instead: an *unchecked hash-based* ``.pyc`` (PEP 552),
+which the interpreter uses whatever the file times.  Lambda's ``/var/task`` is
+read-only, so without them every cold start compiles every module it imports
+(botocore, pynamodb, Chalice, ours) and throws the result away: ~0.6 s of CPU
+for ``websocket_message`` (docs/proof.md).  Bytecode is specific to the minor
+version, so it is only written when this interpreter is the function's runtime.  The zips
 are deterministic (sorted, fixed timestamps, modes kept), so ``aws cloudformation
 package`` re-uploads only the ones that changed.  ``deployment.zip`` stays for
 re-runs and ``tools/package_sizes.py``; nothing references it any more, so it is
@@ -26,8 +32,10 @@ not uploaded.  ``tools/check_function_zips.py`` proves each zip imports alone.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
+import marshal
 import re
 import shutil
 import sys
@@ -210,18 +218,56 @@ def plan(zf: zipfile.ZipFile, template: dict, root: Path = ROOT) -> list[Plan]:
     return out
 
 
-def write_zip(src: zipfile.ZipFile, names: set[str], dest: Path) -> None:
-    """``names`` of ``src`` into ``dest``: sorted, fixed timestamps, file modes kept, so the bytes repeat."""
+def pyc_name(path: str) -> str:
+    """Where the interpreter looks for the bytecode of ``path`` (``a/b.py`` -> ``a/__pycache__/b.cpython-311.pyc``)."""
+    folder, _, file = path.rpartition("/")
+    return f"{folder + '/' if folder else ''}__pycache__/{file[:-3]}.{sys.implementation.cache_tag}.pyc"
+
+
+def bytecode(source: bytes, path: str) -> bytes | None:
+    """An unchecked hash-based ``.pyc`` of ``source`` (PEP 552: magic, flags 0b01, source hash, code);
+    None for a file that does not compile (it could not be imported either)."""
+    try:
+        code = compile(source, path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return None
+    return importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little") + importlib.util.source_hash(source) \
+        + marshal.dumps(code)
+
+
+def compiled(names: set[str]) -> set[str]:
+    """The ``.py`` files of ``names`` that get bytecode."""
+    return {n for n in names if n.endswith(".py") and "__pycache__/" not in n}
+
+
+def write_zip(src: zipfile.ZipFile, names: set[str], dest: Path, pycs: dict[str, bytes | None] | None = None) -> None:
+    """``names`` of ``src`` into ``dest``: sorted, fixed timestamps, file modes kept, so the bytes repeat;
+    with ``pycs`` (a cache shared by the functions) each ``.py`` also gets its bytecode."""
+    entries: dict[str, tuple[bytes, int]] = {}
+    for name in names:
+        old = src.getinfo(name)
+        data = src.read(name)
+        entries[name] = (data, old.external_attr if old.external_attr >> 16 else (0o100644 << 16))
+        if pycs is not None and name in compiled(names):
+            if name not in pycs:
+                pycs[name] = bytecode(data, name)
+            if pycs[name] is not None:
+                entries[pyc_name(name)] = (pycs[name], 0o100644 << 16)
     tmp = dest.with_name(dest.name + ".tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as out:
-        for name in sorted(names):
-            old = src.getinfo(name)
+        for name in sorted(entries):
+            data, mode = entries[name]
             info = zipfile.ZipInfo(name, date_time=STAMP)
             info.create_system = 3  # unix: Lambda applies the mode bits below
-            info.external_attr = old.external_attr if old.external_attr >> 16 else (0o100644 << 16)
+            info.external_attr = mode
             info.compress_type = zipfile.ZIP_DEFLATED
-            out.writestr(info, src.read(name))
+            out.writestr(info, data)
     tmp.replace(dest)
+
+
+def runs_here(runtime: str) -> bool:
+    """Whether this interpreter is the function's Lambda runtime (``python3.11``): its bytecode fits."""
+    return runtime == f"python{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def rewrite_code_uris(template: dict, plans: list[Plan]) -> None:
@@ -243,12 +289,17 @@ def split(package_dir: Path) -> list[Plan]:
     with zipfile.ZipFile(package_dir / "deployment.zip") as zf:
         plans = plan(zf, template)
         written: dict[frozenset[str], Path] = {}  # functions with the same files share the bytes: copy them
+        pycs: dict[str, bytes | None] = {}  # each file compiled once for all functions
         for p in plans:
             dest = out_dir / f"{p.logical_id}.zip"
+            runtime = template["Resources"][p.logical_id]["Properties"].get("Runtime", "")
             if frozenset(p.files) in written:
                 shutil.copyfile(written[frozenset(p.files)], dest)
             else:
-                write_zip(zf, p.files, dest)
+                if not runs_here(runtime):
+                    print(f"split_package: {p.logical_id} runs {runtime}, this is {sys.version.split()[0]}: "
+                          "no bytecode shipped (each cold start compiles)", file=sys.stderr)
+                write_zip(zf, p.files, dest, pycs if runs_here(runtime) else None)
                 written[frozenset(p.files)] = dest
     for stale in set(out_dir.iterdir()) - {out_dir / f"{p.logical_id}.zip" for p in plans}:
         shutil.rmtree(stale) if stale.is_dir() else stale.unlink()

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from tools.function_imports import closure
-from tools.split_package import (SHARED, Plan, marker_env, needed_dists, read_dists, requested_extras,
+from tools.split_package import (SHARED, Plan, marker_env, needed_dists, pyc_name, read_dists, requested_extras,
                                  rewrite_code_uris, write_zip)
 
 PKG = {
@@ -116,6 +116,38 @@ def test_zips_are_deterministic_and_keep_modes(tmp_path):
         assert {i.date_time for i in z.infolist()} == {(1980, 1, 1, 0, 0, 0)}
         assert z.getinfo("a/x.so").external_attr >> 16 == 0o100755
         assert z.read("b.py") == b"b.py" * 100
+
+
+def test_each_module_ships_bytecode_the_interpreter_uses_without_writing(tmp_path):
+    """Lambda's /var/task is read-only: a module without usable bytecode is compiled on every cold start."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "src.zip"
+    with zipfile.ZipFile(src, "w") as z:
+        z.writestr("pkg/__init__.py", "")
+        z.writestr("pkg/mod.py", "VALUE = 6 * 7\n")
+        z.writestr("pkg/broken.py", "def (:\n")  # does not compile: shipped as is, no bytecode
+    with zipfile.ZipFile(src) as z:
+        pycs: dict = {}
+        write_zip(z, {"pkg/__init__.py", "pkg/mod.py", "pkg/broken.py"}, tmp_path / "fn.zip", pycs)
+        write_zip(z, {"pkg/__init__.py", "pkg/mod.py"}, tmp_path / "fn2.zip", pycs)  # compiled once, reused
+    assert pycs["pkg/broken.py"] is None
+    with zipfile.ZipFile(tmp_path / "fn.zip") as z:
+        assert pyc_name("pkg/mod.py") in z.namelist() and pyc_name("pkg/broken.py") not in z.namelist()
+        z.extractall(tmp_path / "code")
+    # the source changed after packaging: an unchecked pyc is still what runs, so it is what was used
+    (tmp_path / "code" / "pkg" / "mod.py").write_text("VALUE = 0\n")
+    check = "import sys; sys.path.insert(0, sys.argv[1]); import pkg.mod; print(pkg.mod.VALUE)"
+    before = sorted(p.name for p in (tmp_path / "code" / "pkg" / "__pycache__").iterdir())
+    out = subprocess.run([sys.executable, "-I", "-B", "-c", check, str(tmp_path / "code")],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["42"]
+    assert sorted(p.name for p in (tmp_path / "code" / "pkg" / "__pycache__").iterdir()) == before
+    # an unchecked hash-based pyc: the source's times never matter, its hash is the one in the header
+    head = (tmp_path / "code" / pyc_name("pkg/mod.py")).read_bytes()[:16]
+    assert int.from_bytes(head[4:8], "little") == 1
+    assert head[8:16] == __import__("importlib.util").util.source_hash(b"VALUE = 6 * 7\n")
 
 
 def test_code_uris_point_at_each_functions_zip_and_a_rerun_is_a_no_op():
