@@ -244,11 +244,12 @@ def write_zip(src: zipfile.ZipFile, names: set[str], dest: Path, pycs: dict[str,
     """``names`` of ``src`` into ``dest``: sorted, fixed timestamps, file modes kept, so the bytes repeat;
     with ``pycs`` (a cache shared by the functions) each ``.py`` also gets its bytecode."""
     entries: dict[str, tuple[bytes, int]] = {}
+    sources = compiled(names) if pycs is not None else set()
     for name in names:
         old = src.getinfo(name)
         data = src.read(name)
         entries[name] = (data, old.external_attr if old.external_attr >> 16 else (0o100644 << 16))
-        if pycs is not None and name in compiled(names):
+        if name in sources:
             if name not in pycs:
                 pycs[name] = bytecode(data, name)
             if pycs[name] is not None:
