@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tools.check_function_zips import runtime_dir  # noqa: E402
+from tools.check_function_zips import function_env, runtime_dir  # noqa: E402
 from tools.function_imports import function_modules  # noqa: E402
 from tools.split_package import FUNCTION, plan  # noqa: E402
 
@@ -65,8 +65,7 @@ def main() -> None:
         runtime = runtime_dir(tmp, shipped)
         for p in sorted(plans, key=lambda p: p.function):
             props = functions[p.logical_id]["Properties"]
-            env = {"PATH": "/usr/bin:/bin", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
-            env |= {k: v for k, v in props.get("Environment", {}).get("Variables", {}).items() if isinstance(v, str)}
+            env = function_env(props)
             with_pyc, without = tmp / p.logical_id / "shipped", tmp / p.logical_id / "source-only"
             with zipfile.ZipFile(package / props["CodeUri"]) as zf:
                 zf.extractall(with_pyc)

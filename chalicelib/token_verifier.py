@@ -7,15 +7,12 @@ follows imports, those inside functions too).
 """
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from .auth import JwksCache, TenantDirectory, TokenVerifier
 from .config import settings
 from .identity import TenantIdentity
-
-_lock = threading.Lock()
-_verifier: list[TokenVerifier] = []
+from .runtime import _once
 
 
 def _lookup_tenant(issuer: str) -> TenantIdentity | None:
@@ -36,10 +33,6 @@ def _lookup_tenant(issuer: str) -> TenantIdentity | None:
 
 def verifier() -> Any:
     """The token verifier (``auth.TokenVerifier``), reused while the container is warm."""
-    if not _verifier:
-        with _lock:
-            if not _verifier:
-                s = settings()
-                _verifier.append(TokenVerifier(TenantDirectory(_lookup_tenant, s.tenant_cache_seconds),
-                                               JwksCache(s.jwks_refetch_seconds), s.jwt_leeway_seconds))
-    return _verifier[0]
+    s = settings()
+    return _once("verifier", lambda: TokenVerifier(TenantDirectory(_lookup_tenant, s.tenant_cache_seconds),
+                                                   JwksCache(s.jwks_refetch_seconds), s.jwt_leeway_seconds))

@@ -98,6 +98,12 @@ def runtime_dir(tmp: Path, shipped_tops: set[str]) -> Path:
     return out
 
 
+def function_env(props: dict) -> dict[str, str]:
+    """The environment a function's import sees: its own variables from the template, a region, no more."""
+    env = {"PATH": "/usr/bin:/bin", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
+    return env | {k: v for k, v in props.get("Environment", {}).get("Variables", {}).items() if isinstance(v, str)}
+
+
 def _extensions(names: list[str]) -> list[str]:
     """Dotted names of the compiled modules in a zip (``re2/_re2.cpython-311-x86_64-linux-gnu.so`` -> re2._re2)."""
     mods = []
@@ -123,8 +129,7 @@ def check_one(p: Plan, res: dict, package_dir: Path, tmp: Path, runtime: Path) -
         with _EXTRACTING:  # functions with identical zips share one extraction
             if not code.exists():
                 zf.extractall(code)
-    env = {"PATH": "/usr/bin:/bin", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
-    env |= {k: v for k, v in props.get("Environment", {}).get("Variables", {}).items() if isinstance(v, str)}
+    env = function_env(props)
     cfg = {"code": str(code), "runtime": str(runtime), "handler": props["Handler"],
            "modules": sorted(p.modules), "imports": sorted(p.imports), "extensions": _extensions(names),
            "bytecode": runs_here(props.get("Runtime", ""))}
@@ -150,7 +155,7 @@ def main(argv: list[str]) -> int:
     problems = []
     for lid, res in functions.items():
         version = res["Properties"].get("Runtime", "")
-        if version != f"python{sys.version_info.major}.{sys.version_info.minor}":
+        if not runs_here(version):
             problems.append(f"{lid}: runtime {version}, but this interpreter is {sys.version.split()[0]}: "
                             "its compiled modules cannot be proven here")
     with zipfile.ZipFile(package_dir / "deployment.zip") as shared:

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tools.function_imports import handlers  # noqa: E402
+from tools.split_package import FUNCTION  # noqa: E402
 
 MB = 1024 * 1024
 
@@ -45,7 +46,7 @@ def function_zips(package_dir: Path) -> dict[str, dict]:
     by_handler = handlers()
     out = {}
     for lid, res in sorted(template["Resources"].items()):
-        if res["Type"] != "AWS::Serverless::Function":
+        if res["Type"] != FUNCTION:
             continue
         props = res["Properties"]
         path = package_dir / props["CodeUri"]

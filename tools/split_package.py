@@ -297,10 +297,11 @@ def split(package_dir: Path) -> list[Plan]:
             if frozenset(p.files) in written:
                 shutil.copyfile(written[frozenset(p.files)], dest)
             else:
-                if not runs_here(runtime):
+                fits = runs_here(runtime)
+                if not fits:
                     print(f"split_package: {p.logical_id} runs {runtime}, this is {sys.version.split()[0]}: "
                           "no bytecode shipped (each cold start compiles)", file=sys.stderr)
-                write_zip(zf, p.files, dest, pycs if runs_here(runtime) else None)
+                write_zip(zf, p.files, dest, pycs if fits else None)
                 written[frozenset(p.files)] = dest
     for stale in set(out_dir.iterdir()) - {out_dir / f"{p.logical_id}.zip" for p in plans}:
         shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
