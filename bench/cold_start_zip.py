@@ -28,9 +28,8 @@ from tools.check_function_zips import function_env, runtime_dir  # noqa: E402
 from tools.function_imports import function_modules  # noqa: E402
 from tools.split_package import FUNCTION, plan  # noqa: E402
 
-# as bench/cold_start.py: what a cold start imports (app.py, then the handler's modules on the first
-# event); websocket_message loads an action's service on its first use, measured with message.send
-FIRST_ACTION = {"websocket_message": "chalicelib.services.messages"}
+sys.path.insert(0, str(ROOT / "bench"))
+from cold_start import rows_of  # noqa: E402  - as bench/cold_start.py: app.py, the handler's modules, its first event's
 
 TIMER = """
 import importlib, json, sys, time
@@ -70,8 +69,7 @@ def main() -> None:
             with zipfile.ZipFile(package / props["CodeUri"]) as zf:
                 zf.extractall(with_pyc)
             shutil.copytree(with_pyc, without, ignore=shutil.ignore_patterns("__pycache__"))
-            modules = sorted(roots.get(p.function, set()) | ({FIRST_ACTION[p.function]} if p.function in FIRST_ACTION
-                                                             else set()))
+            modules = sorted(rows_of(p.function, roots.get(p.function, set()))[0][1])
             a, b = [], []
             for _ in range(runs):
                 a.append(timed(with_pyc, runtime, modules, env))

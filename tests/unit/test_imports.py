@@ -27,12 +27,14 @@ MESSAGE_PATH = {"chalicelib.services.messages", "chalicelib.dlp", "chalicelib.se
 DELIVERY_PATH = {"chalicelib.delivery_worker", "chalicelib.fanout", "chalicelib.services.events",
                  "chalicelib.services.rosters"}
 JWT = {"jwt", "cryptography", "chalicelib.auth"}
+PRESENCE = {"chalicelib.services.presence", "chalicelib.policy"}  # what connects and disconnects publish
+CONNECTIONS = {"chalicelib.services.connections", "chalicelib.models.presence"}  # the connection records
 SOCKET_FUNCTIONS = ("ws_authorizer", "websocket_connect", "websocket_message", "websocket_disconnect",
                     "presence_flush", "deliver")
 
 # What each function must never load (beyond the shared lines above).
 NEVER = {
-    "ws_authorizer": SCIM | EXPORTS | MESSAGE_PATH | DELIVERY_PATH,
+    "ws_authorizer": SCIM | EXPORTS | MESSAGE_PATH | DELIVERY_PATH | PRESENCE | CONNECTIONS,
     "websocket_connect": SCIM | EXPORTS | MESSAGE_PATH | JWT,
     "websocket_disconnect": SCIM | EXPORTS | MESSAGE_PATH | JWT,
     "websocket_message": SCIM | EXPORTS | JWT | ADMIN,  # the send path never loads company administration
@@ -71,6 +73,24 @@ def test_importing_app_loads_no_handler_code():
 def test_a_function_loads_only_what_it_runs(function):
     loaded = _loaded(frozenset(function_modules()[function]))
     assert not NEVER[function] & loaded, sorted(NEVER[function] & loaded)
+
+
+def test_the_cold_start_bench_loads_what_a_first_event_may_load():
+    """bench/cold_start.py adds, per function, the modules its first event imports inside functions
+    (FIRST_EVENT, read from the code): each must be one the function's package can load at all."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from cold_start import FIRST_EVENT
+    from tools.function_imports import closure, dispatched_services
+
+    sources = {}
+    for path in (ROOT / "chalicelib").rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        is_package = path.name == "__init__.py"
+        sources[".".join(parts[:-1] if is_package else parts)] = (path.read_text(), is_package)
+    dynamic = {"chalicelib.ws_api": dispatched_services()}
+    for function, (_label, modules) in FIRST_EVENT.items():
+        reachable, _ = closure(set(function_modules()[function]), sources, dynamic)
+        assert modules <= reachable, (function, sorted(modules - reachable))
 
 
 def _is_module(name: str) -> bool:
