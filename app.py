@@ -27,9 +27,9 @@ logs.setup()
 # locally): its context reaches every later event of the connection in requestContext.authorizer.
 @app.lambda_function(name="ws_authorizer")
 def ws_authorizer(event, context):
-    from chalicelib import ws_connect
+    from chalicelib import authorizer
 
-    return ws_connect.authorize(event)
+    return authorizer.authorize(event)
 
 
 @app.on_ws_connect()
@@ -341,17 +341,17 @@ def admin_audit():
 
 @app.route("/admin/dlp/rules", methods=["GET"])
 def admin_get_dlp_rules():
-    return _rest("admin.dlp.rules.get", "screening.get_rules")
+    return _rest("admin.dlp.rules.get", "screening_admin.get_rules")
 
 
 @app.route("/admin/dlp/rules", methods=["PUT"])
 def admin_set_dlp_rules():
-    return _rest("admin.dlp.rules.set", "screening.set_rules")
+    return _rest("admin.dlp.rules.set", "screening_admin.set_rules")
 
 
 @app.route("/admin/dlp/flags", methods=["GET"])
 def admin_list_dlp_flags():
-    return _rest("admin.dlp.flags.list", "screening.list_flags", query_names=("from", "to", "limit", "cursor"))
+    return _rest("admin.dlp.flags.list", "screening_admin.list_flags", query_names=("from", "to", "limit", "cursor"))
 
 
 # --- compliance: the review queue (reviewers only; docs/compliance.md "Review queue") -------

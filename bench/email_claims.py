@@ -3,7 +3,7 @@
 (docs/data-model.md "Email claims".)  Side by side in one run, mean of R writes each:
 
 * a user creation as it was before claims (Query ``by_email`` + conditional PutItem of the user, what
-  sign-in provisioning did) and as it is now (``connections._provision``: the same Query + one
+  sign-in provisioning did) and as it is now (``authentication._provision``: the same Query + one
   TransactWriteItems of the user and its email claim + the people-search write);
 * ``tenantctl add-user`` (``tenants.upsert_user``): a new user, an email change (claims the new address,
   releases the old), a rewrite that keeps the email;
@@ -56,11 +56,11 @@ def _old_provision(sub: str, email: str) -> str:
 def _new_provision(sub: str, email: str) -> str:
     from chalicelib.identity import Principal, TenantIdentity
     from chalicelib.protocol.errors import ChatError
-    from chalicelib.services import connections
+    from chalicelib.services import authentication
 
     tenant = TenantIdentity(tenant_id=TENANT, issuer="-", audience="-", domains=(DOMAIN,), auto_provision=True)
     try:
-        return connections._provision(Principal(TENANT, sub, email, ("member",)), tenant).user_id
+        return authentication._provision(Principal(TENANT, sub, email, ("member",)), tenant).user_id
     except ChatError as err:
         return err.code
 

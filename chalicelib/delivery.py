@@ -11,8 +11,7 @@ import logging
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -29,11 +28,12 @@ RETRYABLE_CODES = frozenset({
 _OUTCOME_METRIC = {"delivered": "DeliveriesPosted", "gone": "DeliveriesGone", "failed": "DeliveriesFailed"}
 
 
-@dataclass
-class DeliveryReport:
-    delivered: list[str] = field(default_factory=list)
-    gone: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
+class DeliveryReport(NamedTuple):
+    """Which connections a fan-out reached, which are gone (410) and which failed."""
+
+    delivered: list[str] | tuple[str, ...] = ()
+    gone: list[str] | tuple[str, ...] = ()
+    failed: list[str] | tuple[str, ...] = ()
 
 
 class Delivery:
@@ -91,14 +91,14 @@ class Delivery:
         """Post the same frame to many connections, at most ``max_in_flight`` at once."""
         payload = data.encode("utf-8") if isinstance(data, str) else data
         ids = list(dict.fromkeys(connection_ids))
-        report = DeliveryReport()
         if not ids:
-            return report
+            return DeliveryReport([], [], [])
         if len(ids) == 1:
             outcomes = [self._post_one(ids[0], payload)]
         else:
             with ThreadPoolExecutor(max_workers=min(self._max_in_flight, len(ids))) as pool:
                 outcomes = list(pool.map(lambda cid: self._post_one(cid, payload), ids))
+        report = DeliveryReport([], [], [])
         for cid, outcome in zip(ids, outcomes):
             getattr(report, outcome).append(cid)
         # Counted once per fan-out, not per post: the invocation's single EMF line sums them.

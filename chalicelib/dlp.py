@@ -34,8 +34,8 @@ import hmac
 import json
 import re
 import unicodedata
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from functools import cache
+from typing import Any, Callable, Iterable, NamedTuple
 
 import re2
 
@@ -312,8 +312,16 @@ _WS = r"\t\n\v\f\r "  # whitespace left after folding
 _SEP_CHAR = r"[!-/:-@\[-`{-~\x{a1}-\x{bf}\x{d7}\x{f7}\x{2016}-\x{206f}\x{3001}-\x{3004}\x{3008}-\x{3020}]"
 _SEP = rf"(?:{_SEP_CHAR}|[{_WS}]+)"
 MAX_SEPARATORS = 3  # separator characters (a whitespace run counting as one) between two digits of a card
-_DIGIT_RUN = re2.compile(rf"[0-9](?:{_SEP}{{0,{MAX_SEPARATORS}}}[0-9]){{12,}}",  # >= 13 digits
-                         _options(max_mem=BUILTIN_MAX_MEM))
+
+
+# The detectors' re2 programs are compiled on their first use, once per container: a company
+# without detector rules never pays for them on a cold start.
+@cache
+def _digit_run() -> Any:
+    return re2.compile(rf"[0-9](?:{_SEP}{{0,{MAX_SEPARATORS}}}[0-9]){{12,}}",  # >= 13 digits
+                       _options(max_mem=BUILTIN_MAX_MEM))
+
+
 _DIGITS = re.compile(r"[0-9]+")  # splits one candidate into its groups
 _TIGHT = re.compile(rf"[{_WS}]+|-")  # what cards are commonly written with: any grouping goes
 
@@ -367,7 +375,7 @@ def _payment_cards(text: str) -> list[Span]:
     time in O(1) (:func:`_luhn_sums`): at most 19 steps per group, linear.
     """
     spans: list[Span] = []
-    for run in _DIGIT_RUN.finditer(text):
+    for run in _digit_run().finditer(text):
         base, chars = run.start(), run.group()
         groups = [(base + m.start(), base + m.end(), m.group()) for m in _DIGITS.finditer(chars)]
         sizes = [len(g[2]) for g in groups]
@@ -403,7 +411,11 @@ def _payment_cards(text: str) -> list[Span]:
     return spans
 
 
-_IBAN = re2.compile(rf"\b[A-Z]{{2}}[0-9]{{2}}(?:(?:[{_WS}]+|[-./])?[A-Z0-9]){{11,}}\b", _options())
+@cache
+def _iban() -> Any:
+    return re2.compile(rf"\b[A-Z]{{2}}[0-9]{{2}}(?:(?:[{_WS}]+|[-./])?[A-Z0-9]){{11,}}\b", _options())
+
+
 _IBAN_GROUP = re.compile(r"[A-Z0-9]+")
 _IBAN_START = re.compile(r"[A-Z]{2}[0-9]{2}")
 
@@ -436,7 +448,7 @@ def _ibans(text: str) -> list[Span]:
     as the candidate grows, one step per group, so hostile input stays linear.
     """
     spans: list[Span] = []
-    for m in _IBAN.finditer(text):
+    for m in _iban().finditer(text):
         groups = [(m.start() + g.start(), m.start() + g.end(), g.group()) for g in _IBAN_GROUP.finditer(m.group())]
         mods = [_mod97(g[2]) for g in groups]
         i = 0
@@ -466,7 +478,9 @@ def _ibans(text: str) -> list[Span]:
 
 
 _SSN_SEP = rf"(?:[{_WS}]*-[{_WS}]*|[./])"  # a dash of any kind (spaces around it allowed), a dot or a slash
-_SSN = re2.compile(rf"\b([0-9]{{3}})({_SSN_SEP})([0-9]{{2}})({_SSN_SEP})([0-9]{{4}})\b", _options())
+@cache
+def _ssn() -> Any:
+    return re2.compile(rf"\b([0-9]{{3}})({_SSN_SEP})([0-9]{{2}})({_SSN_SEP})([0-9]{{4}})\b", _options())
 
 
 def _ssn_separator(sep: str) -> str:
@@ -481,7 +495,7 @@ def _us_ssns(text: str) -> list[Span]:
     only ("118 12 4471": too often just numbers in a row).
     """
     spans: list[Span] = []
-    for m in _SSN.finditer(text):
+    for m in _ssn().finditer(text):
         area, group, serial = m.group(1), m.group(3), m.group(5)
         if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
             continue
@@ -491,22 +505,26 @@ def _us_ssns(text: str) -> list[Span]:
     return spans
 
 
-_AWS_KEY = re2.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA)[A-Z2-7]{16}\b",
+@cache
+def _aws_key() -> Any:
+    return re2.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA)[A-Z2-7]{16}\b",
                        _options())
 
 
 def _aws_access_keys(text: str) -> list[Span]:
     """AWS access key ids: a known 4-letter prefix and 16 base-32 characters."""
-    return [m.span() for m in _AWS_KEY.finditer(text)]
+    return [m.span() for m in _aws_key().finditer(text)]
 
 
-_PEM = re2.compile(r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?s:.*?)"
-                   r"(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\z)", _options())
+@cache
+def _pem() -> Any:
+    return re2.compile(r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?s:.*?)"
+                       r"(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\z)", _options())
 
 
 def _private_keys(text: str) -> list[Span]:
     """PEM/OpenSSH/PGP private keys: from the BEGIN header to its END line (or the end of the text)."""
-    return [m.span() for m in _PEM.finditer(text)]
+    return [m.span() for m in _pem().finditer(text)]
 
 
 def _in_original(scan: Callable[[str], list[Span]], text: str) -> list[Span]:
@@ -567,8 +585,7 @@ _SCANS: dict[str, Callable[[str], list[Span]]] = {  # the same on folded text (R
 
 # --- rules ----------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     id: str
     name: str
     action: str
@@ -792,8 +809,7 @@ def normalize(raw: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # --- scanning -------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):
     tenant_id: str
     rule: Rule
     spans: tuple[Span, ...]
@@ -861,14 +877,13 @@ class Ruleset:
         return hits
 
 
-@dataclass
-class Verdict:
+class Verdict(NamedTuple):
     """What screening decided about one text, across every ruleset that applies."""
 
     action: str | None          # None (clean), "flag", "redact" or "block": the strictest matched rule's
     text: str                   # to store and deliver: redacted spans replaced by MASK
     original: str
-    hits: list[Hit] = field(default_factory=list)
+    hits: list[Hit] | tuple[Hit, ...] = ()
 
     @property
     def matches(self) -> int:

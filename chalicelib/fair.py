@@ -23,8 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import limits, metrics
 
@@ -34,8 +33,7 @@ MAX_DEFER_SECONDS = 60  # the longest wait before a deferred job is tried again 
 UNBUDGETED = frozenset({"push", "roster.build"})
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """``delay`` None: post now; else send the job back with this delay (seconds)."""
 
     tenant: str | None

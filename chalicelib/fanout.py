@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 from . import metrics
 from .usage import Tally
@@ -38,8 +37,7 @@ SQS_BATCH = 10
 JOB_VERSION = 1
 
 
-@dataclass(frozen=True)
-class FanoutLimits:
+class FanoutLimits(NamedTuple):
     inline_max: int      # connections posted inside the invocation that found them
     shard_size: int      # connections per delivery shard (one queue message, one worker batch item)
     large_members: int   # conversations with more members are resolved by a worker, not in the request

@@ -33,8 +33,7 @@ import io
 import json
 import re
 import zipfile
-from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NamedTuple
 from xml.etree.ElementTree import ParseError, XMLPullParser
 
 TEXT_TYPES = frozenset({"text/plain", "text/csv", "text/markdown", "application/json"})
@@ -71,8 +70,7 @@ class Unreadable(ValueError):
     """The bytes are not a readable file of the declared type (bad ZIP, no main part, bad XML)."""
 
 
-@dataclass(frozen=True)
-class Extracted:
+class Extracted(NamedTuple):
     text: str
     complete: bool              # False: a bound stopped the extraction; the rest was not screened
     why: str | None = None      # what stopped it (for logs and the flag), never content

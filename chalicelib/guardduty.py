@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 SOURCE = "aws.guardduty"
 DETAIL_TYPE = "GuardDuty Malware Protection Object Scan Result"
@@ -49,8 +48,7 @@ class Malformed(ValueError):
     """Not a scan-result event this code understands (logged and dropped, never retried)."""
 
 
-@dataclass(frozen=True)
-class ScanResult:
+class ScanResult(NamedTuple):
     bucket: str
     key: str
     version_id: str | None

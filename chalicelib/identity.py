@@ -5,8 +5,7 @@ the ones that verify tokens (``auth.py``) load the JWT and crypto libraries.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 
 # The company roles a directory user can hold (docs/compliance.md "Review queue" for ``reviewer``):
@@ -16,8 +15,7 @@ from typing import Any, Mapping
 ROLES = ("admin", "member", "guest", "reviewer")
 
 
-@dataclass(frozen=True)
-class TenantIdentity:
+class TenantIdentity(NamedTuple):
     """What auth needs to know about a tenant's identity provider."""
 
     tenant_id: str
@@ -34,12 +32,11 @@ class TenantIdentity:
     active: bool = True
 
 
-@dataclass(frozen=True)
-class Principal:
+class Principal(NamedTuple):
     tenant_id: str
     user_id: str
     email: str
-    roles: tuple[str, ...] = field(default_factory=tuple)
+    roles: tuple[str, ...] = ()
 
     @property
     def is_admin(self) -> bool:

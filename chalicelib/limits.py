@@ -26,8 +26,7 @@ import hashlib
 import math
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from .config import settings
 from .protocol.errors import RateLimited
@@ -42,8 +41,7 @@ FIELDS = {"devicesPerUser": "devices_per_user", "connectsPerSecond": "connects_p
           "deliveryPostsPerSecond": "delivery_posts_per_second"}
 
 
-@dataclass(frozen=True)
-class TenantLimits:
+class TenantLimits(NamedTuple):
     devices_per_user: int
     connects_per_second: int
     sends_per_second_user: int
@@ -68,8 +66,7 @@ class TenantLimits:
         return cls(**values)
 
 
-@dataclass(frozen=True)
-class Window:
+class Window(NamedTuple):
     """One fixed one-second window: its counter item's key, limit, TTL and the time left in it."""
 
     key: str

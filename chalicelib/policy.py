@@ -7,12 +7,15 @@ A non-member gets ``not_found`` - never a hint that a conversation exists.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any
 
+from . import models
 from .identity import Principal
-from .models import Conversation, Member, Tenant, TenantLink, User, split_user_key, tenant_of, user_key
+from .models import Conversation, Member, Tenant, TenantLink, split_user_key, tenant_of, user_key
 from .protocol.errors import ChatError, Forbidden, NotFound
+
+if TYPE_CHECKING:  # users are read across companies only: the users' models load on that first read
+    from .models import User
 
 MANAGER_ROLES = frozenset({"owner", "admin"})
 
@@ -53,7 +56,7 @@ def reachable_users(principal: Principal, user_ids: list[str]) -> list[User]:
     ``not_found`` alike (BatchGetItem, pages of 100).
     """
     wanted = list(dict.fromkeys(user_ids))
-    found = {u.user_id: u for u in User.batch_get([(principal.tenant_id, uid) for uid in wanted])}
+    found = {u.user_id: u for u in models.User.batch_get([(principal.tenant_id, uid) for uid in wanted])}
     missing = [uid for uid in wanted if uid not in found or not found[uid].active]
     if missing:
         raise NotFound(f"No such user: {missing[0][:64]}.", userId=missing[0][:64])
@@ -81,6 +84,8 @@ def in_window(external: dict[str, Any], now_ms: int) -> bool:
     windows = external.get("windows") or []
     if not windows:
         return True
+    from zoneinfo import ZoneInfo  # only a policy with time windows needs one (2 ms of imports: zoneinfo, sysconfig)
+
     local = datetime.fromtimestamp(now_ms / 1000, tz=ZoneInfo(external.get("timezone") or "UTC"))
     minute = local.hour * 60 + local.minute
     inside = any(local.weekday() in w.get("days", range(7))
@@ -171,7 +176,7 @@ def allowed_recipients(origin_key: str, keys: list[str], now_ms: int, purpose: s
         return out
     tenants = {t.tenant_id: t for t in Tenant.batch_get([origin_tenant, *by_tenant])}
     origin = tenants.get(origin_tenant)
-    origin_user = User.find(*split_user_key(origin_key)) \
+    origin_user = models.User.find(*split_user_key(origin_key)) \
         if origin is not None and _mode(origin) == "users" else None
     for tenant_id, tkeys in by_tenant.items():
         try:
@@ -180,7 +185,7 @@ def allowed_recipients(origin_key: str, keys: list[str], now_ms: int, purpose: s
             continue
         tenant = tenants[tenant_id]
         if _mode(tenant) == "users":
-            users = User.batch_get([split_user_key(k) for k in tkeys])
+            users = models.User.batch_get([split_user_key(k) for k in tkeys])
             out += [user_key(u.tenant_id, u.user_id) for u in users
                     if u.active and not _tenant_refusal(tenant, origin_tenant, u, now_ms)]
         else:
@@ -204,7 +209,7 @@ def write_access(principal: Principal, conv: Conversation, now_ms: int) -> None:
     others = set(conv.tenants or ()) - {principal.tenant_id}
     if not others:
         return
-    me = User.find(principal.tenant_id, principal.user_id)
+    me = models.User.find(principal.tenant_id, principal.user_id)
     if conv.kind == "direct":
         # Both people of a direct conversation are known: both users' standing counts (a "users"-mode
         # policy's list or groups, deactivation), whoever writes.  1 Query (2 members) + 1 GetItem.
@@ -212,7 +217,7 @@ def write_access(principal: Principal, conv: Conversation, now_ms: int) -> None:
         peer = next((m for m in Member.of_conversation(conv.conversation_id) if m.user_key != mine), None)
         if peer is not None and peer.tenant_id != principal.tenant_id:
             crossing(principal.tenant_id, peer.tenant_id, now_ms, a_user=me,
-                     b_user=User.find(peer.tenant_id, peer.user_id))
+                     b_user=models.User.find(peer.tenant_id, peer.user_id))
         return
     if principal.tenant_id != conv.tenant_id:
         crossing(principal.tenant_id, conv.tenant_id, now_ms, a_user=me)
@@ -246,14 +251,14 @@ def read_cutoff(principal: Principal, conv: Conversation, now_ms: int) -> int | 
     cutoff = history_cutoff(principal, conv)
     if cutoff is not None:
         return cutoff
-    crossing(principal.tenant_id, conv.tenant_id, now_ms, a_user=User.find(principal.tenant_id, principal.user_id))
+    crossing(principal.tenant_id, conv.tenant_id, now_ms, a_user=models.User.find(principal.tenant_id, principal.user_id))
     return None
 
 
 def reachable_by_email(principal: Principal, me: User | None, email: str, now_ms: int) -> User:
     """A user of any tenant by exact email, if the caller (``me``, its directory entry) may start
     a conversation with them."""
-    user = User.find_by_email(email)
+    user = models.User.find_by_email(email)
     if user is None or not user.active:
         raise NotFound(f"No such user: {email[:254]}.")
     if user.tenant_id == principal.tenant_id:
@@ -275,7 +280,7 @@ def _files_cross(principal: Principal, others: set[str], now_ms: int, peer_user:
     """Refuse unless every other company in ``others`` shares files with the caller's now."""
     if not others:
         return
-    me = User.find(principal.tenant_id, principal.user_id)
+    me = models.User.find(principal.tenant_id, principal.user_id)
     for other in sorted(others):
         crossing(principal.tenant_id, other, now_ms, purpose="files", a_user=me, b_user=peer_user)
 
@@ -309,7 +314,7 @@ def may_download(principal: Principal, file: Any, now_ms: int) -> tuple[Conversa
         raise NotFound("No such file.") from None
     if file.tenant_id != principal.tenant_id:  # the uploader is the file's sender: both users must be allowed
         tenant, user_id = split_user_key(file.uploader_key)
-        uploader = User.find(tenant, user_id)  # a departed uploader's files stay (as its messages do)
+        uploader = models.User.find(tenant, user_id)  # a departed uploader's files stay (as its messages do)
         _files_cross(principal, {file.tenant_id}, now_ms,
                      peer_user=uploader if uploader is not None and uploader.active else None)
     return conv, member
@@ -340,7 +345,7 @@ def visible_people(principal: Principal, keys: list[str], now_ms: int) -> tuple[
     mine = key_of(principal)
     foreign = any(t != principal.tenant_id for t, _ in pairs)
     ask = list(pairs) + ([(principal.tenant_id, principal.user_id)] if foreign and mine not in wanted else [])
-    found = {user_key(u.tenant_id, u.user_id): u for u in User.batch_get(ask)} if ask else {}
+    found = {user_key(u.tenant_id, u.user_id): u for u in models.User.batch_get(ask)} if ask else {}
     me = found.get(mine)
     visible: dict[str, User] = {}
     others: dict[str, list[User]] = {}
@@ -393,7 +398,7 @@ def searchable_peers(principal: Principal, now_ms: int) -> dict[str, Tenant]:
         return {}
     tenants = {t.tenant_id: t for t in Tenant.batch_get([principal.tenant_id, *linked])}
     own = tenants.get(principal.tenant_id)
-    me = User.find(principal.tenant_id, principal.user_id) if own is not None and _mode(own) == "users" else None
+    me = models.User.find(principal.tenant_id, principal.user_id) if own is not None and _mode(own) == "users" else None
     return {peer: tenants[peer] for peer in linked if peer in tenants
             and _policy_refusal(principal.tenant_id, peer, tenants, now_ms, a_user=me) is None}
 

@@ -6,14 +6,14 @@
   a ``PushDevice`` of the user.  A new token for the same device id replaces
   the item (and the old endpoint is deleted); a token another user held before
   moves to the caller (the claim item, see ``models.PushDevice``).
-* The push job (kind ``push``, always on the delivery worker, so no ack waits
-  for it): the members of a DM or small conversation, or the mentioned ones,
+* The push job (kind ``push``, built by the request in ``push_jobs``, always
+  run on the delivery worker, so no ack waits for it): the members of a DM or small conversation, or the mentioned ones,
   minus the sender, minus those the external-access policy refuses now; each
   remaining one is asked ``push_rules.decide`` (active device, mute, level,
   keywords, quiet hours, presence status); one ``Publish`` per device of each
   one it pushes, with the content the companies' preview policies allow and
   the unread total as badge.
-* The clear job (kind ``push.clear``, a moved read marker): a silent update to
+* The clear job (kind ``push.clear``, a moved read marker, also built in ``push_jobs``): a silent update to
   the reader's other devices (drop the notifications, set the badge).
 * A publish SNS refuses because the endpoint is disabled (the platform said the
   token is invalid) or gone removes the device (and the endpoint).
@@ -150,38 +150,9 @@ def unregister_all(key: str) -> int:
 
 # --- the push job (delivery worker) ------------------------------------------------------
 
-def preview(text: str, chars: int) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= chars else text[:max(1, chars - 1)].rstrip() + "\u2026"
-
-
 def collapse_key(conversation_id: str) -> str:
     """One per conversation; APNs collapse ids and FCM collapse keys are short (<= 64 bytes)."""
     return conversation_id if len(conversation_id) <= 64 else hashlib.sha256(conversation_id.encode()).hexdigest()[:64]
-
-
-TEXT_CHARS = 4000  # what keyword matching reads of the (redacted) text; the payload shows the preview only
-
-
-def job_for(conv: Any, view: dict[str, Any], origin: str, now_ms: int, s: Settings) -> dict[str, Any] | None:
-    """The push job of a new text message, or None when nobody could get one.
-
-    A DM, a message mentioning users, or any message of a conversation of at
-    most ``push_group_members`` members (where "all" and keyword users may
-    want it); in larger conversations only the mentioned members are asked.
-    """
-    if not s.push_enabled or view.get("kind") not in (None, "text"):
-        return None
-    users = [u for u in view.get("mentions") or [] if u]
-    direct = conv.kind == "direct"
-    everyone = direct or int(conv.member_count or 0) <= s.push_group_members
-    if not everyone and not users:
-        return None
-    text = view.get("body") or ""
-    return {"kind": "push", "conversationId": conv.conversation_id, "direct": direct, "everyone": everyone,
-            "tenants": sorted({conv.tenant_id, *(conv.tenants or ())}), "mentions": users, "origin": origin,
-            "nowMs": now_ms, "seq": int(view["seq"]), "text": text[:TEXT_CHARS],
-            "preview": preview(text, s.push_preview_chars)}
 
 
 def _mentioned_keys(job: dict[str, Any]) -> list[str]:
@@ -372,12 +343,6 @@ def run(job: dict[str, Any], s: Settings | None = None) -> dict[str, int]:
 
 
 # --- read elsewhere clears (delivery worker) -------------------------------------------------
-
-def clear_job(key: str, conversation_id: str, last_read_seq: int, connection_id: str | None) -> dict[str, Any]:
-    """The job a moved read marker queues: the user's other phones drop the conversation's notifications."""
-    return {"kind": "push.clear", "user": key, "conversationId": conversation_id, "lastReadSeq": last_read_seq,
-            "exclude": connection_id}
-
 
 def clear(job: dict[str, Any]) -> dict[str, int]:
     """A silent update to each device of the user but the one that read: 1 Query (devices); when there

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import NamedTuple
 
 LEVELS = ("all", "mentions", "nothing")
 DEFAULT_LEVEL = "mentions"  # DMs, mentions and keywords
@@ -26,8 +25,7 @@ PUSH = "push"
 ACTIVE, MUTED, LEVEL, QUIET, STATUS = "active", "muted", "level", "quiet_hours", "status"
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     """What the message is to this recipient."""
 
     direct: bool = False     # a DM (the recipient is the other side)
@@ -35,8 +33,7 @@ class Event:
     keyword: bool = False    # the text holds one of the recipient's keywords
 
 
-@dataclass(frozen=True)
-class Prefs:
+class Prefs(NamedTuple):
     """A user's own preferences (``push.preferences.set``); the defaults are a user who set nothing."""
 
     level: str = DEFAULT_LEVEL
@@ -49,11 +46,10 @@ class Prefs:
     status_holds: bool = True       # do_not_disturb / in_meeting hold pushes like quiet hours
 
 
-@dataclass(frozen=True)
-class Recipient:
+class Recipient(NamedTuple):
     """The facts about one recipient at the time of the message."""
 
-    prefs: Prefs = field(default_factory=Prefs)
+    prefs: Prefs = Prefs()
     active: bool = False               # a device active within PUSH_ACTIVE_SECONDS
     conversation_level: str | None = None  # the member's own level here; None follows prefs.level
     muted_until: int | None = None     # ms; the conversation is muted until then
@@ -69,6 +65,8 @@ def in_quiet_hours(prefs: Prefs, now_ms: int) -> bool:
     """Whether ``now`` falls in the user's quiet window, in the user's own time zone."""
     if not prefs.quiet_start or not prefs.quiet_end:
         return False
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # only quiet hours need one (zoneinfo loads sysconfig)
+
     try:
         zone = ZoneInfo(prefs.timezone or "UTC")
     except (ZoneInfoNotFoundError, ValueError):

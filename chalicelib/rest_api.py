@@ -14,7 +14,7 @@ from . import logs, metrics, runtime
 from .identity import token_from_authorization
 from .protocol import frames, schemas
 from .protocol.errors import ChatError, Internal, ValidationFailed
-from .services import connections
+from .services import authentication
 from .services.context import Text
 
 log = logging.getLogger("chat.rest")
@@ -59,7 +59,7 @@ def handle(headers: dict[str, str] | None, raw_body: bytes | str | None, query: 
     try:
         from .token_verifier import verifier  # pyjwt and cryptography load on the first token checked
 
-        principal, _user = connections.authenticate(verifier(), token_from_authorization(headers))
+        principal, _user = authentication.authenticate(verifier(), token_from_authorization(headers))
         body: dict[str, Any] = {}
         if raw_body:
             body = frames.loads(raw_body)

@@ -19,8 +19,7 @@ Rules:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 # The periods a company may choose (days); None = keep forever.  One S3 lifecycle rule each.
 ALLOWED_DAYS: tuple[int, ...] = (1, 7, 30, 90, 180, 365, 730, 1095, 1825, 2555, 3650)
@@ -51,8 +50,7 @@ def subjects_for(sender_key: str, conversation_id: str) -> list[str]:
             user_hold_subject(tenant, user), conversation_hold_subject(tenant, conversation_id)]
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """What applies to one new message: the period (seconds; None = forever) and whether a hold keeps it."""
 
     retain_s: int | None

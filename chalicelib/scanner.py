@@ -30,8 +30,7 @@ import select
 import socket
 import struct
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
@@ -67,8 +66,7 @@ EXECUTABLE = (b"MZ", b"\x7fELF", b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xc
 HEAD_BYTES = 16
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     clean: bool
     reason: str | None = None   # malware | type_mismatch | scan_failed
     detail: str | None = None   # signature name or what was wrong (never the content)

@@ -16,7 +16,6 @@ from .identity import Principal, principal_from
 from .config import settings
 from .protocol import frames
 from .protocol.errors import ChatError, Internal
-from .services import connections
 
 
 log = logging.getLogger("chat.ws")
@@ -103,6 +102,14 @@ ACTIONS: dict[str, tuple[Handler, bool]] = {
 }
 
 
+def _principal_of(connection_id: str) -> Principal:
+    """The connection record's principal, for a connection whose authorizer context has none: the
+    connect service (user directory, search index) loads only then, not on every cold start."""
+    from .services import connections
+
+    return connections.principal_of(connection_id)
+
+
 @metrics.flushed("websocket_message")
 def on_message(event: dict[str, Any]) -> dict[str, Any]:
     """$default: one frame in, one ack/result or error frame out (plus any events)."""
@@ -118,7 +125,7 @@ def on_message(event: dict[str, Any]) -> dict[str, Any]:
         handler, needs_principal = ACTIONS[frame.action]
         principal = None
         if needs_principal:  # from the $connect authorizer's context; else the connection record (1 GetItem)
-            principal = principal_from(ctx.get("authorizer")) or connections.principal_of(cid)
+            principal = principal_from(ctx.get("authorizer")) or _principal_of(cid)
         reply = handler(principal, frame, cid, out)
     except frames.FrameError as err:
         log.info("frame rejected", extra={"code": err.error.code, "reason": err.error.message})

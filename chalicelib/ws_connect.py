@@ -1,8 +1,8 @@
-"""The connection's life: the $connect authorizer, $connect and $disconnect.
+"""The connection's life: $connect and $disconnect (the $connect authorizer: ``authorizer``).
 
-Functions of their own on AWS (``ws_authorizer``, ``websocket_connect``,
-``websocket_disconnect``), so this module loads identity, the connection
-records and presence, and never the message path, files or screening.
+Functions of their own on AWS (``websocket_connect``, ``websocket_disconnect``),
+so this module loads identity, the connection records and presence, and never
+the message path, files or screening.
 Every refusal is a structured error (a handshake refusal on $connect);
 anything unexpected is logged and answered ``internal``.
 """
@@ -13,46 +13,14 @@ import math
 from typing import Any
 
 from . import logs, metrics, runtime
-from .identity import Principal, authorizer_context, principal_from, token_from_ws_connect
+from .identity import principal_from, token_from_ws_connect
 from .config import settings
 from .models import user_key
 from .protocol import frames
 from .protocol.errors import ERROR_CODES, ChatError, Internal
-from .services import connections, presence
+from .services import connections
 
 log = logging.getLogger("chat.ws")
-
-
-# --- identity that travels with the connection ------------------------------------------
-# The $connect route has a Lambda REQUEST authorizer (``authorize``): it verifies the token once
-# and API Gateway hands its ``context`` to every later event of that connection as
-# ``requestContext.authorizer``, so a frame needs no read to know who sent it
-# (``identity.principal_from``).  The authorizer allows even a refused token, with the refusal in
-# its context: $connect then answers the same structured refusal as ever (API Gateway's own
-# 401/403 would carry no error code).
-
-@metrics.flushed("ws_authorizer")
-def authorize(event: dict[str, Any]) -> dict[str, Any]:
-    """The $connect REQUEST authorizer: verify the token (1 GetItem of the user), pass who it is on."""
-    ctx = event.get("requestContext") or {}
-    token_ctx = logs.bind(requestId=ctx.get("requestId"), connectionId=ctx.get("connectionId"), route="authorizer")
-    try:
-        token = token_from_ws_connect(event.get("headers") or {}, event.get("queryStringParameters") or {})
-        principal, _user = connections.authenticate(_verifier(), token)
-        principal_id, context = user_key(principal.tenant_id, principal.user_id), authorizer_context(principal)
-    except ChatError as err:
-        principal_id, context = "refused", {"refusedCode": err.code, "refusedStatus": err.status,
-                                            "refusedMessage": err.message}
-    except Exception:  # noqa: BLE001 - $connect answers `internal`; never a traceback
-        log.exception("authorizer failed")
-        metrics.count("InternalErrors")
-        principal_id, context = "refused", {"refusedCode": "internal", "refusedStatus": 500,
-                                            "refusedMessage": Internal().message}
-    finally:
-        logs.unbind(token_ctx)
-    return {"principalId": principal_id, "context": context, "policyDocument": {
-        "Version": "2012-10-17",
-        "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": event.get("methodArn", "*")}]}}
 
 
 def _refusal(authorizer: dict[str, Any]) -> ChatError | None:
@@ -146,7 +114,11 @@ def _alive(connection_id: str) -> bool:
 
 
 def _publish_presence(key: str) -> None:
-    """Presence follows connects and disconnects; failure here must not fail the socket."""
+    """Presence follows connects and disconnects; failure here must not fail the socket.  The
+    presence service (and the conversation policy it reads) loads here, so the authorizer, which
+    shares this module, never loads it."""
+    from .services import presence
+
     try:
         presence.publish(runtime.presence_env(), key)
     except Exception:  # noqa: BLE001 - watchers converge on the next change or roster read

@@ -167,8 +167,7 @@ def _setting(value: str, suffix: str) -> str:
     from chalicelib.config import settings
 
     current = settings()
-    fields = [f.name for f in dataclasses.fields(current)
-              if f.name.endswith(suffix) and getattr(current, f.name) == value]
+    fields = [name for name in current._fields if name.endswith(suffix) and getattr(current, name) == value]
     if len(fields) != 1:
         raise SystemExit(f"cannot tell which *{suffix} setting holds {value!r} (matches {fields})")
     return fields[0]
@@ -241,8 +240,7 @@ def files_bucket(stage_name: str) -> str:
 def queues(stage_name: str) -> dict[str, str]:
     """Logical id -> queue name of this stage, for every ``*_queue`` setting."""
     target = _stage_settings(stage_name)
-    return {_camel(f.name): getattr(target, f.name) for f in dataclasses.fields(target)
-            if f.name.endswith("_queue")}
+    return {_camel(name): getattr(target, name) for name in target._fields if name.endswith("_queue")}
 
 
 # --- CloudFormation ----------------------------------------------------------
@@ -476,7 +474,7 @@ AUTHORIZER_FUNCTION = "WsAuthorizer"  # Chalice's logical id of app.py's ``ws_au
 
 
 def _connect_authorizer(st: Stage) -> dict[str, Any]:
-    """The $connect route's Lambda REQUEST authorizer (``ws_connect.authorize``), which Chalice cannot declare.
+    """The $connect route's Lambda REQUEST authorizer (``authorizer.authorize``), which Chalice cannot declare.
 
     No identity source: the authorizer is always called (a token may come as ``?token=`` or as a
     subprotocol) and answers a refusal through $connect itself; caching is not supported for

@@ -72,17 +72,19 @@ HOME = {
     "DirectoryGroup": "directory",
     "ScimCredential": "directory",
     # retention
-    "Export": "retention",
     "HeldOriginal": "retention",
     "LegalHold": "retention",
     "OriginalsBySender": "retention",
     "RetentionRule": "retention",
+    # exports
+    "Export": "exports",
     # screening
-    "DlpFlag": "screening",
     "DlpRules": "screening",
-    "FlagsByConversation": "screening",
-    "FlagsByQueue": "screening",
-    "FlagsBySender": "screening",
+    # review
+    "DlpFlag": "review",
+    "FlagsByConversation": "review",
+    "FlagsByQueue": "review",
+    "FlagsBySender": "review",
     # rosters
     "OnlineEntry": "rosters",
     # search
@@ -163,8 +165,10 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .messages import Idempotency, Message, MessagesByRetainedSender, MessagesByThread, RateCounter  # noqa: F401
     from .files import File, TenantUsage  # noqa: F401
     from .directory import DirectoryGroup, ScimCredential  # noqa: F401
-    from .retention import Export, HeldOriginal, LegalHold, OriginalsBySender, RetentionRule  # noqa: F401
-    from .screening import DlpFlag, DlpRules, FlagsByConversation, FlagsByQueue, FlagsBySender  # noqa: F401
+    from .retention import HeldOriginal, LegalHold, OriginalsBySender, RetentionRule  # noqa: F401
+    from .exports import Export  # noqa: F401
+    from .screening import DlpRules  # noqa: F401
+    from .review import DlpFlag, FlagsByConversation, FlagsByQueue, FlagsBySender  # noqa: F401
     from .rosters import OnlineEntry  # noqa: F401
     from .search import UserSearchToken  # noqa: F401
     from .push import PushDevice, PushPreferences  # noqa: F401

@@ -2,18 +2,20 @@
 
 Validators are compiled by fastjsonschema on first use and kept for the
 life of the container, so a warm Lambda pays only the validation itself.
+The schemas and fastjsonschema load on the first frame validated: the
+functions that only send frames (delivery, presence, files, compliance)
+never load them.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-import fastjsonschema
-
-from . import schemas
 from .errors import (ChatError, InvalidFrame, InvalidJson, PayloadTooLarge,
                      UnknownAction, ValidationFailed)
+
+if TYPE_CHECKING:
+    import fastjsonschema
 
 _validators: dict[str, Callable[[Any], Any]] = {}
 
@@ -21,6 +23,8 @@ _validators: dict[str, Callable[[Any], Any]] = {}
 def _validator(key: str, schema: dict[str, Any]) -> Callable[[Any], Any]:
     fn = _validators.get(key)
     if fn is None:
+        import fastjsonschema
+
         fn = _validators[key] = fastjsonschema.compile(schema)
     return fn
 
@@ -39,8 +43,7 @@ def loads(raw: str | bytes) -> Any:
         raise InvalidJson(f"Not valid JSON: {exc}") from None
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
     action: str
     request_id: str
     body: dict[str, Any]
@@ -89,6 +92,10 @@ def validate(obj: dict[str, Any], registry: dict[str, dict[str, Any]] | None = N
 
     REST routes use this too, so both APIs accept exactly the same fields.
     """
+    import fastjsonschema
+
+    from . import schemas
+
     request_id = _request_id_of(obj)
     try:
         _validator("$envelope", schemas.ENVELOPE)(obj)

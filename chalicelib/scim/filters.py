@@ -17,8 +17,7 @@ filter in memory, so a plan only has to be a superset.  Never a Scan.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from scim2_models.path import Comparison, CompareOperator, FilterNode, FilterVisitor, LogicalExpr, LogicalOperator
 
@@ -26,8 +25,7 @@ CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:user"
 CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:group"
 
 
-@dataclass(frozen=True)
-class Lookup:
+class Lookup(NamedTuple):
     """One key lookup: ``kind`` is ``id`` (GetItem) or ``user_name`` (Query by_user_name + by_email)."""
 
     kind: str

@@ -1,9 +1,7 @@
 """What every service call receives: collaborators, clock, settings, the calling device."""
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from ..identity import Principal
 
@@ -11,8 +9,7 @@ if TYPE_CHECKING:  # the entry point (runtime) builds the settings; a service on
     from ..config import Settings
 
 
-@dataclass(frozen=True)
-class Scheduler:
+class Scheduler(NamedTuple):
     """Delayed work, each kind on its queue (SQS ``DelaySeconds``, at most 900 s), as the entry point
     wires it.  A kind the entry point has no queue for is None: the service says so or skips it."""
 
@@ -39,18 +36,51 @@ class Scheduler:
         self.compliance(job, delay_seconds)
 
 
-@dataclass(frozen=True, kw_only=True)
+def _set(obj: Any, **values: Any) -> None:
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)
+
+
+_NO_QUEUES = Scheduler()
+
+
 class Env:
     """What a service needs besides its arguments, built once per entry point (chalicelib/runtime.py)
-    and passed in: services import neither the runtime nor the configuration."""
+    and passed in: services import neither the runtime nor the configuration.
 
+    Read-only, with keyword arguments only.  A plain class with slots rather than a frozen
+    dataclass: every function builds this class (and :class:`Call`) on its cold start, and a
+    dataclass compiles its generated methods there (docs/operations.md "Cold start")."""
+
+    __slots__ = ("clock", "settings", "delivery", "s3", "management", "schedule", "scanner")
     clock: Callable[[], float]
     settings: Settings
-    delivery: Any = None  # the invocation's outbox: posts to sockets and queued delivery jobs
-    s3: Callable[[], Any] | None = None  # the storage client, built on first use
-    management: Callable[[], Any] | None = None  # the @connections client (closing sockets)
-    schedule: Scheduler = field(default_factory=Scheduler)
-    scanner: Callable[[], Any] | None = None  # the file scanner (files' event side)
+    delivery: Any  # the invocation's outbox: posts to sockets and queued delivery jobs
+    s3: Callable[[], Any] | None  # the storage client, built on first use
+    management: Callable[[], Any] | None  # the @connections client (closing sockets)
+    schedule: Scheduler
+    scanner: Callable[[], Any] | None  # the file scanner (files' event side)
+
+    def __init__(self, *, clock: Callable[[], float], settings: Settings, delivery: Any = None,
+                 s3: Callable[[], Any] | None = None, management: Callable[[], Any] | None = None,
+                 schedule: Scheduler = _NO_QUEUES, scanner: Callable[[], Any] | None = None) -> None:
+        _set(self, clock=clock, settings=settings, delivery=delivery, s3=s3, management=management,
+             schedule=schedule, scanner=scanner)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only; replace() builds a changed copy")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Every field, the base's first."""
+        return tuple(n for c in reversed(cls.__mro__) for n in c.__dict__.get("__slots__", ()))
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with ``changes``."""
+        return type(self)(**{**{n: getattr(self, n) for n in self.names()}, **changes})
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -62,24 +92,27 @@ class Env:
 
     def acting(self, principal: Principal, **extra: Any) -> "Call":
         """A service call on behalf of ``principal`` with this entry point's collaborators."""
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(Env)}
-        return Call(**fields, principal=principal, **extra)
+        return Call(**{n: getattr(self, n) for n in Env.names()}, principal=principal, **extra)
 
 
-@dataclass(frozen=True, kw_only=True)
 class Call(Env):
     """An Env acting for a principal: a request from a device or an admin, or a job on someone's behalf."""
 
+    __slots__ = ("principal", "connection_id", "source_ip", "request_id")
     principal: Principal
     # The socket the request came on (None over REST): it gets the ack, not the event.
-    connection_id: str | None = None
+    connection_id: str | None
     # For the audit log (REST): the caller's address and API Gateway's request id.
-    source_ip: str | None = None
-    request_id: str | None = None
+    source_ip: str | None
+    request_id: str | None
+
+    def __init__(self, *, principal: Principal, connection_id: str | None = None, source_ip: str | None = None,
+                 request_id: str | None = None, **env: Any) -> None:
+        super().__init__(**env)
+        _set(self, principal=principal, connection_id=connection_id, source_ip=source_ip, request_id=request_id)
 
 
-@dataclass(frozen=True)
-class Text:
+class Text(NamedTuple):
     """A REST reply that is not JSON (``GET /admin/usage?format=csv``): its body and content type."""
 
     body: str

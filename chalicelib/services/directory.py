@@ -3,7 +3,7 @@
 Kept free of pydantic/scim2-models so any function may call it; the SCIM
 function (chalicelib/scim/) turns requests into these calls.
 
-Deactivation is enforced where identity is checked: ``connections.authenticate``
+Deactivation is enforced where identity is checked: ``authentication.authenticate``
 refuses a directory entry that is not active on every ``$connect`` and REST
 call, and the dev IdP issues it no token.  Sockets that are already open are
 closed here through the ``@connections`` API; API Gateway then sends each its

@@ -26,7 +26,6 @@ See docs/files.md.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import re
@@ -520,7 +519,7 @@ def screen_content(call: Call, sets: list[dlp.Ruleset], extracted: file_text.Ext
     hits = list(verdict.hits)
     if not extracted.complete:
         hits += [h for rs in sets if rs for h in rs.unscreened()]
-    hits = [dlp.Hit(h.tenant_id, dataclasses.replace(h.rule, action="block"), h.spans)
+    hits = [dlp.Hit(h.tenant_id, h.rule._replace(action="block"), h.spans)
             if h.rule.action == "redact" else h for h in hits]
     if not hits:
         return dlp.Verdict(None, extracted.text, extracted.text)

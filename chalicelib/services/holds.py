@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import UpdateError
 
-from .. import retention
-from ..models import File, Message, RetentionRule, TenantUsage, condition_failed, split_user_key
+from .. import models, retention
+from ..models import Message, RetentionRule, condition_failed, split_user_key
 from .context import Env
+
+if TYPE_CHECKING:  # the files' models load when a held message carries a file, not on every send's cold start
+    from ..models import File
 
 log = logging.getLogger("chat.holds")
 
@@ -95,7 +98,7 @@ def tag_file(env: Env, msg: Message, sweep: bool = False) -> None:
     """
     if msg.kind != "file" or not msg.file or msg.retain_s is None:
         return
-    rec = File.find(msg.file.as_dict().get("fileId", ""), consistent=True)
+    rec = models.File.find(msg.file.as_dict().get("fileId", ""), consistent=True)
     if rec is None or rec.status != "clean":
         return
     held = msg.expires_at is None
@@ -120,34 +123,34 @@ def file_expiry(rec: File, expires_at: int | None, forever: bool = False) -> boo
     now = int(time.time())
     if expires_at is not None:
         try:
-            rec.update(actions=[File.expires_at.set(int(expires_at)), File.quota_returned.set(now)],
-                       condition=File.quota_returned.does_not_exist() & File.file_id.exists())
+            rec.update(actions=[models.File.expires_at.set(int(expires_at)), models.File.quota_returned.set(now)],
+                       condition=models.File.quota_returned.does_not_exist() & models.File.file_id.exists())
             # (a record TTL removed fails the condition too; the fallback below then changes nothing)
         except UpdateError as exc:
             if not condition_failed(exc):
                 raise
-            _update_existing(rec, [File.expires_at.set(int(expires_at))])
+            _update_existing(rec, [models.File.expires_at.set(int(expires_at))])
             return False
-        TenantUsage.release(rec.tenant_id, int(rec.size))
+        models.TenantUsage.release(rec.tenant_id, int(rec.size))
         return True
     if forever:
         try:
-            rec.update(actions=[File.expires_at.remove(), File.quota_returned.remove()],
-                       condition=File.quota_returned.exists())
+            rec.update(actions=[models.File.expires_at.remove(), models.File.quota_returned.remove()],
+                       condition=models.File.quota_returned.exists())
         except UpdateError as exc:
             if not condition_failed(exc):
                 raise
         else:
-            TenantUsage.charge(rec.tenant_id, int(rec.size))
+            models.TenantUsage.charge(rec.tenant_id, int(rec.size))
             return True
-    _update_existing(rec, [File.expires_at.remove()])
+    _update_existing(rec, [models.File.expires_at.remove()])
     return False
 
 
 def _update_existing(rec: File, actions: list[Any]) -> None:
     """UpdateItem that never recreates a record its TTL removed meanwhile."""
     try:
-        rec.update(actions=actions, condition=File.file_id.exists())
+        rec.update(actions=actions, condition=models.File.file_id.exists())
     except UpdateError as exc:
         if not condition_failed(exc):
             raise
@@ -158,7 +161,7 @@ def untag_file(env: Env, msg: Message) -> None:
     rule matches it) and its legal hold, the record its expiry, the quota counts its bytes again."""
     if msg.kind != "file" or not msg.file:
         return
-    rec = File.find(msg.file.as_dict().get("fileId", ""), consistent=True)
+    rec = models.File.find(msg.file.as_dict().get("fileId", ""), consistent=True)
     if rec is None or rec.status != "clean":
         return
     env.storage().delete_object_tagging(**object_where(env, rec))
@@ -174,35 +177,35 @@ def file_message_deleted(env: Env, file_id: str, now: int, held: bool = False) -
     and the record keeps ``held_at`` and no expiry: the company's admins can
     still download it (``compliance.download_file``) until the last hold ends.
     """
-    rec = File.find(file_id, consistent=True)
+    rec = models.File.find(file_id, consistent=True)
     if rec is None or rec.status != "clean":
         return
-    actions = [File.status.set("deleted"), File.reason.set("message_deleted"), File.updated_at.set(now)]
-    actions += [File.held_at.set(now), File.expires_at.remove()] if held \
-        else [File.expires_at.set(now // 1000 + REJECTED_TTL_SECONDS)]
+    actions = [models.File.status.set("deleted"), models.File.reason.set("message_deleted"), models.File.updated_at.set(now)]
+    actions += [models.File.held_at.set(now), models.File.expires_at.remove()] if held \
+        else [models.File.expires_at.set(now // 1000 + REJECTED_TTL_SECONDS)]
     # The user deleted it: the company's quota gets the bytes back even when a hold keeps them - unless
     # setting its retention expiry gave them back already (``quota_returned``, docs/files.md "Quota").
     returns = None
     for _ in range(2):  # the flag can only appear between the two tries, never go
         try:
             if rec.quota_returned is None:
-                rec.update(actions=actions + [File.quota_returned.set(now // 1000)],
-                           condition=(File.status == "clean") & File.quota_returned.does_not_exist())
+                rec.update(actions=actions + [models.File.quota_returned.set(now // 1000)],
+                           condition=(models.File.status == "clean") & models.File.quota_returned.does_not_exist())
                 returns = True
             else:
-                rec.update(actions=actions, condition=(File.status == "clean") & File.quota_returned.exists())
+                rec.update(actions=actions, condition=(models.File.status == "clean") & models.File.quota_returned.exists())
                 returns = False
             break
         except UpdateError as exc:
             if not condition_failed(exc):
                 raise
-            rec = File.find(file_id, consistent=True)
+            rec = models.File.find(file_id, consistent=True)
             if rec is None or rec.status != "clean":
                 return  # a concurrent delete did it
     if returns is None:
         return
     if returns:
-        TenantUsage.release(rec.tenant_id, int(rec.size))
+        models.TenantUsage.release(rec.tenant_id, int(rec.size))
     if held:
         legal_hold(env, rec, True)
     else:

@@ -11,14 +11,13 @@ skipped or half-written.
 """
 from __future__ import annotations
 
-import dataclasses
 import re
 import uuid
 from typing import Any
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
-from .. import limits, metrics, policy, push, retention
+from .. import limits, metrics, policy, push_jobs, retention
 from ..models import (batch_get_across, condition_failed, Conversation, HeldOriginal, Idempotency, Member, Message,
                       RetentionRule, tenant_of, transaction, user_ref)
 from ..protocol.errors import ChatError, Conflict, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
@@ -159,7 +158,7 @@ def _announce(call: Call, conv: Conversation, view: dict[str, Any]) -> None:
                            now_ms=call.now_ms())
     # Mobile push of a DM or a mention to recipients with no active device: a job for a delivery
     # worker, so the ack never waits for SNS (docs/push.md).
-    job = push.job_for(conv, view, policy.key_of(call.principal), call.now_ms(), call.settings)
+    job = push_jobs.job_for(conv, view, policy.key_of(call.principal), call.now_ms(), call.settings)
     if job is not None:
         call.delivery.add(job, on_worker=True)
 
@@ -292,7 +291,7 @@ def react(call: Call, body: dict[str, Any], add: bool) -> dict[str, Any]:
         if add or not condition_failed(exc) and "document path" not in str(exc):
             raise
     if verdict is not None:  # the key was stored as typed: its review entries say "flag", even under a redact
-        screening.record_flags(call, dataclasses.replace(verdict, action="flag") if verdict.action else verdict,
+        screening.record_flags(call, verdict._replace(action="flag") if verdict.action else verdict,
                                conv.conversation_id, "reaction", seq=int(msg.seq), message_id=msg.message_id)
     counts = timeline.reaction_counts(msg)
     event = {"type": "reaction.changed", "conversationId": conv.conversation_id, "seq": int(msg.seq),
@@ -391,7 +390,7 @@ def read(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     if moved and call.settings.push_enabled:
         # Read elsewhere clears: the user's phones drop this conversation's notifications and set the
         # badge; a delivery worker's job, so the reply never waits for SNS (docs/push.md).
-        call.delivery.add(push.clear_job(member.user_key, conv.conversation_id, last_read, call.connection_id),
+        call.delivery.add(push_jobs.clear_job(member.user_key, conv.conversation_id, last_read, call.connection_id),
                           on_worker=True)
     return {"conversationId": conv.conversation_id, "lastReadSeq": last_read,
             "unread": max(0, int(conv.last_seq or 0) - last_read)}

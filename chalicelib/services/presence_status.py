@@ -6,7 +6,6 @@ cold start nor in their packages (tools/split_package.py follows every import).
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from .. import policy
@@ -41,7 +40,7 @@ def set_custom(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     Presence(user_key=key).update(actions=actions + [Presence.updated_at.set(now)])
     for f, verdict in screened.items():
         if f == "emoji" and verdict.action:  # stored as typed
-            verdict = dataclasses.replace(verdict, action="flag")
+            verdict = verdict._replace(action="flag")
         screening.record_flags(call, verdict, None, "status")
     presence.publish(env, key)
     return presence.view(key, Presence.find(key), now, env.settings.presence_idle_seconds * 1000)

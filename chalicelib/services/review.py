@@ -31,7 +31,7 @@ from ..models import Conversation, DlpFlag, Message, condition_failed, split_use
 from ..protocol.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from .audit import audit, next_cursor, require_reviewer, time_window
 from .context import Call
-from .screening import flag_view
+from .screening_admin import flag_view
 
 STATES = ("open", "claimed", "resolved")
 KINDS = ("flag", "block")

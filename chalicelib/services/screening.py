@@ -1,4 +1,4 @@
-"""Screening (DLP) on the write path, and its admin side: rule sets, and the entries reviewers read.
+"""Screening (DLP) on the write path; its admin side (rule sets, the entries reviewers read) is ``screening_admin``.
 
 Every path that stores typed text calls :func:`screen` after access checks
 and before anything is written (message send and edit, file name,
@@ -19,16 +19,12 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import uuid
 from typing import Any
 
-from pynamodb.exceptions import PutError
-
-from .. import dlp, usage
-from ..models import Conversation, DlpFlag, DlpRules, condition_failed, split_user_key
-from ..protocol.errors import Conflict, MessageBlocked, ValidationFailed
-from .audit import audit, next_cursor, require_admin, require_reviewer, time_window
+from .. import dlp, models, usage
+from ..models import Conversation, DlpRules
+from ..protocol.errors import MessageBlocked
 from .context import Call
 
 log = logging.getLogger("chat.screening")
@@ -112,13 +108,13 @@ def _entry(call: Call, tenant: str, rule_ids: list[str], action: str, text: dict
     ``text``: the entry's ``excerpt`` (and for a blocked attempt what its
     company's policy keeps, :func:`dlp.blocked_text`)."""
     now = call.now_ms()
-    flag = DlpFlag(tenant_id=tenant, flag_id=f"{now:013d}#{uuid.uuid4().hex}", at=now, source=source,
+    flag = models.DlpFlag(tenant_id=tenant, flag_id=f"{now:013d}#{uuid.uuid4().hex}", at=now, source=source,
                    conversation_id=conversation_id, seq=seq, message_id=message_id, file_id=file_id,
                    sender_key=f"{call.principal.tenant_id}#{call.principal.user_id}", rule_ids=rule_ids,
                    action=action, after_seq=after_seq, state="open", history=[], **text)
     flag.index_keys()
     try:
-        flag.save(condition=DlpFlag.flag_id.does_not_exist())
+        flag.save(condition=models.DlpFlag.flag_id.does_not_exist())
     except Exception:  # noqa: BLE001 - the caller's outcome (stored or refused) must not change
         log.exception(f"screening {what} not written", extra={"tenant": tenant, "conversation": conversation_id,
                                                               "source": source, "seq": seq, "rules": rule_ids})
@@ -163,83 +159,3 @@ def record_blocked(call: Call, verdict: dlp.Verdict, conversation_id: str | None
             text = dlp.blocked_text(verdict, tenant, "dropped", None)
         _entry(call, tenant, rule_ids, "block", text, conversation_id, source, seq, message_id, file_id,
                "block", after_seq)
-
-
-# --- admin REST: GET/PUT /admin/dlp/rules (admins), GET /admin/dlp/flags (reviewers) --------
-
-def _limits() -> dict[str, int]:
-    return {"rules": dlp.MAX_RULES, "patternChars": dlp.MAX_PATTERN_CHARS, "keywords": dlp.MAX_KEYWORDS,
-            "keywordChars": dlp.MAX_KEYWORD_CHARS, "ruleSetChars": dlp.MAX_RULESET_CHARS}
-
-
-def _rules_view(rules: list[dict[str, Any]], version: int, blocked_text: str | None) -> dict[str, Any]:
-    return {"rules": rules, "version": version, "blockedText": blocked_text or "masked",
-            "detectors": list(dlp.DETECTORS), "limits": _limits()}
-
-
-def get_rules(call: Call, body: dict[str, Any]) -> dict[str, Any]:
-    require_admin(call)
-    item = DlpRules.find(call.principal.tenant_id)
-    if item is None:
-        return _rules_view([], 0, None)
-    return _rules_view(json.loads(item.rules), int(item.version), item.blocked_text)
-
-
-def set_rules(call: Call, body: dict[str, Any]) -> dict[str, Any]:
-    """Replace the whole rule set: validated (each pattern compiled), versioned, audited."""
-    require_admin(call)
-    tenant = call.principal.tenant_id
-    try:
-        rules = dlp.normalize(body["rules"])
-    except dlp.RuleError as err:
-        fields = {"ruleId": err.rule_id} if err.rule_id else {}
-        raise ValidationFailed(str(err), **fields) from None
-    item = DlpRules.find(tenant)
-    current = int(item.version) if item is not None else 0
-    if body.get("version") is not None and int(body["version"]) != current:
-        raise Conflict(f"The rules changed meanwhile (version {current}); reload and retry.", version=current)
-    before = json.loads(item.rules) if item is not None else []
-    before_text = (item.blocked_text if item is not None else None) or "masked"
-    blocked_text = body.get("blockedText") or before_text
-    key = item.text_key if item is not None else None
-    if blocked_text == "hashed" and not key:
-        key = secrets.token_hex(32)  # the company's own: hashes never compare across companies
-    new = DlpRules(tenant_id=tenant, rules=json.dumps(rules, separators=(",", ":")), version=current + 1,
-                   updated_at=call.now_ms(), updated_by=call.principal.user_id, blocked_text=blocked_text,
-                   text_key=key)
-    try:
-        new.save(condition=DlpRules.tenant_id.does_not_exist() if item is None else DlpRules.version == current)
-    except PutError as exc:
-        if condition_failed(exc):
-            raise Conflict("The rules changed meanwhile; reload and retry.") from None
-        raise
-    invalidate(tenant)
-    audit(call, "dlp.rules.update", tenant, before={"version": current, "rules": before, "blockedText": before_text},
-          after={"version": current + 1, "rules": rules, "blockedText": blocked_text})
-    return _rules_view(rules, current + 1, blocked_text)
-
-
-def flag_view(f: DlpFlag) -> dict[str, Any]:
-    tenant, user = split_user_key(f.sender_key)
-    return {"id": f.flag_id, "at": int(f.at), "source": f.source, "conversationId": f.conversation_id,
-            "seq": int(f.seq) if f.seq is not None else None, "messageId": f.message_id, "fileId": f.file_id,
-            "sender": {"tenantId": tenant, "userId": user}, "ruleIds": list(f.rule_ids or []),
-            "action": f.action, "excerpt": f.excerpt, "textPolicy": f.text_policy, "text": f.text,
-            "textTruncated": bool(f.text_truncated) if f.text is not None else None, "textHash": f.text_hash}
-
-
-def list_flags(call: Call, body: dict[str, Any]) -> dict[str, Any]:
-    """The company's entries, newest first, by time range; 1 Query per page + 1 audit append.
-
-    Reading content is the reviewers' (docs/compliance.md "Review queue"): an
-    admin without the ``reviewer`` role is refused, and every page read is audited.
-    """
-    require_reviewer(call)
-    limit = int(body.get("limit") or 50)
-    lower, upper = time_window(body)
-    page = DlpFlag.page(call.principal.tenant_id, lower, upper, limit)
-    audit(call, "review.flags.read", None,
-          after={"filters": {k: body[k] for k in ("from", "to", "cursor") if body.get(k) is not None},
-                 "itemIds": [f.flag_id.replace("#", "-", 1) for f in page]})
-    return {"flags": [flag_view(f) for f in page],
-            "nextCursor": next_cursor(page[-1].flag_id if len(page) == limit else None)}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import urlparse
 
 from .. import identity
@@ -18,8 +18,7 @@ EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,253}$")
 ROLES = frozenset(identity.ROLES)
 
 
-@dataclass(frozen=True)
-class TenantSpec:
+class TenantSpec(NamedTuple):
     tenant_id: str
     display_name: str
     domains: list[str]
@@ -29,7 +28,7 @@ class TenantSpec:
     roles_claim: str = "roles"
     subject_claim: str = "sub"
     jwks_uri: str | None = None
-    algorithms: list[str] = field(default_factory=lambda: ["RS256", "ES256"])
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
     auto_provision: bool = False
     web_client_id: str | None = None  # the web page's client_id at the IdP (GET /auth/discovery); None: audience
 

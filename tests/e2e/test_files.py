@@ -404,8 +404,6 @@ async def test_scanner_down_leaves_the_file_pending_and_queues_a_retry(stack, se
 async def test_a_scan_abandoned_after_the_last_attempt_refuses_the_file_and_frees_its_quota(stack, sessions):
     """Scanner down for every attempt: the uploader is told (``scan_failed``), the object goes and
     the reserved bytes come back - not a file pending forever that still counts against the quota."""
-    import dataclasses
-
     from chalicelib.services import files
 
     from .test_federation import make_company
@@ -425,7 +423,7 @@ async def test_a_scan_abandoned_after_the_last_attempt_refuses_the_file_and_free
                               ServerSideEncryption="aws:kms")
     retries: list[tuple] = []
     delivery = _Recorder()
-    cfg = dataclasses.replace(settings(), scan_max_attempts=2)
+    cfg = settings()._replace(scan_max_attempts=2)
     dead = scanner.Pipeline(scanner.TypeCheck(), scanner.ClamdScanner("tcp:127.0.0.1:9", io_timeout=0.5))
     env = Env(s3=s3, delivery=delivery, clock=time.time, settings=cfg,
               scanner=lambda: dead, schedule=Scheduler(file_scan=lambda *a: retries.append(a)))
@@ -442,7 +440,7 @@ async def test_a_scan_abandoned_after_the_last_attempt_refuses_the_file_and_free
     with pytest.raises(ClientError):
         upstream.head_object(Bucket=cfg.files_bucket, Key=key)
     # A late retry (already queued) or a repeated notification changes nothing and frees nothing twice.
-    healthy = dataclasses.replace(env, scanner=lambda: scanner.from_settings(settings()))
+    healthy = env.replace(scanner=lambda: scanner.from_settings(settings()))
     assert files.on_object_created(healthy, cfg.files_bucket, key, put.get("VersionId")) == "deleted"
     assert int(TenantUsage.find(co.tenant).file_bytes) == before
     with pytest.raises(ActionError) as err:
@@ -467,11 +465,9 @@ async def _pending_object(stack, sessions, data: bytes, name: str = "diagram.png
 
 
 def _guardduty_env(delivery, **cfg):
-    import dataclasses
-
     waits: list[tuple] = []
     env = Env(s3=s3, delivery=delivery, clock=time.time,
-              settings=dataclasses.replace(settings(), scanner="guardduty", **cfg),
+              settings=settings()._replace(scanner="guardduty", **cfg),
               scanner=lambda: scanner.from_settings(settings()),
               schedule=Scheduler(file_scan=lambda *a: None, verdict_check=lambda *a: waits.append(a)))
     return env, waits

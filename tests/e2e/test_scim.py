@@ -651,7 +651,7 @@ def _provision_all(subs, email):
 
     from chalicelib.identity import Principal
     from chalicelib.protocol.errors import ChatError
-    from chalicelib.services import connections
+    from chalicelib.services import authentication
 
     barrier = threading.Barrier(len(subs))
     outcomes = {}
@@ -659,7 +659,7 @@ def _provision_all(subs, email):
     def sign_in(sub):
         barrier.wait()
         try:
-            outcomes[sub] = connections._provision(Principal("acme", sub, email, ("member",)), _jit_tenant()).user_id
+            outcomes[sub] = authentication._provision(Principal("acme", sub, email, ("member",)), _jit_tenant()).user_id
         except ChatError as err:
             outcomes[sub] = err.code
 
@@ -698,10 +698,10 @@ def test_concurrent_first_sign_ins_with_one_email_create_exactly_one_user(stack)
     import concurrent.futures
 
     from chalicelib.identity import Principal
-    from chalicelib.services import connections
+    from chalicelib.services import authentication
 
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
-        got = list(pool.map(lambda _i: connections._provision(Principal("acme", sub, email, ()), _jit_tenant()).user_id,
+        got = list(pool.map(lambda _i: authentication._provision(Principal("acme", sub, email, ()), _jit_tenant()).user_id,
                             range(6)))
     assert got == [sub] * 6 and _holders(email, [sub]) == ([sub], sub)
 
@@ -740,10 +740,10 @@ def test_concurrent_first_sign_ins_over_rest_create_exactly_one_user(stack):
 def test_scim_create_with_an_address_a_sign_in_holds_is_409(acme):
     """RFC 7644 §3.3: a create that would duplicate a unique attribute is 409 with scimType uniqueness."""
     from chalicelib.identity import Principal
-    from chalicelib.services import connections
+    from chalicelib.services import authentication
 
     email, sub = f"{_uniq('held')}@acme.example", _uniq("held-sub")
-    assert connections._provision(Principal("acme", sub, email, ()), _jit_tenant()).user_id == sub
+    assert authentication._provision(Principal("acme", sub, email, ()), _jit_tenant()).user_id == sub
     _scim_error(acme("POST", "/Users", _user_body(email)), 409, "uniqueness")
     _scim_error(acme("POST", "/Users", {**_user_body(email.upper()), "userName": _uniq("other")}), 409, "uniqueness")
     # and the other way round: an address SCIM holds refuses a sign-in of another subject
@@ -760,7 +760,7 @@ def test_scim_create_racing_a_first_sign_in_makes_one_user(acme):
 
     from chalicelib.identity import Principal
     from chalicelib.protocol.errors import ChatError
-    from chalicelib.services import connections
+    from chalicelib.services import authentication
 
     for _round in range(4):
         email, sub = f"{_uniq('scimrace')}@acme.example", _uniq("scimrace-sub")
@@ -773,7 +773,7 @@ def test_scim_create_racing_a_first_sign_in_makes_one_user(acme):
         def sign_in():
             barrier.wait()
             try:
-                got["jit"] = connections._provision(Principal("acme", sub, email, ()), _jit_tenant()).user_id
+                got["jit"] = authentication._provision(Principal("acme", sub, email, ()), _jit_tenant()).user_id
             except ChatError as err:
                 got["jit"] = err.code
 

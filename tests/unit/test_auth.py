@@ -72,8 +72,7 @@ def test_bad_claims_unauthorized(claims):
 
 
 def test_subject_claim_is_configurable_per_tenant():
-    import dataclasses
-    tenant = dataclasses.replace(TENANT, subject_claim="oid")
+    tenant = TENANT._replace(subject_claim="oid")
     v = TokenVerifier(lambda iss: tenant if iss == ISS else None, JwksCache(30, http_get=FakeHttp()), 5)
     p, _ = v.verify(_token(oid="object-7"))
     assert p.user_id == "object-7"

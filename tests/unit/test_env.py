@@ -2,8 +2,6 @@
 acting for someone gets the same collaborators."""
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from chalicelib.config import settings
@@ -20,11 +18,26 @@ def test_acting_keeps_every_collaborator_and_adds_the_principal():
     call = env.acting(who, connection_id="c1", request_id="r1")
     assert isinstance(call, Call) and call.principal == who
     assert (call.connection_id, call.request_id, call.source_ip) == ("c1", "r1", None)
-    for f in dataclasses.fields(Env):  # nothing of the entry point's wiring is lost on the way
-        assert getattr(call, f.name) is getattr(env, f.name), f.name
+    for name in Env.names():  # nothing of the entry point's wiring is lost on the way
+        assert getattr(call, name) is getattr(env, name), name
     assert call.now_ms() == 12500 and call.storage() == "s3-client"
     call.schedule.job({"job": "export"}, 3)
     assert jobs == [({"job": "export"}, 3)]
+
+
+def test_an_env_is_read_only_and_replace_builds_a_changed_copy():
+    env = Env(clock=lambda: 1.0, settings=settings(), delivery="outbox")
+    with pytest.raises(AttributeError, match="read-only"):
+        env.delivery = "another"
+    with pytest.raises(AttributeError):
+        env.unknown = 1  # slots: no field can be added either
+    call = env.acting(Principal("acme", "u1", "u1@acme.example"), connection_id="c1")
+    other = call.replace(delivery="another")
+    assert isinstance(other, Call) and other.delivery == "another" and call.delivery == "outbox"
+    assert (other.principal, other.connection_id, other.clock) == (call.principal, "c1", call.clock)
+    assert Call.names() == (*Env.names(), "principal", "connection_id", "source_ip", "request_id")
+    with pytest.raises(TypeError):
+        Env(lambda: 1.0, settings())  # keyword arguments only
 
 
 def test_a_missing_queue_or_client_is_said_plainly():

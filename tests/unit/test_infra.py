@@ -262,7 +262,7 @@ def test_sqs_consumers_may_read_their_own_queue_only(stage):
     queues = render_infra.queues(stage)
     for fn, policy in _function_policies(stage).items():
         receive = {r for a, r in _granted(policy) if a == "sqs:ReceiveMessage"}
-        consumed = {f"arn:aws:sqs:*:*:{render_infra._stage_settings(stage).__dict__[render_infra._setting(q, '_queue')]}"
+        consumed = {f"arn:aws:sqs:*:*:{render_infra._stage_settings(stage)._asdict()[render_infra._setting(q, '_queue')]}"
                     for lid, q in st.sqs_consumers if lid == render_infra.logical_id(fn)}
         assert receive == consumed, fn
         assert all(r.split(":")[-1] in queues.values() for a, r in _granted(policy) if a.startswith("sqs:"))

@@ -12,7 +12,7 @@ import pytest
 from chalicelib.auth import Principal
 from chalicelib.models import Conversation, DlpFlag, DlpRules
 from chalicelib.protocol.errors import MessageBlocked
-from chalicelib.services import screening
+from chalicelib.services import screening, screening_admin
 from chalicelib.services.context import Call
 
 CARD = "4111 1111 1111 1111"
@@ -128,7 +128,7 @@ def test_flag_view_shows_a_blocked_status_entry(env):
     env.rules["acme"] = [CARDS_BLOCK]
     with pytest.raises(MessageBlocked):
         screening.screen_own(call(), CARD, "status")
-    view = screening.flag_view(env.saved[0])
+    view = screening_admin.flag_view(env.saved[0])
     assert (view["action"], view["source"], view["conversationId"], view["seq"]) == ("block", "status", None, None)
     assert view["sender"] == {"tenantId": "acme", "userId": "alice"} and view["excerpt"] == "[redacted]"
 

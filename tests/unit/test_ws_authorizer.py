@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from chalicelib import ws_connect
+from chalicelib import authorizer, ws_connect
 from chalicelib.auth import Principal
 from chalicelib.protocol.errors import Forbidden, Unauthorized
 
@@ -15,9 +15,9 @@ EVENT = {"type": "REQUEST", "methodArn": "arn:aws:execute-api:us-east-1:1:api/de
 
 def test_a_verified_token_is_allowed_with_the_principal_in_its_context(monkeypatch):
     alice = Principal(tenant_id="acme", user_id="u1", email="alice@acme.example", roles=("admin", "member"))
-    monkeypatch.setattr(ws_connect.connections, "authenticate", lambda _verifier, token: (alice, None))
-    monkeypatch.setattr(ws_connect, "_verifier", lambda: None)
-    answer = ws_connect.authorize(EVENT)
+    monkeypatch.setattr(authorizer.authentication, "authenticate", lambda _verifier, token: (alice, None))
+    monkeypatch.setattr(authorizer, "_verifier", lambda: None)
+    answer = authorizer.authorize(EVENT)
     assert answer["principalId"] == "acme#u1"
     (statement,) = answer["policyDocument"]["Statement"]
     assert statement == {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": EVENT["methodArn"]}
@@ -30,9 +30,9 @@ def test_a_refused_token_reaches_connect_as_the_same_structured_refusal(monkeypa
     def refuse(_verifier, _token):
         raise error
 
-    monkeypatch.setattr(ws_connect.connections, "authenticate", refuse)
-    monkeypatch.setattr(ws_connect, "_verifier", lambda: None)
-    answer = ws_connect.authorize(EVENT)
+    monkeypatch.setattr(authorizer.authentication, "authenticate", refuse)
+    monkeypatch.setattr(authorizer, "_verifier", lambda: None)
+    answer = authorizer.authorize(EVENT)
     assert "tenantId" not in answer["context"] and ws_connect.principal_from(answer["context"]) is None
     reply = ws_connect.on_connect({"requestContext": {"connectionId": "c1", "authorizer": answer["context"]}})
     assert reply["statusCode"] == error.status
