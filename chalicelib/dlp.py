@@ -174,9 +174,13 @@ def _fold_char(ch: str) -> str:
     return "".join(out)
 
 
+# ASCII folds to itself but for the controls other than tab, newlines, vertical tab, form feed and
+# carriage return, which are dropped: written out rather than worked out with unicodedata on every
+# cold start (tests/unit/test_dlp.py checks it against _fold_char).
+_ASCII_DROPPED = "".join(chr(i) for i in (*range(0x00, 0x09), *range(0x0e, 0x20), 0x7f))
 # Characters whose fold is not exactly one character (dropped or expanded):
 # the only places where positions in the folded text and the original differ.
-_UNEVEN: set[str] = {chr(i) for i in range(128) if len(_fold_char(chr(i))) != 1}
+_UNEVEN: set[str] = set(_ASCII_DROPPED)
 
 
 class _FoldTable(dict):
@@ -192,8 +196,7 @@ class _FoldTable(dict):
 
 
 _TABLE = _FoldTable()
-_ASCII_TABLE = {i: _fold_char(chr(i)) or None for i in range(128)}  # ASCII: controls dropped, the rest as is
-_ASCII_DROPPED = "".join(sorted(_UNEVEN))
+_ASCII_TABLE = {i: None if chr(i) in _ASCII_DROPPED else chr(i) for i in range(128)}  # ASCII: controls dropped
 _SPECIAL_RUN = re.compile(r"[^\t\n\v\f\r\x20-\x7e]+")  # what folding may change: non-ASCII and controls
 _CHUNK = 64  # fold() and Folded._build() skip ASCII text this many characters at a time
 

@@ -248,3 +248,11 @@ def test_blocked_text_hash_is_of_the_nfc_text():
     a = dlp.blocked_text(dlp.screen(composed, [rs]), "acme", "hashed", key)["text_hash"]
     b = dlp.blocked_text(dlp.screen(decomposed, [rs]), "acme", "hashed", key)["text_hash"]
     assert a == b
+
+
+def test_the_written_out_ascii_fold_is_what_folding_each_character_gives():
+    """dlp writes ASCII's fold out (no unicodedata on a cold start); it must be _fold_char's own answer."""
+    for i in range(128):
+        assert (dlp._ASCII_TABLE[i] or "") == dlp._fold_char(chr(i)), hex(i)
+        assert (chr(i) in dlp._ASCII_DROPPED) == (len(dlp._fold_char(chr(i))) != 1), hex(i)
+    assert {chr(i) for i in range(128)} & dlp._UNEVEN == set(dlp._ASCII_DROPPED)
