@@ -49,10 +49,8 @@ sys.path.insert(0, str(ROOT))
 
 from tools.function_imports import function_modules  # noqa: E402
 
-# CPU time of the importing process, not wall time: an import is CPU-bound, and on a shared machine the
-# wall clock mostly measures waiting for a core (the figures would follow the machine's load).
 # What a function's first event imports inside functions, besides its handler's module (read from
-# the code; tests/unit/test_cold_start_bench.py checks each is in the function's package closure):
+# the code; tests/unit/test_imports.py checks each is in the function's package closure):
 # services' Env (runtime.env), the invocation's outbox (runtime.outbox: fan-out, events, posts), the
 # token verifier, the action's or route's service.  The label names the event.
 _ENV = {"chalicelib.services.context"}
@@ -70,6 +68,9 @@ FIRST_EVENT: dict[str, tuple[str, set[str]]] = {
     "file_scan_retry": ("a retry", {"chalicelib.scanner"} | _ENV | _OUTBOX),
     "file_scan_result": ("a verdict", _ENV | _OUTBOX),
 }
+# CPU time of the importing process, not wall time: an import is CPU-bound, and on a shared machine the
+# wall clock mostly measures waiting for a core (the figures would follow the machine's load).
+TIMER = "import time,sys\nt=time.process_time()\n{stmt}\nprint((time.process_time()-t)*1000)"
 THIRD_PARTY_OF = """
 import sys, json
 {stmt}
@@ -122,7 +123,8 @@ def count(pairs: dict[str, tuple[str, str]], timed: dict[str, dict[str, float]],
         floor, framework, cold = (instructions(c, cwd) for c in
                                   (floor_stmt, floor_stmt + "\nimport chalice.app", cold_stmt))
         ms_per_instruction = timed[function]["floor_ms"] / (floor - start)
-        out[function] = {"floor_minstr": round((floor - start) / 1e6, 1), "over_floor_minstr": round((cold - floor) / 1e6, 1),
+        out[function] = {"floor_minstr": round((floor - start) / 1e6, 1),
+                         "over_floor_minstr": round((cold - floor) / 1e6, 1),
                          "chalice_minstr": round((framework - floor) / 1e6, 1),
                          "over_floor_ms_by_instructions": round((cold - floor) * ms_per_instruction, 1)}
     return out

@@ -251,7 +251,8 @@ def read_cutoff(principal: Principal, conv: Conversation, now_ms: int) -> int | 
     cutoff = history_cutoff(principal, conv)
     if cutoff is not None:
         return cutoff
-    crossing(principal.tenant_id, conv.tenant_id, now_ms, a_user=models.User.find(principal.tenant_id, principal.user_id))
+    me = models.User.find(principal.tenant_id, principal.user_id)
+    crossing(principal.tenant_id, conv.tenant_id, now_ms, a_user=me)
     return None
 
 

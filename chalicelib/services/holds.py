@@ -177,29 +177,30 @@ def file_message_deleted(env: Env, file_id: str, now: int, held: bool = False) -
     and the record keeps ``held_at`` and no expiry: the company's admins can
     still download it (``compliance.download_file``) until the last hold ends.
     """
-    rec = models.File.find(file_id, consistent=True)
+    File = models.File  # noqa: N806 - the model, read through the lazy registry
+    rec = File.find(file_id, consistent=True)
     if rec is None or rec.status != "clean":
         return
-    actions = [models.File.status.set("deleted"), models.File.reason.set("message_deleted"), models.File.updated_at.set(now)]
-    actions += [models.File.held_at.set(now), models.File.expires_at.remove()] if held \
-        else [models.File.expires_at.set(now // 1000 + REJECTED_TTL_SECONDS)]
+    actions = [File.status.set("deleted"), File.reason.set("message_deleted"), File.updated_at.set(now)]
+    actions += [File.held_at.set(now), File.expires_at.remove()] if held \
+        else [File.expires_at.set(now // 1000 + REJECTED_TTL_SECONDS)]
     # The user deleted it: the company's quota gets the bytes back even when a hold keeps them - unless
     # setting its retention expiry gave them back already (``quota_returned``, docs/files.md "Quota").
     returns = None
     for _ in range(2):  # the flag can only appear between the two tries, never go
         try:
             if rec.quota_returned is None:
-                rec.update(actions=actions + [models.File.quota_returned.set(now // 1000)],
-                           condition=(models.File.status == "clean") & models.File.quota_returned.does_not_exist())
+                rec.update(actions=actions + [File.quota_returned.set(now // 1000)],
+                           condition=(File.status == "clean") & File.quota_returned.does_not_exist())
                 returns = True
             else:
-                rec.update(actions=actions, condition=(models.File.status == "clean") & models.File.quota_returned.exists())
+                rec.update(actions=actions, condition=(File.status == "clean") & File.quota_returned.exists())
                 returns = False
             break
         except UpdateError as exc:
             if not condition_failed(exc):
                 raise
-            rec = models.File.find(file_id, consistent=True)
+            rec = File.find(file_id, consistent=True)
             if rec is None or rec.status != "clean":
                 return  # a concurrent delete did it
     if returns is None:
