@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import email_claims, search_index
 from ..identity import Principal, TenantIdentity
 from ..models import User
 from ..protocol.errors import Conflict, Forbidden
@@ -45,6 +44,8 @@ def _provision(principal: Principal, tenant: TenantIdentity) -> User:
     """
     if not tenant.auto_provision:
         raise Forbidden("User is not in the tenant's directory.")
+    from .. import email_claims, search_index  # a first sign-in only: not on every cold start that checks a token
+
     holder = User.find_by_email(principal.email)
     if holder is not None and (holder.tenant_id, holder.user_id) != (principal.tenant_id, principal.user_id):
         raise _email_held()
