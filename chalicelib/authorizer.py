@@ -30,7 +30,7 @@ def authorize(event: dict[str, Any]) -> dict[str, Any]:
     token_ctx = logs.bind(requestId=ctx.get("requestId"), connectionId=ctx.get("connectionId"), route="authorizer")
     try:
         token = token_from_ws_connect(event.get("headers") or {}, event.get("queryStringParameters") or {})
-        principal, _user = authentication.authenticate(_verifier(), token)
+        principal, _user = authentication.authenticate(verifier(), token)
         principal_id, context = user_key(principal.tenant_id, principal.user_id), authorizer_context(principal)
     except ChatError as err:
         principal_id, context = "refused", {"refusedCode": err.code, "refusedStatus": err.status,
@@ -47,8 +47,9 @@ def authorize(event: dict[str, Any]) -> dict[str, Any]:
         "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": event.get("methodArn", "*")}]}}
 
 
-def _verifier() -> Any:
-    """The container's token verifier; pyjwt and cryptography load on the first token checked here."""
-    from .token_verifier import verifier
+def verifier() -> Any:
+    """The container's token verifier (also $connect's, without an authorizer in front): pyjwt and
+    cryptography load on the first token checked, not when this module is imported."""
+    from . import token_verifier
 
-    return verifier()
+    return token_verifier.verifier()

@@ -7,14 +7,16 @@
   the item (and the old endpoint is deleted); a token another user held before
   moves to the caller (the claim item, see ``models.PushDevice``).
 * The push job (kind ``push``, built by the request in ``push_jobs``, always
-  run on the delivery worker, so no ack waits for it): the members of a DM or small conversation, or the mentioned ones,
-  minus the sender, minus those the external-access policy refuses now; each
+  run on the delivery worker, so no ack waits for it): the members of a DM or
+  small conversation, or the mentioned ones, minus the sender, minus those
+  the external-access policy refuses now; each
   remaining one is asked ``push_rules.decide`` (active device, mute, level,
   keywords, quiet hours, presence status); one ``Publish`` per device of each
   one it pushes, with the content the companies' preview policies allow and
   the unread total as badge.
-* The clear job (kind ``push.clear``, a moved read marker, also built in ``push_jobs``): a silent update to
-  the reader's other devices (drop the notifications, set the badge).
+* The clear job (kind ``push.clear``, a moved read marker, also built in
+  ``push_jobs``): a silent update to the reader's other devices (drop the
+  notifications, set the badge).
 * A publish SNS refuses because the endpoint is disabled (the platform said the
   token is invalid) or gone removes the device (and the endpoint).
 

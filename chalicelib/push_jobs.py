@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from .stage_settings import Settings
 
 
 def preview(text: str, chars: int) -> str:

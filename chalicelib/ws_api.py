@@ -104,7 +104,7 @@ ACTIONS: dict[str, tuple[Handler, bool]] = {
 
 def _principal_of(connection_id: str) -> Principal:
     """The connection record's principal, for a connection whose authorizer context has none: the
-    connect service (user directory, search index) loads only then, not on every cold start."""
+    connection records' service (and its models) loads only then, not on every cold start."""
     from .services import connections
 
     return connections.principal_of(connection_id)

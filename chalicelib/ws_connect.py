@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from . import logs, metrics, runtime
+from .authorizer import verifier
 from .identity import principal_from, token_from_ws_connect
 from .config import settings
 from .models import user_key
@@ -57,7 +58,7 @@ def on_connect(event: dict[str, Any]) -> dict[str, Any]:
             source_ip=(ctx.get("identity") or {}).get("sourceIp"),
             device=query.get("device"),
         )
-        principal = connections.connect(_verifier, runtime.clock, settings().connection_ttl_seconds,
+        principal = connections.connect(verifier, runtime.clock, settings().connection_ttl_seconds,
                                         req, principal=principal_from(authorizer), alive=_alive)
         log.info("connected", extra={"tenantId": principal.tenant_id, "userId": principal.user_id})
         _publish_presence(user_key(principal.tenant_id, principal.user_id))
@@ -130,10 +131,3 @@ def _header(headers: dict[str, str], name: str) -> str:
         if key.lower() == name:
             return value
     return ""
-
-
-def _verifier() -> Any:
-    """The container's token verifier; pyjwt and cryptography load on the first token checked here."""
-    from .token_verifier import verifier
-
-    return verifier()

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 from ..identity import Principal
 
 if TYPE_CHECKING:  # the entry point (runtime) builds the settings; a service only reads them
-    from ..config import Settings
+    from ..stage_settings import Settings
 
 
 class Scheduler(NamedTuple):

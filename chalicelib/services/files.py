@@ -48,7 +48,7 @@ from .context import Call, Env
 from .holds import REJECTED_TTL_SECONDS, delete_object
 
 if TYPE_CHECKING:  # the entry point builds the settings; a service only reads them
-    from ..config import Settings
+    from ..stage_settings import Settings
 
 log = logging.getLogger("chat.files")
 

@@ -65,7 +65,8 @@ def test_every_function_of_app_py_has_boundaries():
 def test_importing_app_loads_no_handler_code():
     loaded = _loaded(frozenset())
     ours = {m for m in loaded if m.startswith("chalicelib")}
-    assert ours <= {"chalicelib", "chalicelib.config", "chalicelib.logs", "chalicelib.management"}, sorted(ours)
+    assert ours <= {"chalicelib", "chalicelib.config", "chalicelib.stage_settings", "chalicelib.logs",
+                    "chalicelib.management"}, sorted(ours)
     assert not {"boto3", "pynamodb", "jwt"} & loaded
 
 

@@ -16,7 +16,7 @@ EVENT = {"type": "REQUEST", "methodArn": "arn:aws:execute-api:us-east-1:1:api/de
 def test_a_verified_token_is_allowed_with_the_principal_in_its_context(monkeypatch):
     alice = Principal(tenant_id="acme", user_id="u1", email="alice@acme.example", roles=("admin", "member"))
     monkeypatch.setattr(authorizer.authentication, "authenticate", lambda _verifier, token: (alice, None))
-    monkeypatch.setattr(authorizer, "_verifier", lambda: None)
+    monkeypatch.setattr(authorizer, "verifier", lambda: None)
     answer = authorizer.authorize(EVENT)
     assert answer["principalId"] == "acme#u1"
     (statement,) = answer["policyDocument"]["Statement"]
@@ -31,7 +31,7 @@ def test_a_refused_token_reaches_connect_as_the_same_structured_refusal(monkeypa
         raise error
 
     monkeypatch.setattr(authorizer.authentication, "authenticate", refuse)
-    monkeypatch.setattr(authorizer, "_verifier", lambda: None)
+    monkeypatch.setattr(authorizer, "verifier", lambda: None)
     answer = authorizer.authorize(EVENT)
     assert "tenantId" not in answer["context"] and ws_connect.principal_from(answer["context"]) is None
     reply = ws_connect.on_connect({"requestContext": {"connectionId": "c1", "authorizer": answer["context"]}})
