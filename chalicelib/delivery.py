@@ -91,14 +91,14 @@ class Delivery:
         """Post the same frame to many connections, at most ``max_in_flight`` at once."""
         payload = data.encode("utf-8") if isinstance(data, str) else data
         ids = list(dict.fromkeys(connection_ids))
+        report = DeliveryReport([], [], [])
         if not ids:
-            return DeliveryReport([], [], [])
+            return report
         if len(ids) == 1:
             outcomes = [self._post_one(ids[0], payload)]
         else:
             with ThreadPoolExecutor(max_workers=min(self._max_in_flight, len(ids))) as pool:
                 outcomes = list(pool.map(lambda cid: self._post_one(cid, payload), ids))
-        report = DeliveryReport([], [], [])
         for cid, outcome in zip(ids, outcomes):
             getattr(report, outcome).append(cid)
         # Counted once per fan-out, not per post: the invocation's single EMF line sums them.

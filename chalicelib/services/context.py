@@ -92,7 +92,7 @@ class Env:
 
     def acting(self, principal: Principal, **extra: Any) -> "Call":
         """A service call on behalf of ``principal`` with this entry point's collaborators."""
-        return Call(**{n: getattr(self, n) for n in Env.names()}, principal=principal, **extra)
+        return Call(**{n: getattr(self, n) for n in Env.__slots__}, principal=principal, **extra)
 
 
 class Call(Env):
